@@ -1,0 +1,1 @@
+"""The service shell: settings, the ASGI app and the command line."""

@@ -1,0 +1,146 @@
+"""The ASGI app: GraphQL over HTTP and WebSocket at /graphql, /healthz and /readyz.
+
+`create_app(settings)` builds nothing at import time; the lifespan opens the database, the
+broker and the outbox relay, and closes them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+
+from agencyhub.limits import BodySizeLimit
+from agencyhub.settings import Settings
+from persistence.broker import Broker, InProcessBroker, RedisBroker
+from persistence.database import Database
+from persistence.migrate import upgrade
+from persistence.outbox import OutboxRelay
+from resolvers.context import RequestContext, Services
+from resolvers.security import Passwords, Tokens
+from schema import build_schema
+
+log = logging.getLogger("agencyhub")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class GraphQLApp(GraphQL[RequestContext, None]):
+    """strawberry's ASGI view with our context, fast JSON and connection-time auth."""
+
+    services: Services
+
+    async def get_context(self, request: Request | WebSocket, response: Any) -> RequestContext:
+        if isinstance(request, WebSocket):
+            return RequestContext(self.services, None, long_lived=True)
+        return RequestContext(self.services, request.headers.get("authorization"))
+
+    async def on_ws_connect(self, context: RequestContext) -> None:
+        # A socket that presents a token must present a valid one; no token means anonymous.
+        if context.token is not None and await context.session() is None:
+            raise ConnectionRejectionError({"code": "UNAUTHENTICATED"})
+
+    def encode_json(self, data: object) -> bytes:  # type: ignore[override]
+        return orjson.dumps(data)
+
+
+def build_broker(settings: Settings) -> Broker:
+    return RedisBroker(settings.redis_url) if settings.redis_url else InProcessBroker()
+
+
+@contextlib.asynccontextmanager
+async def running_services(settings: Settings) -> AsyncIterator[tuple[Services, OutboxRelay]]:
+    """Database (migrated in the embedded default), broker and relay, closed on exit."""
+    if settings.is_embedded:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    database = Database(settings.effective_database_url, pool_size=settings.db_pool_size)
+    try:
+        if settings.should_auto_migrate:
+            await upgrade(database.engine)
+        broker = build_broker(settings)
+        await broker.start()
+        relay = OutboxRelay(database, broker, utc_now, poll_interval=settings.outbox_poll_seconds)
+        try:
+            yield (
+                Services(
+                    database=database,
+                    broker=broker,
+                    passwords=Passwords(),
+                    tokens=Tokens(settings.secret()),
+                    clock=utc_now,
+                    wake_relay=relay.wake,
+                    session_ttl=timedelta(hours=settings.session_ttl_hours),
+                    subscriber_queue_size=settings.subscriber_queue_size,
+                ),
+                relay,
+            )
+        finally:
+            await relay.stop()
+            await broker.close()
+    finally:
+        await database.dispose()
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings()
+    graphql = GraphQLApp(
+        build_schema(settings.max_query_depth, settings.max_aliases, settings.max_tokens),
+        graphql_ide="graphiql" if settings.graphiql else None,
+        allow_queries_via_get=True,
+        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+        connection_init_wait_timeout=timedelta(seconds=settings.ws_connection_init_timeout_seconds),
+        max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with running_services(settings) as (services, relay):
+            graphql.services = services
+            app.state.services = services
+            relay.start()
+            yield
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        services: Services = request.app.state.services
+        checks = {}
+        for name, probe in (("database", services.database.ping), ("broker", services.broker.ping)):
+            try:
+                await asyncio.wait_for(probe(), timeout=2)
+                checks[name] = "ok"
+            except Exception:
+                checks[name] = "down"
+        ready = all(state == "ok" for state in checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "unavailable", **checks},
+            status_code=200 if ready else 503,
+        )
+
+    return Starlette(
+        routes=[
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+        ],
+        middleware=[Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)],
+        lifespan=lifespan,
+    )

@@ -1,0 +1,123 @@
+"""The command line: serve, migrate, seed-demo, export-schema, check-ledger."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from agencyhub.settings import Settings
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from agencyhub.app import create_app
+
+    config = uvicorn.Config(
+        create_app(settings),
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        loop="auto",  # uvloop when installed
+        http="auto",  # httptools when installed
+        ws="websockets-sansio",
+        log_level="info",
+        proxy_headers=True,
+        lifespan="on",
+    )
+    database = (
+        f"embedded SQLite {settings.effective_database_url}"
+        if settings.is_embedded
+        else "PostgreSQL"
+    )
+    broker = "Redis" if settings.redis_url else "in-process broker"
+    print(
+        f"agencyhub: GraphQL at http://{config.host}:{config.port}/graphql ({database}, {broker})",
+        flush=True,
+    )
+    uvicorn.Server(config).run()
+    return 0
+
+
+def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from persistence.database import Database
+    from persistence.migrate import upgrade
+
+    async def run() -> None:
+        if settings.is_embedded:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        database = Database(settings.effective_database_url)
+        try:
+            await upgrade(database.engine, args.revision)
+        finally:
+            await database.dispose()
+
+    asyncio.run(run())
+    print(f"agencyhub: database at {args.revision}", flush=True)
+    return 0
+
+
+def _export_schema(settings: Settings, args: argparse.Namespace) -> int:
+    from schema import build_schema
+
+    sdl = build_schema().as_str() + "\n"
+    if args.output == "-":
+        sys.stdout.write(sdl)
+    else:
+        Path(args.output).write_text(sdl)
+        print(f"agencyhub: wrote {args.output}", flush=True)
+    return 0
+
+
+def _seed_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from agencyhub.demo import seed_demo
+
+    return asyncio.run(seed_demo(settings))
+
+
+def _check_ledger(settings: Settings, args: argparse.Namespace) -> int:
+    from persistence.database import Database
+    from persistence.ledger import mismatches
+
+    async def run() -> int:
+        database = Database(settings.effective_database_url)
+        try:
+            async with database.read() as conn:
+                found = await mismatches(conn)
+        finally:
+            await database.dispose()
+        for sub_account_id, tier, balance, total in found:
+            print(f"MISMATCH {sub_account_id} {tier}: balance {balance} s, ledger {total} s")
+        print("ledger: balanced" if not found else f"ledger: {len(found)} mismatches")
+        return 1 if found else 0
+
+    return asyncio.run(run())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="agencyhub", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the HTTP/WebSocket server")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(run=_serve)
+    migrate = commands.add_parser("migrate", help="apply database migrations")
+    migrate.add_argument("--revision", default="head")
+    migrate.set_defaults(run=_migrate)
+    seed = commands.add_parser("seed-demo", help="create a demo agency and print its logins")
+    seed.set_defaults(run=_seed_demo)
+    export = commands.add_parser("export-schema", help="write the GraphQL SDL")
+    export.add_argument("output", nargs="?", default="schema.graphql")
+    export.set_defaults(run=_export_schema)
+    check = commands.add_parser("check-ledger", help="prove balances equal ledger sums")
+    check.set_defaults(run=_check_ledger)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    return int(args.run(Settings(), args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,74 @@
+"""Settings from the environment (or a `.env` file).
+
+With nothing set, the server runs on the embedded default: a SQLite file and an in-process
+broker under `DATA_DIR`, a development secret kept there, and mail written as .eml files.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    database_url: str | None = None  # postgresql+asyncpg://… ; default: SQLite in DATA_DIR
+    redis_url: str | None = None  # redis://… ; default: in-process broker
+    secret_key: SecretStr | None = None  # default: generated once into DATA_DIR/secret_key
+    stripe_api_key: SecretStr | None = None
+    stripe_webhook_secret: SecretStr | None = None
+    mail_url: str | None = None  # smtp://user:pass@host:port ; default: .eml files in MAIL_DIR
+    mail_dir: Path | None = None
+    public_url: str = "http://127.0.0.1:8000"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path("data")
+
+    graphiql: bool = True  # the in-browser IDE at /graphql; turn off in production
+    auto_migrate: bool | None = None  # default: on for the embedded SQLite, off otherwise
+    session_ttl_hours: int = Field(default=24 * 14, ge=1)
+    db_pool_size: int = Field(default=10, ge=1)
+
+    # Request limits: each refused with a clear error.
+    max_body_bytes: int = 1_000_000
+    max_query_depth: int = 10
+    max_aliases: int = 15
+    max_tokens: int = 2_000
+    max_subscriptions_per_connection: int = 100
+    ws_connection_init_timeout_seconds: float = 10.0
+    subscriber_queue_size: int = 256
+
+    outbox_poll_seconds: float = 0.5
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'agencyhub.sqlite3').resolve()}"
+
+    @property
+    def is_embedded(self) -> bool:
+        return not self.database_url
+
+    @property
+    def should_auto_migrate(self) -> bool:
+        return self.is_embedded if self.auto_migrate is None else self.auto_migrate
+
+    @property
+    def effective_mail_dir(self) -> Path:
+        return self.mail_dir or self.data_dir / "mail"
+
+    def secret(self) -> bytes:
+        """The server secret; in the embedded default one is generated and kept on disk."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value().encode()
+        path = self.data_dir / "secret_key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(48))
+        return path.read_text().strip().encode()

@@ -1,0 +1,29 @@
+"""Monthly anniversaries: billing dates and plan renewals, clamped to the month's last day."""
+
+from __future__ import annotations
+
+import calendar
+from datetime import date
+
+
+def add_months(anchor: date, months: int) -> date:
+    """The anchor's day-of-month `months` later, clamped: Jan 31 + 1 → Feb 28/29."""
+    index = anchor.year * 12 + (anchor.month - 1) + months
+    year, month = divmod(index, 12)
+    last_day = calendar.monthrange(year, month + 1)[1]
+    return date(year, month + 1, min(anchor.day, last_day))
+
+
+def next_anniversary(anchor: date, today: date) -> date:
+    """The first monthly anniversary of `anchor` strictly after `today`.
+
+    Each anniversary is computed from the anchor itself (never from the previous clamped
+    date), so Jan 31 → Feb 28 → Mar 31, not Mar 28.
+    """
+    months = (today.year - anchor.year) * 12 + (today.month - anchor.month)
+    months = max(months, 0)
+    candidate = add_months(anchor, months)
+    while candidate <= today:
+        months += 1
+        candidate = add_months(anchor, months)
+    return candidate

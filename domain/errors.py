@@ -1,0 +1,41 @@
+"""Business-rule failures and their stable codes, spelled as the API spells them."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    INVALID_INPUT = "INVALID_INPUT"
+    INVALID_EMAIL = "INVALID_EMAIL"
+    WEAK_PASSWORD = "WEAK_PASSWORD"
+    EMAIL_TAKEN = "EMAIL_TAKEN"
+    UNKNOWN_PLAN = "UNKNOWN_PLAN"
+    INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
+    TOO_MANY_ATTEMPTS = "TOO_MANY_ATTEMPTS"
+    NOT_FOUND = "NOT_FOUND"
+    PLAN_LIMIT_REACHED = "PLAN_LIMIT_REACHED"
+    INSUFFICIENT_MINUTES = "INSUFFICIENT_MINUTES"
+    SUBACCOUNT_SUSPENDED = "SUBACCOUNT_SUSPENDED"
+    NOTE_TOO_LONG = "NOTE_TOO_LONG"
+    PRIMARY_NOT_REMOVABLE = "PRIMARY_NOT_REMOVABLE"
+    INVITATION_EXPIRED = "INVITATION_EXPIRED"
+    IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
+
+
+class DomainError(Exception):
+    """A rule said no. Resolvers turn it into a `UserError` in the mutation payload."""
+
+    def __init__(self, code: ErrorCode, message: str, field: tuple[str, ...] | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+class AccessDenied(Exception):
+    """The viewer may not do this. Becomes a GraphQL error with extensions.code FORBIDDEN."""
+
+
+class NotAuthenticated(Exception):
+    """No valid session. Becomes a GraphQL error with extensions.code UNAUTHENTICATED."""

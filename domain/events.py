@@ -1,0 +1,36 @@
+"""Events that reach live screens, and the broker topics they travel on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+
+def agency_topic(agency_id: UUID) -> str:
+    return f"agency:{agency_id}"
+
+
+def sub_account_topic(sub_account_id: UUID) -> str:
+    return f"sub_account:{sub_account_id}"
+
+
+class AuditKind(StrEnum):
+    """Security-relevant things that happened in an agency, for the owner's live audit feed."""
+
+    USER_SIGNED_IN = "USER_SIGNED_IN"
+    SIGN_IN_FAILED = "SIGN_IN_FAILED"
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something to announce after commit. `payload` is JSON-ready (str, int, bool, None)."""
+
+    topic: str
+    kind: str
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+def audit_event(agency_id: UUID, kind: AuditKind, occurred_at: str, **details: Any) -> Event:
+    return Event(agency_topic(agency_id), kind.value, {"occurred_at": occurred_at, **details})

@@ -1,0 +1,1 @@
+"""Everything that touches storage: tables, migrations, the unit of work, queries, brokers."""

@@ -1,0 +1,90 @@
+"""Balances and the append-only ledger, always changed together in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from domain.errors import DomainError, ErrorCode
+from domain.ledger import Movement
+from domain.money import Tier
+from persistence.tables import BalanceRow, LedgerEntryRow
+
+balance_t = BalanceRow.__table__
+ledger_t = LedgerEntryRow.__table__
+
+
+async def open_balances(conn: AsyncConnection, sub_account_id: UUID) -> None:
+    """Every sub-account has a zero balance row per tier from birth, ready to lock."""
+    await conn.execute(
+        insert(balance_t),
+        [{"sub_account_id": sub_account_id, "tier": tier.value, "seconds": 0} for tier in Tier],
+    )
+
+
+async def apply(conn: AsyncConnection, movements: Sequence[Movement], now: datetime) -> None:
+    """Apply movements; a debit that would take a balance below zero refuses the whole lot.
+
+    Rows are updated in (sub-account, tier) order so concurrent movements over the same
+    accounts always lock in the same order and cannot deadlock.
+    """
+    for m in sorted(movements, key=lambda m: (m.sub_account_id, m.tier.value)):
+        stmt = (
+            update(balance_t)
+            .where(balance_t.c.sub_account_id == m.sub_account_id, balance_t.c.tier == m.tier.value)
+            .values(seconds=balance_t.c.seconds + m.delta_seconds)
+        )
+        if m.delta_seconds < 0:
+            stmt = stmt.where(balance_t.c.seconds >= -m.delta_seconds)
+        result = await conn.execute(stmt)
+        if result.rowcount != 1:
+            raise DomainError(ErrorCode.INSUFFICIENT_MINUTES, "Not enough minutes left.")
+    await conn.execute(
+        insert(ledger_t),
+        [
+            {
+                "agency_id": m.agency_id,
+                "sub_account_id": m.sub_account_id,
+                "tier": m.tier.value,
+                "delta_seconds": m.delta_seconds,
+                "kind": m.kind.value,
+                "reference": m.reference,
+                "created_at": now,
+            }
+            for m in movements
+        ],
+    )
+
+
+async def mismatches(conn: AsyncConnection) -> list[tuple[UUID, str, int, int]]:
+    """(sub-account, tier, balance, ledger sum) wherever the two disagree; empty when sound."""
+    sums = (
+        select(
+            ledger_t.c.sub_account_id,
+            ledger_t.c.tier,
+            func.sum(ledger_t.c.delta_seconds).label("total"),
+        )
+        .group_by(ledger_t.c.sub_account_id, ledger_t.c.tier)
+        .subquery()
+    )
+    rows = await conn.execute(
+        select(
+            balance_t.c.sub_account_id,
+            balance_t.c.tier,
+            balance_t.c.seconds,
+            func.coalesce(sums.c.total, 0),
+        )
+        .select_from(
+            balance_t.outerjoin(
+                sums,
+                (sums.c.sub_account_id == balance_t.c.sub_account_id)
+                & (sums.c.tier == balance_t.c.tier),
+            )
+        )
+        .where(balance_t.c.seconds != func.coalesce(sums.c.total, 0))
+    )
+    return [(r[0], r[1], int(r[2]), int(r[3])) for r in rows]

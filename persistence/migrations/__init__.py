@@ -1,0 +1,1 @@
+"""Alembic migrations; each runs on PostgreSQL and SQLite."""

@@ -1,0 +1,192 @@
+"""The transactional outbox and its relay.
+
+A change writes its events into `outbox` in its own transaction. The relay, the only thing
+that publishes, then (1) gives newly committed rows the next public `sequence` numbers and
+(2) publishes sequenced rows to the broker in sequence order, marking each published.
+
+Sequences are assigned at relay time, not taken from the row id: ids are handed out when a
+transaction inserts, not when it commits, so "id > last seen" would skip a slow transaction's
+row. On PostgreSQL one relay at a time holds an advisory lock; the others stand by.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from domain.events import Event
+from persistence.broker import Broker
+from persistence.database import Database
+from persistence.tables import OutboxRow
+
+log = logging.getLogger(__name__)
+
+RELAY_LOCK_KEY = 0x0A6E_0C1B  # any constant shared by every process of this service
+outbox = OutboxRow.__table__
+
+
+async def write_events(conn: AsyncConnection, events: Sequence[Event], now: datetime) -> None:
+    await conn.execute(
+        insert(outbox),
+        [
+            {
+                "topic": e.topic,
+                "kind": e.kind,
+                "payload": orjson.dumps(e.payload).decode(),
+                "created_at": now,
+            }
+            for e in events
+        ],
+    )
+
+
+def encode_message(sequence: int, topic: str, kind: str, payload: str) -> bytes:
+    """The wire format on the broker: one JSON object per event, payload embedded as is."""
+    return b'{"sequence":%d,"topic":%s,"kind":%s,"payload":%s}' % (
+        sequence,
+        orjson.dumps(topic),
+        orjson.dumps(kind),
+        payload.encode(),
+    )
+
+
+def decode_message(data: bytes) -> dict[str, Any]:
+    message: dict[str, Any] = orjson.loads(data)
+    return message
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        database: Database,
+        broker: Broker,
+        now: Callable[[], datetime],
+        *,
+        poll_interval: float = 0.5,
+        batch_size: int = 500,
+    ) -> None:
+        self._database = database
+        self._broker = broker
+        self._now = now
+        self._poll_interval = poll_interval
+        self._batch_size = batch_size
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        """Called after a commit that wrote events, so they go out without waiting for a poll."""
+        self._wakeup.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                while await self.relay_once() == self._batch_size:
+                    pass  # a full batch: there may be more waiting
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The broker or database is away; the rows wait in the outbox for the next try.
+                log.warning("outbox relay round failed; retrying", exc_info=True)
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), self._poll_interval)
+            except TimeoutError:
+                pass
+            self._wakeup.clear()
+
+    async def relay_once(self) -> int:
+        """One round: sequence what is new, publish what is sequenced. Returns rows published."""
+        if self._database.is_sqlite:
+            await self._sequence_new_rows()
+            return await self._publish_sequenced_rows()
+        async with self._database.read() as lock_conn:
+            locked = await lock_conn.scalar(select(func.pg_try_advisory_lock(RELAY_LOCK_KEY)))
+            if not locked:
+                return 0  # another process's relay is active; this one stands by
+            try:
+                await self._sequence_new_rows()
+                return await self._publish_sequenced_rows()
+            finally:
+                await lock_conn.execute(select(func.pg_advisory_unlock(RELAY_LOCK_KEY)))
+                await lock_conn.commit()
+
+    async def _sequence_new_rows(self) -> None:
+        async with self._database.transaction() as conn:
+            new_ids = (
+                await conn.scalars(
+                    select(outbox.c.id)
+                    .where(outbox.c.sequence.is_(None))
+                    .order_by(outbox.c.id)
+                    .limit(self._batch_size)
+                )
+            ).all()
+            if not new_ids:
+                return
+            last = await conn.scalar(select(func.coalesce(func.max(outbox.c.sequence), 0)))
+            assert last is not None
+            if self._database.is_sqlite:
+                for offset, row_id in enumerate(new_ids, start=1):
+                    await conn.execute(
+                        update(outbox).where(outbox.c.id == row_id).values(sequence=last + offset)
+                    )
+            else:
+                await conn.execute(
+                    text(
+                        "UPDATE outbox SET sequence = :last + numbered.n FROM "
+                        "(SELECT id, row_number() OVER (ORDER BY id) AS n "
+                        " FROM unnest(CAST(:ids AS bigint[])) AS id) AS numbered "
+                        "WHERE outbox.id = numbered.id"
+                    ),
+                    {"last": last, "ids": list(new_ids)},
+                )
+
+    async def _publish_sequenced_rows(self) -> int:
+        async with self._database.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(
+                        outbox.c.id,
+                        outbox.c.sequence,
+                        outbox.c.topic,
+                        outbox.c.kind,
+                        outbox.c.payload,
+                    )
+                    .where(outbox.c.sequence.is_not(None), outbox.c.published_at.is_(None))
+                    .order_by(outbox.c.sequence)
+                    .limit(self._batch_size)
+                )
+            ).all()
+        published: list[int] = []
+        try:
+            for row in rows:
+                await self._broker.publish(
+                    row.topic, encode_message(row.sequence, row.topic, row.kind, row.payload)
+                )
+                published.append(row.id)
+        finally:
+            if published:
+                async with self._database.transaction() as conn:
+                    await conn.execute(
+                        update(outbox)
+                        .where(outbox.c.id.in_(published))
+                        .values(published_at=self._now())
+                    )
+        return len(published)

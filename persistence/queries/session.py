@@ -1,0 +1,99 @@
+"""Who is calling: one statement turns a bearer token into the viewer and their agency.
+
+The viewer's own agency and its primary sub-account are on nearly every screen, so they come
+back in the same round trip and prime the request's DataLoaders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from types import SimpleNamespace
+from uuid import UUID
+
+from sqlalchemy import and_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from domain.agency import Agency, SubAccount, User
+from domain.policy import Role, Viewer
+from persistence.records import (
+    AGENCY_COLUMNS,
+    SUB_ACCOUNT_COLUMNS,
+    USER_COLUMNS,
+    agency_from,
+    sub_account_from,
+    sub_account_t,
+    user_from,
+    user_t,
+)
+from persistence.tables import AuthSessionRow, UserGrantRow
+
+session_t = AuthSessionRow.__table__
+grant_t = UserGrantRow.__table__
+primary_t = sub_account_t.alias("primary_sub_account")
+
+
+@dataclass(frozen=True)
+class SessionContext:
+    viewer: Viewer
+    user: User
+    agency: Agency
+    primary: SubAccount | None
+
+
+_QUERY = select(
+    *(c.label(f"u_{c.name}") for c in USER_COLUMNS),
+    *(c.label(f"a_{c.name}") for c in AGENCY_COLUMNS),
+    *(primary_t.c[c.name].label(f"p_{c.name}") for c in SUB_ACCOUNT_COLUMNS),
+).select_from(
+    session_t.join(user_t, user_t.c.id == session_t.c.user_id)
+    .join(AGENCY_COLUMNS[0].table, AGENCY_COLUMNS[0] == user_t.c.agency_id)
+    .outerjoin(
+        primary_t,
+        and_(primary_t.c.agency_id == user_t.c.agency_id, primary_t.c.kind == "PRIMARY"),
+    )
+)
+
+
+def _prefixed(row: object, prefix: str) -> SimpleNamespace:
+    mapping = row._mapping  # type: ignore[attr-defined]
+    return SimpleNamespace(
+        **{key[len(prefix) :]: value for key, value in mapping.items() if key.startswith(prefix)}
+    )
+
+
+async def load_session(
+    conn: AsyncConnection, token_hash: bytes, now: datetime
+) -> SessionContext | None:
+    """The live session for this token hash; None when unknown, revoked or expired."""
+    row = (
+        await conn.execute(
+            _QUERY.where(
+                session_t.c.token_hash == token_hash,
+                session_t.c.revoked_at.is_(None),
+                session_t.c.expires_at > now,
+            )
+        )
+    ).first()
+    if row is None:
+        return None
+    user = user_from(_prefixed(row, "u_"))
+    agency = agency_from(_prefixed(row, "a_"))
+    primary_fields = _prefixed(row, "p_")
+    primary = sub_account_from(primary_fields) if primary_fields.id is not None else None
+    granted: frozenset[UUID] = frozenset()
+    if not user.all_sub_accounts and user.role not in (Role.AGENCY_OWNER, Role.AGENCY_ADMIN):
+        granted = await granted_sub_accounts(conn, user.id)
+    viewer = Viewer(
+        user_id=user.id,
+        agency_id=user.agency_id,
+        role=user.role,
+        all_sub_accounts=user.all_sub_accounts,
+        sub_account_ids=granted,
+    )
+    return SessionContext(viewer=viewer, user=user, agency=agency, primary=primary)
+
+
+async def granted_sub_accounts(conn: AsyncConnection, user_id: UUID) -> frozenset[UUID]:
+    rows = await conn.scalars(select(grant_t.c.sub_account_id).where(grant_t.c.user_id == user_id))
+    return frozenset(rows.all())

@@ -1,0 +1,193 @@
+"""The tables. One typed declarative model; queries use them through SQLAlchemy Core.
+
+Money columns hold integer micro-dollars, minute columns hold integer seconds.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    false,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from persistence.types import BigIntId, UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def _uuid_pk() -> Mapped[uuid.UUID]:
+    return mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+
+
+class AgencyRow(Base):
+    __tablename__ = "agency"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    name: Mapped[str] = mapped_column(String(120))
+    # The plan's terms are copied at sign-up, so a later catalogue change keeps contracts.
+    plan_name: Mapped[str] = mapped_column(String(60))
+    billing_model: Mapped[str] = mapped_column(String(20))
+    sub_account_cap: Mapped[int | None] = mapped_column(Integer)
+    included_monthly_minutes: Mapped[int] = mapped_column(Integer)
+    included_tier: Mapped[str] = mapped_column(String(10))
+    plan_started_on: Mapped[date] = mapped_column(Date)
+    time_zone: Mapped[str] = mapped_column(String(64), server_default="UTC")
+    payout_threshold_micros: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(255))
+    stripe_payment_method_id: Mapped[str | None] = mapped_column(String(255))
+    stripe_connect_account_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SubAccountRow(Base):
+    __tablename__ = "sub_account"
+    __table_args__ = (
+        # Exactly one Primary per agency: the database, not a check-then-insert, says so.
+        Index(
+            "uq_sub_account_one_primary",
+            "agency_id",
+            unique=True,
+            postgresql_where=text("kind = 'PRIMARY'"),
+            sqlite_where=text("kind = 'PRIMARY'"),
+        ),
+        CheckConstraint("knowledge_pack_credits >= 0", name="kp_credits_not_negative"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    name: Mapped[str] = mapped_column(String(120))
+    login_email: Mapped[str] = mapped_column(String(254), unique=True)
+    status: Mapped[str] = mapped_column(String(10), server_default="ACTIVE")
+    subscription_start_date: Mapped[date] = mapped_column(Date)
+    balance_source: Mapped[str] = mapped_column(String(10), server_default="CUSTOMER")
+    markup_basic_bp: Mapped[int] = mapped_column(Integer, server_default="0")
+    markup_premium_bp: Mapped[int] = mapped_column(Integer, server_default="0")
+    knowledge_pack_credits: Mapped[int] = mapped_column(Integer, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class UserRow(Base):
+    __tablename__ = "app_user"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"), index=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(20))
+    all_sub_accounts: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class UserGrantRow(Base):
+    """A sub-account granted to a user whose role is scoped to listed sub-accounts."""
+
+    __tablename__ = "user_grant"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("app_user.id", ondelete="CASCADE"), primary_key=True
+    )
+    sub_account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("sub_account.id"), primary_key=True
+    )
+
+
+class AuthSessionRow(Base):
+    """A sign-in. Only the HMAC of the bearer token is kept."""
+
+    __tablename__ = "auth_session"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("app_user.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class BalanceRow(Base):
+    """Seconds left per tier; the row a minute movement locks. Never negative."""
+
+    __tablename__ = "balance"
+    __table_args__ = (CheckConstraint("seconds >= 0", name="seconds_not_negative"),)
+
+    sub_account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("sub_account.id"), primary_key=True
+    )
+    tier: Mapped[str] = mapped_column(String(10), primary_key=True)
+    seconds: Mapped[int] = mapped_column(BigInteger, server_default="0")
+
+
+class LedgerEntryRow(Base):
+    """Append-only history of every minute movement; sums per (sub-account, tier) = balance."""
+
+    __tablename__ = "ledger_entry"
+    __table_args__ = (Index("ix_ledger_entry_account_tier", "sub_account_id", "tier"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"), index=True)
+    sub_account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sub_account.id"))
+    tier: Mapped[str] = mapped_column(String(10))
+    delta_seconds: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(30))
+    reference: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class OutboxRow(Base):
+    """Events written with the change they announce; the relay sequences and publishes them."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index(
+            "ix_outbox_unsequenced",
+            "id",
+            postgresql_where=text("sequence IS NULL"),
+            sqlite_where=text("sequence IS NULL"),
+        ),
+        Index(
+            "ix_outbox_unpublished",
+            "sequence",
+            postgresql_where=text("sequence IS NOT NULL AND published_at IS NULL"),
+            sqlite_where=text("sequence IS NOT NULL AND published_at IS NULL"),
+        ),
+        UniqueConstraint("sequence"),
+        Index("ix_outbox_topic_sequence", "topic", "sequence"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    topic: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sequence: Mapped[int | None] = mapped_column(BigInteger)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

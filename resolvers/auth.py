@@ -1,0 +1,126 @@
+"""Signing up an agency, signing in and out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
+
+from domain import agency as rules
+from domain.agency import Agency, SubAccountKind, User
+from domain.errors import DomainError, ErrorCode
+from domain.events import AuditKind, audit_event
+from domain.identity import normalize_email
+from domain.ledger import LedgerKind, Movement
+from domain.policy import Role
+from persistence import agencies, ledger, users
+from resolvers.context import RequestContext
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    user: User
+    token: str
+
+
+@dataclass(frozen=True)
+class SignedUp:
+    agency: Agency
+    user: User
+    token: str
+
+
+def _email_taken(field: str) -> DomainError:
+    return DomainError(ErrorCode.EMAIL_TAKEN, "That email is already in use.", (field,))
+
+
+async def sign_up_agency(
+    ctx: RequestContext, agency_name: str, owner_email: str, password: str, plan_name: str | None
+) -> SignedUp:
+    """The agency, its plan, its owner and its Primary, with the plan's first grant, at once."""
+    services = ctx.services
+    now = services.clock()
+    signup = rules.sign_up(agency_name, owner_email, password, plan_name, now)
+    password_hash = await services.passwords.hash(password)
+    token = services.tokens.new()
+    try:
+        async with services.uow() as uow:
+            if await agencies.email_in_use(uow.conn, signup.owner_email):
+                raise _email_taken("ownerEmail")
+            agency = await agencies.add_agency(uow.conn, signup, now)
+            primary = await agencies.add_sub_account(
+                uow.conn,
+                agency.id,
+                SubAccountKind.PRIMARY,
+                agency.name,
+                signup.owner_email,
+                now,
+                signup.plan.knowledge_pack_credits,
+                now,
+            )
+            owner = await users.add_user(
+                uow.conn,
+                agency.id,
+                signup.owner_email,
+                password_hash,
+                Role.AGENCY_OWNER,
+                now,
+                all_sub_accounts=True,
+            )
+            if signup.included_seconds:
+                grant = Movement(
+                    agency.id,
+                    primary.id,
+                    signup.included_tier,
+                    signup.included_seconds,
+                    LedgerKind.PLAN_GRANT,
+                    f"plan:{agency.plan_name}:{signup.started_on}",
+                )
+                await ledger.apply(uow.conn, [grant], now)
+            await users.add_session(
+                uow.conn, owner.id, services.tokens.digest(token), now, now + services.session_ttl
+            )
+    except IntegrityError:
+        # Two sign-ups raced for one email; the unique constraint decided.
+        raise _email_taken("ownerEmail") from None
+    ctx.sign_in_as(token)
+    return SignedUp(agency=agency, user=owner, token=token)
+
+
+async def login(ctx: RequestContext, email: str, password: str) -> SignedIn:
+    services = ctx.services
+    invalid = DomainError(ErrorCode.INVALID_CREDENTIALS, "Wrong email or password.")
+    try:
+        email = normalize_email(email)
+    except DomainError:
+        raise invalid from None
+    async with services.database.read() as conn:
+        found = await users.user_with_password(conn, email)
+    user, password_hash = found if found is not None else (None, None)
+    ok = await services.passwords.verify(password_hash, password)
+    now = services.clock()
+    if user is None:
+        raise invalid
+    token = services.tokens.new()
+    async with services.uow() as uow:
+        kind = AuditKind.USER_SIGNED_IN if ok else AuditKind.SIGN_IN_FAILED
+        uow.publish(audit_event(user.agency_id, kind, now.isoformat(), email=user.email))
+        if ok:
+            await users.add_session(
+                uow.conn, user.id, services.tokens.digest(token), now, now + services.session_ttl
+            )
+    if not ok:
+        raise invalid
+    ctx.sign_in_as(token)
+    return SignedIn(user=user, token=token)
+
+
+async def logout(ctx: RequestContext) -> bool:
+    """Revokes the token this request came with; true when a live session was ended."""
+    await ctx.require_session()
+    token = ctx.token
+    assert token is not None
+    async with ctx.services.uow() as uow:
+        return await users.revoke_session(
+            uow.conn, ctx.services.tokens.digest(token), ctx.services.clock()
+        )

@@ -1,0 +1,149 @@
+"""What every resolver receives: the app's services and this request's viewer and loaders.
+
+A request never shares one database session between resolvers: reads go through DataLoaders
+(each batch on its own short connection) and each mutation opens its own unit of work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cached_property
+from typing import Any, TypeVar
+from uuid import UUID
+
+from strawberry.dataloader import DataLoader
+
+from domain.agency import Agency, SubAccount, User
+from domain.errors import NotAuthenticated
+from domain.ledger import Balance
+from domain.policy import Viewer
+from persistence.broker import Broker
+from persistence.database import Database
+from persistence.queries import loaders as batch
+from persistence.queries.session import SessionContext, load_session
+from persistence.unit_of_work import UnitOfWork
+from resolvers.security import Passwords, Tokens, bearer_token
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+@dataclass
+class Services:
+    """Built once per process by the app's lifespan."""
+
+    database: Database
+    broker: Broker
+    passwords: Passwords
+    tokens: Tokens
+    clock: Callable[[], datetime]
+    wake_relay: Callable[[], None]
+    session_ttl: timedelta
+    subscriber_queue_size: int
+
+    def uow(self) -> UnitOfWork:
+        return UnitOfWork(self.database, self.clock, self.wake_relay)
+
+
+class Loaders:
+    """The request's DataLoaders, created on first use. `cache=False` for long-lived sockets."""
+
+    def __init__(self, database: Database, cache: bool = True) -> None:
+        self._database = database
+        self._cache = cache
+
+    def _loader(
+        self, query: Callable[[Any, Sequence[K]], Awaitable[Sequence[V]]]
+    ) -> DataLoader[K, V]:
+        async def load(keys: list[K]) -> Sequence[V]:
+            async with self._database.read() as conn:
+                return await query(conn, keys)
+
+        return DataLoader(load_fn=load, cache=self._cache)
+
+    @cached_property
+    def agency_by_id(self) -> DataLoader[UUID, Agency | None]:
+        return self._loader(batch.agencies_by_id)
+
+    @cached_property
+    def sub_account_by_id(self) -> DataLoader[UUID, SubAccount | None]:
+        return self._loader(batch.sub_accounts_by_id)
+
+    @cached_property
+    def primary_sub_account_by_agency(self) -> DataLoader[UUID, SubAccount | None]:
+        return self._loader(batch.primary_sub_accounts_by_agency)
+
+    @cached_property
+    def user_by_id(self) -> DataLoader[UUID, User | None]:
+        return self._loader(batch.users_by_id)
+
+    @cached_property
+    def balances_by_sub_account(self) -> DataLoader[UUID, list[Balance]]:
+        return self._loader(batch.balances_by_sub_account)
+
+    def prime_session(self, session: SessionContext) -> None:
+        if not self._cache:
+            return
+        self.user_by_id.prime(session.user.id, session.user)
+        self.agency_by_id.prime(session.agency.id, session.agency)
+        if session.primary is not None:
+            self.primary_sub_account_by_agency.prime(session.agency.id, session.primary)
+            self.sub_account_by_id.prime(session.primary.id, session.primary)
+
+
+class RequestContext:
+    """Per HTTP request, or per WebSocket connection (then `connection_params` holds the auth)."""
+
+    def __init__(
+        self, services: Services, authorization: str | None, long_lived: bool = False
+    ) -> None:
+        self.services = services
+        self._authorization = authorization
+        self.connection_params: dict[str, Any] | None = None
+        self.loaders = Loaders(services.database, cache=not long_lived)
+        self._session: asyncio.Future[SessionContext | None] | None = None
+
+    @property
+    def token(self) -> str | None:
+        header = self._authorization
+        if header is None and self.connection_params:
+            header = self.connection_params.get("authorization") or self.connection_params.get(
+                "Authorization"
+            )
+        return bearer_token(header) if isinstance(header, str) else None
+
+    async def session(self) -> SessionContext | None:
+        """The signed-in session, looked up once however many fields ask."""
+        if self._session is None:
+            self._session = asyncio.ensure_future(self._load_session())
+        return await self._session
+
+    async def _load_session(self) -> SessionContext | None:
+        token = self.token
+        if token is None:
+            return None
+        digest = self.services.tokens.digest(token)
+        async with self.services.database.read() as conn:
+            session = await load_session(conn, digest, self.services.clock())
+        if session is not None:
+            self.loaders.prime_session(session)
+        return session
+
+    def sign_in_as(self, token: str) -> None:
+        """After sign-up or login, the rest of the response is resolved as the new user."""
+        self._authorization = f"Bearer {token}"
+        self._session = None
+
+    async def require_session(self) -> SessionContext:
+        session = await self.session()
+        if session is None:
+            if self.token is None:
+                raise NotAuthenticated("Sign in first: send Authorization: Bearer <token>.")
+            raise NotAuthenticated("The token is invalid, expired or revoked; sign in again.")
+        return session
+
+    async def viewer(self) -> Viewer:
+        return (await self.require_session()).viewer

@@ -1,0 +1,58 @@
+"""Passwords (argon2) and opaque bearer tokens (random, stored as an HMAC)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import secrets
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+SESSION_TOKEN_PREFIX = "ahs_"
+
+
+class Passwords:
+    """argon2id hashing, run off the event loop: a hash costs tens of milliseconds of CPU."""
+
+    def __init__(self, hasher: PasswordHasher | None = None) -> None:
+        self._hasher = hasher or PasswordHasher()
+        # Checked against when the email is unknown, so timing does not tell which emails exist.
+        self._decoy = self._hasher.hash(secrets.token_urlsafe(16))
+
+    async def hash(self, password: str) -> str:
+        return await asyncio.to_thread(self._hasher.hash, password)
+
+    async def verify(self, password_hash: str | None, password: str) -> bool:
+        def check() -> bool:
+            try:
+                return self._hasher.verify(password_hash or self._decoy, password)
+            except (VerificationError, InvalidHashError):
+                return False
+
+        ok = await asyncio.to_thread(check)
+        return ok and password_hash is not None
+
+
+class Tokens:
+    """Random 256-bit tokens; only HMAC-SHA-256(secret, token) is ever stored."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    def new(self, prefix: str = SESSION_TOKEN_PREFIX) -> str:
+        return prefix + secrets.token_urlsafe(32)
+
+    def digest(self, token: str) -> bytes:
+        return hmac.new(self._secret, token.encode(), hashlib.sha256).digest()
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer …` value; None when absent or malformed."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()

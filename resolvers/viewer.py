@@ -1,0 +1,70 @@
+"""Reads of the viewer's own world: who they are, their agency, and any node by global ID.
+
+A node the viewer may not read comes back as None, exactly like one that does not exist, so
+IDs from other agencies reveal nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from domain.agency import Agency, SubAccount, User
+from domain.ledger import Balance
+from domain.policy import Action, Target, can, require
+from persistence.queries.session import SessionContext
+from resolvers.context import RequestContext
+from resolvers.global_id import from_global_id
+
+
+async def viewer(ctx: RequestContext) -> SessionContext:
+    return await ctx.require_session()
+
+
+def sub_account_target(sub_account: SubAccount) -> Target:
+    return Target(sub_account.agency_id, sub_account.id, sub_account.is_primary)
+
+
+async def node(ctx: RequestContext, global_id: str) -> Agency | SubAccount | User | None:
+    viewer = await ctx.viewer()
+    decoded = from_global_id(global_id)
+    if decoded is None:
+        return None
+    type_name, key = decoded
+    loaders = ctx.loaders
+    if type_name == "Agency":
+        agency = await loaders.agency_by_id.load(key)
+        if agency is not None and can(viewer, Action.VIEW_AGENCY, Target(agency.id)):
+            return agency
+    elif type_name == "SubAccount":
+        sub_account = await loaders.sub_account_by_id.load(key)
+        if sub_account is not None and can(
+            viewer, Action.VIEW_SUB_ACCOUNT, sub_account_target(sub_account)
+        ):
+            return sub_account
+    elif type_name == "User":
+        user = await loaders.user_by_id.load(key)
+        if user is not None and (
+            user.id == viewer.user_id or can(viewer, Action.VIEW_USERS, Target(user.agency_id))
+        ):
+            return user
+    return None
+
+
+async def primary_sub_account(ctx: RequestContext, agency: Agency) -> SubAccount:
+    viewer = await ctx.viewer()
+    primary = await ctx.loaders.primary_sub_account_by_agency.load(agency.id)
+    assert primary is not None, "every agency has its primary from sign-up"
+    require(viewer, Action.VIEW_SUB_ACCOUNT, sub_account_target(primary))
+    return primary
+
+
+async def require_agency_details(ctx: RequestContext, agency: Agency) -> None:
+    require(await ctx.viewer(), Action.VIEW_AGENCY_DETAILS, Target(agency.id))
+
+
+async def balances(ctx: RequestContext, sub_account: SubAccount) -> list[Balance]:
+    return await ctx.loaders.balances_by_sub_account.load(sub_account.id)
+
+
+def today(ctx: RequestContext) -> date:
+    return ctx.services.clock().date()

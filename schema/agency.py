@@ -1,0 +1,88 @@
+"""Agencies, their plan, and signing up."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import strawberry
+
+from domain import agency as entities
+from domain.plans import BillingModel
+from resolvers import auth
+from resolvers import viewer as reads
+from resolvers.context import RequestContext
+from resolvers.global_id import to_global_id
+from schema.errors import UserError, with_user_errors
+from schema.node import Node
+from schema.sub_account import SubAccount
+
+BillingModelEnum = strawberry.enum(BillingModel, name="BillingModel")
+Info = strawberry.Info[RequestContext, None]
+
+
+@strawberry.type
+class Plan:
+    name: str
+    billing_model: BillingModelEnum
+    sub_account_cap: int | None = strawberry.field(
+        description="How many secondary sub-accounts the plan allows; null means no cap."
+    )
+    included_monthly_minutes: int
+    renewal_date: date
+
+
+@strawberry.type(name="Agency")
+class Agency(Node):
+    id: strawberry.ID
+    name: str
+    entity: strawberry.Private[entities.Agency]
+
+    @strawberry.field
+    async def plan(self, info: Info) -> Plan:
+        await reads.require_agency_details(info.context, self.entity)
+        a = self.entity
+        return Plan(
+            name=a.plan_name,
+            billing_model=a.billing_model,
+            sub_account_cap=a.sub_account_cap,
+            included_monthly_minutes=a.included_monthly_minutes,
+            renewal_date=a.plan_renewal_date(reads.today(info.context)),
+        )
+
+    @strawberry.field
+    async def primary_sub_account(self, info: Info) -> SubAccount:
+        return SubAccount.from_domain(await reads.primary_sub_account(info.context, self.entity))
+
+    @classmethod
+    def from_domain(cls, agency: entities.Agency) -> Agency:
+        return cls(
+            id=strawberry.ID(to_global_id("Agency", agency.id)), name=agency.name, entity=agency
+        )
+
+
+@strawberry.input
+class SignUpAgencyInput:
+    agency_name: str
+    owner_email: str
+    password: str
+    plan_name: str | None = strawberry.field(default=None, description="Agency Lite when omitted.")
+
+
+@strawberry.type
+class SignUpAgencyPayload:
+    agency: Agency | None = None
+    token: str | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class AgencyMutations:
+    @strawberry.mutation(
+        description="Create an agency with its plan, owner and Primary sub-account; signs in."
+    )
+    @with_user_errors(SignUpAgencyPayload)
+    async def sign_up_agency(self, info: Info, input: SignUpAgencyInput) -> SignUpAgencyPayload:
+        result = await auth.sign_up_agency(
+            info.context, input.agency_name, input.owner_email, input.password, input.plan_name
+        )
+        return SignUpAgencyPayload(agency=Agency.from_domain(result.agency), token=result.token)

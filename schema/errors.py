@@ -1,0 +1,100 @@
+"""How failures reach clients.
+
+- Business-rule failures (`DomainError`) become `userErrors` in the mutation payload.
+- Not signed in / not allowed become GraphQL errors with extensions.code UNAUTHENTICATED /
+  FORBIDDEN.
+- Malformed requests keep graphql-core's message (code BAD_REQUEST); anything else is logged
+  and masked, so no stack trace or SQL ever reaches a client.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, Protocol, TypeVar
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import MaskErrors
+
+from domain.errors import AccessDenied, DomainError, NotAuthenticated
+from persistence.broker import SubscriberTooSlow
+
+log = logging.getLogger("agencyhub.errors")
+
+
+@strawberry.type
+class UserError:
+    code: str
+    message: str
+    field: list[str] | None = None
+
+    @classmethod
+    def from_domain(cls, error: DomainError) -> UserError:
+        return cls(
+            code=error.code.value,
+            message=error.message,
+            field=["input", *error.field] if error.field else None,
+        )
+
+
+class Payload(Protocol):
+    def __init__(self, *, user_errors: list[UserError]) -> None: ...
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def with_user_errors(
+    payload: Callable[..., R],
+) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+    """Turn a mutation's DomainError into `payload(user_errors=[…])`: the one place it happens."""
+
+    def decorate(resolver: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        @functools.wraps(resolver)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return await resolver(*args, **kwargs)
+            except DomainError as error:
+                return payload(user_errors=[UserError.from_domain(error)])
+
+        return wrapper
+
+    return decorate
+
+
+def _with_code(error: GraphQLError, message: str, code: str) -> GraphQLError:
+    return GraphQLError(
+        message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        extensions={**(error.extensions or {}), "code": code},
+    )
+
+
+class ErrorPolicy(MaskErrors):
+    def __init__(self) -> None:
+        super().__init__(error_message="Unexpected error.")
+
+    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        return [self._process(error) for error in errors]
+
+    def _process(self, error: GraphQLError) -> GraphQLError:
+        original: Any = error.original_error
+        if isinstance(original, NotAuthenticated):
+            return _with_code(error, str(original), "UNAUTHENTICATED")
+        if isinstance(original, AccessDenied):
+            return _with_code(error, "You do not have access to this.", "FORBIDDEN")
+        if isinstance(original, SubscriberTooSlow):
+            return _with_code(error, str(original), "SUBSCRIBER_TOO_SLOW")
+        if error.path is None and (
+            original is None or isinstance(original, (GraphQLError, ValueError, TypeError))
+        ):
+            # Parsing, validation, variable coercion: the client's request is at fault.
+            return _with_code(error, error.message, "BAD_REQUEST")
+        log.error("unexpected error at %s", error.path, exc_info=original)
+        return _with_code(error, self.error_message, "INTERNAL_SERVER_ERROR")

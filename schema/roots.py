@@ -1,0 +1,82 @@
+"""Query, Mutation and Subscription roots, and the Schema with its safety limits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import (
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
+from strawberry.tools import merge_types
+
+from domain import agency as entities
+from resolvers import viewer as reads
+from resolvers.context import RequestContext
+from schema.agency import Agency, AgencyMutations
+from schema.audit import AuditSubscriptions
+from schema.errors import ErrorPolicy
+from schema.node import Node
+from schema.sub_account import SubAccount
+from schema.user import User, UserMutations, Viewer
+
+Info = strawberry.Info[RequestContext, None]
+
+_NODE_TYPES = {
+    entities.Agency: Agency.from_domain,
+    entities.SubAccount: SubAccount.from_domain,
+    entities.User: User.from_domain,
+}
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="The signed-in user and their agency.")
+    async def viewer(self, info: Info) -> Viewer | None:
+        session = await reads.viewer(info.context)
+        return Viewer(
+            user=User.from_domain(session.user), agency=Agency.from_domain(session.agency)
+        )
+
+    @strawberry.field(description="Any object by its global ID; null if absent or not yours.")
+    async def node(self, info: Info, id: strawberry.ID) -> Node | None:
+        found = await reads.node(info.context, id)
+        return None if found is None else _NODE_TYPES[type(found)](found)  # type: ignore[operator]
+
+
+Mutation = merge_types("Mutation", (AgencyMutations, UserMutations))
+Subscription = merge_types("Subscription", (AuditSubscriptions,))
+
+
+class Schema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
+        """Label errors from before execution (parse, validate) as the client's.
+
+        No logging here: ErrorPolicy logs what is unexpected, and an expected refusal is not
+        worth a traceback.
+        """
+        for error in errors:
+            if error.path is None and not (error.extensions or {}).get("code"):
+                error.extensions = {**(error.extensions or {}), "code": "BAD_REQUEST"}
+
+
+def build_schema(max_depth: int = 10, max_aliases: int = 15, max_tokens: int = 2_000) -> Schema:
+    return Schema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        types=[Agency, SubAccount, User],
+        extensions=[
+            ErrorPolicy,
+            lambda: MaxTokensLimiter(max_token_count=max_tokens),
+            lambda: ParserCache(maxsize=512),
+            lambda: QueryDepthLimiter(max_depth=max_depth),
+            lambda: MaxAliasesLimiter(max_alias_count=max_aliases),
+            lambda: ValidationCache(maxsize=512),
+        ],
+    )

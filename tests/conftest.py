@@ -1,0 +1,149 @@
+"""Infrastructure fixtures: databases (PostgreSQL and SQLite), brokers (Redis and in-process),
+the app over ASGI, and a movable clock. Data comes from the factories in tests/factories.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from agencyhub.app import create_app
+from agencyhub.settings import Settings
+from persistence.broker import Broker, InProcessBroker, RedisBroker
+from persistence.database import Database
+from persistence.migrate import upgrade
+from persistence.tables import Base
+
+PG_ADMIN_URL = os.environ.get(
+    "TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+BACKENDS = ("postgresql", "sqlite")
+
+
+def pg_url_for(name: str) -> str:
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(scope="session")
+async def databases(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dict[str, str]]:
+    """One fresh, migrated database per backend for the whole run, dropped afterwards."""
+    name = f"agencyhub_test_{uuid.uuid4().hex[:12]}"
+    admin = create_async_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    urls = {
+        "postgresql": pg_url_for(name),
+        "sqlite": f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sqlite') / 'test.sqlite3'}",
+    }
+    for url in urls.values():
+        database = Database(url)
+        await upgrade(database.engine)
+        await database.dispose()
+    yield urls
+    async with admin.connect() as conn:
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    await admin.dispose()
+
+
+async def _empty_all_tables(url: str) -> None:
+    database = Database(url)
+    async with database.transaction() as conn:
+        tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+        if database.is_sqlite:
+            for table in tables:
+                await conn.execute(text(f"DELETE FROM {table}"))
+        else:
+            await conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+    await database.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+async def database_url(request: pytest.FixtureRequest, databases: dict[str, str]) -> str:
+    """Each test runs on PostgreSQL and on SQLite, starting from empty tables."""
+    url = databases[request.param]
+    await _empty_all_tables(url)
+    return url
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[Database]:
+    db = Database(database_url)
+    yield db
+    await db.dispose()
+
+
+@pytest.fixture(params=("redis", "in-process"))
+def broker_url(request: pytest.FixtureRequest) -> str | None:
+    return REDIS_URL if request.param == "redis" else None
+
+
+@pytest.fixture
+async def broker(broker_url: str | None) -> AsyncIterator[Broker]:
+    b: Broker = RedisBroker(broker_url) if broker_url else InProcessBroker()
+    await b.start()
+    if isinstance(b, RedisBroker):
+        await asyncio.wait_for(b.wait_ready(), 5)
+    yield b
+    await b.close()
+
+
+class Clock:
+    """A clock tests can move; the app reads it through Services.clock."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        self.now += delta
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def make_settings(tmp_path: Path, database_url: str, redis_url: str | None = None) -> Settings:
+    return Settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        secret_key="test-secret",
+        data_dir=tmp_path,
+        auto_migrate=False,
+        outbox_poll_seconds=0.05,
+        _env_file=None,
+    )
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return make_settings(tmp_path, database_url)
+
+
+@pytest.fixture
+async def app_client(settings: Settings, clock: Clock) -> AsyncIterator[httpx.AsyncClient]:
+    """The real ASGI app (lifespan included) with an HTTP client in front of it."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        app.state.services.clock = clock
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            client.app = app  # type: ignore[attr-defined]
+            yield client
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> Iterator[str]:
+    yield "asyncio"
