@@ -55,7 +55,7 @@ async def databases(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[d
     await admin.dispose()
 
 
-async def _empty_all_tables(url: str) -> None:
+async def empty_all_tables(url: str) -> None:
     database = Database(url)
     async with database.transaction() as conn:
         tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
@@ -71,7 +71,7 @@ async def _empty_all_tables(url: str) -> None:
 async def database_url(request: pytest.FixtureRequest, databases: dict[str, str]) -> str:
     """Each test runs on PostgreSQL and on SQLite, starting from empty tables."""
     url = databases[request.param]
-    await _empty_all_tables(url)
+    await empty_all_tables(url)
     return url
 
 

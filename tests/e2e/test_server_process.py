@@ -1,0 +1,142 @@
+"""A real uvicorn process, spoken to the way browsers and the `graphql-ws` client do."""
+
+import asyncio
+import json
+
+import httpx
+import pytest
+import websockets
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from tests.conftest import REDIS_URL, empty_all_tables
+from tests.e2e.server import running_server
+from tests.factories import PASSWORD
+
+pytestmark = pytest.mark.e2e
+
+SIGN_UP = """mutation($email: String!) { signUpAgency(input: {agencyName: "Live Co",
+  ownerEmail: $email, password: "correct-horse-battery"}) { token userErrors { code } } }"""
+LOGIN = """mutation($email: String!, $password: String!) {
+  login(input: {email: $email, password: $password}) { token userErrors { code } } }"""
+VIEWER = "{ viewer { user { email role } agency { name primarySubAccount { kind } } } }"
+AUDIT = "subscription { auditEvents { sequence kind email occurredAt } }"
+
+
+def post(base, query, variables=None, token=None):
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    response = httpx.post(
+        f"{base}/graphql",
+        json={"query": query, "variables": variables or {}},
+        headers=headers,
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def ws_connect(base, token=None, protocol="graphql-transport-ws"):
+    ws = await websockets.connect(
+        base.replace("http", "ws") + "/graphql", subprotocols=[protocol], open_timeout=5
+    )
+    payload = {"authorization": f"Bearer {token}"} if token else {}
+    await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
+    return ws
+
+
+async def receive(ws, timeout=10):
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+
+
+@pytest.fixture
+async def postgres_server(tmp_path, databases):
+    """The production shape: PostgreSQL + Redis. (The embedded default is tested below.)"""
+    await empty_all_tables(databases["postgresql"])
+    with running_server(
+        tmp_path,
+        DATABASE_URL=databases["postgresql"],
+        REDIS_URL=REDIS_URL,
+        SECRET_KEY="e2e",
+        OUTBOX_POLL_SECONDS="0.1",
+    ) as base:
+        yield base
+
+
+async def test_sign_up_log_in_and_see_own_sign_in_live_over_websocket(postgres_server):
+    base = postgres_server
+    # given an agency whose owner watches the audit feed over WebSocket
+    token = post(base, SIGN_UP, {"email": "live@e2e.example"})["data"]["signUpAgency"]["token"]
+    viewer = post(base, VIEWER, token=token)["data"]["viewer"]
+    assert viewer == {
+        "user": {"email": "live@e2e.example", "role": "AGENCY_OWNER"},
+        "agency": {"name": "Live Co", "primarySubAccount": {"kind": "PRIMARY"}},
+    }
+    ws = await ws_connect(base, token)
+    try:
+        assert (await receive(ws))["type"] == "connection_ack"
+        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": AUDIT}}))
+        await asyncio.sleep(0.3)  # let the subscription reach Redis
+        # when someone signs in with a wrong password, then correctly
+        wrong = post(base, LOGIN, {"email": "live@e2e.example", "password": "wrong-password!"})
+        assert wrong["data"]["login"]["userErrors"] == [{"code": "INVALID_CREDENTIALS"}]
+        right = post(base, LOGIN, {"email": "live@e2e.example", "password": PASSWORD})
+        assert right["data"]["login"]["token"]
+        # then both events arrive, through outbox → relay → Redis → socket, in order
+        first, second = await receive(ws), await receive(ws)
+    finally:
+        await ws.close()
+    events = [m["payload"]["data"]["auditEvents"] for m in (first, second)]
+    assert [e["kind"] for e in events] == ["SIGN_IN_FAILED", "USER_SIGNED_IN"]
+    assert int(events[0]["sequence"]) < int(events[1]["sequence"])
+
+
+async def test_subscriptions_need_a_signed_in_owner_or_admin(postgres_server):
+    ws = await ws_connect(postgres_server)  # no token: anonymous socket
+    try:
+        assert (await receive(ws))["type"] == "connection_ack"
+        await ws.send(json.dumps({"id": "a", "type": "subscribe", "payload": {"query": AUDIT}}))
+        message = await receive(ws)
+    finally:
+        await ws.close()
+    assert message["type"] == "next", message
+    assert message["payload"]["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED", message
+
+
+async def test_a_forged_token_is_refused_at_connection_init(postgres_server):
+    ws = await ws_connect(postgres_server, token="ahs_forged")
+    with pytest.raises(ConnectionClosed) as closed:
+        await receive(ws)
+    assert closed.value.rcvd.code == 4403
+
+
+async def test_only_the_graphql_transport_ws_protocol_is_spoken(postgres_server):
+    with pytest.raises((InvalidStatus, ConnectionClosed)):
+        ws = await ws_connect(postgres_server, protocol="graphql-ws")
+        await receive(ws)
+
+
+async def test_a_socket_that_never_says_connection_init_is_closed(tmp_path, databases):
+    with running_server(
+        tmp_path,
+        DATABASE_URL=databases["postgresql"],
+        SECRET_KEY="e2e",
+        WS_CONNECTION_INIT_TIMEOUT_SECONDS="0.5",
+    ) as base:
+        ws = await websockets.connect(
+            base.replace("http", "ws") + "/graphql", subprotocols=["graphql-transport-ws"]
+        )
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 5)
+    assert closed.value.rcvd.code == 4408
+
+
+def test_embedded_default_serves_with_no_database_or_redis_configured(tmp_path):
+    # the `make run` path: nothing configured, migrations applied at start
+    with running_server(tmp_path, MAIL_DIR=str(tmp_path / "mail")) as base:
+        token = post(base, SIGN_UP, {"email": "solo@e2e.example"})["data"]["signUpAgency"]["token"]
+        assert post(base, VIEWER, token=token)["data"]["viewer"]["user"]["role"] == "AGENCY_OWNER"
+        ready = httpx.get(f"{base}/readyz").json()
+        ide = httpx.get(f"{base}/graphql", headers={"accept": "text/html"})
+    assert ready == {"status": "ready", "database": "ok", "broker": "ok"}
+    assert "graphiql" in ide.text.lower()
+    assert (tmp_path / "data" / "agencyhub.sqlite3").exists()
+    assert (tmp_path / "data" / "secret_key").stat().st_mode & 0o077 == 0
