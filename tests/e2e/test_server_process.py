@@ -140,3 +140,24 @@ def test_embedded_default_serves_with_no_database_or_redis_configured(tmp_path):
     assert "graphiql" in ide.text.lower()
     assert (tmp_path / "data" / "agencyhub.sqlite3").exists()
     assert (tmp_path / "data" / "secret_key").stat().st_mode & 0o077 == 0
+
+
+async def test_the_101st_subscription_on_one_socket_is_refused(postgres_server):
+    token = post(postgres_server, SIGN_UP, {"email": "cap@e2e.example"})["data"]["signUpAgency"][
+        "token"
+    ]
+    ws = await ws_connect(postgres_server, token)
+    try:
+        assert (await receive(ws))["type"] == "connection_ack"
+        for n in range(101):
+            await ws.send(
+                json.dumps({"id": str(n), "type": "subscribe", "payload": {"query": AUDIT}})
+            )
+        message = await receive(ws)
+    finally:
+        await ws.close()
+    assert message == {
+        "id": "100",
+        "type": "error",
+        "payload": [{"message": "Subscription limit reached"}],
+    }
