@@ -12,6 +12,7 @@ row. On PostgreSQL one relay at a time holds an advisory lock; the others stand 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -79,6 +80,7 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def wake(self) -> None:
         """Called after a commit that wrote events, so they go out without waiting for a poll."""
@@ -87,29 +89,31 @@ class OutboxRelay:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
 
-    async def stop(self) -> None:
-        if self._task is not None:
+    async def stop(self, grace_seconds: float = 5.0) -> None:
+        """Finish the round under way (so no connection is cut mid-statement), then end."""
+        if self._task is None:
+            return
+        self._stopping = True
+        self._wakeup.set()
+        done, _ = await asyncio.wait({self._task}, timeout=grace_seconds)
+        if not done:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        self._task = None
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
-                while await self.relay_once() == self._batch_size:
+                while await self.relay_once() == self._batch_size and not self._stopping:
                     pass  # a full batch: there may be more waiting
-            except asyncio.CancelledError:
-                raise
             except Exception:
                 # The broker or database is away; the rows wait in the outbox for the next try.
                 log.warning("outbox relay round failed; retrying", exc_info=True)
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), self._poll_interval)
-            except TimeoutError:
-                pass
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._poll_interval):
+                    await self._wakeup.wait()
             self._wakeup.clear()
 
     async def relay_once(self) -> int:

@@ -11,7 +11,7 @@ from datetime import datetime
 from types import SimpleNamespace
 from uuid import UUID
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.agency import Agency, SubAccount, User
@@ -27,6 +27,7 @@ from persistence.records import (
     user_t,
 )
 from persistence.tables import AuthSessionRow, UserGrantRow
+from persistence.types import UTCDateTime
 
 session_t = AuthSessionRow.__table__
 grant_t = UserGrantRow.__table__
@@ -41,16 +42,26 @@ class SessionContext:
     primary: SubAccount | None
 
 
-_QUERY = select(
-    *(c.label(f"u_{c.name}") for c in USER_COLUMNS),
-    *(c.label(f"a_{c.name}") for c in AGENCY_COLUMNS),
-    *(primary_t.c[c.name].label(f"p_{c.name}") for c in SUB_ACCOUNT_COLUMNS),
-).select_from(
-    session_t.join(user_t, user_t.c.id == session_t.c.user_id)
-    .join(AGENCY_COLUMNS[0].table, AGENCY_COLUMNS[0] == user_t.c.agency_id)
-    .outerjoin(
-        primary_t,
-        and_(primary_t.c.agency_id == user_t.c.agency_id, primary_t.c.kind == "PRIMARY"),
+# Built once: it runs on every request, and a statement object reused keeps SQLAlchemy from
+# rebuilding and re-hashing it each time.
+_SESSION_BY_TOKEN = (
+    select(
+        *(c.label(f"u_{c.name}") for c in USER_COLUMNS),
+        *(c.label(f"a_{c.name}") for c in AGENCY_COLUMNS),
+        *(primary_t.c[c.name].label(f"p_{c.name}") for c in SUB_ACCOUNT_COLUMNS),
+    )
+    .select_from(
+        session_t.join(user_t, user_t.c.id == session_t.c.user_id)
+        .join(AGENCY_COLUMNS[0].table, AGENCY_COLUMNS[0] == user_t.c.agency_id)
+        .outerjoin(
+            primary_t,
+            and_(primary_t.c.agency_id == user_t.c.agency_id, primary_t.c.kind == "PRIMARY"),
+        )
+    )
+    .where(
+        session_t.c.token_hash == bindparam("token_hash"),
+        session_t.c.revoked_at.is_(None),
+        session_t.c.expires_at > bindparam("now", type_=UTCDateTime()),
     )
 )
 
@@ -66,15 +77,7 @@ async def load_session(
     conn: AsyncConnection, token_hash: bytes, now: datetime
 ) -> SessionContext | None:
     """The live session for this token hash; None when unknown, revoked or expired."""
-    row = (
-        await conn.execute(
-            _QUERY.where(
-                session_t.c.token_hash == token_hash,
-                session_t.c.revoked_at.is_(None),
-                session_t.c.expires_at > now,
-            )
-        )
-    ).first()
+    row = (await conn.execute(_SESSION_BY_TOKEN, {"token_hash": token_hash, "now": now})).first()
     if row is None:
         return None
     user = user_from(_prefixed(row, "u_"))
