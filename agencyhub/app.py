@@ -28,9 +28,11 @@ from agencyhub.limits import BodySizeLimit
 from agencyhub.settings import Settings
 from persistence.broker import Broker, InProcessBroker, RedisBroker
 from persistence.database import Database
+from persistence.mail import build_mailer
 from persistence.migrate import upgrade
 from persistence.outbox import OutboxRelay
-from resolvers.context import RequestContext, Services
+from persistence.rate_limit import build_rate_limiter
+from resolvers.context import LoginLimits, RequestContext, Services
 from resolvers.security import Passwords, Tokens
 from schema import build_schema
 
@@ -49,7 +51,10 @@ class GraphQLApp(GraphQL[RequestContext, None]):
     async def get_context(self, request: Request | WebSocket, response: Any) -> RequestContext:
         if isinstance(request, WebSocket):
             return RequestContext(self.services, None, long_lived=True)
-        return RequestContext(self.services, request.headers.get("authorization"))
+        client = request.client.host if request.client else None
+        return RequestContext(
+            self.services, request.headers.get("authorization"), client_host=client
+        )
 
     async def on_ws_connect(self, context: RequestContext) -> None:
         # A socket that presents a token must present a valid one; no token means anonymous.
@@ -76,22 +81,33 @@ async def running_services(settings: Settings) -> AsyncIterator[tuple[Services, 
         broker = build_broker(settings)
         await broker.start()
         relay = OutboxRelay(database, broker, utc_now, poll_interval=settings.outbox_poll_seconds)
+        rate_limiter = build_rate_limiter(settings.redis_url)
         try:
             yield (
                 Services(
                     database=database,
                     broker=broker,
-                    passwords=Passwords(),
+                    passwords=Passwords(settings.argon2_time_cost, settings.argon2_memory_kib),
                     tokens=Tokens(settings.secret()),
                     clock=utc_now,
                     wake_relay=relay.wake,
                     session_ttl=timedelta(hours=settings.session_ttl_hours),
                     subscriber_queue_size=settings.subscriber_queue_size,
+                    mailer=build_mailer(settings.mail_url, settings.effective_mail_dir),
+                    rate_limiter=rate_limiter,
+                    public_url=settings.public_url,
+                    mail_from=settings.mail_from,
+                    login_limits=LoginLimits(
+                        settings.login_attempts_per_email,
+                        settings.login_attempts_per_client,
+                        settings.login_window_seconds,
+                    ),
                 ),
                 relay,
             )
         finally:
             await relay.stop()
+            await rate_limiter.close()
             await broker.close()
     finally:
         await database.dispose()
@@ -124,7 +140,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         checks = {}
         for name, probe in (("database", services.database.ping), ("broker", services.broker.ping)):
             try:
-                await asyncio.wait_for(probe(), timeout=2)
+                async with asyncio.timeout(2):
+                    await probe()
                 checks[name] = "ok"
             except Exception:
                 checks[name] = "down"

@@ -6,9 +6,13 @@ import argparse
 import asyncio
 import logging
 import sys
+import uuid
 from pathlib import Path
 
+from sqlalchemy import select
+
 from agencyhub.settings import Settings
+from persistence.records import agency_t
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -77,6 +81,36 @@ def _seed_demo(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(seed_demo(settings))
 
 
+def _create_api_key(settings: Settings, args: argparse.Namespace) -> int:
+    from agencyhub.app import running_services
+    from resolvers.api_keys import issue_api_key
+    from resolvers.global_id import from_global_id
+
+    async def run() -> int:
+        decoded = from_global_id(args.agency)
+        agency_id = decoded[1] if decoded and decoded[0] == "Agency" else None
+        if agency_id is None:
+            try:
+                agency_id = uuid.UUID(args.agency)
+            except ValueError:
+                print("agencyhub: --agency takes the agency's global ID or UUID", file=sys.stderr)
+                return 2
+        async with running_services(settings) as (services, relay):
+            async with services.database.read() as conn:
+                if (
+                    await conn.scalar(select(agency_t.c.id).where(agency_t.c.id == agency_id))
+                    is None
+                ):
+                    print("agencyhub: no such agency", file=sys.stderr)
+                    return 1
+            key, secret = await issue_api_key(services, agency_id, args.name, None)
+            await relay.relay_once()
+        print(f"API key {key.name!r} created. Its secret, shown only now:\n{secret}")
+        return 0
+
+    return asyncio.run(run())
+
+
 def _check_ledger(settings: Settings, args: argparse.Namespace) -> int:
     from persistence.database import Database
     from persistence.ledger import mismatches
@@ -111,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     export = commands.add_parser("export-schema", help="write the GraphQL SDL")
     export.add_argument("output", nargs="?", default="schema.graphql")
     export.set_defaults(run=_export_schema)
+    api_key = commands.add_parser("create-api-key", help="create an ingestion API key")
+    api_key.add_argument("--agency", required=True, help="the agency's global ID or UUID")
+    api_key.add_argument("--name", required=True)
+    api_key.set_defaults(run=_create_api_key)
     check = commands.add_parser("check-ledger", help="prove balances equal ledger sums")
     check.set_defaults(run=_check_ledger)
     args = parser.parse_args(argv)

@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     stripe_webhook_secret: SecretStr | None = None
     mail_url: str | None = None  # smtp://user:pass@host:port ; default: .eml files in MAIL_DIR
     mail_dir: Path | None = None
+    mail_from: str = "agencyhub <no-reply@agencyhub.invalid>"
     public_url: str = "http://127.0.0.1:8000"
     host: str = "127.0.0.1"
     port: int = 8000
@@ -31,6 +32,12 @@ class Settings(BaseSettings):
     graphiql: bool = True  # the in-browser IDE at /graphql; turn off in production
     auto_migrate: bool | None = None  # default: on for the embedded SQLite, off otherwise
     session_ttl_hours: int = Field(default=24 * 14, ge=1)
+    argon2_time_cost: int = Field(default=3, ge=1)
+    argon2_memory_kib: int = Field(default=65536, ge=1024)
+    # Brute force: failed or not, sign-in attempts per window, by email and by client address.
+    login_attempts_per_email: int = 10
+    login_attempts_per_client: int = 100
+    login_window_seconds: int = 900
     db_pool_size: int = Field(default=10, ge=1)
 
     # Request limits: each refused with a clear error.

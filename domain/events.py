@@ -16,11 +16,27 @@ def sub_account_topic(sub_account_id: UUID) -> str:
     return f"sub_account:{sub_account_id}"
 
 
+def user_topic(user_id: UUID) -> str:
+    """Where a user's open subscriptions hear that the user's access changed."""
+    return f"user:{user_id}"
+
+
+ACCESS_CHANGED = "ACCESS_CHANGED"
+
+
 class AuditKind(StrEnum):
     """Security-relevant things that happened in an agency, for the owner's live audit feed."""
 
     USER_SIGNED_IN = "USER_SIGNED_IN"
     SIGN_IN_FAILED = "SIGN_IN_FAILED"
+    USER_INVITED = "USER_INVITED"
+    INVITATION_REVOKED = "INVITATION_REVOKED"
+    INVITATION_ACCEPTED = "INVITATION_ACCEPTED"
+    USER_ROLE_CHANGED = "USER_ROLE_CHANGED"
+    USER_REMOVED = "USER_REMOVED"
+    OWNERSHIP_TRANSFERRED = "OWNERSHIP_TRANSFERRED"
+    API_KEY_CREATED = "API_KEY_CREATED"
+    API_KEY_REVOKED = "API_KEY_REVOKED"
 
 
 @dataclass(frozen=True)
@@ -34,3 +50,7 @@ class Event:
 
 def audit_event(agency_id: UUID, kind: AuditKind, occurred_at: str, **details: Any) -> Event:
     return Event(agency_topic(agency_id), kind.value, {"occurred_at": occurred_at, **details})
+
+
+def access_changed(user_id: UUID) -> Event:
+    return Event(user_topic(user_id), ACCESS_CHANGED)

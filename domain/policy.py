@@ -46,11 +46,14 @@ class Scope(Enum):
 
 
 _A, _PG, _G = Scope.AGENCY, Scope.PRIMARY_AND_GRANTED, Scope.GRANTED
+# The SPEC gives the owner alone ownership transfer; ingestion keys are billing-grade
+# credentials, so creating and revoking them is the owner's too.
+_OWNER_ONLY = frozenset({Action.TRANSFER_OWNERSHIP, Action.MANAGE_API_KEYS})
 
 # role → action → scope; an action missing from a role's row is refused.
 POLICY: dict[Role, dict[Action, Scope]] = {
     Role.AGENCY_OWNER: {action: _A for action in Action},
-    Role.AGENCY_ADMIN: {action: _A for action in Action if action is not Action.TRANSFER_OWNERSHIP},
+    Role.AGENCY_ADMIN: {action: _A for action in Action if action not in _OWNER_ONLY},
     Role.AGENCY_MEMBER: {
         Action.VIEW_AGENCY: _A,
         Action.VIEW_AGENCY_DETAILS: _A,

@@ -96,6 +96,16 @@ class SubAccountRow(Base):
 
 class UserRow(Base):
     __tablename__ = "app_user"
+    __table_args__ = (
+        # Exactly one owner per agency (at most one here; sign-up and transfer keep one).
+        Index(
+            "uq_app_user_one_owner",
+            "agency_id",
+            unique=True,
+            postgresql_where=text("role = 'AGENCY_OWNER'"),
+            sqlite_where=text("role = 'AGENCY_OWNER'"),
+        ),
+    )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
     agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"), index=True)
@@ -191,3 +201,62 @@ class OutboxRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sequence: Mapped[int | None] = mapped_column(BigInteger)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class InvitationRow(Base):
+    __tablename__ = "invitation"
+    __table_args__ = (Index("ix_invitation_email", "email"),)
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"), index=True)
+    email: Mapped[str] = mapped_column(String(254))
+    role: Mapped[str] = mapped_column(String(20))
+    all_sub_accounts: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    invited_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("app_user.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class InvitationGrantRow(Base):
+    __tablename__ = "invitation_grant"
+
+    invitation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("invitation.id", ondelete="CASCADE"), primary_key=True
+    )
+    sub_account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("sub_account.id"), primary_key=True
+    )
+
+
+class InvitationSecretRow(Base):
+    """Every link ever sent for an invitation; only the newest is live (resend kills the old)."""
+
+    __tablename__ = "invitation_secret"
+
+    secret_hash: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    invitation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("invitation.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    superseded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ApiKeyRow(Base):
+    """A credential for the platform's ingestion; only the HMAC of the secret is kept."""
+
+    __tablename__ = "api_key"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"), index=True)
+    name: Mapped[str] = mapped_column(String(120))
+    secret_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    scopes: Mapped[str] = mapped_column(String(200))
+    created_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("app_user.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,4 +1,4 @@
-"""The live audit feed: sign-ins and failed sign-ins of an agency, for its owner and admins."""
+"""The live audit feed: sign-ins, team changes and API keys of an agency, for owner and admins."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from domain.events import AuditKind, agency_topic
-from domain.policy import Action, Target, require
-from persistence.outbox import decode_message
+from domain.policy import Action, Target, Viewer, require
 from resolvers.context import RequestContext
+from resolvers.live import authorized_messages
 
 _AUDIT_KINDS = frozenset(kind.value for kind in AuditKind)
 
@@ -22,22 +22,20 @@ class AuditEntry:
     email: str | None
 
 
+def _may_watch(viewer: Viewer) -> None:
+    require(viewer, Action.VIEW_AUDIT_EVENTS, Target(viewer.agency_id))
+
+
 async def audit_events(ctx: RequestContext) -> AsyncIterator[AuditEntry]:
     """Reads from the broker only: the outbox relay is what feeds it."""
-    viewer = await ctx.viewer()
-    require(viewer, Action.VIEW_AUDIT_EVENTS, Target(viewer.agency_id))
-    broker = ctx.services.broker
-    async with broker.subscribe(
-        [agency_topic(viewer.agency_id)], ctx.services.subscriber_queue_size
-    ) as subscription:
-        async for raw in subscription:
-            message = decode_message(raw)
-            if message["kind"] not in _AUDIT_KINDS:
-                continue
-            payload = message["payload"]
-            yield AuditEntry(
-                sequence=message["sequence"],
-                kind=AuditKind(message["kind"]),
-                occurred_at=datetime.fromisoformat(payload["occurred_at"]),
-                email=payload.get("email"),
-            )
+    messages = authorized_messages(ctx, lambda v: [agency_topic(v.agency_id)], _may_watch)
+    async for message in messages:
+        if message["kind"] not in _AUDIT_KINDS:
+            continue
+        payload = message["payload"]
+        yield AuditEntry(
+            sequence=message["sequence"],
+            kind=AuditKind(message["kind"]),
+            occurred_at=datetime.fromisoformat(payload["occurred_at"]),
+            email=payload.get("email"),
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
@@ -87,6 +88,23 @@ async def sign_up_agency(
     return SignedUp(agency=agency, user=owner, token=token)
 
 
+async def _throttle(ctx: RequestContext, email: str) -> None:
+    """Brute force: every attempt counts, per email and per client, within a window."""
+    services = ctx.services
+    limits = services.login_limits
+    keys = [(f"login:email:{email}", limits.per_email)]
+    if ctx.client_host:
+        keys.append((f"login:client:{ctx.client_host}", limits.per_client))
+    now = services.clock().timestamp()
+    for key, limit in keys:
+        retry_after = await services.rate_limiter.hit(key, limit, limits.window_seconds, now)
+        if retry_after is not None:
+            raise DomainError(
+                ErrorCode.TOO_MANY_ATTEMPTS,
+                f"Too many sign-in attempts; try again in {math.ceil(retry_after)} seconds.",
+            )
+
+
 async def login(ctx: RequestContext, email: str, password: str) -> SignedIn:
     services = ctx.services
     invalid = DomainError(ErrorCode.INVALID_CREDENTIALS, "Wrong email or password.")
@@ -94,6 +112,7 @@ async def login(ctx: RequestContext, email: str, password: str) -> SignedIn:
         email = normalize_email(email)
     except DomainError:
         raise invalid from None
+    await _throttle(ctx, email)
     async with services.database.read() as conn:
         found = await users.user_with_password(conn, email)
     user, password_hash = found if found is not None else (None, None)
@@ -111,6 +130,7 @@ async def login(ctx: RequestContext, email: str, password: str) -> SignedIn:
             )
     if not ok:
         raise invalid
+    await services.rate_limiter.reset(f"login:email:{email}")
     ctx.sign_in_as(token)
     return SignedIn(user=user, token=token)
 

@@ -17,18 +17,29 @@ from uuid import UUID
 from strawberry.dataloader import DataLoader
 
 from domain.agency import Agency, SubAccount, User
-from domain.errors import NotAuthenticated
+from domain.errors import AccessDenied, NotAuthenticated
 from domain.ledger import Balance
 from domain.policy import Viewer
+from persistence import team
+from persistence.api_keys import ApiKey, api_key_by_secret
 from persistence.broker import Broker
 from persistence.database import Database
+from persistence.mail import Mailer
 from persistence.queries import loaders as batch
 from persistence.queries.session import SessionContext, load_session
+from persistence.rate_limit import RateLimiter
 from persistence.unit_of_work import UnitOfWork
-from resolvers.security import Passwords, Tokens, bearer_token
+from resolvers.security import API_KEY_PREFIX, Passwords, Tokens, bearer_token
 
 K = TypeVar("K")
 V = TypeVar("V")
+
+
+@dataclass(frozen=True)
+class LoginLimits:
+    per_email: int
+    per_client: int
+    window_seconds: int
 
 
 @dataclass
@@ -43,6 +54,11 @@ class Services:
     wake_relay: Callable[[], None]
     session_ttl: timedelta
     subscriber_queue_size: int
+    mailer: Mailer
+    rate_limiter: RateLimiter
+    public_url: str
+    mail_from: str
+    login_limits: LoginLimits
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.database, self.clock, self.wake_relay)
@@ -81,6 +97,10 @@ class Loaders:
         return self._loader(batch.users_by_id)
 
     @cached_property
+    def grants_by_user(self) -> DataLoader[UUID, list[UUID]]:
+        return self._loader(team.user_grants)
+
+    @cached_property
     def balances_by_sub_account(self) -> DataLoader[UUID, list[Balance]]:
         return self._loader(batch.balances_by_sub_account)
 
@@ -98,10 +118,15 @@ class RequestContext:
     """Per HTTP request, or per WebSocket connection (then `connection_params` holds the auth)."""
 
     def __init__(
-        self, services: Services, authorization: str | None, long_lived: bool = False
+        self,
+        services: Services,
+        authorization: str | None,
+        long_lived: bool = False,
+        client_host: str | None = None,
     ) -> None:
         self.services = services
         self._authorization = authorization
+        self.client_host = client_host
         self.connection_params: dict[str, Any] | None = None
         self.loaders = Loaders(services.database, cache=not long_lived)
         self._session: asyncio.Future[SessionContext | None] | None = None
@@ -123,7 +148,7 @@ class RequestContext:
 
     async def _load_session(self) -> SessionContext | None:
         token = self.token
-        if token is None:
+        if token is None or token.startswith(API_KEY_PREFIX):
             return None
         digest = self.services.tokens.digest(token)
         async with self.services.database.read() as conn:
@@ -131,6 +156,23 @@ class RequestContext:
         if session is not None:
             self.loaders.prime_session(session)
         return session
+
+    def forget_session(self) -> None:
+        """Look the session up again on next use (a long-lived socket whose access changed)."""
+        self._session = None
+
+    async def require_api_key(self, scope: str) -> ApiKey:
+        """The platform's credential for ingestion, with the scope the operation needs."""
+        token = self.token
+        if token is None or not token.startswith(API_KEY_PREFIX):
+            raise NotAuthenticated("Send an API key: Authorization: Bearer ahk_…")
+        async with self.services.database.read() as conn:
+            key = await api_key_by_secret(conn, self.services.tokens.digest(token))
+        if key is None:
+            raise NotAuthenticated("The API key is invalid or revoked.")
+        if scope not in key.scopes:
+            raise AccessDenied(f"this API key lacks the {scope!r} scope")
+        return key
 
     def sign_in_as(self, token: str) -> None:
         """After sign-up or login, the rest of the response is resolved as the new user."""

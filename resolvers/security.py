@@ -11,13 +11,14 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 SESSION_TOKEN_PREFIX = "ahs_"
+API_KEY_PREFIX = "ahk_"
 
 
 class Passwords:
     """argon2id hashing, run off the event loop: a hash costs tens of milliseconds of CPU."""
 
-    def __init__(self, hasher: PasswordHasher | None = None) -> None:
-        self._hasher = hasher or PasswordHasher()
+    def __init__(self, time_cost: int = 3, memory_kib: int = 65536) -> None:
+        self._hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib)
         # Checked against when the email is unknown, so timing does not tell which emails exist.
         self._decoy = self._hasher.hash(secrets.token_urlsafe(16))
 

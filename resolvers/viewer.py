@@ -9,8 +9,11 @@ from __future__ import annotations
 from datetime import date
 
 from domain.agency import Agency, SubAccount, User
+from domain.invitation import Invitation
 from domain.ledger import Balance
 from domain.policy import Action, Target, can, require
+from persistence import api_keys, team
+from persistence.api_keys import ApiKey
 from persistence.queries.session import SessionContext
 from resolvers.context import RequestContext
 from resolvers.global_id import from_global_id
@@ -24,7 +27,9 @@ def sub_account_target(sub_account: SubAccount) -> Target:
     return Target(sub_account.agency_id, sub_account.id, sub_account.is_primary)
 
 
-async def node(ctx: RequestContext, global_id: str) -> Agency | SubAccount | User | None:
+async def node(
+    ctx: RequestContext, global_id: str
+) -> Agency | SubAccount | User | Invitation | ApiKey | None:
     viewer = await ctx.viewer()
     decoded = from_global_id(global_id)
     if decoded is None:
@@ -41,6 +46,18 @@ async def node(ctx: RequestContext, global_id: str) -> Agency | SubAccount | Use
             viewer, Action.VIEW_SUB_ACCOUNT, sub_account_target(sub_account)
         ):
             return sub_account
+    elif type_name == "Invitation":
+        if can(viewer, Action.VIEW_USERS, Target(viewer.agency_id)):
+            async with ctx.services.database.read() as conn:
+                invitation = await team.invitation_by_id(conn, key)
+            if invitation is not None and invitation.agency_id == viewer.agency_id:
+                return invitation
+    elif type_name == "ApiKey":
+        if can(viewer, Action.MANAGE_API_KEYS, Target(viewer.agency_id)):
+            async with ctx.services.database.read() as conn:
+                api_key = await api_keys.api_key_by_id(conn, key)
+            if api_key is not None and api_key.agency_id == viewer.agency_id:
+                return api_key
     elif type_name == "User":
         user = await loaders.user_by_id.load(key)
         if user is not None and (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
@@ -15,6 +16,9 @@ from resolvers.global_id import to_global_id
 from schema.errors import UserError, with_user_errors
 from schema.node import Node
 from schema.sub_account import SubAccount
+
+if TYPE_CHECKING:
+    from schema.team import ApiKeyConnection, InvitationConnection, UserConnection
 
 BillingModelEnum = strawberry.enum(BillingModel, name="BillingModel")
 Info = strawberry.Info[RequestContext, None]
@@ -52,6 +56,36 @@ class Agency(Node):
     @strawberry.field
     async def primary_sub_account(self, info: Info) -> SubAccount:
         return SubAccount.from_domain(await reads.primary_sub_account(info.context, self.entity))
+
+    @strawberry.field(description="The agency's users (owner and admins only).")
+    async def users(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Annotated[UserConnection, strawberry.lazy("schema.team")]:
+        from schema.team import users_connection
+
+        return await users_connection(info.context, self.entity, first, after)
+
+    @strawberry.field(description="Invitations, newest last (owner and admins only).")
+    async def invitations(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        pending_only: bool | None = None,
+    ) -> Annotated[InvitationConnection, strawberry.lazy("schema.team")]:
+        from schema.team import invitations_connection
+
+        return await invitations_connection(
+            info.context, self.entity, first, after, bool(pending_only)
+        )
+
+    @strawberry.field(description="Live API keys for usage ingestion (owner only).")
+    async def api_keys(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Annotated[ApiKeyConnection, strawberry.lazy("schema.team")]:
+        from schema.team import api_keys_connection
+
+        return await api_keys_connection(info.context, self.entity, first, after)
 
     @classmethod
     def from_domain(cls, agency: entities.Agency) -> Agency:

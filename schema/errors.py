@@ -89,6 +89,9 @@ class ErrorPolicy(MaskErrors):
             return _with_code(error, str(original), "UNAUTHENTICATED")
         if isinstance(original, AccessDenied):
             return _with_code(error, "You do not have access to this.", "FORBIDDEN")
+        if isinstance(original, DomainError):
+            # A rule refused a query argument (a bad cursor, a page too large).
+            return _with_code(error, original.message, original.code.value)
         if isinstance(original, SubscriberTooSlow):
             return _with_code(error, str(original), "SUBSCRIBER_TOO_SLOW")
         if error.path is None and (

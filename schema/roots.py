@@ -7,6 +7,7 @@ from typing import Any
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
+    AddValidationRules,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
@@ -16,6 +17,8 @@ from strawberry.extensions import (
 from strawberry.tools import merge_types
 
 from domain import agency as entities
+from domain.invitation import Invitation as InvitationEntity
+from persistence.api_keys import ApiKey as ApiKeyEntity
 from resolvers import viewer as reads
 from resolvers.context import RequestContext
 from schema.agency import Agency, AgencyMutations
@@ -23,6 +26,7 @@ from schema.audit import AuditSubscriptions
 from schema.errors import ErrorPolicy
 from schema.node import Node
 from schema.sub_account import SubAccount
+from schema.team import ApiKey, Invitation, TeamMutations
 from schema.user import User, UserMutations, Viewer
 
 Info = strawberry.Info[RequestContext, None]
@@ -31,6 +35,8 @@ _NODE_TYPES = {
     entities.Agency: Agency.from_domain,
     entities.SubAccount: SubAccount.from_domain,
     entities.User: User.from_domain,
+    InvitationEntity: Invitation.from_domain,
+    ApiKeyEntity: ApiKey.from_domain,
 }
 
 
@@ -49,7 +55,7 @@ class Query:
         return None if found is None else _NODE_TYPES[type(found)](found)  # type: ignore[operator]
 
 
-Mutation = merge_types("Mutation", (AgencyMutations, UserMutations))
+Mutation = merge_types("Mutation", (AgencyMutations, UserMutations, TeamMutations))
 Subscription = merge_types("Subscription", (AuditSubscriptions,))
 
 
@@ -66,17 +72,22 @@ class Schema(strawberry.Schema):
 
 
 def build_schema(max_depth: int = 10, max_aliases: int = 15, max_tokens: int = 2_000) -> Schema:
+    # The limit rules are built once: their classes are part of ValidationCache's key, and
+    # a new class per request (what a `lambda: QueryDepthLimiter(...)` makes) never hits.
+    limit_rules = [
+        *QueryDepthLimiter(max_depth=max_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=max_aliases).validation_rules,
+    ]
     return Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        types=[Agency, SubAccount, User],
+        types=[Agency, SubAccount, User, Invitation, ApiKey],
         extensions=[
             ErrorPolicy,
             lambda: MaxTokensLimiter(max_token_count=max_tokens),
             lambda: ParserCache(maxsize=512),
-            lambda: QueryDepthLimiter(max_depth=max_depth),
-            lambda: MaxAliasesLimiter(max_alias_count=max_aliases),
+            lambda: AddValidationRules(limit_rules),
             lambda: ValidationCache(maxsize=512),
         ],
     )

@@ -6,12 +6,13 @@ import strawberry
 
 from domain import agency as entities
 from domain.policy import Role
-from resolvers import auth
+from resolvers import auth, team
 from resolvers.context import RequestContext
 from resolvers.global_id import to_global_id
 from schema.agency import Agency
 from schema.errors import UserError, with_user_errors
 from schema.node import Node
+from schema.sub_account import SubAccount
 
 RoleEnum = strawberry.enum(Role, name="Role")
 Info = strawberry.Info[RequestContext, None]
@@ -24,6 +25,13 @@ class User(Node):
     role: RoleEnum
     all_sub_accounts: bool
     entity: strawberry.Private[entities.User]
+
+    @strawberry.field(
+        description="Sub-accounts granted explicitly; allSubAccounts=true means every one."
+    )
+    async def sub_accounts(self, info: Info) -> list[SubAccount]:
+        found = await team.granted_sub_accounts(info.context, self.entity)
+        return [SubAccount.from_domain(s) for s in found]
 
     @classmethod
     def from_domain(cls, user: entities.User) -> User:

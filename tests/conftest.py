@@ -115,16 +115,24 @@ def clock() -> Clock:
     return Clock()
 
 
-def make_settings(tmp_path: Path, database_url: str, redis_url: str | None = None) -> Settings:
-    return Settings(
-        database_url=database_url,
-        redis_url=redis_url,
-        secret_key="test-secret",
-        data_dir=tmp_path,
-        auto_migrate=False,
-        outbox_poll_seconds=0.05,
-        _env_file=None,
-    )
+def make_settings(
+    tmp_path: Path, database_url: str, redis_url: str | None = None, **overrides: object
+) -> Settings:
+    """Cheap argon2 parameters keep the suite fast; production keeps the library's defaults."""
+    values: dict[str, object] = {
+        "database_url": database_url,
+        "redis_url": redis_url,
+        "secret_key": "test-secret",
+        "data_dir": tmp_path,
+        "auto_migrate": False,
+        "outbox_poll_seconds": 0.05,
+        "mail_dir": tmp_path / "mail",
+        "public_url": "https://app.example",
+        "argon2_time_cost": 1,
+        "argon2_memory_kib": 1024,
+        **overrides,
+    }
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from tests.conftest import REDIS_URL, empty_all_tables
 from tests.e2e.server import running_server
 from tests.factories import PASSWORD
+from tests.mailbox import latest_token_for
 
 pytestmark = pytest.mark.e2e
 
@@ -161,3 +162,65 @@ async def test_the_101st_subscription_on_one_socket_is_refused(postgres_server):
         "type": "error",
         "payload": [{"message": "Subscription limit reached"}],
     }
+
+
+INVITE = """mutation($email: String!, $role: Role!) { inviteUser(input: {email: $email,
+  role: $role}) { userErrors { code } } }"""
+ACCEPT = """mutation($token: String!) { acceptInvitation(input: {token: $token,
+  password: "a-brand-new-secret"}) { token user { id } userErrors { code } } }"""
+REMOVE = "mutation($id: ID!) { removeUser(input: {userId: $id}) { userErrors { code } } }"
+CHANGE = """mutation($id: ID!) { changeUserRole(input: {userId: $id, role: AGENCY_MEMBER}) {
+  userErrors { code } } }"""
+
+
+async def _watching_admin(base, mail_dir, owner_token, email):
+    """An admin, invited by mail and signed in, watching the audit feed over WebSocket."""
+    assert (
+        post(base, INVITE, {"email": email, "role": "AGENCY_ADMIN"}, owner_token)["data"][
+            "inviteUser"
+        ]["userErrors"]
+        == []
+    )
+    accepted = post(base, ACCEPT, {"token": latest_token_for(mail_dir, email)})["data"][
+        "acceptInvitation"
+    ]
+    ws = await ws_connect(base, accepted["token"])
+    assert (await receive(ws))["type"] == "connection_ack"
+    await ws.send(json.dumps({"id": "w", "type": "subscribe", "payload": {"query": AUDIT}}))
+    await asyncio.sleep(0.3)
+    return ws, accepted["user"]["id"]
+
+
+async def _until_error(ws):
+    while True:
+        message = await receive(ws)
+        errors = message.get("payload", {}).get("errors") if message["type"] == "next" else None
+        if message["type"] == "error":
+            errors = message["payload"]
+        if errors:
+            return errors[0]["extensions"]["code"]
+
+
+@pytest.mark.parametrize(("change", "code"), [(REMOVE, "UNAUTHENTICATED"), (CHANGE, "FORBIDDEN")])
+async def test_an_open_subscription_ends_when_its_users_access_goes(
+    tmp_path, databases, change, code
+):
+    await empty_all_tables(databases["postgresql"])
+    mail_dir = tmp_path / "mail"
+    with running_server(
+        tmp_path,
+        DATABASE_URL=databases["postgresql"],
+        REDIS_URL=REDIS_URL,
+        SECRET_KEY="e2e",
+        OUTBOX_POLL_SECONDS="0.1",
+        MAIL_DIR=str(mail_dir),
+    ) as base:
+        owner = post(base, SIGN_UP, {"email": "boss@e2e.example"})["data"]["signUpAgency"]["token"]
+        ws, admin_id = await _watching_admin(base, mail_dir, owner, "watcher@e2e.example")
+        try:
+            # when the owner removes the admin, or makes them a member
+            assert post(base, change, {"id": admin_id}, owner)["data"]
+            # then the admin's open subscription is ended with the matching code
+            assert await _until_error(ws) == code
+        finally:
+            await ws.close()

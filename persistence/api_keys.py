@@ -1,0 +1,99 @@
+"""API keys for the platform's ingestion: stored as an HMAC of the secret, revocable."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from persistence.tables import ApiKeyRow
+
+api_key_t = ApiKeyRow.__table__
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: uuid.UUID
+    agency_id: uuid.UUID
+    name: str
+    scopes: frozenset[str]
+    created_at: datetime
+
+
+async def add_api_key(
+    conn: AsyncConnection,
+    agency_id: uuid.UUID,
+    name: str,
+    secret_hash: bytes,
+    scopes: frozenset[str],
+    created_by: uuid.UUID | None,
+    now: datetime,
+) -> ApiKey:
+    key = ApiKey(uuid.uuid4(), agency_id, name, scopes, now)
+    await conn.execute(
+        insert(api_key_t).values(
+            id=key.id,
+            agency_id=agency_id,
+            name=name,
+            secret_hash=secret_hash,
+            scopes=" ".join(sorted(scopes)),
+            created_by=created_by,
+            created_at=now,
+        )
+    )
+    return key
+
+
+API_KEY_COLUMNS = (
+    api_key_t.c.id,
+    api_key_t.c.agency_id,
+    api_key_t.c.name,
+    api_key_t.c.scopes,
+    api_key_t.c.created_at,
+)
+
+
+def api_key_from(row: Any) -> ApiKey:
+    return ApiKey(row.id, row.agency_id, row.name, frozenset(row.scopes.split()), row.created_at)
+
+
+async def api_key_by_secret(conn: AsyncConnection, secret_hash: bytes) -> ApiKey | None:
+    row = (
+        await conn.execute(
+            select(*API_KEY_COLUMNS).where(
+                api_key_t.c.secret_hash == secret_hash, api_key_t.c.revoked_at.is_(None)
+            )
+        )
+    ).first()
+    return None if row is None else api_key_from(row)
+
+
+async def api_key_by_id(conn: AsyncConnection, key_id: uuid.UUID) -> ApiKey | None:
+    """A live key by id (a revoked key is gone for every purpose)."""
+    row = (
+        await conn.execute(
+            select(*API_KEY_COLUMNS).where(
+                api_key_t.c.id == key_id, api_key_t.c.revoked_at.is_(None)
+            )
+        )
+    ).first()
+    return None if row is None else api_key_from(row)
+
+
+async def revoke_api_key(
+    conn: AsyncConnection, agency_id: uuid.UUID, key_id: uuid.UUID, now: datetime
+) -> bool:
+    result = await conn.execute(
+        update(api_key_t)
+        .where(
+            api_key_t.c.id == key_id,
+            api_key_t.c.agency_id == agency_id,
+            api_key_t.c.revoked_at.is_(None),
+        )
+        .values(revoked_at=now)
+    )
+    return result.rowcount == 1

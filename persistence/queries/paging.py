@@ -1,0 +1,70 @@
+"""Keyset paging: stable pages over (created_at, id), however many rows are added meanwhile.
+
+A cursor is an opaque token naming the last row of a page. A malformed cursor is refused
+rather than read as "from the start", which would silently repeat rows.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Select, and_, or_
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql import ColumnElement
+
+from domain.errors import DomainError, ErrorCode
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    cursors: list[str]
+    has_next_page: bool
+
+    @property
+    def end_cursor(self) -> str | None:
+        return self.cursors[-1] if self.cursors else None
+
+
+def encode_cursor(created_at: datetime, key: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{key}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        stamp, _, key = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return datetime.fromisoformat(stamp), uuid.UUID(key)
+    except (ValueError, binascii.Error, UnicodeError):
+        raise DomainError(
+            ErrorCode.INVALID_INPUT, "That cursor is not valid.", ("after",)
+        ) from None
+
+
+async def keyset_page(
+    conn: AsyncConnection,
+    query: Select[Any],
+    created_at: ColumnElement[Any],
+    key: ColumnElement[Any],
+    first: int,
+    after: str | None,
+    build: Callable[[Sequence[Any]], Awaitable[list[T]]],
+) -> Page[T]:
+    """Rows of `query` after the cursor in (created_at, key) order; `build` maps them."""
+    if after is not None:
+        stamp, last_key = decode_cursor(after)
+        query = query.where(or_(created_at > stamp, and_(created_at == stamp, key > last_key)))
+    rows = (await conn.execute(query.order_by(created_at, key).limit(first + 1))).all()
+    page = rows[:first]
+    return Page(
+        items=await build(page),
+        cursors=[encode_cursor(r.created_at, r.id) for r in page],
+        has_next_page=len(rows) > first,
+    )

@@ -1,0 +1,149 @@
+"""Property: whatever ID of another agency (or any made-up ID) is sent to any ID argument,
+the caller gets nothing back and the other agency is left exactly as it was."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import text
+
+from domain.policy import Role
+from resolvers.api_keys import issue_api_key
+from resolvers.global_id import to_global_id
+from tests.factories import gql
+from tests.world import World, build_world
+
+TYPE_NAMES = ("Agency", "SubAccount", "User", "Invitation", "ApiKey", "Transfer", "")
+
+ID_ARGUMENTS: dict[str, tuple[str, Any]] = {
+    "node.id": ("query($id: ID!) { node(id: $id) { id } }", lambda g, w: {"id": g}),
+    "changeUserRole.userId": (
+        "mutation($i: ChangeUserRoleInput!) { changeUserRole(input: $i) { userErrors { code } } }",
+        lambda g, w: {"i": {"userId": g, "role": "AGENCY_ADMIN"}},
+    ),
+    "changeUserRole.subAccountIds": (
+        "mutation($i: ChangeUserRoleInput!) { changeUserRole(input: $i) { userErrors { code } } }",
+        lambda g, w: {
+            "i": {"userId": w.member_gid, "role": "SUBACCOUNT_MEMBER", "subAccountIds": [g]}
+        },
+    ),
+    "removeUser.userId": (
+        "mutation($i: RemoveUserInput!) { removeUser(input: $i) { userErrors { code } } }",
+        lambda g, w: {"i": {"userId": g}},
+    ),
+    "transferOwnership.toUserId": (
+        "mutation($i: TransferOwnershipInput!) { transferOwnership(input: $i) "
+        "{ userErrors { code } } }",
+        lambda g, w: {"i": {"toUserId": g}},
+    ),
+    "resendInvitation.id": (
+        "mutation($i: InvitationIdInput!) { resendInvitation(input: $i) { userErrors { code } } }",
+        lambda g, w: {"i": {"id": g}},
+    ),
+    "revokeInvitation.id": (
+        "mutation($i: InvitationIdInput!) { revokeInvitation(input: $i) { userErrors { code } } }",
+        lambda g, w: {"i": {"id": g}},
+    ),
+    "revokeApiKey.id": (
+        "mutation($i: RevokeApiKeyInput!) { revokeApiKey(input: $i) { userErrors { code } } }",
+        lambda g, w: {"i": {"id": g}},
+    ),
+    "inviteUser.subAccountIds": (
+        "mutation($i: InviteUserInput!) { inviteUser(input: $i) { userErrors { code } } }",
+        lambda g, w: {
+            "i": {
+                "email": f"{uuid.uuid4().hex[:8]}@fuzz.example",
+                "role": "SUBACCOUNT_ADMIN",
+                "subAccountIds": [g],
+            }
+        },
+    ),
+}
+
+
+@pytest.fixture
+async def fuzz_world(app_client):
+    world = await build_world(app_client.app.state.services)
+    outsider = world.outsider_agency_id
+    world.foreign_keys = [  # type: ignore[attr-defined]
+        outsider,
+        world.outsider_primary_id,
+        world.user_ids["OUTSIDER"],
+        await world.add_user(Role.AGENCY_ADMIN, agency_id=outsider),
+        await world.add_invitation(agency_id=outsider),
+        (await issue_api_key(world.services, outsider, "theirs", None))[0].id,
+    ]
+    world.member_gid = to_global_id(  # type: ignore[attr-defined]
+        "User", await world.add_user(Role.AGENCY_MEMBER)
+    )
+    return world
+
+
+async def snapshot(world: World) -> dict[str, list[Any]]:
+    """Everything of the outsider agency that an ID argument could touch."""
+    queries = {
+        "users": "SELECT id, role, all_sub_accounts FROM app_user WHERE agency_id = :a ORDER BY id",
+        "invitations": "SELECT id, expires_at, revoked_at, accepted_at FROM invitation "
+        "WHERE agency_id = :a ORDER BY id",
+        "keys": "SELECT id, revoked_at FROM api_key WHERE agency_id = :a ORDER BY id",
+        "grants": "SELECT g.user_id, g.sub_account_id FROM user_grant g JOIN sub_account s "
+        "ON s.id = g.sub_account_id WHERE s.agency_id = :a ORDER BY 1, 2",
+        "invitation_grants": "SELECT g.invitation_id FROM invitation_grant g JOIN sub_account s "
+        "ON s.id = g.sub_account_id WHERE s.agency_id = :a ORDER BY 1",
+    }
+    key = world.outsider_agency_id
+    param = key.hex if world.services.database.is_sqlite else key
+    async with world.services.database.read() as conn:
+        return {
+            name: [tuple(r) for r in await conn.execute(text(sql), {"a": param})]
+            for name, sql in queries.items()
+        }
+
+
+foreign_id = st.one_of(
+    # a real object of the other agency, under its own type name or another one
+    st.tuples(st.sampled_from(TYPE_NAMES), st.integers(min_value=0, max_value=5)).map(
+        lambda t: ("foreign", t[0], t[1])
+    ),
+    st.tuples(st.sampled_from(TYPE_NAMES), st.uuids()).map(lambda t: ("made-up", t[0], t[1])),
+    st.text(max_size=60).map(lambda s: ("garbage", s, None)),
+)
+
+
+def realise(world: World, drawn: tuple[str, Any, Any]) -> str:
+    kind, a, b = drawn
+    if kind == "foreign":
+        return to_global_id(a, world.foreign_keys[b])  # type: ignore[attr-defined]
+    if kind == "made-up":
+        return to_global_id(a, b)
+    return a
+
+
+@pytest.mark.parametrize("argument", list(ID_ARGUMENTS))
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(drawn=foreign_id)
+async def test_foreign_ids_reveal_and_change_nothing(app_client, fuzz_world, argument, drawn):
+    world = fuzz_world
+    before = await snapshot(world)
+    assert len(before["users"]) == 2 and before["invitations"] and before["keys"]
+    query, make = ID_ARGUMENTS[argument]
+    body = await gql(
+        app_client, query, make(realise(world, drawn), world), token=world.tokens["AGENCY_OWNER"]
+    )
+    # nothing comes back: a null node, a NOT_FOUND user error, or a refusal
+    data = body.get("data") or {}
+    if "node" in data:
+        assert data["node"] is None, body
+    else:
+        codes = {c for p in data.values() if p for c in (e["code"] for e in p["userErrors"])}
+        refused = {e.get("extensions", {}).get("code") for e in body.get("errors", [])}
+        assert codes <= {"NOT_FOUND"} and (codes or refused), body
+        assert refused <= {"FORBIDDEN", "BAD_REQUEST"}, body
+    # and the other agency is exactly as it was
+    assert await snapshot(world) == before
