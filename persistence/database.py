@@ -28,15 +28,21 @@ class Database:
             self.engine = create_async_engine(self.url)
             _configure_sqlite(self.engine)
         else:
-            self.engine = create_async_engine(
-                self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False
-            )
-        # Reads are single statements (a DataLoader batch, a page): on PostgreSQL they run in
-        # autocommit, which saves the BEGIN and ROLLBACK round trips around each one.
+            # A fixed pool: "overflow" connections are opened and closed again under sustained
+            # load, and a new PostgreSQL connection costs far more than waiting for one.
+            self.engine = create_async_engine(self.url, pool_size=pool_size, max_overflow=0)
+        # Reads are single statements (a DataLoader batch, a page): on PostgreSQL they get a
+        # pool of their own in autocommit, which saves the BEGIN and ROLLBACK round trips
+        # around each one (and resetting the isolation level at every checkout).
         self._read_engine = (
             self.engine
             if self.is_sqlite
-            else self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            else create_async_engine(
+                self.url,
+                pool_size=pool_size,
+                max_overflow=0,
+                isolation_level="AUTOCOMMIT",
+            )
         )
 
     @asynccontextmanager
@@ -59,6 +65,8 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._read_engine is not self.engine:
+            await self._read_engine.dispose()
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

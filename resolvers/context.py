@@ -104,15 +104,6 @@ class Loaders:
     def balances_by_sub_account(self) -> DataLoader[UUID, list[Balance]]:
         return self._loader(batch.balances_by_sub_account)
 
-    def prime_session(self, session: SessionContext) -> None:
-        if not self._cache:
-            return
-        self.user_by_id.prime(session.user.id, session.user)
-        self.agency_by_id.prime(session.agency.id, session.agency)
-        if session.primary is not None:
-            self.primary_sub_account_by_agency.prime(session.agency.id, session.primary)
-            self.sub_account_by_id.prime(session.primary.id, session.primary)
-
 
 class RequestContext:
     """Per HTTP request, or per WebSocket connection (then `connection_params` holds the auth)."""
@@ -153,8 +144,6 @@ class RequestContext:
         digest = self.services.tokens.digest(token)
         async with self.services.database.read() as conn:
             session = await load_session(conn, digest, self.services.clock())
-        if session is not None:
-            self.loaders.prime_session(session)
         return session
 
     def forget_session(self) -> None:

@@ -68,8 +68,14 @@ async def node(
 
 
 async def primary_sub_account(ctx: RequestContext, agency: Agency) -> SubAccount:
-    viewer = await ctx.viewer()
-    primary = await ctx.loaders.primary_sub_account_by_agency.load(agency.id)
+    session = await ctx.require_session()
+    viewer = session.viewer
+    # The viewer's own primary came with the session lookup; other agencies' go by loader.
+    primary = (
+        session.primary
+        if session.agency.id == agency.id and session.primary is not None
+        else await ctx.loaders.primary_sub_account_by_agency.load(agency.id)
+    )
     assert primary is not None, "every agency has its primary from sign-up"
     require(viewer, Action.VIEW_SUB_ACCOUNT, sub_account_target(primary))
     return primary

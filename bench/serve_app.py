@@ -1,0 +1,47 @@
+"""Serves the agencyhub app for the benchmark: like `agencyhub serve`, minus the access log.
+
+`agencyhub serve` logs every request at info level and has no switch to turn that off, which
+would tax the GraphQL side only. Settings come from the environment, as for `agencyhub serve`.
+
+    DATABASE_URL=... SECRET_KEY=... GRAPHIQL=false .venv/bin/python bench/serve_app.py --port 8001
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+# The same server options for both sides of the benchmark (bare_viewer.py imports these):
+# one process, uvloop, httptools, no access log, warnings only.
+UVICORN_OPTIONS: dict[str, Any] = {
+    "loop": "uvloop",
+    "http": "httptools",
+    "access_log": False,
+    "log_level": "warning",
+    "lifespan": "on",
+    "proxy_headers": True,  # as in `agencyhub serve`
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+
+    import uvicorn
+
+    from agencyhub.app import create_app
+    from agencyhub.settings import Settings
+
+    uvicorn.run(
+        create_app(Settings()),
+        host=args.host,
+        port=args.port,
+        ws="websockets-sansio",  # as in `agencyhub serve`; unused by this benchmark
+        **UVICORN_OPTIONS,
+    )
+
+
+if __name__ == "__main__":
+    main()
