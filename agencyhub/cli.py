@@ -28,6 +28,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         http="auto",  # httptools when installed
         ws="websockets-sansio",
         log_level="info",
+        access_log=settings.access_log,
         proxy_headers=True,
         lifespan="on",
     )

@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     port: int = 8000
     data_dir: Path = Path("data")
 
+    access_log: bool = True
     graphiql: bool = True  # the in-browser IDE at /graphql; turn off in production
     auto_migrate: bool | None = None  # default: on for the embedded SQLite, off otherwise
     session_ttl_hours: int = Field(default=24 * 14, ge=1)

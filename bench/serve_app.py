@@ -1,7 +1,8 @@
 """Serves the agencyhub app for the benchmark: like `agencyhub serve`, minus the access log.
 
-`agencyhub serve` logs every request at info level and has no switch to turn that off, which
-would tax the GraphQL side only. Settings come from the environment, as for `agencyhub serve`.
+The bare endpoint is started with exactly the same uvicorn options from here (uvloop, httptools,
+no access log), so neither side pays for something the other does not. (`ACCESS_LOG=false
+agencyhub serve` is the production equivalent.) Settings come from the environment.
 
     DATABASE_URL=... SECRET_KEY=... GRAPHIQL=false .venv/bin/python bench/serve_app.py --port 8001
 """
