@@ -97,6 +97,8 @@ async def running_services(settings: Settings) -> AsyncIterator[tuple[Services, 
                     rate_limiter=rate_limiter,
                     public_url=settings.public_url,
                     mail_from=settings.mail_from,
+                    prices=settings.price_book(),
+                    removed_retention=timedelta(days=settings.removed_retention_days),
                     login_limits=LoginLimits(
                         settings.login_attempts_per_email,
                         settings.login_attempts_per_client,

@@ -47,7 +47,7 @@ async def seed_demo(settings: Settings) -> int:
                         SubAccountKind.SECONDARY,
                         name,
                         f"{slug}@clients.example",
-                        now - timedelta(days=40 * (index + 1)),
+                        (now - timedelta(days=40 * (index + 1))).date(),
                         0,
                         now,
                     )

@@ -7,10 +7,14 @@ broker under `DATA_DIR`, a development secret kept there, and mail written as .e
 from __future__ import annotations
 
 import secrets
+from decimal import Decimal
 from pathlib import Path
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from domain.money import dollars_to_micros
+from domain.pricing import PriceBook
 
 
 class Settings(BaseSettings):
@@ -52,6 +56,12 @@ class Settings(BaseSettings):
 
     outbox_poll_seconds: float = 0.5
 
+    # The price book: what the platform charges the agency per minute (USD, exact decimals).
+    price_basic_per_minute: Decimal = Decimal("0.18")
+    price_premium_per_minute: Decimal = Decimal("0.30")
+    price_web_widget_basic_per_minute: Decimal = Decimal("0.16")
+    removed_retention_days: int = Field(default=30, ge=0)
+
     @property
     def effective_database_url(self) -> str:
         if self.database_url:
@@ -80,3 +90,10 @@ class Settings(BaseSettings):
             path.touch(mode=0o600)
             path.write_text(secrets.token_urlsafe(48))
         return path.read_text().strip().encode()
+
+    def price_book(self) -> PriceBook:
+        return PriceBook(
+            dollars_to_micros(self.price_basic_per_minute),
+            dollars_to_micros(self.price_premium_per_minute),
+            dollars_to_micros(self.price_web_widget_basic_per_minute),
+        )

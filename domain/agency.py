@@ -58,6 +58,11 @@ class SubAccount:
     subscription_start_date: date
     balance_source: BalanceSource
     knowledge_pack_credits: int
+    markup_basic_bp: int = 0
+    markup_premium_bp: int = 0
+    suspended_at: datetime | None = None
+    suspension_note: str | None = None
+    removed_at: datetime | None = None
 
     @property
     def is_primary(self) -> bool:
@@ -65,6 +70,14 @@ class SubAccount:
 
     def next_billing_date(self, today: date) -> date:
         return next_anniversary(self.subscription_start_date, today)
+
+    def markup_bp(self, tier: Tier) -> int:
+        return self.markup_basic_bp if tier is Tier.BASIC else self.markup_premium_bp
+
+    @property
+    def is_live(self) -> bool:
+        """Counts against the plan's cap, and can be worked with (not removed or merged)."""
+        return self.status in (SubAccountStatus.ACTIVE, SubAccountStatus.SUSPENDED)
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import exists, insert, or_, select
+from sqlalchemy import exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.agency import (
@@ -17,7 +18,15 @@ from domain.agency import (
     SubAccountStatus,
 )
 from persistence.ledger import open_balances
-from persistence.records import agency_t, sub_account_t, user_t
+from persistence.records import (
+    AGENCY_COLUMNS,
+    SUB_ACCOUNT_COLUMNS,
+    agency_from,
+    agency_t,
+    sub_account_from,
+    sub_account_t,
+    user_t,
+)
 
 
 async def email_in_use(conn: AsyncConnection, email: str) -> bool:
@@ -66,9 +75,10 @@ async def add_sub_account(
     kind: SubAccountKind,
     name: str,
     login_email: str,
-    subscription_start_date: datetime,
+    subscription_start_date: date,
     knowledge_pack_credits: int,
     now: datetime,
+    markup_bp: int = 0,
 ) -> SubAccount:
     sub_account = SubAccount(
         id=uuid.uuid4(),
@@ -77,9 +87,11 @@ async def add_sub_account(
         name=name,
         login_email=login_email,
         status=SubAccountStatus.ACTIVE,
-        subscription_start_date=subscription_start_date.date(),
+        subscription_start_date=subscription_start_date,
         balance_source=BalanceSource.CUSTOMER,
         knowledge_pack_credits=knowledge_pack_credits,
+        markup_basic_bp=markup_bp,
+        markup_premium_bp=markup_bp,
     )
     await conn.execute(
         insert(sub_account_t).values(
@@ -89,11 +101,59 @@ async def add_sub_account(
             name=name,
             login_email=login_email,
             status=sub_account.status.value,
-            subscription_start_date=sub_account.subscription_start_date,
+            subscription_start_date=subscription_start_date,
             balance_source=sub_account.balance_source.value,
             knowledge_pack_credits=knowledge_pack_credits,
+            markup_basic_bp=markup_bp,
+            markup_premium_bp=markup_bp,
             created_at=now,
         )
     )
     await open_balances(conn, sub_account.id)
     return sub_account
+
+
+async def agency_for_update(conn: AsyncConnection, agency_id: uuid.UUID) -> Agency | None:
+    """The agency row, locked on PostgreSQL: creations under one plan cap go one at a time."""
+    query = select(*AGENCY_COLUMNS).where(agency_t.c.id == agency_id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = (await conn.execute(query)).first()
+    return None if row is None else agency_from(row)
+
+
+async def live_secondaries(conn: AsyncConnection, agency_id: uuid.UUID) -> int:
+    return int(
+        await conn.scalar(
+            select(func.count())
+            .select_from(sub_account_t)
+            .where(
+                sub_account_t.c.agency_id == agency_id,
+                sub_account_t.c.kind == "SECONDARY",
+                sub_account_t.c.status.in_(("ACTIVE", "SUSPENDED")),
+            )
+        )
+        or 0
+    )
+
+
+async def sub_accounts_for_update(
+    conn: AsyncConnection, agency_id: uuid.UUID, ids: list[uuid.UUID]
+) -> dict[uuid.UUID, SubAccount]:
+    """Sub-accounts of this agency by id (others look absent), row-locked in id order."""
+    query = (
+        select(*SUB_ACCOUNT_COLUMNS)
+        .where(sub_account_t.c.id.in_(ids), sub_account_t.c.agency_id == agency_id)
+        .order_by(sub_account_t.c.id)
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return {row.id: sub_account_from(row) for row in await conn.execute(query)}
+
+
+async def update_sub_account(
+    conn: AsyncConnection, sub_account_id: uuid.UUID, **values: Any
+) -> None:
+    await conn.execute(
+        update(sub_account_t).where(sub_account_t.c.id == sub_account_id).values(**values)
+    )

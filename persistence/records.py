@@ -35,6 +35,11 @@ SUB_ACCOUNT_COLUMNS = (
     sub_account_t.c.subscription_start_date,
     sub_account_t.c.balance_source,
     sub_account_t.c.knowledge_pack_credits,
+    sub_account_t.c.markup_basic_bp,
+    sub_account_t.c.markup_premium_bp,
+    sub_account_t.c.suspended_at,
+    sub_account_t.c.suspension_note,
+    sub_account_t.c.removed_at,
 )
 USER_COLUMNS = (
     user_t.c.id,
@@ -70,6 +75,11 @@ def sub_account_from(row: Any) -> SubAccount:
         subscription_start_date=row.subscription_start_date,
         balance_source=BalanceSource(row.balance_source),
         knowledge_pack_credits=row.knowledge_pack_credits,
+        markup_basic_bp=row.markup_basic_bp,
+        markup_premium_bp=row.markup_premium_bp,
+        suspended_at=row.suspended_at,
+        suspension_note=row.suspension_note,
+        removed_at=row.removed_at,
     )
 
 

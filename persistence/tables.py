@@ -92,6 +92,9 @@ class SubAccountRow(Base):
     markup_premium_bp: Mapped[int] = mapped_column(Integer, server_default="0")
     knowledge_pack_credits: Mapped[int] = mapped_column(Integer, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    suspended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    suspension_note: Mapped[str | None] = mapped_column(String(150))
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class UserRow(Base):
@@ -260,3 +263,74 @@ class ApiKeyRow(Base):
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ActivityRow(Base):
+    """A campaign, inbound agent or automation: we own only its on/off state."""
+
+    __tablename__ = "activity"
+    __table_args__ = (
+        Index("ix_activity_sub_account_kind", "sub_account_id", "kind", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"))
+    sub_account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sub_account.id"))
+    kind: Mapped[str] = mapped_column(String(20))
+    name: Mapped[str] = mapped_column(String(120))
+    status: Mapped[str] = mapped_column(String(10))
+    # Set by suspension on exactly what it paused, so restore brings back exactly those.
+    paused_by_suspension: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AutoAllocationRow(Base):
+    __tablename__ = "auto_allocation"
+
+    sub_account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("sub_account.id"), primary_key=True
+    )
+    enabled: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    basic_minutes: Mapped[int] = mapped_column(Integer, server_default="0")
+    premium_minutes: Mapped[int] = mapped_column(Integer, server_default="0")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class MinuteTransferRow(Base):
+    """A transfer as the client saw it: what was sent, what arrived, at which prices."""
+
+    __tablename__ = "minute_transfer"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"), index=True)
+    from_sub_account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sub_account.id"))
+    to_sub_account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sub_account.id"))
+    tier: Mapped[str] = mapped_column(String(10))
+    sent_seconds: Mapped[int] = mapped_column(BigInteger)
+    received_seconds: Mapped[int] = mapped_column(BigInteger)
+    base_micros_per_minute: Mapped[int] = mapped_column(BigInteger)
+    from_markup_bp: Mapped[int] = mapped_column(Integer)
+    to_markup_bp: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class IdempotencyKeyRow(Base):
+    """A retried request with the same key returns the first answer and moves nothing twice."""
+
+    __tablename__ = "idempotency_key"
+
+    scope: Mapped[str] = mapped_column(String(80), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    response: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PlanGrantRow(Base):
+    """One row per agency and plan period: the monthly grant happens exactly once."""
+
+    __tablename__ = "plan_grant"
+
+    agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"), primary_key=True)
+    period_start: Mapped[date] = mapped_column(Date, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -55,7 +55,7 @@ async def sign_up_agency(
                 SubAccountKind.PRIMARY,
                 agency.name,
                 signup.owner_email,
-                now,
+                now.date(),
                 signup.plan.knowledge_pack_credits,
                 now,
             )

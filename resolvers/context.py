@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any, TypeVar
@@ -20,13 +20,16 @@ from domain.agency import Agency, SubAccount, User
 from domain.errors import AccessDenied, NotAuthenticated
 from domain.ledger import Balance
 from domain.policy import Viewer
+from domain.pricing import PriceBook
 from persistence import team
 from persistence.api_keys import ApiKey, api_key_by_secret
 from persistence.broker import Broker
 from persistence.database import Database
 from persistence.mail import Mailer
 from persistence.queries import loaders as batch
+from persistence.queries import sub_accounts as sub_account_queries
 from persistence.queries.session import SessionContext, load_session
+from persistence.queries.sub_accounts import AutoAllocation
 from persistence.rate_limit import RateLimiter
 from persistence.unit_of_work import UnitOfWork
 from resolvers.security import API_KEY_PREFIX, Passwords, Tokens, bearer_token
@@ -59,6 +62,8 @@ class Services:
     public_url: str
     mail_from: str
     login_limits: LoginLimits
+    prices: PriceBook = field(default_factory=PriceBook)
+    removed_retention: timedelta = timedelta(days=30)
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.database, self.clock, self.wake_relay)
@@ -99,6 +104,10 @@ class Loaders:
     @cached_property
     def grants_by_user(self) -> DataLoader[UUID, list[UUID]]:
         return self._loader(team.user_grants)
+
+    @cached_property
+    def auto_allocation_by_sub_account(self) -> DataLoader[UUID, AutoAllocation]:
+        return self._loader(sub_account_queries.auto_allocations)
 
     @cached_property
     def balances_by_sub_account(self) -> DataLoader[UUID, list[Balance]]:

@@ -10,12 +10,18 @@ import strawberry
 from domain import agency as entities
 from domain.plans import BillingModel
 from resolvers import auth
+from resolvers import sub_account as sub_account_use_cases
 from resolvers import viewer as reads
 from resolvers.context import RequestContext
 from resolvers.global_id import to_global_id
 from schema.errors import UserError, with_user_errors
 from schema.node import Node
-from schema.sub_account import SubAccount
+from schema.sub_account import (
+    SubAccount,
+    SubAccountConnection,
+    SubAccountStatus,
+    sub_accounts_connection,
+)
 
 if TYPE_CHECKING:
     from schema.team import ApiKeyConnection, InvitationConnection, UserConnection
@@ -56,6 +62,27 @@ class Agency(Node):
     @strawberry.field
     async def primary_sub_account(self, info: Info) -> SubAccount:
         return SubAccount.from_domain(await reads.primary_sub_account(info.context, self.entity))
+
+    @strawberry.field(
+        description="Client sub-accounts (and the primary), oldest first. Without "
+        "`status`: the live ones (ACTIVE and SUSPENDED)."
+    )
+    async def sub_accounts(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        status: SubAccountStatus | None = None,
+    ) -> SubAccountConnection:
+        return await sub_accounts_connection(info.context, self.entity, first, after, status)
+
+    @strawberry.field(description="Secondary sub-accounts counting against the plan's cap.")
+    async def slots_used(self, info: Info) -> int:
+        return (await sub_account_use_cases.slots(info.context, self.entity.id))[0]
+
+    @strawberry.field(description="How many more the plan allows; null when it has no cap.")
+    async def slots_available(self, info: Info) -> int | None:
+        return (await sub_account_use_cases.slots(info.context, self.entity.id))[1]
 
     @strawberry.field(description="The agency's users (owner and admins only).")
     async def users(

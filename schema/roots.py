@@ -21,12 +21,14 @@ from domain.invitation import Invitation as InvitationEntity
 from persistence.api_keys import ApiKey as ApiKeyEntity
 from resolvers import viewer as reads
 from resolvers.context import RequestContext
+from schema.activity import ActivityMutations, Automation, Campaign, InboundAgent
 from schema.agency import Agency, AgencyMutations
 from schema.audit import AuditSubscriptions
 from schema.errors import ErrorPolicy
 from schema.node import Node
-from schema.sub_account import SubAccount
+from schema.sub_account import SubAccount, SubAccountMutations, SubAccountQueries
 from schema.team import ApiKey, Invitation, TeamMutations
+from schema.transfer import Transfer, TransferMutations, TransferQueries
 from schema.user import User, UserMutations, Viewer
 
 Info = strawberry.Info[RequestContext, None]
@@ -41,7 +43,7 @@ _NODE_TYPES = {
 
 
 @strawberry.type
-class Query:
+class ViewerQueries:
     @strawberry.field(description="The signed-in user and their agency.")
     async def viewer(self, info: Info) -> Viewer | None:
         session = await reads.viewer(info.context)
@@ -55,7 +57,18 @@ class Query:
         return None if found is None else _NODE_TYPES[type(found)](found)  # type: ignore[operator]
 
 
-Mutation = merge_types("Mutation", (AgencyMutations, UserMutations, TeamMutations))
+Query = merge_types("Query", (ViewerQueries, TransferQueries, SubAccountQueries))
+Mutation = merge_types(
+    "Mutation",
+    (
+        AgencyMutations,
+        UserMutations,
+        SubAccountMutations,
+        TransferMutations,
+        ActivityMutations,
+        TeamMutations,
+    ),
+)
 Subscription = merge_types("Subscription", (AuditSubscriptions,))
 
 
@@ -82,7 +95,17 @@ def build_schema(max_depth: int = 10, max_aliases: int = 15, max_tokens: int = 2
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        types=[Agency, SubAccount, User, Invitation, ApiKey],
+        types=[
+            Agency,
+            SubAccount,
+            User,
+            Invitation,
+            ApiKey,
+            Transfer,
+            Campaign,
+            InboundAgent,
+            Automation,
+        ],
         extensions=[
             ErrorPolicy,
             lambda: MaxTokensLimiter(max_token_count=max_tokens),

@@ -1,24 +1,38 @@
-"""Sub-accounts and their minute balances."""
+"""Sub-accounts: balances, prices, wallet, banner, activities, and the Account Manager's
+mutations (create, update, suspend, restore, billing source, auto allocation, KP credits,
+removal)."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
+from fractions import Fraction
 
 import strawberry
 
 from domain import agency as entities
+from domain import sub_account as rules
 from domain.ledger import Balance
 from domain.money import Tier, seconds_to_minutes
+from domain.pricing import bp_to_percent, client_price_per_minute, value_of_seconds
+from domain.sub_account import ActivityKind
+from resolvers import activity as activity_use_cases
+from resolvers import sub_account as use_cases
 from resolvers import viewer as reads
 from resolvers.context import RequestContext
 from resolvers.global_id import to_global_id
+from schema.activity import AutomationConnection, CampaignConnection, InboundAgentConnection
+from schema.activity import connection as activity_connection
+from schema.errors import UserError, with_user_errors
+from schema.money import Money
 from schema.node import Node
+from schema.paging import PageInfo, edges, page_info
 
 TierEnum = strawberry.enum(Tier, name="Tier")
 SubAccountKind = strawberry.enum(entities.SubAccountKind, name="SubAccountKind")
 SubAccountStatus = strawberry.enum(entities.SubAccountStatus, name="SubAccountStatus")
 BalanceSource = strawberry.enum(entities.BalanceSource, name="BalanceSource")
+Info = strawberry.Info[RequestContext, None]
 
 
 @strawberry.type
@@ -35,6 +49,31 @@ class MinuteBalance:
         return cls(tier=balance.tier, seconds=balance.seconds)
 
 
+@strawberry.type
+class Banner:
+    active: bool
+    message: str
+    note: str | None
+    since: datetime | None
+
+    @classmethod
+    def of(cls, sub_account: entities.SubAccount) -> Banner:
+        banner = rules.banner_of(sub_account)
+        return cls(
+            active=banner.active, message=banner.message, note=banner.note, since=banner.since
+        )
+
+
+@strawberry.type(
+    description="Monthly minutes bought at base cost for a secondary, charged to "
+    "the primary's saved card."
+)
+class AutoAllocation:
+    enabled: bool
+    basic_minutes: int
+    premium_minutes: int
+
+
 @strawberry.type(name="SubAccount")
 class SubAccount(Node):
     id: strawberry.ID
@@ -48,13 +87,69 @@ class SubAccount(Node):
     entity: strawberry.Private[entities.SubAccount]
 
     @strawberry.field(description="The monthly anniversary of the subscription start date.")
-    def next_billing_date(self, info: strawberry.Info[RequestContext, None]) -> date:
+    def next_billing_date(self, info: Info) -> date:
         return self.entity.next_billing_date(reads.today(info.context))
 
     @strawberry.field(description="Minutes left per tier, in whole seconds.")
-    async def balances(self, info: strawberry.Info[RequestContext, None]) -> list[MinuteBalance]:
+    async def balances(self, info: Info) -> list[MinuteBalance]:
         found = await reads.balances(info.context, self.entity)
         return [MinuteBalance.from_domain(b) for b in found]
+
+    @strawberry.field(description="The markup over base cost, in percent (0 for the primary).")
+    def markup_percent(self, tier: TierEnum) -> Decimal:
+        return bp_to_percent(self.entity.markup_bp(tier))
+
+    @strawberry.field(description="Base cost x (1 + markup%), per minute.")
+    def client_price_per_minute(self, info: Info, tier: TierEnum) -> Money:
+        return Money.of_exact(_price(info, self.entity, tier))
+
+    @strawberry.field(description="Remaining minutes valued at the client price.")
+    async def wallet_balance(self, info: Info) -> Money:
+        found = await reads.balances(info.context, self.entity)
+        total = sum(
+            (value_of_seconds(b.seconds, _price(info, self.entity, b.tier)) for b in found),
+            Fraction(0),
+        )
+        return Money.of_exact(total)
+
+    @strawberry.field
+    def banner(self) -> Banner:
+        return Banner.of(self.entity)
+
+    @strawberry.field
+    async def auto_allocation(self, info: Info) -> AutoAllocation:
+        found = await info.context.loaders.auto_allocation_by_sub_account.load(self.entity.id)
+        return AutoAllocation(
+            enabled=found.enabled,
+            basic_minutes=found.basic_minutes,
+            premium_minutes=found.premium_minutes,
+        )
+
+    @strawberry.field
+    async def campaigns(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> CampaignConnection:
+        return await self._activities(info, ActivityKind.CAMPAIGN, first, after)  # type: ignore[return-value]
+
+    @strawberry.field
+    async def inbound_agents(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> InboundAgentConnection:
+        return await self._activities(info, ActivityKind.INBOUND_AGENT, first, after)  # type: ignore[return-value]
+
+    @strawberry.field
+    async def automations(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> AutomationConnection:
+        return await self._activities(info, ActivityKind.AUTOMATION, first, after)  # type: ignore[return-value]
+
+    async def _activities(
+        self, info: Info, kind: ActivityKind, first: int | None, after: str | None
+    ) -> object:
+        page, total = await activity_use_cases.activities_page(
+            info.context, self.entity, kind, first, after
+        )
+        return activity_connection(kind, page, total)
 
     @classmethod
     def from_domain(cls, sub_account: entities.SubAccount) -> SubAccount:
@@ -69,3 +164,243 @@ class SubAccount(Node):
             knowledge_pack_credits=sub_account.knowledge_pack_credits,
             entity=sub_account,
         )
+
+
+def _price(info: Info, sub_account: entities.SubAccount, tier: Tier) -> Fraction:
+    base = info.context.services.prices.base_per_minute(tier)
+    return client_price_per_minute(base, sub_account.markup_bp(tier))
+
+
+@strawberry.type
+class SubAccountEdge:
+    node: SubAccount
+    cursor: str
+
+
+@strawberry.type
+class SubAccountConnection:
+    edges: list[SubAccountEdge]
+    page_info: PageInfo
+    total_count: int
+
+
+async def sub_accounts_connection(
+    ctx: RequestContext,
+    agency: entities.Agency,
+    first: int | None,
+    after: str | None,
+    status: entities.SubAccountStatus | None,
+) -> SubAccountConnection:
+    page, total = await use_cases.sub_accounts_page(ctx, agency.id, status, first, after)
+    return SubAccountConnection(
+        edges=edges(page, SubAccountEdge, SubAccount.from_domain),
+        page_info=page_info(page),
+        total_count=total,
+    )
+
+
+@strawberry.type
+class RemovalPreview:
+    balances: list[MinuteBalance]
+    knowledge_pack_credits: int
+    line_count: int
+
+
+@strawberry.input
+class CreateSubAccountInput:
+    name: str
+    login_email: str
+    subscription_start_date: date | None = strawberry.field(
+        default=None, description="The billing cycle's anchor; today when omitted."
+    )
+    markup_percent: Decimal | None = strawberry.field(
+        default=None, description="The markup on both tiers, in percent (two decimals)."
+    )
+
+
+@strawberry.input
+class UpdateSubAccountInput:
+    id: strawberry.ID
+    name: str | None = None
+    login_email: str | None = None
+    markup_percent: Decimal | None = None
+
+
+@strawberry.type
+class SubAccountPayload:
+    sub_account: SubAccount | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class SuspendSubAccountInput:
+    id: strawberry.ID
+    note: str | None = strawberry.field(
+        default=None, description="Shown to the client on the banner; at most 150 characters."
+    )
+
+
+@strawberry.input
+class RestoreSubAccountInput:
+    id: strawberry.ID
+
+
+@strawberry.input
+class SetBalanceSourceInput:
+    id: strawberry.ID
+    source: BalanceSource
+
+
+@strawberry.input
+class SetAutoAllocationInput:
+    sub_account_id: strawberry.ID
+    enabled: bool
+    basic_minutes: int
+    premium_minutes: int
+
+
+@strawberry.input
+class TransferKnowledgePackCreditsInput:
+    from_id: strawberry.ID
+    to_id: strawberry.ID
+    credits: int
+    idempotency_key: str | None = None
+
+
+@strawberry.type
+class KnowledgePackTransferPayload:
+    from_: SubAccount | None = strawberry.field(default=None, name="from")
+    to: SubAccount | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+LineReleaseEnum = strawberry.enum(rules.LineRelease, name="LineRelease")
+
+
+@strawberry.input
+class RemoveSubAccountInput:
+    id: strawberry.ID
+    minutes_to_id: strawberry.ID
+    lines: LineReleaseEnum | None = None
+
+
+@strawberry.type
+class RemoveSubAccountPayload:
+    sub_account: SubAccount | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+def _payload(sub_account: entities.SubAccount) -> SubAccountPayload:
+    return SubAccountPayload(sub_account=SubAccount.from_domain(sub_account))
+
+
+@strawberry.type
+class SubAccountQueries:
+    @strawberry.field(
+        description="What removing a sub-account would move: minutes, credits, lines."
+    )
+    async def removal_preview(self, info: Info, sub_account_id: strawberry.ID) -> RemovalPreview:
+        preview = await use_cases.removal_preview(info.context, sub_account_id)
+        return RemovalPreview(
+            balances=[MinuteBalance.from_domain(b) for b in preview.balances],
+            knowledge_pack_credits=preview.knowledge_pack_credits,
+            line_count=preview.line_count,
+        )
+
+
+@strawberry.type
+class SubAccountMutations:
+    @strawberry.mutation(description="Add a client sub-account (within the plan's cap).")
+    @with_user_errors(SubAccountPayload)
+    async def create_sub_account(
+        self, info: Info, input: CreateSubAccountInput
+    ) -> SubAccountPayload:
+        return _payload(
+            await use_cases.create_sub_account(
+                info.context,
+                input.name,
+                input.login_email,
+                input.subscription_start_date,
+                input.markup_percent,
+            )
+        )
+
+    @strawberry.mutation(description="Rename, change the login email or the markup.")
+    @with_user_errors(SubAccountPayload)
+    async def update_sub_account(
+        self, info: Info, input: UpdateSubAccountInput
+    ) -> SubAccountPayload:
+        return _payload(
+            await use_cases.update_sub_account(
+                info.context, input.id, input.name, input.login_email, input.markup_percent
+            )
+        )
+
+    @strawberry.mutation(
+        description="Pause a secondary: calls and changes are refused, "
+        "active campaigns, agents and automations pause. Again: edits the note."
+    )
+    @with_user_errors(SubAccountPayload)
+    async def suspend_sub_account(
+        self, info: Info, input: SuspendSubAccountInput
+    ) -> SubAccountPayload:
+        return _payload(await use_cases.suspend(info.context, input.id, input.note))
+
+    @strawberry.mutation(description="Lift a suspension; brings back exactly what it paused.")
+    @with_user_errors(SubAccountPayload)
+    async def restore_sub_account(
+        self, info: Info, input: RestoreSubAccountInput
+    ) -> SubAccountPayload:
+        return _payload(await use_cases.restore(info.context, input.id))
+
+    @strawberry.mutation(description="Whose balance pays for a secondary's usage.")
+    @with_user_errors(SubAccountPayload)
+    async def set_balance_source(
+        self, info: Info, input: SetBalanceSourceInput
+    ) -> SubAccountPayload:
+        return _payload(await use_cases.set_balance_source(info.context, input.id, input.source))
+
+    @strawberry.mutation(description="Monthly minutes bought for a secondary at base cost.")
+    @with_user_errors(SubAccountPayload)
+    async def set_auto_allocation(
+        self, info: Info, input: SetAutoAllocationInput
+    ) -> SubAccountPayload:
+        return _payload(
+            await use_cases.set_auto_allocation(
+                info.context,
+                input.sub_account_id,
+                input.enabled,
+                input.basic_minutes,
+                input.premium_minutes,
+            )
+        )
+
+    @strawberry.mutation(
+        description="Move Knowledge Pack credits between the primary and a secondary."
+    )
+    @with_user_errors(KnowledgePackTransferPayload)
+    async def transfer_knowledge_pack_credits(
+        self, info: Info, input: TransferKnowledgePackCreditsInput
+    ) -> KnowledgePackTransferPayload:
+        source, destination = await use_cases.transfer_credits(
+            info.context, input.from_id, input.to_id, input.credits, input.idempotency_key
+        )
+        return KnowledgePackTransferPayload(
+            from_=SubAccount.from_domain(source), to=SubAccount.from_domain(destination)
+        )
+
+    @strawberry.mutation(
+        description="Remove a secondary: minutes to the chosen account, KP "
+        "credits to the primary, everything stopped. See removalPreview first."
+    )
+    @with_user_errors(RemoveSubAccountPayload)
+    async def remove_sub_account(
+        self, info: Info, input: RemoveSubAccountInput
+    ) -> RemoveSubAccountPayload:
+        removed = await use_cases.remove(
+            info.context,
+            input.id,
+            input.minutes_to_id,
+            lines_to_pool=input.lines is rules.LineRelease.TO_POOL,
+        )
+        return RemoveSubAccountPayload(sub_account=SubAccount.from_domain(removed))

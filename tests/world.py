@@ -10,7 +10,8 @@ from datetime import timedelta
 from domain.agency import SubAccountKind, sign_up
 from domain.invitation import INVITATION_VALIDITY, Access
 from domain.policy import Role
-from persistence import agencies, team, users
+from domain.sub_account import ActivityKind, ActivityStatus
+from persistence import activities, agencies, team, users
 from resolvers.context import Services
 from resolvers.global_id import to_global_id
 
@@ -67,6 +68,25 @@ class World:
             )
         return token
 
+    async def add_activity(self, sub_account_id: uuid.UUID) -> uuid.UUID:
+        async with self.services.uow() as uow:
+            activity = await activities.add_activity(
+                uow.conn,
+                self.agency_id,
+                sub_account_id,
+                ActivityKind.CAMPAIGN,
+                "Spring promo",
+                ActivityStatus.ACTIVE,
+                self.services.clock(),
+            )
+        return activity.id
+
+    async def suspend(self, sub_account_id: uuid.UUID) -> None:
+        async with self.services.uow() as uow:
+            await agencies.update_sub_account(
+                uow.conn, sub_account_id, status="SUSPENDED", suspended_at=self.services.clock()
+            )
+
     async def add_invitation(self, agency_id: uuid.UUID | None = None) -> uuid.UUID:
         secret = self.services.tokens.new("ahi_")
         now = self.services.clock()
@@ -91,7 +111,14 @@ async def _agency(services: Services, name: str) -> tuple[uuid.UUID, uuid.UUID]:
     async with services.uow() as uow:
         agency = await agencies.add_agency(uow.conn, signup, now)
         primary = await agencies.add_sub_account(
-            uow.conn, agency.id, SubAccountKind.PRIMARY, name, signup.owner_email, now, 5, now
+            uow.conn,
+            agency.id,
+            SubAccountKind.PRIMARY,
+            name,
+            signup.owner_email,
+            now.date(),
+            5,
+            now,
         )
     return agency.id, primary.id
 
@@ -105,7 +132,7 @@ async def secondary(services: Services, agency_id: uuid.UUID, name: str) -> uuid
             SubAccountKind.SECONDARY,
             name,
             f"{uuid.uuid4().hex[:12]}@client.example",
-            now,
+            now.date(),
             0,
             now,
         )

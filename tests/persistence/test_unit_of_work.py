@@ -26,7 +26,14 @@ async def new_account(database):
     async with UnitOfWork(database, now) as uow:
         agency = await agencies.add_agency(uow.conn, signup, now())
         account = await agencies.add_sub_account(
-            uow.conn, agency.id, SubAccountKind.PRIMARY, "P", signup.owner_email, now(), 0, now()
+            uow.conn,
+            agency.id,
+            SubAccountKind.PRIMARY,
+            "P",
+            signup.owner_email,
+            now().date(),
+            0,
+            now(),
         )
     return agency.id, account.id
 

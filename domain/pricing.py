@@ -1,0 +1,96 @@
+"""Prices: the base cost per tier, markups, client prices, wallets and transfer conversion.
+
+Money is integer micro-dollars per minute in the price book. A markup is held in basis points
+(1 % = 100 bp) and may have at most two decimals of a percent. Client prices are exact
+fractions inside a calculation; they are rounded only where a figure leaves the system
+(`to_micros`: half-up to the micro-dollar) and a transfer rounds the received seconds down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from fractions import Fraction
+
+from domain.errors import DomainError, ErrorCode
+from domain.money import MICROS_PER_DOLLAR, SECONDS_PER_MINUTE, Tier
+
+MAX_MARKUP_PERCENT = Decimal(1000)
+
+
+@dataclass(frozen=True)
+class PriceBook:
+    """What the platform charges the agency per minute (SPEC defaults; configurable)."""
+
+    basic_micros_per_minute: int = 180_000
+    premium_micros_per_minute: int = 300_000
+    web_widget_basic_micros_per_minute: int = 160_000  # inbound Web Widget calls on BASIC
+
+    def base_per_minute(self, tier: Tier) -> int:
+        return (
+            self.basic_micros_per_minute if tier is Tier.BASIC else self.premium_micros_per_minute
+        )
+
+
+def markup_bp(percent: Decimal, field: str = "markupPercent") -> int:
+    """A markup percentage from the API as basis points; refuses what cannot be held exactly."""
+    if not percent.is_finite() or percent < 0 or percent > MAX_MARKUP_PERCENT:
+        raise DomainError(
+            ErrorCode.INVALID_INPUT,
+            f"A markup is between 0 and {MAX_MARKUP_PERCENT} percent.",
+            (field,),
+        )
+    bp = percent * 100
+    if bp != bp.to_integral_value():
+        raise DomainError(ErrorCode.INVALID_INPUT, "A markup has at most two decimals.", (field,))
+    return int(bp)
+
+
+def bp_to_percent(bp: int) -> Decimal:
+    return (Decimal(bp) / 100).quantize(Decimal("0.01"))
+
+
+def client_price_per_minute(base_micros: int, markup: int) -> Fraction:
+    """base * (1 + markup%), exact, in micro-dollars per minute."""
+    return Fraction(base_micros * (10_000 + markup), 10_000)
+
+
+def to_micros(amount: Fraction) -> int:
+    """Round an exact amount to whole micro-dollars, half up: the one display rounding."""
+    return int(
+        (Decimal(amount.numerator) / Decimal(amount.denominator)).quantize(
+            Decimal(1), rounding=ROUND_HALF_UP
+        )
+    )
+
+
+def value_of_seconds(seconds: int, price_per_minute: Fraction) -> Fraction:
+    return seconds * price_per_minute / SECONDS_PER_MINUTE
+
+
+def price_to_dollars(price_per_minute: Fraction) -> Decimal:
+    return Decimal(to_micros(price_per_minute)) / MICROS_PER_DOLLAR
+
+
+def convert_seconds(sent_seconds: int, from_price: Fraction, to_price: Fraction) -> int:
+    """Value moves, not the count: received = sent * from / to, rounded down to a second.
+
+    So the value received never exceeds the value sent, and the loss is under one second at
+    the destination's price.
+    """
+    if to_price <= 0:
+        raise ValueError("prices are positive")
+    exact = sent_seconds * from_price / to_price
+    return exact.numerator // exact.denominator
+
+
+def minutes_to_whole_seconds(minutes: Decimal, field: str = "minutes") -> int:
+    """Minutes from the API, which must come to a positive whole number of seconds."""
+    if not minutes.is_finite() or minutes <= 0:
+        raise DomainError(ErrorCode.INVALID_INPUT, "Move a positive number of minutes.", (field,))
+    seconds = minutes * SECONDS_PER_MINUTE
+    if seconds != seconds.to_integral_value():
+        raise DomainError(
+            ErrorCode.INVALID_INPUT, "Minutes must come to whole seconds (1/60 minute).", (field,)
+        )
+    return int(seconds)
