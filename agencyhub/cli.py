@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import select
@@ -112,6 +113,27 @@ def _create_api_key(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _job(name: str) -> Callable[[Settings, argparse.Namespace], int]:
+    def run_job(settings: Settings, args: argparse.Namespace) -> int:
+        from agencyhub.app import running_services
+        from resolvers import jobs
+
+        async def run() -> int:
+            async with running_services(settings) as (services, relay):
+                if name == "grant-plan-minutes":
+                    done = await jobs.grant_plan_minutes(services, services.clock().date())
+                    print(f"agencyhub: granted {done} plan period(s)")
+                else:
+                    done = await jobs.purge_removed(services)
+                    print(f"agencyhub: purged {done} removed sub-account(s)")
+                await relay.relay_once()
+            return 0
+
+        return asyncio.run(run())
+
+    return run_job
+
+
 def _check_ledger(settings: Settings, args: argparse.Namespace) -> int:
     from persistence.database import Database
     from persistence.ledger import mismatches
@@ -150,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     api_key.add_argument("--agency", required=True, help="the agency's global ID or UUID")
     api_key.add_argument("--name", required=True)
     api_key.set_defaults(run=_create_api_key)
+    for job, job_help in (
+        ("grant-plan-minutes", "grant each plan period's included minutes once (cron: daily)"),
+        ("purge-removed", "purge sub-accounts removed longer ago than the retention period"),
+    ):
+        commands.add_parser(job, help=job_help).set_defaults(run=_job(job))
     check = commands.add_parser("check-ledger", help="prove balances equal ledger sums")
     check.set_defaults(run=_check_ledger)
     args = parser.parse_args(argv)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from enum import StrEnum
+from fractions import Fraction
 
 MICROS_PER_DOLLAR = 1_000_000
 SECONDS_PER_MINUTE = 60
@@ -32,8 +33,8 @@ def seconds_to_minutes(seconds: int) -> Decimal:
 
 
 def dollars_to_micros(amount: Decimal) -> int:
-    micros = amount * MICROS_PER_DOLLAR
-    if micros != micros.to_integral_value():
+    micros = Fraction(amount) * MICROS_PER_DOLLAR  # exact: no Decimal context rounding
+    if micros.denominator != 1:
         raise ValueError("amounts are exact to the micro-dollar")
     return int(micros)
 

@@ -16,6 +16,8 @@ from domain.errors import DomainError, ErrorCode
 from domain.money import MICROS_PER_DOLLAR, SECONDS_PER_MINUTE, Tier
 
 MAX_MARKUP_PERCENT = Decimal(1000)
+# A billion minutes is more than any account holds, and keeps seconds far inside BIGINT.
+MAX_MINUTES_PER_MOVE = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -40,8 +42,8 @@ def markup_bp(percent: Decimal, field: str = "markupPercent") -> int:
             f"A markup is between 0 and {MAX_MARKUP_PERCENT} percent.",
             (field,),
         )
-    bp = percent * 100
-    if bp != bp.to_integral_value():
+    bp = Fraction(percent) * 100  # exact: a Decimal context would round long inputs
+    if bp.denominator != 1:
         raise DomainError(ErrorCode.INVALID_INPUT, "A markup has at most two decimals.", (field,))
     return int(bp)
 
@@ -88,8 +90,12 @@ def minutes_to_whole_seconds(minutes: Decimal, field: str = "minutes") -> int:
     """Minutes from the API, which must come to a positive whole number of seconds."""
     if not minutes.is_finite() or minutes <= 0:
         raise DomainError(ErrorCode.INVALID_INPUT, "Move a positive number of minutes.", (field,))
-    seconds = minutes * SECONDS_PER_MINUTE
-    if seconds != seconds.to_integral_value():
+    if minutes > MAX_MINUTES_PER_MOVE:
+        raise DomainError(
+            ErrorCode.INVALID_INPUT, f"Move at most {MAX_MINUTES_PER_MOVE} minutes.", (field,)
+        )
+    seconds = Fraction(minutes) * SECONDS_PER_MINUTE  # exact, whatever the digits
+    if seconds.denominator != 1:
         raise DomainError(
             ErrorCode.INVALID_INPUT, "Minutes must come to whole seconds (1/60 minute).", (field,)
         )

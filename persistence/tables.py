@@ -95,6 +95,7 @@ class SubAccountRow(Base):
     suspended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     suspension_note: Mapped[str | None] = mapped_column(String(150))
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class UserRow(Base):

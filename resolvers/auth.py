@@ -14,7 +14,7 @@ from domain.events import AuditKind, audit_event
 from domain.identity import normalize_email
 from domain.ledger import LedgerKind, Movement
 from domain.policy import Role
-from persistence import agencies, ledger, users
+from persistence import agencies, jobs, ledger, users
 from resolvers.context import RequestContext
 
 
@@ -78,6 +78,7 @@ async def sign_up_agency(
                     f"plan:{agency.plan_name}:{signup.started_on}",
                 )
                 await ledger.apply(uow.conn, [grant], now)
+                await jobs.record_grant(uow.conn, agency.id, signup.started_on, now)
             await users.add_session(
                 uow.conn, owner.id, services.tokens.digest(token), now, now + services.session_ttl
             )

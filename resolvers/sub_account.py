@@ -26,7 +26,7 @@ from persistence.queries.paging import Page
 from persistence.unit_of_work import UnitOfWork
 from resolvers.context import RequestContext
 from resolvers.ids import decode, not_found
-from resolvers.paging import page_size
+from resolvers.paging import MAX_SUB_ACCOUNT_PAGE_SIZE, page_size
 
 MAX_AUTO_ALLOCATION_MINUTES = 1_000_000
 
@@ -414,7 +414,7 @@ async def sub_accounts_page(
     if status in (SubAccountStatus.REMOVED, SubAccountStatus.MERGED):
         require(viewer, Action.ADMINISTER_SUB_ACCOUNTS, Target(agency_id))
     visible = await _visible(ctx, viewer)
-    size = page_size(first)
+    size = page_size(first, MAX_SUB_ACCOUNT_PAGE_SIZE)
     async with ctx.services.database.read() as conn:
         page = await lists.sub_accounts_page(conn, agency_id, status, visible, size, after)
         total = await lists.count_sub_accounts(conn, agency_id, status, visible)

@@ -11,8 +11,9 @@ from datetime import date
 from domain.agency import Agency, SubAccount, User
 from domain.invitation import Invitation
 from domain.ledger import Balance
-from domain.policy import Action, Target, can, require
-from persistence import api_keys, team
+from domain.policy import Action, Target, Viewer, can, require
+from persistence import activities, api_keys, team
+from persistence.activities import Activity
 from persistence.api_keys import ApiKey
 from persistence.queries.session import SessionContext
 from resolvers.context import RequestContext
@@ -27,9 +28,25 @@ def sub_account_target(sub_account: SubAccount) -> Target:
     return Target(sub_account.agency_id, sub_account.id, sub_account.is_primary)
 
 
+def may_read(viewer: Viewer, sub_account: SubAccount) -> bool:
+    """Removed sub-accounts stay readable to agency admins only, for the retention period."""
+    if not can(viewer, Action.VIEW_SUB_ACCOUNT, sub_account_target(sub_account)):
+        return False
+    return sub_account.is_live or can(
+        viewer, Action.ADMINISTER_SUB_ACCOUNTS, Target(sub_account.agency_id)
+    )
+
+
+_ACTIVITY_KINDS = {
+    "Campaign": "CAMPAIGN",
+    "InboundAgent": "INBOUND_AGENT",
+    "Automation": "AUTOMATION",
+}
+
+
 async def node(
     ctx: RequestContext, global_id: str
-) -> Agency | SubAccount | User | Invitation | ApiKey | None:
+) -> Agency | SubAccount | User | Invitation | ApiKey | Activity | None:
     viewer = await ctx.viewer()
     decoded = from_global_id(global_id)
     if decoded is None:
@@ -42,10 +59,16 @@ async def node(
             return agency
     elif type_name == "SubAccount":
         sub_account = await loaders.sub_account_by_id.load(key)
-        if sub_account is not None and can(
-            viewer, Action.VIEW_SUB_ACCOUNT, sub_account_target(sub_account)
-        ):
+        if sub_account is not None and may_read(viewer, sub_account):
             return sub_account
+    elif type_name in ("Campaign", "InboundAgent", "Automation"):
+        async with ctx.services.database.read() as conn:
+            activity = await activities.activity_by_id(conn, key)
+        if activity is not None and activity.agency_id == viewer.agency_id:
+            owner = await loaders.sub_account_by_id.load(activity.sub_account_id)
+            kind_matches = activity.kind.value == _ACTIVITY_KINDS[type_name]
+            if owner is not None and kind_matches and may_read(viewer, owner):
+                return activity
     elif type_name == "Invitation":
         if can(viewer, Action.VIEW_USERS, Target(viewer.agency_id)):
             async with ctx.services.database.read() as conn:

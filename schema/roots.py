@@ -18,10 +18,11 @@ from strawberry.tools import merge_types
 
 from domain import agency as entities
 from domain.invitation import Invitation as InvitationEntity
+from persistence.activities import Activity as ActivityEntity
 from persistence.api_keys import ApiKey as ApiKeyEntity
 from resolvers import viewer as reads
 from resolvers.context import RequestContext
-from schema.activity import ActivityMutations, Automation, Campaign, InboundAgent
+from schema.activity import ActivityMutations, Automation, Campaign, InboundAgent, to_graphql
 from schema.agency import Agency, AgencyMutations
 from schema.audit import AuditSubscriptions
 from schema.errors import ErrorPolicy
@@ -39,6 +40,7 @@ _NODE_TYPES = {
     entities.User: User.from_domain,
     InvitationEntity: Invitation.from_domain,
     ApiKeyEntity: ApiKey.from_domain,
+    ActivityEntity: to_graphql,
 }
 
 

@@ -113,10 +113,12 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("suspended_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("suspension_note", sa.String(length=150), nullable=True))
         batch_op.add_column(sa.Column("removed_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("purged_at", sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("sub_account", schema=None) as batch_op:
+        batch_op.drop_column("purged_at")
         batch_op.drop_column("removed_at")
         batch_op.drop_column("suspension_note")
         batch_op.drop_column("suspended_at")
