@@ -16,6 +16,7 @@ from domain.errors import DomainError, ErrorCode
 from domain.events import Event, sub_account_topic
 from domain.identity import check_name, normalize_email
 from domain.ledger import Balance, LedgerKind
+from domain.money import Tier
 from domain.policy import POLICY, Action, Scope, Target, Viewer, require
 from domain.pricing import markup_bp
 from domain.transfer import plan_conversion
@@ -117,7 +118,9 @@ async def update_sub_account(
     name: str | None,
     login_email: str | None,
     markup_percent: Decimal | None,
+    tier_markups: dict[Tier, Decimal | None] | None = None,
 ) -> SubAccount:
+    """`markup_percent` sets both tiers; `tier_markups` then overrides one tier or both."""
     viewer = await _administer(ctx)
     values: dict[str, object] = {}
     if name is not None:
@@ -127,11 +130,15 @@ async def update_sub_account(
     if markup_percent is not None:
         bp = markup_bp(markup_percent)
         values.update(markup_basic_bp=bp, markup_premium_bp=bp)
+    for tier, percent in (tier_markups or {}).items():
+        if percent is not None:
+            field = f"{tier.value.lower()}MarkupPercent"
+            values[f"markup_{tier.value.lower()}_bp"] = markup_bp(percent, field)
     try:
         async with ctx.services.uow() as uow:
             [sub_account] = await _locked(uow, viewer, (global_id, "id"))
             rules.check_changeable(sub_account)
-            if sub_account.is_primary and "markup_basic_bp" in values:
+            if sub_account.is_primary and {"markup_basic_bp", "markup_premium_bp"} & set(values):
                 raise DomainError(
                     ErrorCode.INVALID_INPUT,
                     "The primary pays base cost: it has no markup.",

@@ -223,7 +223,15 @@ class UpdateSubAccountInput:
     id: strawberry.ID
     name: str | None = None
     login_email: str | None = None
-    markup_percent: Decimal | None = None
+    markup_percent: Decimal | None = strawberry.field(
+        default=None, description="Sets the markup of both tiers."
+    )
+    basic_markup_percent: Decimal | None = strawberry.field(
+        default=None, description="Sets the BASIC markup alone (after markupPercent)."
+    )
+    premium_markup_percent: Decimal | None = strawberry.field(
+        default=None, description="Sets the PREMIUM markup alone (after markupPercent)."
+    )
 
 
 @strawberry.type
@@ -332,7 +340,15 @@ class SubAccountMutations:
     ) -> SubAccountPayload:
         return _payload(
             await use_cases.update_sub_account(
-                info.context, input.id, input.name, input.login_email, input.markup_percent
+                info.context,
+                input.id,
+                input.name,
+                input.login_email,
+                input.markup_percent,
+                {
+                    Tier.BASIC: input.basic_markup_percent,
+                    Tier.PREMIUM: input.premium_markup_percent,
+                },
             )
         )
 

@@ -551,3 +551,46 @@ async def test_the_client_list_costs_the_same_few_statements_for_500_clients(app
     assert {n["clientPricePerMinute"]["amount"] for n in nodes.values()} == {"0.330000"}
     # session, page, count, balances, auto allocations
     assert len(statements) <= 5, statements
+
+
+TIER_MARKUPS = """mutation($i: UpdateSubAccountInput!) { updateSubAccount(input: $i) {
+  subAccount { basic: markupPercent(tier: BASIC) premium: markupPercent(tier: PREMIUM) }
+  userErrors { code field } } }"""
+
+
+async def test_markups_can_differ_per_tier(app_client):
+    owner = await make_agency(app_client)
+    client_id = await new_client(app_client, owner, markup="10")
+    body = await gql(
+        app_client,
+        TIER_MARKUPS,
+        {"i": {"id": client_id, "premiumMarkupPercent": "35"}},
+        owner.token,
+    )
+    assert body["data"]["updateSubAccount"]["subAccount"] == {"basic": "10.00", "premium": "35.00"}
+    bad = await gql(
+        app_client, TIER_MARKUPS, {"i": {"id": client_id, "basicMarkupPercent": "-2"}}, owner.token
+    )
+    assert bad["data"]["updateSubAccount"]["userErrors"] == [
+        {"code": "INVALID_INPUT", "field": ["input", "basicMarkupPercent"]}
+    ]
+
+
+async def test_a_suspended_clients_own_users_still_read_everything(app_client):
+    from tests.api.test_team import join
+
+    owner = await make_agency(app_client)
+    client_id = await new_client(app_client, owner)
+    await make_activity(app_client, owner, client_id, "CAMPAIGN", "History")
+    _, member_token = await join(
+        app_client,
+        owner.token,
+        "reader@client.example",
+        "SUBACCOUNT_MEMBER",
+        subAccountIds=[client_id],
+    )
+    await gql(app_client, SUSPEND, {"id": client_id, "note": "Overdue"}, owner.token)
+    seen = await gql(app_client, ACCOUNT, {"id": client_id}, member_token)
+    assert "errors" not in seen
+    node = seen["data"]["node"]
+    assert node["banner"]["note"] == "Overdue" and node["campaigns"]["totalCount"] == 1
