@@ -335,3 +335,51 @@ class PlanGrantRow(Base):
     agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"), primary_key=True)
     period_start: Mapped[date] = mapped_column(Date, primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CallRow(Base):
+    """A call the platform reported; unique per agency on its external id (retries are free)."""
+
+    __tablename__ = "call"
+    __table_args__ = (
+        UniqueConstraint("agency_id", "external_id"),
+        Index("ix_call_sub_account_started", "sub_account_id", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"))
+    external_id: Mapped[str] = mapped_column(String(200))
+    sub_account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sub_account.id"))
+    direction: Mapped[str] = mapped_column(String(10))
+    channel: Mapped[str] = mapped_column(String(12))
+    status: Mapped[str] = mapped_column(String(12))
+    tier: Mapped[str] = mapped_column(String(10))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    duration_seconds: Mapped[int] = mapped_column(Integer)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class UsageHourlyRow(Base):
+    """Rollup per sub-account, tier and UTC hour, maintained on ingest; reports read these."""
+
+    __tablename__ = "usage_hourly"
+    __table_args__ = (Index("ix_usage_hourly_agency_hour", "agency_id", "hour_utc"),)
+
+    sub_account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("sub_account.id"), primary_key=True
+    )
+    tier: Mapped[str] = mapped_column(String(10), primary_key=True)
+    hour_utc: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"))
+    calls: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    seconds: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    overage_seconds: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    spent_micros: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    cost_micros: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    inbound: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    outbound: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    completed: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    failed: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    no_answer: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    busy: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    voicemail: Mapped[int] = mapped_column(BigInteger, server_default="0")

@@ -30,6 +30,7 @@ from schema.node import Node
 from schema.sub_account import SubAccount, SubAccountMutations, SubAccountQueries
 from schema.team import ApiKey, Invitation, TeamMutations
 from schema.transfer import Transfer, TransferMutations, TransferQueries
+from schema.usage import UsageMutations
 from schema.user import User, UserMutations, Viewer
 
 Info = strawberry.Info[RequestContext, None]
@@ -69,6 +70,7 @@ Mutation = merge_types(
         TransferMutations,
         ActivityMutations,
         TeamMutations,
+        UsageMutations,
     ),
 )
 Subscription = merge_types("Subscription", (AuditSubscriptions,))

@@ -322,6 +322,10 @@ MUTATIONS: dict[str, Case] = {
         ),
         expect(*WORKERS_IN_S1),
     ),
+    "recordCalls": Case(
+        op("mutation { recordCalls(input: {calls: []}) { accepted userErrors { code } } }", _none),
+        {actor: UNAUTH for actor in ACTORS},  # API keys only: no user session records calls
+    ),
     "revokeApiKey": Case(
         op(
             f"mutation($i: RevokeApiKeyInput!) {{ revokeApiKey(input: $i) {{ {PAYLOAD} }} }}",

@@ -1,0 +1,175 @@
+"""Usage: which reported calls are accepted, what they cost, and who pays.
+
+A call is priced per second at its tier's base cost (inbound Web Widget calls on BASIC at the
+Web Widget rate) times the calling sub-account's markup. It debits the funding account (the
+sub-account itself, or the primary when its balance source is AGENCY); what the balance cannot
+cover is overage: the call is still recorded and the account flagged. Money is summed exactly
+and rounded half up to the micro-dollar once per rollup increment.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from fractions import Fraction
+from uuid import UUID
+
+from domain.agency import BalanceSource, SubAccount, SubAccountStatus
+from domain.money import SECONDS_PER_MINUTE, Tier
+from domain.pricing import PriceBook, client_price_per_minute
+
+MAX_BATCH = 1000
+MAX_CALL_SECONDS = 24 * 3600
+CLOCK_SKEW = timedelta(minutes=5)  # a call may start this far "in the future"
+
+
+class CallDirection(StrEnum):
+    INBOUND = "INBOUND"
+    OUTBOUND = "OUTBOUND"
+
+
+class CallChannel(StrEnum):
+    PHONE = "PHONE"
+    WEB_WIDGET = "WEB_WIDGET"
+
+
+class CallStatus(StrEnum):
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    NO_ANSWER = "NO_ANSWER"
+    BUSY = "BUSY"
+    VOICEMAIL = "VOICEMAIL"
+
+
+class Rejection(StrEnum):
+    UNKNOWN_SUBACCOUNT = "UNKNOWN_SUBACCOUNT"
+    SUBACCOUNT_SUSPENDED = "SUBACCOUNT_SUSPENDED"
+    SUBACCOUNT_REMOVED = "SUBACCOUNT_REMOVED"
+    INVALID_DURATION = "INVALID_DURATION"
+    STARTS_IN_FUTURE = "STARTS_IN_FUTURE"
+    INVALID_EXTERNAL_ID = "INVALID_EXTERNAL_ID"
+
+
+REJECTION_MESSAGES = {
+    Rejection.UNKNOWN_SUBACCOUNT: "No such sub-account in this agency.",
+    Rejection.SUBACCOUNT_SUSPENDED: "The sub-account is suspended: its calls are refused.",
+    Rejection.SUBACCOUNT_REMOVED: "The sub-account was removed.",
+    Rejection.INVALID_DURATION: f"Duration must be 0 to {MAX_CALL_SECONDS} seconds.",
+    Rejection.STARTS_IN_FUTURE: "The call starts in the future.",
+    Rejection.INVALID_EXTERNAL_ID: "externalId must be 1 to 200 characters.",
+}
+
+
+@dataclass(frozen=True)
+class ReportedCall:
+    external_id: str
+    sub_account_id: UUID | None  # None when the ID did not decode
+    direction: CallDirection
+    channel: CallChannel
+    status: CallStatus
+    tier: Tier
+    started_at: datetime
+    duration_seconds: int
+
+
+def rejection(
+    call: ReportedCall, sub_account: SubAccount | None, now: datetime
+) -> Rejection | None:
+    if not 0 < len(call.external_id) <= 200:
+        return Rejection.INVALID_EXTERNAL_ID
+    if sub_account is None:
+        return Rejection.UNKNOWN_SUBACCOUNT
+    if not sub_account.is_live:
+        return Rejection.SUBACCOUNT_REMOVED
+    if sub_account.status is SubAccountStatus.SUSPENDED:
+        return Rejection.SUBACCOUNT_SUSPENDED
+    if not 0 <= call.duration_seconds <= MAX_CALL_SECONDS:
+        return Rejection.INVALID_DURATION
+    if call.started_at > now + CLOCK_SKEW:
+        return Rejection.STARTS_IN_FUTURE
+    return None
+
+
+def base_per_minute(prices: PriceBook, call: ReportedCall) -> int:
+    if (
+        call.tier is Tier.BASIC
+        and call.channel is CallChannel.WEB_WIDGET
+        and call.direction is CallDirection.INBOUND
+    ):
+        return prices.web_widget_basic_micros_per_minute
+    return prices.base_per_minute(call.tier)
+
+
+def funding_account(sub_account: SubAccount, primary_id: UUID) -> UUID:
+    return primary_id if sub_account.balance_source is BalanceSource.AGENCY else sub_account.id
+
+
+def hour_of(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+@dataclass
+class RollupLine:
+    """What a batch adds to one (sub-account, tier, hour) rollup row; money exact until stored."""
+
+    calls: int = 0
+    seconds: int = 0
+    overage_seconds: int = 0
+    spent: Fraction = Fraction(0)  # micro-dollars
+    cost: Fraction = Fraction(0)
+    inbound: int = 0
+    outbound: int = 0
+    by_status: dict[CallStatus, int] | None = None
+
+    def add(self, call: ReportedCall, overage: int, spent: Fraction, cost: Fraction) -> None:
+        self.calls += 1
+        self.seconds += call.duration_seconds
+        self.overage_seconds += overage
+        self.spent += spent
+        self.cost += cost
+        if call.direction is CallDirection.INBOUND:
+            self.inbound += 1
+        else:
+            self.outbound += 1
+        counts = self.by_status if self.by_status is not None else {}
+        counts[call.status] = counts.get(call.status, 0) + 1
+        self.by_status = counts
+
+
+@dataclass(frozen=True)
+class BatchBill:
+    debits: dict[tuple[UUID, Tier], int]  # seconds taken from each funding balance
+    rollups: dict[tuple[UUID, Tier, datetime], RollupLine]
+    overage: dict[UUID, int]  # per calling sub-account
+
+
+def bill(
+    calls: list[ReportedCall],
+    accounts: dict[UUID, SubAccount],
+    primary_id: UUID,
+    balances: dict[tuple[UUID, Tier], int],
+    prices: PriceBook,
+) -> BatchBill:
+    """Bill accepted calls in start order: each takes what its funding balance still holds."""
+    remaining = dict(balances)
+    debits: dict[tuple[UUID, Tier], int] = defaultdict(int)
+    rollups: dict[tuple[UUID, Tier, datetime], RollupLine] = defaultdict(RollupLine)
+    overage: dict[UUID, int] = defaultdict(int)
+    for call in sorted(calls, key=lambda c: (c.started_at, c.external_id)):
+        assert call.sub_account_id is not None
+        account = accounts[call.sub_account_id]
+        funder = (funding_account(account, primary_id), call.tier)
+        billed = min(remaining.get(funder, 0), call.duration_seconds)
+        remaining[funder] = remaining.get(funder, 0) - billed
+        debits[funder] += billed
+        short = call.duration_seconds - billed
+        if short:
+            overage[account.id] += short
+        base = base_per_minute(prices, call)
+        price = client_price_per_minute(base, account.markup_bp(call.tier))
+        spent = call.duration_seconds * price / SECONDS_PER_MINUTE
+        cost = Fraction(call.duration_seconds * base, SECONDS_PER_MINUTE)
+        rollups[(account.id, call.tier, hour_of(call.started_at))].add(call, short, spent, cost)
+    return BatchBill(dict(debits), dict(rollups), dict(overage))

@@ -1,0 +1,130 @@
+"""Usage storage: calls (unique per agency on external id) and the hourly rollups."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from domain.money import Tier
+from domain.pricing import to_micros
+from domain.usage import CallStatus, ReportedCall, RollupLine
+from persistence.ledger import balance_t
+from persistence.tables import CallRow, UsageHourlyRow
+
+call_t = CallRow.__table__
+rollup_t = UsageHourlyRow.__table__
+STATUS_COLUMNS = {
+    CallStatus.COMPLETED: "completed",
+    CallStatus.FAILED: "failed",
+    CallStatus.NO_ANSWER: "no_answer",
+    CallStatus.BUSY: "busy",
+    CallStatus.VOICEMAIL: "voicemail",
+}
+
+
+def _insert(conn: AsyncConnection, table: object) -> postgresql.Insert | sqlite.Insert:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)  # type: ignore[arg-type]
+
+
+async def insert_new_calls(
+    conn: AsyncConnection, agency_id: uuid.UUID, calls: list[ReportedCall], now: datetime
+) -> set[str]:
+    """Insert the calls; returns the external ids that were new (the rest were duplicates)."""
+    if not calls:
+        return set()
+    statement = (
+        _insert(conn, call_t)
+        .values(
+            [
+                {
+                    "agency_id": agency_id,
+                    "external_id": c.external_id,
+                    "sub_account_id": c.sub_account_id,
+                    "direction": c.direction.value,
+                    "channel": c.channel.value,
+                    "status": c.status.value,
+                    "tier": c.tier.value,
+                    "started_at": c.started_at,
+                    "duration_seconds": c.duration_seconds,
+                    "recorded_at": now,
+                }
+                for c in calls
+            ]
+        )
+        .on_conflict_do_nothing(index_elements=["agency_id", "external_id"])
+        .returning(call_t.c.external_id)
+    )
+    return set((await conn.scalars(statement)).all())
+
+
+async def balances_for_update(
+    conn: AsyncConnection, keys: Iterable[tuple[uuid.UUID, Tier]]
+) -> dict[tuple[uuid.UUID, Tier], int]:
+    """The funding balances a batch debits, locked in (account, tier) order."""
+    wanted = sorted(set(keys), key=lambda k: (k[0], k[1].value))
+    if not wanted:
+        return {}
+    ids = sorted({account for account, _ in wanted})
+    query = (
+        select(balance_t.c.sub_account_id, balance_t.c.tier, balance_t.c.seconds)
+        .where(balance_t.c.sub_account_id.in_(ids))
+        .order_by(balance_t.c.sub_account_id, balance_t.c.tier)
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    rows = await conn.execute(query)
+    return {(r.sub_account_id, Tier(r.tier)): int(r.seconds) for r in rows}
+
+
+async def add_to_rollups(
+    conn: AsyncConnection,
+    agency_id: uuid.UUID,
+    lines: dict[tuple[uuid.UUID, Tier, datetime], RollupLine],
+) -> None:
+    """One upsert for the whole batch: each row adds its increments to what is there."""
+    if not lines:
+        return
+    rows = []
+    for (sub_account_id, tier, hour), line in sorted(
+        lines.items(), key=lambda item: (item[0][0], item[0][1].value, item[0][2])
+    ):
+        counts = line.by_status or {}
+        rows.append(
+            {
+                "sub_account_id": sub_account_id,
+                "tier": tier.value,
+                "hour_utc": hour,
+                "agency_id": agency_id,
+                "calls": line.calls,
+                "seconds": line.seconds,
+                "overage_seconds": line.overage_seconds,
+                "spent_micros": to_micros(line.spent),
+                "cost_micros": to_micros(line.cost),
+                "inbound": line.inbound,
+                "outbound": line.outbound,
+                **{column: counts.get(status, 0) for status, column in STATUS_COLUMNS.items()},
+            }
+        )
+    statement = _insert(conn, rollup_t).values(rows)
+    summed = [
+        "calls",
+        "seconds",
+        "overage_seconds",
+        "spent_micros",
+        "cost_micros",
+        "inbound",
+        "outbound",
+        *STATUS_COLUMNS.values(),
+    ]
+    await conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=["sub_account_id", "tier", "hour_utc"],
+            set_={c: rollup_t.c[c] + statement.excluded[c] for c in summed},
+        )
+    )

@@ -1,0 +1,108 @@
+"""Usage ingestion: the platform reports calls in batches; each batch bills in one transaction."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from domain.errors import DomainError, ErrorCode
+from domain.events import Event, agency_topic, sub_account_topic
+from domain.ledger import LedgerKind, Movement
+from domain.usage import (
+    MAX_BATCH,
+    REJECTION_MESSAGES,
+    Rejection,
+    ReportedCall,
+    bill,
+    funding_account,
+    rejection,
+)
+from persistence import ledger, usage
+from persistence.queries.loaders import primary_sub_accounts_by_agency, sub_accounts_by_id
+from resolvers.api_keys import INGEST_SCOPE
+from resolvers.context import RequestContext
+
+
+@dataclass
+class Recorded:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[tuple[str, Rejection]] = field(default_factory=list)
+
+
+async def record_calls(ctx: RequestContext, calls: list[ReportedCall]) -> Recorded:
+    """Idempotent on externalId; a failure half-way leaves nothing half-billed."""
+    key = await ctx.require_api_key(INGEST_SCOPE)
+    if len(calls) > MAX_BATCH:
+        raise DomainError(
+            ErrorCode.INVALID_INPUT, f"Send at most {MAX_BATCH} calls per batch.", ("calls",)
+        )
+    services = ctx.services
+    now = services.clock()
+    result = Recorded()
+    async with services.uow() as uow:
+        ids = sorted({c.sub_account_id for c in calls if c.sub_account_id is not None})
+        found = await sub_accounts_by_id(uow.conn, ids)
+        accounts = {a.id: a for a in found if a is not None and a.agency_id == key.agency_id}
+        [primary] = await primary_sub_accounts_by_agency(uow.conn, [key.agency_id])
+        assert primary is not None
+        candidates: dict[str, ReportedCall] = {}
+        for call in calls:
+            refused = rejection(
+                call, accounts.get(call.sub_account_id) if call.sub_account_id else None, now
+            )
+            if refused is not None:
+                result.rejected.append((call.external_id, refused))
+            elif call.external_id in candidates:
+                result.duplicates += 1  # the same call twice in one batch
+            else:
+                candidates[call.external_id] = call
+        new_ids = await usage.insert_new_calls(
+            uow.conn, key.agency_id, list(candidates.values()), now
+        )
+        result.duplicates += len(candidates) - len(new_ids)
+        new_calls = [c for external_id, c in candidates.items() if external_id in new_ids]
+        result.accepted = len(new_calls)
+        if not new_calls:
+            return result
+        funders = {
+            (funding_account(accounts[c.sub_account_id], primary.id), c.tier)  # type: ignore[index]
+            for c in new_calls
+        }
+        balances = await usage.balances_for_update(uow.conn, funders)
+        billed = bill(new_calls, accounts, primary.id, balances, services.prices)
+        reference = f"usage:{uuid.uuid4()}"
+        movements = [
+            Movement(key.agency_id, account_id, tier, -seconds, LedgerKind.USAGE, reference)
+            for (account_id, tier), seconds in billed.debits.items()
+            if seconds
+        ]
+        if movements:
+            await ledger.apply(uow.conn, movements, now)
+        await usage.add_to_rollups(uow.conn, key.agency_id, billed.rollups)
+        touched = {sub_account_id for sub_account_id, _, _ in billed.rollups} | {
+            account_id for account_id, _ in billed.debits
+        }
+        for sub_account_id in sorted(touched):
+            uow.publish(
+                Event(
+                    sub_account_topic(sub_account_id),
+                    "USAGE_UPDATED",
+                    {
+                        "sub_account_id": str(sub_account_id),
+                        "overage_seconds": billed.overage.get(sub_account_id, 0),
+                    },
+                )
+            )
+        uow.publish(
+            Event(
+                agency_topic(key.agency_id),
+                "AGENCY_TOTALS_UPDATED",
+                {"agency_id": str(key.agency_id)},
+            )
+        )
+    return result
+
+
+def message_for(code: Rejection) -> str:
+    return REJECTION_MESSAGES[code]

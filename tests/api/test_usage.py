@@ -1,0 +1,192 @@
+"""Usage ingestion: idempotent batches, per-second billing of the right account, overage,
+rejections with a code per call, rollups that equal the raw calls."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+
+from persistence.ledger import mismatches
+from persistence.usage import call_t, rollup_t
+from resolvers.api_keys import issue_api_key
+from resolvers.global_id import from_global_id
+from tests.api.test_account_manager import (
+    ACCOUNT,
+    SOURCE,
+    SUSPEND,
+    TRANSFER,
+    account,
+    new_client,
+    seconds,
+    transfer_input,
+)
+from tests.factories import gql, make_agency
+
+RECORD = """mutation($calls: [CallInput!]!) { recordCalls(input: {calls: $calls}) {
+  accepted duplicates rejected { externalId code message } userErrors { code field } } }"""
+
+
+def call(
+    sub_account_id,
+    external_id=None,
+    duration=60,
+    tier="PREMIUM",
+    channel="PHONE",
+    direction="OUTBOUND",
+    status="COMPLETED",
+    started=None,
+):
+    started = started or datetime.now(UTC) - timedelta(minutes=10)
+    return {
+        "externalId": external_id or uuid.uuid4().hex,
+        "subAccountId": sub_account_id,
+        "direction": direction,
+        "channel": channel,
+        "status": status,
+        "tier": tier,
+        "startedAt": started.isoformat(),
+        "durationSeconds": duration,
+    }
+
+
+@pytest.fixture
+async def setup(app_client):
+    owner = await make_agency(app_client)
+    client = await new_client(app_client, owner, markup="25")
+    await gql(app_client, TRANSFER, transfer_input(owner.primary_id, client, "10"), owner.token)
+    services = app_client.app.state.services
+    _, key = await issue_api_key(services, from_global_id(owner.id)[1], "platform", None)
+    return owner, client, key
+
+
+async def test_calls_debit_per_second_and_a_retry_is_not_billed_twice(app_client, setup):
+    owner, client, key = setup  # the client holds 480 PREMIUM seconds
+    batch = [call(client, "c1", 100), call(client, "c2", 30)]
+    first = (await gql(app_client, RECORD, {"calls": batch}, key))["data"]["recordCalls"]
+    assert (first["accepted"], first["duplicates"], first["rejected"]) == (2, 0, [])
+    again = (await gql(app_client, RECORD, {"calls": batch}, key))["data"]["recordCalls"]
+    assert (again["accepted"], again["duplicates"]) == (0, 2)
+    assert seconds(await account(app_client, owner, client)) == 480 - 130
+
+
+async def test_running_out_mid_call_records_the_call_as_overage(app_client, setup, database):
+    owner, client, key = setup
+    body = await gql(app_client, RECORD, {"calls": [call(client, "long", 600)]}, key)
+    assert body["data"]["recordCalls"]["accepted"] == 1
+    assert seconds(await account(app_client, owner, client)) == 0  # never below zero
+    async with database.read() as conn:
+        overage = await conn.scalar(select(func.sum(rollup_t.c.overage_seconds)))
+        assert overage == 120
+        assert await mismatches(conn) == []
+
+
+async def test_agency_billed_clients_draw_from_the_primary(app_client, setup):
+    owner, client, key = setup
+    await gql(app_client, SOURCE, {"id": client}, owner.token)
+    await gql(app_client, RECORD, {"calls": [call(client, "x", 60)]}, key)
+    assert seconds(await account(app_client, owner, client)) == 480
+    assert seconds(await account(app_client, owner, owner.primary_id)) == 500 * 60 - 600 - 60
+
+
+async def test_each_bad_call_is_rejected_with_its_code_and_the_rest_accepted(app_client, setup):
+    owner, client, key = setup
+    other = await make_agency(app_client)
+    suspended = await new_client(app_client, owner, "Paused")
+    await gql(app_client, SUSPEND, {"id": suspended}, owner.token)
+    batch = [
+        call(client, "good"),
+        call(other.primary_id, "foreign"),
+        call("garbage", "unknown"),
+        call(suspended, "paused"),
+        call(client, "negative", duration=-5),
+        call(client, "future", started=datetime.now(UTC) + timedelta(hours=1)),
+    ]
+    result = (await gql(app_client, RECORD, {"calls": batch}, key))["data"]["recordCalls"]
+    assert result["accepted"] == 1
+    assert {r["externalId"]: r["code"] for r in result["rejected"]} == {
+        "foreign": "UNKNOWN_SUBACCOUNT",
+        "unknown": "UNKNOWN_SUBACCOUNT",
+        "paused": "SUBACCOUNT_SUSPENDED",
+        "negative": "INVALID_DURATION",
+        "future": "STARTS_IN_FUTURE",
+    }
+
+
+async def test_only_an_ingest_key_may_record_and_batches_are_capped(app_client, setup):
+    owner, client, key = setup
+    as_user = await gql(app_client, RECORD, {"calls": [call(client)]}, owner.token)
+    assert as_user["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    too_many = await gql(app_client, RECORD, {"calls": [call(client) for _ in range(1001)]}, key)
+    assert too_many["data"]["recordCalls"]["userErrors"] == [
+        {"code": "INVALID_INPUT", "field": ["input", "calls"]}
+    ]
+
+
+async def test_inbound_web_widget_calls_on_basic_cost_the_widget_rate(app_client, setup, database):
+    _owner, client, key = setup
+    widget = call(client, "w", 60, tier="BASIC", channel="WEB_WIDGET", direction="INBOUND")
+    phone = call(client, "p", 60, tier="BASIC")
+    await gql(app_client, RECORD, {"calls": [widget, phone]}, key)
+    async with database.read() as conn:
+        spent, cost = (
+            await conn.execute(
+                select(func.sum(rollup_t.c.spent_micros), func.sum(rollup_t.c.cost_micros))
+            )
+        ).one()
+    # base: $0.16 + $0.18 for the two minutes; the client pays 25 % more
+    assert (cost, spent) == (340_000, 425_000)
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    batches=st.lists(
+        st.lists(
+            st.tuples(
+                st.integers(0, 3),
+                st.integers(0, 400),
+                st.sampled_from(["BASIC", "PREMIUM"]),
+                st.sampled_from(["COMPLETED", "FAILED", "BUSY"]),
+                st.integers(0, 47),
+            ),
+            min_size=1,
+            max_size=12,
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+async def test_rollups_equal_the_raw_calls_and_balances_equal_grants_minus_debits(
+    app_client, setup, database, batches
+):
+    owner, client, key = setup
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    for batch in batches:
+        calls = [
+            call(
+                client,
+                f"{uuid.uuid4().hex}",
+                duration,
+                tier,
+                status=status,
+                started=start + timedelta(hours=hour, minutes=n),
+            )
+            for n, (_, duration, tier, status, hour) in enumerate(batch)
+        ]
+        body = await gql(app_client, RECORD, {"calls": calls}, key)
+        assert body["data"]["recordCalls"]["accepted"] == len(calls)
+    async with database.read() as conn:
+        raw = (await conn.execute(select(func.count(), func.sum(call_t.c.duration_seconds)))).one()
+        rolled = (
+            await conn.execute(select(func.sum(rollup_t.c.calls), func.sum(rollup_t.c.seconds)))
+        ).one()
+        assert tuple(raw) == tuple(rolled)
+        assert await mismatches(conn) == []
+    node = (await gql(app_client, ACCOUNT, {"id": client}, owner.token))["data"]["node"]
+    assert all(b["seconds"] >= 0 for b in node["balances"])
