@@ -27,3 +27,11 @@ def next_anniversary(anchor: date, today: date) -> date:
         months += 1
         candidate = add_months(anchor, months)
     return candidate
+
+
+def period_start(anchor: date, today: date) -> date:
+    """The first day of the billing period `today` falls in (the anchor, if not started yet)."""
+    months = (today.year - anchor.year) * 12 + (today.month - anchor.month)
+    if months > 0 and add_months(anchor, months) > today:
+        months -= 1
+    return add_months(anchor, max(months, 0))

@@ -54,3 +54,12 @@ def audit_event(agency_id: UUID, kind: AuditKind, occurred_at: str, **details: A
 
 def access_changed(user_id: UUID) -> Event:
     return Event(user_topic(user_id), ACCESS_CHANGED)
+
+
+USAGE_KINDS = frozenset({"USAGE_UPDATED", "BALANCES_CHANGED"})
+
+
+def usage_event(agency_id: UUID, sub_account_id: UUID, kind: str = "BALANCES_CHANGED") -> Event:
+    """On the agency's topic: one channel per agency carries every sub-account's usage, and
+    each subscriber keeps the sub-accounts it asked for and may see."""
+    return Event(agency_topic(agency_id), kind, {"sub_account_id": str(sub_account_id)})

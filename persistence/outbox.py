@@ -194,3 +194,28 @@ class OutboxRelay:
                         .values(published_at=self._now())
                     )
         return len(published)
+
+
+async def replay(
+    conn: AsyncConnection, topics: Sequence[str], after: int, limit: int = 500
+) -> list[dict[str, Any]]:
+    """Sequenced events of these topics after `after`, in order: what a client missed."""
+    rows = await conn.execute(
+        select(outbox.c.sequence, outbox.c.topic, outbox.c.kind, outbox.c.payload)
+        .where(
+            outbox.c.topic.in_(list(topics)),
+            outbox.c.sequence.is_not(None),
+            outbox.c.sequence > after,
+        )
+        .order_by(outbox.c.sequence)
+        .limit(limit)
+    )
+    return [
+        {
+            "sequence": r.sequence,
+            "topic": r.topic,
+            "kind": r.kind,
+            "payload": orjson.loads(r.payload),
+        }
+        for r in rows
+    ]

@@ -1,8 +1,13 @@
-"""Live streams for subscriptions: authorised on subscribe and again whenever access changes.
+"""Live streams for subscriptions: authorised on subscribe and again whenever access changes,
+resumable by sequence.
 
 Every stream also listens on the viewer's own user topic; a role change, removal or ownership
 transfer announces ACCESS_CHANGED there, and the stream re-checks the policy at once, ending
 with UNAUTHENTICATED or FORBIDDEN when the viewer may no longer watch.
+
+With `after_sequence`, the stream first subscribes to the broker (so nothing published from
+then on is missed), replays what the outbox still holds after that sequence, then goes live,
+dropping anything it already sent.
 """
 
 from __future__ import annotations
@@ -10,24 +15,49 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from domain.errors import DomainError, ErrorCode
 from domain.events import ACCESS_CHANGED, user_topic
 from domain.policy import Viewer
-from persistence.outbox import decode_message
+from persistence.outbox import decode_message, replay
 from resolvers.context import RequestContext
+
+
+def parse_sequence(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    if not raw.isdigit():
+        raise DomainError(
+            ErrorCode.INVALID_INPUT,
+            "afterSequence is a sequence number from an event.",
+            ("afterSequence",),
+        )
+    return int(raw)
 
 
 async def authorized_messages(
     ctx: RequestContext,
     topics_for: Callable[[Viewer], list[str]],
     check: Callable[[Viewer], None],
+    after_sequence: int | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
     viewer = await ctx.viewer()
     check(viewer)
     own_topic = user_topic(viewer.user_id)
+    topics = topics_for(viewer)
     broker = ctx.services.broker
     async with broker.subscribe(
-        [*topics_for(viewer), own_topic], ctx.services.subscriber_queue_size
+        [*topics, own_topic], ctx.services.subscriber_queue_size
     ) as subscription:
+        last = after_sequence or 0
+        if after_sequence is not None:
+            while True:
+                async with ctx.services.database.read() as conn:
+                    missed = await replay(conn, topics, last)
+                for message in missed:
+                    last = message["sequence"]
+                    yield message
+                if len(missed) < 500:
+                    break
         async for raw in subscription:
             message = decode_message(raw)
             if message["topic"] == own_topic:
@@ -35,4 +65,7 @@ async def authorized_messages(
                     ctx.forget_session()
                     check(await ctx.viewer())
                 continue
+            if message["sequence"] <= last:
+                continue  # already replayed
+            last = message["sequence"]
             yield message

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from domain import sub_account as rules
 from domain.agency import BalanceSource, SubAccount, SubAccountKind, SubAccountStatus
 from domain.errors import DomainError, ErrorCode
-from domain.events import Event, sub_account_topic
+from domain.events import Event, sub_account_topic, usage_event
 from domain.identity import check_name, normalize_email
 from domain.ledger import Balance, LedgerKind
 from domain.money import Tier
@@ -63,14 +63,6 @@ def banner_event(sub_account: SubAccount) -> Event:
             "note": banner.note,
             "since": banner.since.isoformat() if banner.since else None,
         },
-    )
-
-
-def balance_event(sub_account_id: UUID) -> Event:
-    return Event(
-        sub_account_topic(sub_account_id),
-        "BALANCES_CHANGED",
-        {"sub_account_id": str(sub_account_id)},
     )
 
 
@@ -353,7 +345,7 @@ async def remove(
             suspended_at=None,
             suspension_note=None,
         )
-        uow.publish(balance_event(destination.id))
+        uow.publish(usage_event(viewer.agency_id, destination.id))
         uow.publish(banner_event(removed))
     return removed
 

@@ -12,6 +12,7 @@ from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 
 from domain.agency import SubAccount
+from domain.events import usage_event
 from domain.money import Tier
 from domain.policy import Action, Target, require
 from domain.pricing import minutes_to_whole_seconds
@@ -20,7 +21,7 @@ from persistence import idempotency, ledger
 from persistence.tables import MinuteTransferRow
 from resolvers.context import RequestContext
 from resolvers.ids import decode, not_found
-from resolvers.sub_account import _locked, balance_event
+from resolvers.sub_account import _locked
 
 transfer_t = MinuteTransferRow.__table__
 
@@ -121,8 +122,8 @@ async def _transfer(
             await idempotency.remember(
                 uow.conn, scope, key, fingerprint, _stored(transfer_id, plan), now
             )
-        uow.publish(balance_event(source.id))
-        uow.publish(balance_event(destination.id))
+        uow.publish(usage_event(agency_id, source.id))
+        uow.publish(usage_event(agency_id, destination.id))
     return TransferResult(transfer_id, plan, source, destination)
 
 

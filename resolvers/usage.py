@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from domain.errors import DomainError, ErrorCode
-from domain.events import Event, agency_topic, sub_account_topic
+from domain.events import Event, agency_topic
 from domain.ledger import LedgerKind, Movement
 from domain.usage import (
     MAX_BATCH,
@@ -86,7 +86,7 @@ async def record_calls(ctx: RequestContext, calls: list[ReportedCall]) -> Record
         for sub_account_id in sorted(touched):
             uow.publish(
                 Event(
-                    sub_account_topic(sub_account_id),
+                    agency_topic(key.agency_id),
                     "USAGE_UPDATED",
                     {
                         "sub_account_id": str(sub_account_id),

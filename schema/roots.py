@@ -26,6 +26,7 @@ from schema.activity import ActivityMutations, Automation, Campaign, InboundAgen
 from schema.agency import Agency, AgencyMutations
 from schema.audit import AuditSubscriptions
 from schema.errors import ErrorPolicy
+from schema.monitoring import MonitoringSubscriptions
 from schema.node import Node
 from schema.sub_account import SubAccount, SubAccountMutations, SubAccountQueries
 from schema.team import ApiKey, Invitation, TeamMutations
@@ -73,7 +74,7 @@ Mutation = merge_types(
         UsageMutations,
     ),
 )
-Subscription = merge_types("Subscription", (AuditSubscriptions,))
+Subscription = merge_types("Subscription", (MonitoringSubscriptions, AuditSubscriptions))
 
 
 class Schema(strawberry.Schema):

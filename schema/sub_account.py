@@ -105,12 +105,7 @@ class SubAccount(Node):
 
     @strawberry.field(description="Remaining minutes valued at the client price.")
     async def wallet_balance(self, info: Info) -> Money:
-        found = await reads.balances(info.context, self.entity)
-        total = sum(
-            (value_of_seconds(b.seconds, _price(info, self.entity, b.tier)) for b in found),
-            Fraction(0),
-        )
-        return Money.of_exact(total)
+        return wallet_of(info, self.entity, await reads.balances(info.context, self.entity))
 
     @strawberry.field
     def banner(self) -> Banner:
@@ -164,6 +159,14 @@ class SubAccount(Node):
             knowledge_pack_credits=sub_account.knowledge_pack_credits,
             entity=sub_account,
         )
+
+
+def wallet_of(info: Info, sub_account: entities.SubAccount, balances: list[Balance]) -> Money:
+    total = sum(
+        (value_of_seconds(b.seconds, _price(info, sub_account, b.tier)) for b in balances),
+        Fraction(0),
+    )
+    return Money.of_exact(total)
 
 
 def _price(info: Info, sub_account: entities.SubAccount, tier: Tier) -> Fraction:

@@ -1,0 +1,39 @@
+"""Figures for live screens: spending this period, agency totals."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from persistence.records import sub_account_t
+from persistence.usage import rollup_t
+
+
+async def spent_since(conn: AsyncConnection, sub_account_id: uuid.UUID, start: datetime) -> int:
+    total = await conn.scalar(
+        select(func.coalesce(func.sum(rollup_t.c.spent_micros), 0)).where(
+            rollup_t.c.sub_account_id == sub_account_id, rollup_t.c.hour_utc >= start
+        )
+    )
+    return int(total or 0)
+
+
+async def agency_seconds_since(conn: AsyncConnection, agency_id: uuid.UUID, start: datetime) -> int:
+    total = await conn.scalar(
+        select(func.coalesce(func.sum(rollup_t.c.seconds), 0)).where(
+            rollup_t.c.agency_id == agency_id, rollup_t.c.hour_utc >= start
+        )
+    )
+    return int(total or 0)
+
+
+async def active_sub_accounts(conn: AsyncConnection, agency_id: uuid.UUID) -> int:
+    total = await conn.scalar(
+        select(func.count())
+        .select_from(sub_account_t)
+        .where(sub_account_t.c.agency_id == agency_id, sub_account_t.c.status == "ACTIVE")
+    )
+    return int(total or 0)

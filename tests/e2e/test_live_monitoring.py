@@ -1,0 +1,144 @@
+"""Live monitoring across two server processes sharing PostgreSQL and Redis, spoken to over
+real WebSockets with the graphql-transport-ws protocol."""
+
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.conftest import REDIS_URL, empty_all_tables
+from tests.e2e.server import running_server
+from tests.e2e.test_server_process import SIGN_UP, post, receive, ws_connect
+
+pytestmark = pytest.mark.e2e
+
+CREATE = """mutation { createSubAccount(input: {name: "Live client", loginEmail: "live@c.example",
+  markupPercent: "25"}) { subAccount { id } } }"""
+TRANSFER = """mutation($from: ID!, $to: ID!) { transferMinutes(input: {fromId: $from, toId: $to,
+  tier: PREMIUM, minutes: "10"}) { transfer { receivedSeconds } } }"""
+KEY = 'mutation { createApiKey(input: {name: "platform"}) { secret } }'
+RECORD = """mutation($calls: [CallInput!]!) { recordCalls(input: {calls: $calls}) { accepted } }"""
+SUSPEND = """mutation($id: ID!) { suspendSubAccount(input: {id: $id, note: "Overdue"}) {
+  userErrors { code } } }"""
+USAGE = """subscription($id: ID, $after: String) { usageUpdated(subAccountId: $id,
+  afterSequence: $after) { sequence subAccount { id } balances { tier seconds }
+  walletBalance { amount } spentThisPeriod { amount } } }"""
+BANNER = """subscription($id: ID!) { bannerChanged(subAccountId: $id) { sequence subAccountId
+  banner { active note } } }"""
+
+
+def a_call(sub_account_id, seconds=60):
+    return {
+        "externalId": uuid.uuid4().hex,
+        "subAccountId": sub_account_id,
+        "direction": "OUTBOUND",
+        "channel": "PHONE",
+        "status": "COMPLETED",
+        "tier": "PREMIUM",
+        "startedAt": (datetime.now(UTC) - timedelta(minutes=5)).isoformat(),
+        "durationSeconds": seconds,
+    }
+
+
+async def subscribe(ws, operation_id, query, variables):
+    await ws.send(
+        json.dumps(
+            {
+                "id": operation_id,
+                "type": "subscribe",
+                "payload": {"query": query, "variables": variables},
+            }
+        )
+    )
+
+
+async def next_data(ws, field):
+    while True:
+        message = await receive(ws)
+        assert message["type"] == "next", message
+        assert "errors" not in message["payload"], message
+        return message["payload"]["data"][field]
+
+
+@pytest.fixture
+async def two_servers(tmp_path, databases):
+    await empty_all_tables(databases["postgresql"])
+    env = dict(
+        DATABASE_URL=databases["postgresql"],
+        REDIS_URL=REDIS_URL,
+        SECRET_KEY="e2e",
+        OUTBOX_POLL_SECONDS="0.1",
+    )
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with running_server(tmp_path / "a", **env) as a, running_server(tmp_path / "b", **env) as b:
+        token = post(a, SIGN_UP, {"email": "watch@e2e.example"})["data"]["signUpAgency"]["token"]
+        viewer = post(a, "{ viewer { agency { primarySubAccount { id } } } }", token=token)
+        primary = viewer["data"]["viewer"]["agency"]["primarySubAccount"]["id"]
+        client = post(a, CREATE, token=token)["data"]["createSubAccount"]["subAccount"]["id"]
+        post(a, TRANSFER, {"from": primary, "to": client}, token)
+        key = post(a, KEY, token=token)["data"]["createApiKey"]["secret"]
+        yield a, b, token, client, key
+
+
+async def test_a_call_recorded_on_one_process_reaches_a_subscriber_on_the_other(two_servers):
+    a, b, token, client, key = two_servers
+    ws = await ws_connect(b, token)
+    try:
+        assert (await receive(ws))["type"] == "connection_ack"
+        await subscribe(ws, "u", USAGE, {"id": client})
+        await asyncio.sleep(0.5)
+        assert (
+            post(a, RECORD, {"calls": [a_call(client, 60)]}, key)["data"]["recordCalls"]["accepted"]
+            == 1
+        )
+        event = await next_data(ws, "usageUpdated")
+    finally:
+        await ws.close()
+    assert event["subAccount"]["id"] == client
+    assert {b["tier"]: b["seconds"] for b in event["balances"]}["PREMIUM"] == 480 - 60
+    assert event["walletBalance"] == {"amount": "2.625000"}  # 420 s at $0.375/min
+    assert event["spentThisPeriod"] == {"amount": "0.375000"}
+
+
+async def test_suspending_pushes_the_banner_to_the_other_process(two_servers):
+    a, b, token, client, _ = two_servers
+    ws = await ws_connect(b, token)
+    try:
+        assert (await receive(ws))["type"] == "connection_ack"
+        await subscribe(ws, "b", BANNER, {"id": client})
+        await asyncio.sleep(0.5)
+        post(a, SUSPEND, {"id": client}, token)
+        event = await next_data(ws, "bannerChanged")
+    finally:
+        await ws.close()
+    assert event["subAccountId"] == client
+    assert event["banner"] == {"active": True, "note": "Overdue"}
+
+
+async def test_resuming_after_a_sequence_loses_nothing(two_servers):
+    a, b, token, client, key = two_servers
+    ws = await ws_connect(b, token)
+    try:
+        assert (await receive(ws))["type"] == "connection_ack"
+        await subscribe(ws, "u", USAGE, {"id": client})
+        await asyncio.sleep(0.5)
+        post(a, RECORD, {"calls": [a_call(client, 10)]}, key)
+        seen = await next_data(ws, "usageUpdated")
+    finally:
+        await ws.close()
+    # while disconnected, two more calls happen
+    for _ in range(2):
+        post(a, RECORD, {"calls": [a_call(client, 10)]}, key)
+    await asyncio.sleep(0.5)
+    ws = await ws_connect(a, token)
+    try:
+        assert (await receive(ws))["type"] == "connection_ack"
+        await subscribe(ws, "r", USAGE, {"id": client, "after": seen["sequence"]})
+        missed = [await next_data(ws, "usageUpdated") for _ in range(2)]
+    finally:
+        await ws.close()
+    sequences = [int(seen["sequence"])] + [int(m["sequence"]) for m in missed]
+    assert sequences == sorted(set(sequences))
