@@ -14,6 +14,7 @@ from resolvers import sub_account as sub_account_use_cases
 from resolvers import viewer as reads
 from resolvers.context import RequestContext
 from resolvers.global_id import to_global_id
+from schema.dates import DateRangeInput
 from schema.errors import UserError, with_user_errors
 from schema.node import Node
 from schema.sub_account import (
@@ -24,6 +25,7 @@ from schema.sub_account import (
 )
 
 if TYPE_CHECKING:
+    from schema.report import AgencyReport
     from schema.team import ApiKeyConnection, InvitationConnection, UserConnection
 
 BillingModelEnum = strawberry.enum(BillingModel, name="BillingModel")
@@ -113,6 +115,14 @@ class Agency(Node):
         from schema.team import api_keys_connection
 
         return await api_keys_connection(info.context, self.entity, first, after)
+
+    @strawberry.field(description="Agency-wide usage and one row per client, for a date range.")
+    async def report(
+        self, info: Info, range: DateRangeInput
+    ) -> Annotated[AgencyReport, strawberry.lazy("schema.report")]:
+        from schema.report import agency_report
+
+        return await agency_report(info, self.entity, range)
 
     @classmethod
     def from_domain(cls, agency: entities.Agency) -> Agency:

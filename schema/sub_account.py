@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 from fractions import Fraction
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
@@ -23,10 +24,14 @@ from resolvers.context import RequestContext
 from resolvers.global_id import to_global_id
 from schema.activity import AutomationConnection, CampaignConnection, InboundAgentConnection
 from schema.activity import connection as activity_connection
+from schema.dates import DateRangeInput
 from schema.errors import UserError, with_user_errors
 from schema.money import Money
 from schema.node import Node
 from schema.paging import PageInfo, edges, page_info
+
+if TYPE_CHECKING:
+    from schema.report import SubAccountReport
 
 TierEnum = strawberry.enum(Tier, name="Tier")
 SubAccountKind = strawberry.enum(entities.SubAccountKind, name="SubAccountKind")
@@ -145,6 +150,14 @@ class SubAccount(Node):
             info.context, self.entity, kind, first, after
         )
         return activity_connection(kind, page, total)
+
+    @strawberry.field(description="Usage, spending and health over an inclusive date range.")
+    async def report(
+        self, info: Info, range: DateRangeInput
+    ) -> Annotated[SubAccountReport, strawberry.lazy("schema.report")]:
+        from schema.report import sub_account_report
+
+        return await sub_account_report(info, self.entity, range)
 
     @classmethod
     def from_domain(cls, sub_account: entities.SubAccount) -> SubAccount:

@@ -426,6 +426,22 @@ READS: dict[str, Case] = {
         ),
         nullable(*MEMBERS_OF_S1),
     ),
+    "node(granted secondary).report": Case(
+        op(
+            "query($id: ID!) { node(id: $id) { id ... on SubAccount { "
+            'report(range: {from: "2026-11-01", to: "2026-11-30"}) { calls { total } '
+            "health { kind } } } } }",
+            lambda w: _id_of(w, w.s1_id),
+        ),
+        nullable(*MEMBERS_OF_S1),
+    ),
+    "viewer.agency.report": Case(
+        viewer(
+            'agency { report(range: {from: "2026-11-01", to: "2026-11-30"}) { '
+            "totalMinutesUsed clients { totalCount } } }"
+        ),
+        expect(*AGENCY_ROLES, outsider=OK),
+    ),
     "previewTransfer": Case(
         op(
             "query($i: TransferMinutesInput!) { previewTransfer(input: $i) { receivedSeconds } }",

@@ -6,24 +6,19 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from persistence.ledger import mismatches
 from persistence.usage import call_t, rollup_t
-from resolvers.api_keys import issue_api_key
-from resolvers.global_id import from_global_id
 from tests.api.test_account_manager import (
     ACCOUNT,
     SOURCE,
     SUSPEND,
-    TRANSFER,
     account,
     new_client,
     seconds,
-    transfer_input,
 )
 from tests.factories import gql, make_agency
 
@@ -52,16 +47,6 @@ def call(
         "startedAt": started.isoformat(),
         "durationSeconds": duration,
     }
-
-
-@pytest.fixture
-async def setup(app_client):
-    owner = await make_agency(app_client)
-    client = await new_client(app_client, owner, markup="25")
-    await gql(app_client, TRANSFER, transfer_input(owner.primary_id, client, "10"), owner.token)
-    services = app_client.app.state.services
-    _, key = await issue_api_key(services, from_global_id(owner.id)[1], "platform", None)
-    return owner, client, key
 
 
 async def test_calls_debit_per_second_and_a_retry_is_not_billed_twice(app_client, setup):

@@ -1,0 +1,248 @@
+"""Reports over any date range (inclusive, in the agency's time zone) and account health."""
+
+from __future__ import annotations
+
+import base64
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+from domain.agency import Agency, SubAccount, SubAccountStatus
+from domain.errors import DomainError, ErrorCode
+from domain.ledger import Balance
+from domain.policy import Action, Target, require
+from domain.reporting import (
+    HealthFlag,
+    HealthInputs,
+    HealthThresholds,
+    Range,
+    health_flags,
+    local_range,
+)
+from domain.usage import CallStatus
+from persistence.queries import reports as queries
+from persistence.queries.loaders import balances_by_sub_account
+from persistence.queries.reports import UsageTotals
+from persistence.queries.sub_accounts import sub_accounts_page
+from resolvers.context import RequestContext
+from resolvers.paging import page_size
+from resolvers.viewer import sub_account_target
+
+THRESHOLDS = HealthThresholds()
+MAX_CLIENTS_IN_REPORT = 10_000  # sorted in memory: an agency's whole client list
+
+
+class Granularity(StrEnum):
+    HOUR = "HOUR"
+    DAY = "DAY"
+
+
+class ClientSortField(StrEnum):
+    NAME = "NAME"
+    MINUTES_USED = "MINUTES_USED"
+    SPENT = "SPENT"
+    USAGE_MARGIN = "USAGE_MARGIN"
+
+
+@dataclass(frozen=True)
+class SubAccountReport:
+    sub_account: SubAccount
+    range: Range
+    zone: str
+    usage: UsageTotals
+    balances: list[Balance]
+    health: list[HealthFlag]
+
+
+@dataclass(frozen=True)
+class SeriesPoint:
+    start: datetime
+    calls: int
+    seconds: int
+    spent_micros: int
+
+
+@dataclass(frozen=True)
+class ClientRow:
+    sub_account: SubAccount
+    usage: UsageTotals
+    balances: list[Balance]
+    health: list[HealthFlag]
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Usage in the range, in the previous equal range and over the recent burn window."""
+
+    now: dict[UUID, UsageTotals]
+    before: dict[UUID, UsageTotals]
+    recent: dict[UUID, UsageTotals]
+    balances: dict[UUID, list[Balance]]
+
+    def flags(self, account: SubAccount) -> list[HealthFlag]:
+        return _flags(
+            account,
+            self.balances[account.id],
+            self.now.get(account.id, EMPTY),
+            self.before.get(account.id, EMPTY),
+            self.recent.get(account.id, EMPTY),
+        )
+
+
+EMPTY = UsageTotals()
+
+
+async def _windows(
+    ctx: RequestContext, agency: Agency, window: Range, accounts: list[SubAccount]
+) -> Windows:
+    """Three grouped statements and one balance batch, whatever the number of accounts."""
+    today = ctx.services.clock().date()
+    burn = local_range(
+        today - timedelta(days=THRESHOLDS.burn_window_days - 1), today, agency.time_zone
+    )
+    previous = window.previous(agency.time_zone)
+    only = accounts[0].id if len(accounts) == 1 else None
+    ids = [a.id for a in accounts]
+    async with ctx.services.database.read() as conn:
+        return Windows(
+            await queries.usage_by_sub_account(
+                conn, agency.id, window.start_utc, window.end_utc, only
+            ),
+            await queries.usage_by_sub_account(
+                conn, agency.id, previous.start_utc, previous.end_utc, only
+            ),
+            await queries.usage_by_sub_account(conn, agency.id, burn.start_utc, burn.end_utc, only),
+            dict(zip(ids, await balances_by_sub_account(conn, ids), strict=True)),
+        )
+
+
+def _flags(
+    account: SubAccount,
+    balances: list[Balance],
+    now: UsageTotals,
+    before: UsageTotals,
+    recent: UsageTotals,
+) -> list[HealthFlag]:
+    return health_flags(
+        HealthInputs(
+            suspended=account.status is SubAccountStatus.SUSPENDED,
+            balance_seconds=sum(b.seconds for b in balances),
+            recent_burn_seconds=recent.seconds,
+            overage_seconds=now.overage_seconds,
+            seconds=now.seconds,
+            previous_seconds=before.seconds,
+            calls=now.calls,
+            failed_calls=now.by_status.get(CallStatus.FAILED, 0),
+        ),
+        THRESHOLDS,
+    )
+
+
+async def sub_account_report(
+    ctx: RequestContext, sub_account: SubAccount, first: date, last: date
+) -> SubAccountReport:
+    session = await ctx.require_session()
+    require(session.viewer, Action.VIEW_SUB_ACCOUNT, sub_account_target(sub_account))
+    agency = session.agency
+    window = local_range(first, last, agency.time_zone)
+    windows = await _windows(ctx, agency, window, [sub_account])
+    return SubAccountReport(
+        sub_account,
+        window,
+        agency.time_zone,
+        windows.now.get(sub_account.id, EMPTY),
+        windows.balances[sub_account.id],
+        windows.flags(sub_account),
+    )
+
+
+async def series(
+    ctx: RequestContext, report: SubAccountReport, granularity: Granularity
+) -> list[SeriesPoint]:
+    async with ctx.services.database.read() as conn:
+        hours = await queries.hourly_series(
+            conn, report.sub_account.id, report.range.start_utc, report.range.end_utc
+        )
+    if granularity is Granularity.HOUR:
+        return [SeriesPoint(h.hour_utc, h.calls, h.seconds, h.spent_micros) for h in hours]
+    zone = ZoneInfo(report.zone)
+    days: dict[date, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for h in hours:
+        bucket = days[h.hour_utc.astimezone(zone).date()]
+        bucket[0] += h.calls
+        bucket[1] += h.seconds
+        bucket[2] += h.spent_micros
+    return [
+        SeriesPoint(
+            datetime.combine(day, datetime.min.time(), tzinfo=zone).astimezone(UTC), *days[day]
+        )
+        for day in sorted(days)
+    ]
+
+
+@dataclass(frozen=True)
+class AgencyReport:
+    range: Range
+    rows: list[ClientRow]
+
+    @property
+    def total_seconds(self) -> int:
+        return sum(r.usage.seconds for r in self.rows)
+
+    @property
+    def margin_micros(self) -> int:
+        return sum(r.usage.spent_micros - r.usage.cost_micros for r in self.rows)
+
+
+async def agency_report(
+    ctx: RequestContext, agency: Agency, first: date, last: date
+) -> AgencyReport:
+    session = await ctx.require_session()
+    require(session.viewer, Action.VIEW_AGENCY_DETAILS, Target(agency.id))
+    window = local_range(first, last, agency.time_zone)
+    async with ctx.services.database.read() as conn:
+        page = await sub_accounts_page(conn, agency.id, None, None, MAX_CLIENTS_IN_REPORT, None)
+    windows = await _windows(ctx, agency, window, page.items)
+    rows = [
+        ClientRow(a, windows.now.get(a.id, EMPTY), windows.balances[a.id], windows.flags(a))
+        for a in page.items
+    ]
+    return AgencyReport(window, rows)
+
+
+def sorted_clients(
+    rows: list[ClientRow], field: ClientSortField, descending: bool
+) -> list[ClientRow]:
+    keys = {
+        ClientSortField.NAME: lambda r: (r.sub_account.name.lower(), str(r.sub_account.id)),
+        ClientSortField.MINUTES_USED: lambda r: (r.usage.seconds, str(r.sub_account.id)),
+        ClientSortField.SPENT: lambda r: (r.usage.spent_micros, str(r.sub_account.id)),
+        ClientSortField.USAGE_MARGIN: lambda r: (
+            r.usage.spent_micros - r.usage.cost_micros,
+            str(r.sub_account.id),
+        ),
+    }
+    return sorted(rows, key=keys[field], reverse=descending)
+
+
+def page_of(
+    rows: list[ClientRow], first: int | None, after: str | None
+) -> tuple[list[tuple[ClientRow, str]], bool]:
+    """Offset cursors over a sorted list: the list is small (an agency's clients)."""
+    size = page_size(first)
+    offset = 0
+    if after is not None:
+        try:
+            offset = int(base64.urlsafe_b64decode(after.encode()).decode().removeprefix("row:")) + 1
+        except ValueError:
+            raise DomainError(
+                ErrorCode.INVALID_INPUT, "That cursor is not valid.", ("after",)
+            ) from None
+    chunk = rows[offset : offset + size]
+    cursors = [
+        base64.urlsafe_b64encode(f"row:{offset + i}".encode()).decode() for i in range(len(chunk))
+    ]
+    return list(zip(chunk, cursors, strict=True)), offset + size < len(rows)

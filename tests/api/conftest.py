@@ -1,0 +1,21 @@
+"""Fixtures shared by the API tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from resolvers.api_keys import issue_api_key
+from resolvers.global_id import from_global_id
+from tests.api.test_account_manager import TRANSFER, new_client, transfer_input
+from tests.factories import gql, make_agency
+
+
+@pytest.fixture
+async def setup(app_client):
+    """An agency, a client at 25 % holding 480 PREMIUM seconds, and an ingest API key."""
+    owner = await make_agency(app_client)
+    client = await new_client(app_client, owner, markup="25")
+    await gql(app_client, TRANSFER, transfer_input(owner.primary_id, client, "10"), owner.token)
+    services = app_client.app.state.services
+    _, key = await issue_api_key(services, from_global_id(owner.id)[1], "platform", None)
+    return owner, client, key

@@ -1,0 +1,121 @@
+"""Reports over date ranges read the rollups that ingestion maintains."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from tests.api.test_account_manager import SUSPEND, new_client
+from tests.api.test_usage import RECORD, call
+from tests.factories import gql
+
+SUB_REPORT = """query($id: ID!, $from: Date!, $to: Date!) { node(id: $id) { ... on SubAccount {
+  report(range: {from: $from, to: $to}) {
+    calls { total inbound outbound byStatus { status count } }
+    minutesUsed { tier seconds } spent { amount } usageMargin { amount }
+    walletBalance { amount } nextBillingDate
+    hours: series(granularity: HOUR) { start calls seconds spent { amount } }
+    days: series(granularity: DAY) { start calls seconds }
+    health { kind message runwayDays } } } } }"""
+AGENCY_REPORT = """query($from: Date!, $to: Date!, $order: ClientOrder, $first: Int,
+  $after: String) { viewer { agency { report(range: {from: $from, to: $to}) {
+  totalMinutesUsed usageMargin { amount }
+  clients(first: $first, after: $after, orderBy: $order) { totalCount
+    pageInfo { hasNextPage endCursor }
+    edges { node { subAccount { name } minutesUsed spent { amount } usageMargin { amount }
+                   health { kind } } } } } } } }"""
+
+DAY1 = datetime(2026, 11, 2, 9, 15, tzinfo=UTC)
+DAY2 = datetime(2026, 11, 3, 17, 40, tzinfo=UTC)
+
+
+async def test_a_sub_account_report_sums_its_calls_for_the_range(app_client, setup):
+    owner, client, key = setup  # client at 25 % markup, 480 PREMIUM seconds
+    calls = [
+        call(client, "a", 60, started=DAY1, direction="INBOUND"),
+        call(client, "b", 120, started=DAY1.replace(minute=40)),
+        call(client, "c", 30, started=DAY2, status="FAILED"),
+        call(client, "outside", 600, started=datetime(2026, 10, 1, tzinfo=UTC)),
+    ]
+    await gql(app_client, RECORD, {"calls": calls}, key)
+    body = await gql(
+        app_client,
+        SUB_REPORT,
+        {"id": client, "from": "2026-11-02", "to": "2026-11-03"},
+        owner.token,
+    )
+    report = body["data"]["node"]["report"]
+    assert report["calls"]["total"] == 3 and report["calls"]["inbound"] == 1
+    assert {s["status"]: s["count"] for s in report["calls"]["byStatus"]}["FAILED"] == 1
+    assert report["minutesUsed"] == [
+        {"tier": "BASIC", "seconds": 0},
+        {"tier": "PREMIUM", "seconds": 210},
+    ]
+    # 210 s at $0.375/min (client price) = $1.3125; base $0.30/min: margin $0.2625
+    assert report["spent"] == {"amount": "1.312500"}
+    assert report["usageMargin"] == {"amount": "0.262500"}
+    assert [(h["calls"], h["seconds"]) for h in report["hours"]] == [(2, 180), (1, 30)]
+    assert [d["start"][:10] for d in report["days"]] == ["2026-11-02", "2026-11-03"]
+    kinds = {f["kind"] for f in report["health"]}
+    # the October call used the whole balance, so November's calls ran as overage
+    assert "OVERAGE" in kinds
+
+
+async def test_health_flags_overage_and_suspension(app_client, setup):
+    owner, client, key = setup
+    await gql(app_client, RECORD, {"calls": [call(client, "big", 900, started=DAY1)]}, key)
+    await gql(app_client, SUSPEND, {"id": client}, owner.token)
+    body = await gql(
+        app_client,
+        SUB_REPORT,
+        {"id": client, "from": "2026-11-01", "to": "2026-11-30"},
+        owner.token,
+    )
+    kinds = {f["kind"] for f in body["data"]["node"]["report"]["health"]}
+    assert {"OVERAGE", "SUSPENDED"} <= kinds
+
+
+async def test_the_agency_report_sorts_and_pages_its_clients(app_client, setup):
+    owner, client, key = setup
+    second = await new_client(app_client, owner, "Second", markup="0")
+    await gql(
+        app_client,
+        RECORD,
+        {"calls": [call(client, "x", 60, started=DAY1), call(second, "y", 300, started=DAY1)]},
+        key,
+    )
+    variables = {
+        "from": "2026-11-01",
+        "to": "2026-11-30",
+        "order": {"field": "SPENT", "direction": "DESC"},
+        "first": 2,
+    }
+    report = (await gql(app_client, AGENCY_REPORT, variables, owner.token))["data"]["viewer"][
+        "agency"
+    ]["report"]
+    assert report["totalMinutesUsed"] == "6"
+    clients = report["clients"]
+    assert clients["totalCount"] == 3
+    assert [e["node"]["subAccount"]["name"] for e in clients["edges"]] == ["Second", "Client"]
+    assert clients["pageInfo"]["hasNextPage"] is True
+    rest = await gql(
+        app_client,
+        AGENCY_REPORT,
+        {**variables, "after": clients["pageInfo"]["endCursor"]},
+        owner.token,
+    )
+    names = [
+        e["node"]["subAccount"]["name"]
+        for e in rest["data"]["viewer"]["agency"]["report"]["clients"]["edges"]
+    ]
+    assert len(names) == 1
+
+
+async def test_a_backwards_range_is_refused(app_client, setup):
+    owner, client, _ = setup
+    body = await gql(
+        app_client,
+        SUB_REPORT,
+        {"id": client, "from": "2026-11-03", "to": "2026-11-01"},
+        owner.token,
+    )
+    assert body["errors"][0]["extensions"]["code"] == "INVALID_INPUT"
