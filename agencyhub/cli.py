@@ -8,6 +8,7 @@ import logging
 import sys
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import select
@@ -120,7 +121,11 @@ def _job(name: str) -> Callable[[Settings, argparse.Namespace], int]:
 
         async def run() -> int:
             async with running_services(settings) as (services, relay):
-                if name == "grant-plan-minutes":
+                if name == "prune-outbox":
+                    keep = timedelta(hours=settings.outbox_retention_hours)
+                    done = await jobs.prune_outbox(services, keep)
+                    print(f"agencyhub: pruned {done} published event(s)")
+                elif name == "grant-plan-minutes":
                     done = await jobs.grant_plan_minutes(services, services.clock().date())
                     print(f"agencyhub: granted {done} plan period(s)")
                 else:
@@ -175,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     for job, job_help in (
         ("grant-plan-minutes", "grant each plan period's included minutes once (cron: daily)"),
         ("purge-removed", "purge sub-accounts removed longer ago than the retention period"),
+        ("prune-outbox", "drop published events older than OUTBOX_RETENTION_HOURS (cron: hourly)"),
     ):
         commands.add_parser(job, help=job_help).set_defaults(run=_job(job))
     check = commands.add_parser("check-ledger", help="prove balances equal ledger sums")

@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     subscriber_queue_size: int = 256
 
     outbox_poll_seconds: float = 0.5
+    outbox_retention_hours: int = Field(default=24, ge=1)  # how far back afterSequence reaches
 
     # The price book: what the platform charges the agency per minute (USD, exact decimals).
     price_basic_per_minute: Decimal = Decimal("0.18")

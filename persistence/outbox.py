@@ -219,3 +219,11 @@ async def replay(
         }
         for r in rows
     ]
+
+
+async def prune_published(conn: AsyncConnection, before: datetime) -> int:
+    """Drop published events older than the replay window; returns how many."""
+    result = await conn.execute(
+        outbox.delete().where(outbox.c.published_at.is_not(None), outbox.c.published_at < before)
+    )
+    return int(result.rowcount)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 from sqlalchemy.exc import IntegrityError
 
 from domain.billing_cycle import add_months
 from domain.ledger import LedgerKind, Movement
 from domain.money import minutes_to_seconds
-from persistence import jobs, ledger
+from persistence import jobs, ledger, outbox
 from resolvers.context import Services
 
 
@@ -65,3 +65,9 @@ async def purge_removed(services: Services) -> int:
         async with services.uow() as uow:
             await jobs.purge(uow.conn, sub_account_id, now)
     return len(due)
+
+
+async def prune_outbox(services: Services, keep: timedelta) -> int:
+    """Published events older than `keep` can no longer be replayed with afterSequence."""
+    async with services.uow() as uow:
+        return await outbox.prune_published(uow.conn, services.clock() - keep)

@@ -130,3 +130,24 @@ async def test_the_background_relay_delivers_after_commit_without_being_called(d
     finally:
         await relay.stop()
     assert message["kind"] == "PING" and wakeups == [1]
+
+
+async def test_published_events_older_than_the_window_are_pruned(database, broker):
+    from datetime import timedelta
+
+    from persistence.outbox import prune_published
+
+    relay = OutboxRelay(database, broker, now)
+    async with UnitOfWork(database, now) as uow:
+        uow.publish(Event("agency:old", "PING"))
+    async with UnitOfWork(database, now) as uow:
+        uow.publish(Event("agency:unpublished-yet", "PING"))
+    await relay.relay_once()
+    async with UnitOfWork(database, now) as uow:
+        uow.publish(Event("agency:new", "PING"))  # committed, not yet relayed
+    async with database.transaction() as conn:
+        assert await prune_published(conn, now() - timedelta(hours=1)) == 0
+        assert await prune_published(conn, now() + timedelta(seconds=1)) == 2
+    async with database.read() as conn:
+        left = (await conn.execute(select(outbox.c.topic))).scalars().all()
+    assert left == ["agency:new"]
