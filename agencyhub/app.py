@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -132,6 +133,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             graphql.services = services
             app.state.services = services
             relay.start()
+            # What start-up built lives as long as the process: move it out of the cyclic
+            # collector's way, so full collections under load scan only per-request objects
+            # (measured: about half of a 500-client list's time went to full collections).
+            gc.collect()
+            gc.freeze()
             yield
 
     async def healthz(request: Request) -> Response:
