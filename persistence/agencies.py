@@ -20,6 +20,7 @@ from domain.agency import (
 from persistence.ledger import open_balances
 from persistence.records import (
     AGENCY_COLUMNS,
+    LIVE_STATUSES,
     SUB_ACCOUNT_COLUMNS,
     agency_from,
     agency_t,
@@ -130,7 +131,7 @@ async def live_secondaries(conn: AsyncConnection, agency_id: uuid.UUID) -> int:
             .where(
                 sub_account_t.c.agency_id == agency_id,
                 sub_account_t.c.kind == "SECONDARY",
-                sub_account_t.c.status.in_(("ACTIVE", "SUSPENDED")),
+                sub_account_t.c.status.in_(LIVE_STATUSES),
             )
         )
         or 0

@@ -25,6 +25,8 @@ AGENCY_COLUMNS = (
     agency_t.c.plan_started_on,
     agency_t.c.time_zone,
 )
+# The statuses that count against a plan's cap and can be worked with (SubAccount.is_live).
+LIVE_STATUSES = ("ACTIVE", "SUSPENDED")
 SUB_ACCOUNT_COLUMNS = (
     sub_account_t.c.id,
     sub_account_t.c.agency_id,

@@ -7,13 +7,13 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, exists, insert, or_, select, update
+from sqlalchemy import delete, exists, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.agency import User
 from domain.invitation import Access, Invitation
 from domain.policy import Role
-from persistence.records import USER_COLUMNS, sub_account_t, user_from, user_t
+from persistence.records import LIVE_STATUSES, USER_COLUMNS, sub_account_t, user_from, user_t
 from persistence.tables import (
     InvitationGrantRow,
     InvitationRow,
@@ -38,7 +38,7 @@ async def sub_accounts_in_agency(
         select(sub_account_t.c.id).where(
             sub_account_t.c.id.in_(wanted),
             sub_account_t.c.agency_id == agency_id,
-            sub_account_t.c.status.in_(("ACTIVE", "SUSPENDED")),
+            sub_account_t.c.status.in_(LIVE_STATUSES),
         )
     )
     return set(rows.all())
@@ -280,7 +280,3 @@ async def user_grants(conn: AsyncConnection, user_ids: list[uuid.UUID]) -> list[
     for user_id, sub_account_id in rows:
         found.setdefault(user_id, []).append(sub_account_id)
     return [sorted(found.get(u, [])) for u in user_ids]
-
-
-def not_removed() -> Any:
-    return or_(sub_account_t.c.status == "ACTIVE", sub_account_t.c.status == "SUSPENDED")

@@ -38,7 +38,7 @@ async def _administer(ctx: RequestContext) -> Viewer:
     return viewer
 
 
-async def _locked(
+async def lock_sub_accounts(
     uow: UnitOfWork, viewer: Viewer, *named: tuple[str | UUID, str]
 ) -> list[SubAccount]:
     """Sub-accounts by (global id or key, field), row-locked in id order so concurrent changes
@@ -128,7 +128,7 @@ async def update_sub_account(
             values[f"markup_{tier.value.lower()}_bp"] = markup_bp(percent, field)
     try:
         async with ctx.services.uow() as uow:
-            [sub_account] = await _locked(uow, viewer, (global_id, "id"))
+            [sub_account] = await lock_sub_accounts(uow, viewer, (global_id, "id"))
             rules.check_changeable(sub_account)
             if sub_account.is_primary and {"markup_basic_bp", "markup_premium_bp"} & set(values):
                 raise DomainError(
@@ -157,7 +157,7 @@ async def set_balance_source(
 ) -> SubAccount:
     viewer = await _administer(ctx)
     async with ctx.services.uow() as uow:
-        [sub_account] = await _locked(uow, viewer, (global_id, "id"))
+        [sub_account] = await lock_sub_accounts(uow, viewer, (global_id, "id"))
         rules.check_changeable(sub_account)
         if sub_account.is_primary:
             raise DomainError(
@@ -180,7 +180,7 @@ async def set_auto_allocation(
             )
     now = ctx.services.clock()
     async with ctx.services.uow() as uow:
-        [sub_account] = await _locked(uow, viewer, (global_id, "subAccountId"))
+        [sub_account] = await lock_sub_accounts(uow, viewer, (global_id, "subAccountId"))
         rules.check_changeable(sub_account, "subAccountId")
         if sub_account.is_primary:
             raise DomainError(
@@ -212,7 +212,7 @@ async def suspend(ctx: RequestContext, global_id: str, note: str | None) -> SubA
     note = rules.check_note(note)
     now = ctx.services.clock()
     async with ctx.services.uow() as uow:
-        [sub_account] = await _locked(uow, viewer, (global_id, "id"))
+        [sub_account] = await lock_sub_accounts(uow, viewer, (global_id, "id"))
         if sub_account.status is SubAccountStatus.SUSPENDED:
             suspended = replace(sub_account, suspension_note=note)
             await agencies.update_sub_account(uow.conn, sub_account.id, suspension_note=note)
@@ -239,7 +239,7 @@ async def suspend(ctx: RequestContext, global_id: str, note: str | None) -> SubA
 async def restore(ctx: RequestContext, global_id: str) -> SubAccount:
     viewer = await _administer(ctx)
     async with ctx.services.uow() as uow:
-        [sub_account] = await _locked(uow, viewer, (global_id, "id"))
+        [sub_account] = await lock_sub_accounts(uow, viewer, (global_id, "id"))
         rules.check_restorable(sub_account)
         await agencies.update_sub_account(
             uow.conn, sub_account.id, status="ACTIVE", suspended_at=None, suspension_note=None
@@ -289,7 +289,7 @@ async def remove(
     async with ctx.services.uow() as uow:
         primary = await ctx.loaders.primary_sub_account_by_agency.load(viewer.agency_id)
         assert primary is not None
-        target, destination, locked_primary = await _locked(
+        target, destination, locked_primary = await lock_sub_accounts(
             uow,
             viewer,
             (global_id, "id"),
@@ -361,12 +361,13 @@ async def transfer_credits(
     scope = f"kp:{viewer.agency_id}"
     fingerprint = idempotency.request_hash("kp", {"from": from_id, "to": to_id, "n": credits})
     async with ctx.services.uow() as uow:
+        source, destination = await lock_sub_accounts(
+            uow, viewer, (from_id, "fromId"), (to_id, "toId")
+        )
         if idempotency_key and await idempotency.recall(
             uow.conn, scope, idempotency_key, fingerprint
         ):
-            source, destination = await _locked(uow, viewer, (from_id, "fromId"), (to_id, "toId"))
-            return source, destination
-        source, destination = await _locked(uow, viewer, (from_id, "fromId"), (to_id, "toId"))
+            return source, destination  # a retry: moved once already
         if source.id == destination.id:
             raise DomainError(
                 ErrorCode.SAME_SUBACCOUNT, "Choose two different sub-accounts.", ("toId",)

@@ -21,7 +21,7 @@ from persistence import idempotency, ledger
 from persistence.tables import MinuteTransferRow
 from resolvers.context import RequestContext
 from resolvers.ids import decode, not_found
-from resolvers.sub_account import _locked
+from resolvers.sub_account import lock_sub_accounts
 
 transfer_t = MinuteTransferRow.__table__
 
@@ -91,7 +91,9 @@ async def _transfer(
     viewer = await ctx.viewer()
     now = ctx.services.clock()
     async with ctx.services.uow() as uow:
-        source, destination = await _locked(uow, viewer, (from_id, "fromId"), (to_id, "toId"))
+        source, destination = await lock_sub_accounts(
+            uow, viewer, (from_id, "fromId"), (to_id, "toId")
+        )
         if key:
             earlier = await idempotency.recall(uow.conn, scope, key, fingerprint)
             if earlier is not None:

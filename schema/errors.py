@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec, Protocol, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import strawberry
 from graphql import GraphQLError
@@ -37,10 +37,6 @@ class UserError:
             message=error.message,
             field=["input", *error.field] if error.field else None,
         )
-
-
-class Payload(Protocol):
-    def __init__(self, *, user_errors: list[UserError]) -> None: ...
 
 
 P = ParamSpec("P")

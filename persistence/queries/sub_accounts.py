@@ -12,11 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.agency import SubAccount, SubAccountStatus
 from persistence.queries.paging import Page, keyset_page
-from persistence.records import SUB_ACCOUNT_COLUMNS, sub_account_from, sub_account_t
+from persistence.records import LIVE_STATUSES, SUB_ACCOUNT_COLUMNS, sub_account_from, sub_account_t
 from persistence.tables import AutoAllocationRow
 
 auto_allocation_t = AutoAllocationRow.__table__
-LIVE = ("ACTIVE", "SUSPENDED")
 
 
 @dataclass(frozen=True)
@@ -33,7 +32,7 @@ def _filtered(
         sub_account_t.c.agency_id == agency_id
     )
     if status is None:
-        query = query.where(sub_account_t.c.status.in_(LIVE))
+        query = query.where(sub_account_t.c.status.in_(LIVE_STATUSES))
     else:
         query = query.where(sub_account_t.c.status == status.value)
     if visible is not None:
