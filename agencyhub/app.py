@@ -100,6 +100,7 @@ async def running_services(settings: Settings) -> AsyncIterator[tuple[Services, 
                     mail_from=settings.mail_from,
                     prices=settings.price_book(),
                     removed_retention=timedelta(days=settings.removed_retention_days),
+                    health=settings.health_thresholds(),
                     login_limits=LoginLimits(
                         settings.login_attempts_per_email,
                         settings.login_attempts_per_client,

@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain.money import dollars_to_micros
 from domain.pricing import PriceBook
+from domain.reporting import HealthThresholds
 
 
 class Settings(BaseSettings):
@@ -63,6 +64,13 @@ class Settings(BaseSettings):
     price_web_widget_basic_per_minute: Decimal = Decimal("0.16")
     removed_retention_days: int = Field(default=30, ge=0)
 
+    # Account health flags in reports (see README, "Reports and account health").
+    health_low_balance_runway_days: int = Field(default=7, ge=0)
+    health_burn_window_days: int = Field(default=7, ge=1, le=90)
+    health_usage_drop_ratio: Decimal = Field(default=Decimal("0.5"), ge=0, le=1)
+    health_failure_rate: Decimal = Field(default=Decimal("0.2"), ge=0, le=1)
+    health_failure_min_calls: int = Field(default=10, ge=1)
+
     @property
     def effective_database_url(self) -> str:
         if self.database_url:
@@ -91,6 +99,15 @@ class Settings(BaseSettings):
             path.touch(mode=0o600)
             path.write_text(secrets.token_urlsafe(48))
         return path.read_text().strip().encode()
+
+    def health_thresholds(self) -> HealthThresholds:
+        return HealthThresholds(
+            low_balance_runway_days=self.health_low_balance_runway_days,
+            burn_window_days=self.health_burn_window_days,
+            usage_drop_ratio=self.health_usage_drop_ratio,
+            failure_rate=self.health_failure_rate,
+            failure_min_calls=self.health_failure_min_calls,
+        )
 
     def price_book(self) -> PriceBook:
         return PriceBook(

@@ -359,18 +359,9 @@ class CallRow(Base):
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
-class UsageHourlyRow(Base):
-    """Rollup per sub-account, tier and UTC hour, maintained on ingest; reports read these."""
+class UsageSums:
+    """The summed columns of both rollups."""
 
-    __tablename__ = "usage_hourly"
-    __table_args__ = (Index("ix_usage_hourly_agency_hour", "agency_id", "hour_utc"),)
-
-    sub_account_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("sub_account.id"), primary_key=True
-    )
-    tier: Mapped[str] = mapped_column(String(10), primary_key=True)
-    hour_utc: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
-    agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"))
     calls: Mapped[int] = mapped_column(BigInteger, server_default="0")
     seconds: Mapped[int] = mapped_column(BigInteger, server_default="0")
     overage_seconds: Mapped[int] = mapped_column(BigInteger, server_default="0")
@@ -383,3 +374,35 @@ class UsageHourlyRow(Base):
     no_answer: Mapped[int] = mapped_column(BigInteger, server_default="0")
     busy: Mapped[int] = mapped_column(BigInteger, server_default="0")
     voicemail: Mapped[int] = mapped_column(BigInteger, server_default="0")
+
+
+class UsageHourlyRow(UsageSums, Base):
+    """Rollup per sub-account, tier and UTC hour, maintained on ingest; reports read these."""
+
+    __tablename__ = "usage_hourly"
+    __table_args__ = (Index("ix_usage_hourly_agency_hour", "agency_id", "hour_utc"),)
+
+    sub_account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("sub_account.id"), primary_key=True
+    )
+    tier: Mapped[str] = mapped_column(String(10), primary_key=True)
+    hour_utc: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"))
+
+
+class UsageDailyRow(UsageSums, Base):
+    """The same sums per UTC day, maintained in the same transaction as the hourly rows.
+
+    A report range reads whole UTC days here and only its partial days at either end from
+    `usage_hourly`: a 30-day agency report reads ~30 rows per client and tier, not ~720.
+    """
+
+    __tablename__ = "usage_daily"
+    __table_args__ = (Index("ix_usage_daily_agency_day", "agency_id", "day_utc"),)
+
+    sub_account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("sub_account.id"), primary_key=True
+    )
+    tier: Mapped[str] = mapped_column(String(10), primary_key=True)
+    day_utc: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)  # midnight UTC
+    agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"))

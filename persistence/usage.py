@@ -1,10 +1,11 @@
-"""Usage storage: calls (unique per agency on external id) and the hourly rollups."""
+"""Usage storage: calls (unique per agency on external id) and the hourly and daily rollups."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -14,10 +15,11 @@ from domain.money import Tier
 from domain.pricing import to_micros
 from domain.usage import CallStatus, ReportedCall, RollupLine
 from persistence.ledger import balance_t
-from persistence.tables import CallRow, UsageHourlyRow
+from persistence.tables import CallRow, UsageDailyRow, UsageHourlyRow
 
 call_t = CallRow.__table__
 rollup_t = UsageHourlyRow.__table__
+daily_t = UsageDailyRow.__table__
 STATUS_COLUMNS = {
     CallStatus.COMPLETED: "completed",
     CallStatus.FAILED: "failed",
@@ -82,14 +84,22 @@ async def balances_for_update(
     return {(r.sub_account_id, Tier(r.tier)): int(r.seconds) for r in rows}
 
 
-async def add_to_rollups(
-    conn: AsyncConnection,
-    agency_id: uuid.UUID,
-    lines: dict[tuple[uuid.UUID, Tier, datetime], RollupLine],
-) -> None:
-    """One upsert for the whole batch: each row adds its increments to what is there."""
-    if not lines:
-        return
+SUMMED_COLUMNS = (
+    "calls",
+    "seconds",
+    "overage_seconds",
+    "spent_micros",
+    "cost_micros",
+    "inbound",
+    "outbound",
+    *STATUS_COLUMNS.values(),
+)
+
+
+def hourly_rows(
+    agency_id: uuid.UUID, lines: dict[tuple[uuid.UUID, Tier, datetime], RollupLine]
+) -> list[dict[str, Any]]:
+    """A batch's rollup lines as `usage_hourly` rows, money rounded to the micro-dollar once."""
     rows = []
     for (sub_account_id, tier, hour), line in sorted(
         lines.items(), key=lambda item: (item[0][0], item[0][1].value, item[0][2])
@@ -111,20 +121,47 @@ async def add_to_rollups(
                 **{column: counts.get(status, 0) for status, column in STATUS_COLUMNS.items()},
             }
         )
-    statement = _insert(conn, rollup_t).values(rows)
-    summed = [
-        "calls",
-        "seconds",
-        "overage_seconds",
-        "spent_micros",
-        "cost_micros",
-        "inbound",
-        "outbound",
-        *STATUS_COLUMNS.values(),
-    ]
-    await conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=["sub_account_id", "tier", "hour_utc"],
-            set_={c: rollup_t.c[c] + statement.excluded[c] for c in summed},
+    return rows
+
+
+def daily_rows(hourly: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The same rows summed per UTC day: a day is exactly the sum of its (rounded) hours."""
+    days: dict[tuple[uuid.UUID, str, datetime], dict[str, Any]] = {}
+    for row in hourly:
+        day = row["hour_utc"].astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        key = (row["sub_account_id"], row["tier"], day)
+        into = days.get(key)
+        if into is None:
+            days[key] = {
+                "sub_account_id": row["sub_account_id"],
+                "tier": row["tier"],
+                "day_utc": day,
+                "agency_id": row["agency_id"],
+                **{c: row[c] for c in SUMMED_COLUMNS},
+            }
+        else:
+            for c in SUMMED_COLUMNS:
+                into[c] += row[c]
+    return [days[k] for k in sorted(days, key=lambda k: (k[0], k[1], k[2]))]
+
+
+async def add_to_rollups(
+    conn: AsyncConnection,
+    agency_id: uuid.UUID,
+    lines: dict[tuple[uuid.UUID, Tier, datetime], RollupLine],
+) -> None:
+    """One upsert per rollup table for the whole batch: each row adds to what is there."""
+    if not lines:
+        return
+    hourly = hourly_rows(agency_id, lines)
+    for table, rows, key in (
+        (rollup_t, hourly, "hour_utc"),
+        (daily_t, daily_rows(hourly), "day_utc"),
+    ):
+        statement = _insert(conn, table).values(rows)
+        await conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=["sub_account_id", "tier", key],
+                set_={c: table.c[c] + statement.excluded[c] for c in SUMMED_COLUMNS},
+            )
         )
-    )

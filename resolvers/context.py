@@ -21,6 +21,7 @@ from domain.errors import AccessDenied, NotAuthenticated
 from domain.ledger import Balance
 from domain.policy import Viewer
 from domain.pricing import PriceBook
+from domain.reporting import HealthThresholds
 from persistence import team
 from persistence.api_keys import ApiKey, api_key_by_secret
 from persistence.broker import Broker
@@ -64,6 +65,7 @@ class Services:
     login_limits: LoginLimits
     prices: PriceBook = field(default_factory=PriceBook)
     removed_retention: timedelta = timedelta(days=30)
+    health: HealthThresholds = field(default_factory=HealthThresholds)
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.database, self.clock, self.wake_relay)

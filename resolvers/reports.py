@@ -31,7 +31,6 @@ from resolvers.context import RequestContext
 from resolvers.paging import page_size
 from resolvers.viewer import sub_account_target
 
-THRESHOLDS = HealthThresholds()
 MAX_CLIENTS_IN_REPORT = 10_000  # sorted in memory: an agency's whole client list
 
 
@@ -81,9 +80,11 @@ class Windows:
     before: dict[UUID, UsageTotals]
     recent: dict[UUID, UsageTotals]
     balances: dict[UUID, list[Balance]]
+    thresholds: HealthThresholds
 
     def flags(self, account: SubAccount) -> list[HealthFlag]:
         return _flags(
+            self.thresholds,
             account,
             self.balances[account.id],
             self.now.get(account.id, EMPTY),
@@ -101,7 +102,7 @@ async def _windows(
     """Three grouped statements and one balance batch, whatever the number of accounts."""
     today = ctx.services.clock().date()
     burn = local_range(
-        today - timedelta(days=THRESHOLDS.burn_window_days - 1), today, agency.time_zone
+        today - timedelta(days=ctx.services.health.burn_window_days - 1), today, agency.time_zone
     )
     previous = window.previous(agency.time_zone)
     only = accounts[0].id if len(accounts) == 1 else None
@@ -116,10 +117,12 @@ async def _windows(
             ),
             await queries.usage_by_sub_account(conn, agency.id, burn.start_utc, burn.end_utc, only),
             dict(zip(ids, await balances_by_sub_account(conn, ids), strict=True)),
+            ctx.services.health,
         )
 
 
 def _flags(
+    thresholds: HealthThresholds,
     account: SubAccount,
     balances: list[Balance],
     now: UsageTotals,
@@ -137,7 +140,7 @@ def _flags(
             calls=now.calls,
             failed_calls=now.by_status.get(CallStatus.FAILED, 0),
         ),
-        THRESHOLDS,
+        thresholds,
     )
 
 

@@ -8,25 +8,19 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from persistence.queries.reports import rollup_rows
 from persistence.records import sub_account_t
-from persistence.usage import rollup_t
 
 
 async def spent_since(conn: AsyncConnection, sub_account_id: uuid.UUID, start: datetime) -> int:
-    total = await conn.scalar(
-        select(func.coalesce(func.sum(rollup_t.c.spent_micros), 0)).where(
-            rollup_t.c.sub_account_id == sub_account_id, rollup_t.c.hour_utc >= start
-        )
-    )
+    rows = rollup_rows(("spent_micros",), start, None, sub_account_id=sub_account_id)
+    total = await conn.scalar(select(func.coalesce(func.sum(rows.c.spent_micros), 0)))
     return int(total or 0)
 
 
 async def agency_seconds_since(conn: AsyncConnection, agency_id: uuid.UUID, start: datetime) -> int:
-    total = await conn.scalar(
-        select(func.coalesce(func.sum(rollup_t.c.seconds), 0)).where(
-            rollup_t.c.agency_id == agency_id, rollup_t.c.hour_utc >= start
-        )
-    )
+    rows = rollup_rows(("seconds",), start, None, agency_id=agency_id)
+    total = await conn.scalar(select(func.coalesce(func.sum(rows.c.seconds), 0)))
     return int(total or 0)
 
 

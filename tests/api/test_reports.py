@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+
+from agencyhub.settings import Settings
+from domain.reporting import local_range
+from persistence.queries.reports import usage_by_sub_account
+from persistence.usage import call_t
 from tests.api.test_account_manager import SUSPEND, new_client
 from tests.api.test_usage import RECORD, call
 from tests.factories import gql
@@ -119,3 +128,74 @@ async def test_a_backwards_range_is_refused(app_client, setup):
         owner.token,
     )
     assert body["errors"][0]["extensions"]["code"] == "INVALID_INPUT"
+
+
+ZONES = ["UTC", "America/New_York", "Asia/Tokyo", "Europe/Berlin", "Australia/Sydney"]
+
+
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    calls=st.lists(
+        st.tuples(st.integers(0, 8 * 24 - 1), st.integers(0, 59), st.integers(0, 900)),
+        min_size=1,
+        max_size=40,
+    ),
+    first=st.integers(0, 8),
+    length=st.integers(0, 8),
+    zone=st.sampled_from(ZONES),
+)
+async def test_range_totals_equal_the_raw_calls_in_any_zone(
+    app_client, setup, database, calls, first, length, zone
+):
+    """Whole UTC days come from the daily rollup, partial days from the hourly one: together
+    they count each call of the local range exactly once."""
+    _, client, key = setup
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    batch = [
+        call(client, duration=duration, started=start + timedelta(hours=hour, minutes=minute))
+        for hour, minute, duration in calls
+    ]
+    assert (await gql(app_client, RECORD, {"calls": batch}, key))["data"]["recordCalls"][
+        "accepted"
+    ] == len(batch)
+    day = date(2026, 10, 31) + timedelta(days=first)
+    window = local_range(day, day + timedelta(days=length), zone)
+    async with database.read() as conn:
+        agency_id = await conn.scalar(select(call_t.c.agency_id).limit(1))
+        in_range = (call_t.c.started_at >= window.start_utc) & (
+            call_t.c.started_at < window.end_utc
+        )
+        raw = (
+            await conn.execute(
+                select(func.count(), func.coalesce(func.sum(call_t.c.duration_seconds), 0)).where(
+                    in_range
+                )
+            )
+        ).one()
+        totals = await usage_by_sub_account(conn, agency_id, window.start_utc, window.end_utc)
+    assert (sum(t.calls for t in totals.values()), sum(t.seconds for t in totals.values())) == (
+        raw[0],
+        raw[1],
+    )
+
+
+async def test_health_thresholds_come_from_settings(app_client, setup, monkeypatch):
+    monkeypatch.setenv("HEALTH_FAILURE_MIN_CALLS", "2")
+    monkeypatch.setenv("HEALTH_FAILURE_RATE", "0.5")
+    thresholds = Settings().health_thresholds()
+    assert (thresholds.failure_min_calls, thresholds.failure_rate) == (2, Decimal("0.5"))
+
+    owner, client, key = setup
+    failed = [call(client, duration=5, started=DAY1, status="FAILED") for _ in range(2)]
+    await gql(app_client, RECORD, {"calls": failed}, key)
+    variables = {"id": client, "from": "2026-11-02", "to": "2026-11-02"}
+
+    async def kinds() -> set[str]:
+        body = await gql(app_client, SUB_REPORT, variables, owner.token)
+        return {f["kind"] for f in body["data"]["node"]["report"]["health"]}
+
+    assert "HIGH_FAILURE_RATE" not in await kinds()  # the default wants 10 calls
+    app_client.app.state.services.health = thresholds
+    assert "HIGH_FAILURE_RATE" in await kinds()

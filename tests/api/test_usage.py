@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from persistence.ledger import mismatches
-from persistence.usage import call_t, rollup_t
+from persistence.usage import call_t, daily_t, rollup_t
 from tests.api.test_account_manager import (
     ACCOUNT,
     SOURCE,
@@ -172,6 +172,25 @@ async def test_rollups_equal_the_raw_calls_and_balances_equal_grants_minus_debit
             await conn.execute(select(func.sum(rollup_t.c.calls), func.sum(rollup_t.c.seconds)))
         ).one()
         assert tuple(raw) == tuple(rolled)
+        daily = (
+            await conn.execute(
+                select(
+                    func.sum(daily_t.c.calls),
+                    func.sum(daily_t.c.seconds),
+                    func.sum(daily_t.c.spent_micros),
+                )
+            )
+        ).one()
+        hourly = (
+            await conn.execute(
+                select(
+                    func.sum(rollup_t.c.calls),
+                    func.sum(rollup_t.c.seconds),
+                    func.sum(rollup_t.c.spent_micros),
+                )
+            )
+        ).one()
+        assert tuple(daily) == tuple(hourly)
         assert await mismatches(conn) == []
     node = (await gql(app_client, ACCOUNT, {"id": client}, owner.token))["data"]["node"]
     assert all(b["seconds"] >= 0 for b in node["balances"])
