@@ -4,6 +4,10 @@ Two implementations share one local fan-out: `InProcessBroker` (the embedded def
 process) and `RedisBroker` (one pub/sub connection per process, topics subscribed while at
 least one local subscriber wants them). Every subscriber has a bounded queue; one that falls
 too far behind is cut off with `SubscriberTooSlow` instead of slowing anyone else.
+
+A subscriber may pass `accepts`, a test of the decoded message: the fan-out decodes each
+message once and queues it only for the subscribers that accept it, so a screen watching one
+sub-account is not woken by every event of its agency.
 """
 
 from __future__ import annotations
@@ -12,9 +16,10 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
-from typing import Protocol
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, Protocol
 
+import orjson
 import redis.asyncio as redis
 
 log = logging.getLogger(__name__)
@@ -31,11 +36,15 @@ class _Overflow:
 _OVERFLOW = _Overflow()
 
 
+Accepts = Callable[[Any], bool]
+
+
 class Subscription:
     """One subscriber's bounded queue of raw messages."""
 
-    def __init__(self, topics: Sequence[str], max_queue: int) -> None:
+    def __init__(self, topics: Sequence[str], max_queue: int, accepts: Accepts | None) -> None:
         self.topics = tuple(topics)
+        self.accepts = accepts
         self._queue: asyncio.Queue[bytes | _Overflow] = asyncio.Queue(max_queue)
         self._overflowed = False
 
@@ -87,7 +96,16 @@ class Fanout:
         return last
 
     def deliver(self, topic: str, message: bytes) -> None:
-        for subscription in tuple(self._by_topic.get(topic, ())):
+        subscribers = self._by_topic.get(topic)
+        if not subscribers:
+            return
+        decoded: Any = None
+        for subscription in tuple(subscribers):
+            if subscription.accepts is not None:
+                if decoded is None:
+                    decoded = orjson.loads(message)  # once, however many subscribers test it
+                if not subscription.accepts(decoded):
+                    continue
             subscription.deliver(message)
 
     @property
@@ -101,7 +119,7 @@ class Broker(Protocol):
     async def ping(self) -> None: ...
     async def publish(self, topic: str, message: bytes) -> None: ...
     def subscribe(
-        self, topics: Sequence[str], max_queue: int = 256
+        self, topics: Sequence[str], max_queue: int = 256, accepts: Accepts | None = None
     ) -> contextlib.AbstractAsyncContextManager[Subscription]: ...
 
 
@@ -123,9 +141,9 @@ class InProcessBroker:
 
     @contextlib.asynccontextmanager
     async def subscribe(
-        self, topics: Sequence[str], max_queue: int = 256
+        self, topics: Sequence[str], max_queue: int = 256, accepts: Accepts | None = None
     ) -> AsyncIterator[Subscription]:
-        subscription = Subscription(topics, max_queue)
+        subscription = Subscription(topics, max_queue, accepts)
         self._fanout.add(subscription)
         try:
             yield subscription
@@ -169,9 +187,9 @@ class RedisBroker:
 
     @contextlib.asynccontextmanager
     async def subscribe(
-        self, topics: Sequence[str], max_queue: int = 256
+        self, topics: Sequence[str], max_queue: int = 256, accepts: Accepts | None = None
     ) -> AsyncIterator[Subscription]:
-        subscription = Subscription(topics, max_queue)
+        subscription = Subscription(topics, max_queue, accepts)
         first = self._fanout.add(subscription)
         try:
             if first and self._pubsub is not None:

@@ -4,6 +4,10 @@ A change writes its events into `outbox` in its own transaction. The relay, the 
 that publishes, then (1) gives newly committed rows the next public `sequence` numbers and
 (2) publishes sequenced rows to the broker in sequence order, marking each published.
 
+A relay runs when woken: by a commit in its own process, by PostgreSQL's NOTIFY on
+`agencyhub_outbox` (a trigger on `outbox` sends it when the writing transaction commits, so
+commits in other processes wake it too), and every `poll_interval` as a safety net.
+
 Sequences are assigned at relay time, not taken from the row id: ids are handed out when a
 transaction inserts, not when it commits, so "id > last seen" would skip a slow transaction's
 row. On PostgreSQL one relay at a time holds an advisory lock; the others stand by.
@@ -30,6 +34,7 @@ from persistence.tables import OutboxRow
 log = logging.getLogger(__name__)
 
 RELAY_LOCK_KEY = 0x0A6E_0C1B  # any constant shared by every process of this service
+NOTIFY_CHANNEL = "agencyhub_outbox"  # see migration 0006
 outbox = OutboxRow.__table__
 
 
@@ -80,6 +85,7 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
         self._stopping = False
 
     def wake(self) -> None:
@@ -88,9 +94,18 @@ class OutboxRelay:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
+        if not self._database.is_sqlite:
+            self._listener = asyncio.create_task(
+                self._database.listen(NOTIFY_CHANNEL, self.wake), name="outbox-listener"
+            )
 
     async def stop(self, grace_seconds: float = 5.0) -> None:
         """Finish the round under way (so no connection is cut mid-statement), then end."""
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
         if self._task is None:
             return
         self._stopping = True

@@ -7,6 +7,7 @@ A request never shares one database session between resolvers: reads go through 
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -37,6 +38,7 @@ from resolvers.security import API_KEY_PREFIX, Passwords, Tokens, bearer_token
 
 K = TypeVar("K")
 V = TypeVar("V")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,36 @@ class LoginLimits:
     per_email: int
     per_client: int
     window_seconds: int
+
+
+class OncePerEvent:
+    """Builds what an event shows once per process, however many subscribers receive it.
+
+    Keyed by (what, sequence); the newest `size` results are kept. A build that fails is
+    forgotten, so the next subscriber tries again.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._builds: OrderedDict[tuple[str, int], asyncio.Future[Any]] = OrderedDict()
+
+    async def get(self, key: tuple[str, int], build: Callable[[], Awaitable[T]]) -> T:
+        future = self._builds.get(key)
+        if future is None:
+            future = asyncio.ensure_future(build())
+            future.add_done_callback(lambda f: self._forget_failed(key, f))
+            self._builds[key] = future
+            while len(self._builds) > self._size:
+                self._builds.popitem(last=False)
+        # shield: one subscriber leaving must not cancel the build the others wait for
+        result: T = await asyncio.shield(future)
+        return result
+
+    def _forget_failed(self, key: tuple[str, int], future: asyncio.Future[Any]) -> None:
+        if (future.cancelled() or future.exception() is not None) and (
+            self._builds.get(key) is future
+        ):
+            del self._builds[key]
 
 
 @dataclass
@@ -66,6 +98,7 @@ class Services:
     prices: PriceBook = field(default_factory=PriceBook)
     removed_retention: timedelta = timedelta(days=30)
     health: HealthThresholds = field(default_factory=HealthThresholds)
+    live: OncePerEvent = field(default_factory=OncePerEvent)
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.database, self.clock, self.wake_relay)

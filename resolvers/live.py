@@ -39,14 +39,20 @@ async def authorized_messages(
     topics_for: Callable[[Viewer], list[str]],
     check: Callable[[Viewer], None],
     after_sequence: int | None = None,
+    wanted: Callable[[dict[str, Any]], bool] | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
+    """The stream's messages; `wanted` filters them in the fan-out, before they are queued."""
     viewer = await ctx.viewer()
     check(viewer)
     own_topic = user_topic(viewer.user_id)
     topics = topics_for(viewer)
     broker = ctx.services.broker
+
+    def accepts(message: dict[str, Any]) -> bool:
+        return message["topic"] == own_topic or wanted is None or wanted(message)
+
     async with broker.subscribe(
-        [*topics, own_topic], ctx.services.subscriber_queue_size
+        [*topics, own_topic], ctx.services.subscriber_queue_size, accepts
     ) as subscription:
         last = after_sequence or 0
         if after_sequence is not None:
@@ -55,7 +61,8 @@ async def authorized_messages(
                     missed = await replay(conn, topics, last)
                 for message in missed:
                     last = message["sequence"]
-                    yield message
+                    if wanted is None or wanted(message):
+                        yield message
                 if len(missed) < 500:
                     break
         async for raw in subscription:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
+from typing import Any
 from uuid import UUID
 
-from domain.agency import SubAccount
+from domain.agency import Agency, SubAccount
 from domain.billing_cycle import period_start
 from domain.events import USAGE_KINDS, agency_topic, sub_account_topic
 from domain.ledger import Balance
@@ -54,36 +55,59 @@ async def _target(ctx: RequestContext, global_id: str, field: str) -> SubAccount
     return sub_account
 
 
+async def _usage_figures(
+    ctx: RequestContext, sequence: int, key: UUID
+) -> tuple[SubAccount | None, list[Balance], int]:
+    """The sub-account, its balances and this period's spending, read once per event."""
+
+    async def build() -> tuple[SubAccount | None, list[Balance], int]:
+        async with ctx.services.database.read() as conn:
+            [sub_account] = await sub_accounts_by_id(conn, [key])
+            if sub_account is None:
+                return None, [], 0
+            [balances] = await balances_by_sub_account(conn, [key])
+            today = ctx.services.clock().date()
+            start = period_start(sub_account.subscription_start_date, today)
+            spent = await figures.spent_since(conn, key, _start_of(start))
+        return sub_account, balances, spent
+
+    return await ctx.services.live.get(("usage", sequence), build)
+
+
 async def usage_updated(
     ctx: RequestContext, sub_account_id: str | None, after: str | None
 ) -> AsyncIterator[UsageSnapshot]:
-    """Every call, transfer or purchase touching a watched sub-account, with fresh figures."""
+    """Every call, transfer or purchase touching a watched sub-account, with fresh figures.
+
+    The figures are read once per event in each process and shared by every subscriber
+    there; each subscriber's own permission is checked against them.
+    """
     after_sequence = parse_sequence(after)
     only = (await _target(ctx, sub_account_id, "subAccountId")).id if sub_account_id else None
+    only_key = str(only) if only is not None else None
 
     def check(viewer: Viewer) -> None:
         if only is None:
             require(viewer, Action.VIEW_AGENCY, Target(viewer.agency_id))
 
+    def wanted(message: dict[str, Any]) -> bool:
+        return message["kind"] in USAGE_KINDS and (
+            only_key is None or message["payload"]["sub_account_id"] == only_key
+        )
+
     messages = authorized_messages(
-        ctx, lambda v: [agency_topic(v.agency_id)], check, after_sequence
+        ctx, lambda v: [agency_topic(v.agency_id)], check, after_sequence, wanted
     )
     async for message in messages:
-        if message["kind"] not in USAGE_KINDS:
-            continue
+        if not wanted(message):
+            continue  # the viewer's own topic: access checks only
         key = UUID(message["payload"]["sub_account_id"])
-        if only is not None and key != only:
-            continue
+        sub_account, balances, spent = await _usage_figures(ctx, message["sequence"], key)
         viewer = await ctx.viewer()
-        async with ctx.services.database.read() as conn:
-            [sub_account] = await sub_accounts_by_id(conn, [key])
-            if sub_account is None or not can(
-                viewer, Action.VIEW_SUB_ACCOUNT, sub_account_target(sub_account)
-            ):
-                continue  # not the viewer's to see
-            [balances] = await balances_by_sub_account(conn, [key])
-            start = period_start(sub_account.subscription_start_date, ctx.services.clock().date())
-            spent = await figures.spent_since(conn, key, _start_of(start))
+        if sub_account is None or not can(
+            viewer, Action.VIEW_SUB_ACCOUNT, sub_account_target(sub_account)
+        ):
+            continue  # not the viewer's to see
         yield UsageSnapshot(message["sequence"], sub_account, balances, spent)
 
 
@@ -104,18 +128,29 @@ async def banner_changed(
             yield BannerSnapshot(message["sequence"], target.id, message["payload"])
 
 
+async def _agency_figures(ctx: RequestContext, sequence: int, agency: Agency) -> tuple[int, int]:
+    """Seconds used this plan period and active sub-accounts, read once per event."""
+
+    async def build() -> tuple[int, int]:
+        start = period_start(agency.plan_started_on, ctx.services.clock().date())
+        async with ctx.services.database.read() as conn:
+            seconds = await figures.agency_seconds_since(conn, agency.id, _start_of(start))
+            return seconds, await figures.active_sub_accounts(conn, agency.id)
+
+    return await ctx.services.live.get(("totals", sequence), build)
+
+
 async def agency_totals_updated(ctx: RequestContext) -> AsyncIterator[AgencyTotals]:
     def check(viewer: Viewer) -> None:
         require(viewer, Action.VIEW_AGENCY_DETAILS, Target(viewer.agency_id))
 
-    messages = authorized_messages(ctx, lambda v: [agency_topic(v.agency_id)], check)
+    def wanted(message: dict[str, Any]) -> bool:
+        return bool(message["kind"] == "AGENCY_TOTALS_UPDATED")
+
+    messages = authorized_messages(ctx, lambda v: [agency_topic(v.agency_id)], check, wanted=wanted)
     async for message in messages:
-        if message["kind"] != "AGENCY_TOTALS_UPDATED":
+        if not wanted(message):
             continue
-        session = await ctx.require_session()
-        today = ctx.services.clock().date()
-        start = period_start(session.agency.plan_started_on, today)
-        async with ctx.services.database.read() as conn:
-            seconds = await figures.agency_seconds_since(conn, session.agency.id, _start_of(start))
-            active = await figures.active_sub_accounts(conn, session.agency.id)
+        agency = (await ctx.require_session()).agency
+        seconds, active = await _agency_figures(ctx, message["sequence"], agency)
         yield AgencyTotals(message["sequence"], seconds, active)

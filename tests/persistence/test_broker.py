@@ -37,3 +37,19 @@ async def test_leaving_a_topic_stops_delivery(broker):
         await broker.publish("t:other", b"someone")
         assert await asyncio.wait_for(anext(other), 5) == b"someone"
     await broker.ping()
+
+
+async def test_a_subscriber_gets_only_the_messages_it_accepts(broker):
+    def for_b(message):
+        return message["payload"]["sub_account_id"] == "b"
+
+    async with (
+        broker.subscribe(["agency:1"], accepts=for_b) as only_b,
+        broker.subscribe(["agency:1"]) as everything,
+    ):
+        for key in ("a", "b", "a"):
+            await broker.publish("agency:1", b'{"payload":{"sub_account_id":"%s"}}' % key.encode())
+        received = [await asyncio.wait_for(anext(everything), 5) for _ in range(3)]
+        assert len(received) == 3
+        assert await asyncio.wait_for(anext(only_b), 5) == b'{"payload":{"sub_account_id":"b"}}'
+        assert only_b._queue.empty()  # the two others were never queued for it

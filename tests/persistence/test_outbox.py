@@ -151,3 +151,26 @@ async def test_published_events_older_than_the_window_are_pruned(database, broke
     async with database.read() as conn:
         left = (await conn.execute(select(outbox.c.topic))).scalars().all()
     assert left == ["agency:new"]
+
+
+async def test_a_commit_in_another_process_wakes_the_relay_at_once(database_url, broker):
+    """PostgreSQL's NOTIFY (sent by a trigger on commit) wakes a relay that nobody called:
+    the commit here goes through a separate engine, as another server process would."""
+    from persistence.database import Database
+
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite serves one process: its relay is woken in-process")
+    mine, theirs = Database(database_url), Database(database_url)
+    relay = OutboxRelay(mine, broker, now, poll_interval=60)  # polling alone would be too late
+    relay.start()
+    try:
+        async with broker.subscribe(["agency:far"]) as subscription:
+            await asyncio.sleep(0.5)  # the listener connects
+            async with UnitOfWork(theirs, now) as uow:  # no wake-up callback
+                uow.publish(Event("agency:far", "PING"))
+            [message] = await next_messages(subscription, 1, timeout=5)
+    finally:
+        await relay.stop()
+        await mine.dispose()
+        await theirs.dispose()
+    assert message["kind"] == "PING"
