@@ -65,6 +65,10 @@ class GraphQLApp(GraphQL[RequestContext, None]):
     def encode_json(self, data: object) -> bytes:  # type: ignore[override]
         return orjson.dumps(data)
 
+    def decode_json(self, data: str | bytes) -> object:
+        # orjson.JSONDecodeError is a json.JSONDecodeError: bad bodies still get a clear 400.
+        return orjson.loads(data)
+
 
 def build_broker(settings: Settings) -> Broker:
     return RedisBroker(settings.redis_url) if settings.redis_url else InProcessBroker()

@@ -147,31 +147,36 @@ async def raw_copy(
 
 async def set_up(url: str, sub_accounts: int) -> tuple[Any, str, list[str]]:
     async with httpx.AsyncClient(base_url=url, timeout=60) as client:
-        agency = await sign_up_on_plan(client, "Ingest", "ingest@example.com", "Agency Unlimited")
-        targets = []
-        for n in range(sub_accounts):
-            body = await gql(
-                client,
-                CREATE,
-                {"i": {"name": f"Client {n}", "loginEmail": f"c{n}@ingest.example"}},
-                agency.token,
-            )
-            target = body["data"]["createSubAccount"]["subAccount"]["id"]
-            await gql(
-                client,
-                GRANT,
-                {
-                    "i": {
-                        "fromId": agency.primary_gid,
-                        "toId": target,
-                        "tier": "PREMIUM",
-                        "minutes": "10",
-                    }
-                },
-                agency.token,
-            )
-            targets.append(target)
-        key = (await gql(client, KEY, token=agency.token))["data"]["createApiKey"]["secret"]
+        return await set_up_with(client, sub_accounts)
+
+
+async def set_up_with(client: httpx.AsyncClient, sub_accounts: int) -> tuple[Any, str, list[str]]:
+    """The agency, `sub_accounts` clients with 10 PREMIUM minutes each, an ingest key."""
+    agency = await sign_up_on_plan(client, "Ingest", "ingest@example.com", "Agency Unlimited")
+    targets = []
+    for n in range(sub_accounts):
+        body = await gql(
+            client,
+            CREATE,
+            {"i": {"name": f"Client {n}", "loginEmail": f"c{n}@ingest.example"}},
+            agency.token,
+        )
+        target = body["data"]["createSubAccount"]["subAccount"]["id"]
+        await gql(
+            client,
+            GRANT,
+            {
+                "i": {
+                    "fromId": agency.primary_gid,
+                    "toId": target,
+                    "tier": "PREMIUM",
+                    "minutes": "10",
+                }
+            },
+            agency.token,
+        )
+        targets.append(target)
+    key = (await gql(client, KEY, token=agency.token))["data"]["createApiKey"]["secret"]
     return agency, key, targets
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import TextClause, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -34,12 +34,48 @@ def _insert(conn: AsyncConnection, table: object) -> postgresql.Insert | sqlite.
     return dialect.insert(table)  # type: ignore[arg-type]
 
 
+# On PostgreSQL a batch travels as one array per column through unnest(): one short statement
+# whatever the batch size, prepared once, instead of a VALUES list of ~10,000 parameters that
+# SQLAlchemy compiles afresh for every batch (it was half of ingestion's CPU time).
+_CALL_ARRAYS = (
+    ("external_id", "varchar"),
+    ("sub_account_id", "uuid"),
+    ("direction", "varchar"),
+    ("channel", "varchar"),
+    ("status", "varchar"),
+    ("tier", "varchar"),
+    ("started_at", "timestamptz"),
+    ("duration_seconds", "int"),
+)
+_INSERT_CALLS_PG = text(
+    f"INSERT INTO call (agency_id, {', '.join(c for c, _ in _CALL_ARRAYS)}, recorded_at) "
+    f"SELECT :agency_id, {', '.join(f'c.{c}' for c, _ in _CALL_ARRAYS)}, :now "
+    f"FROM unnest({', '.join(f'CAST(:{c} AS {t}[])' for c, t in _CALL_ARRAYS)}) "
+    f"AS c({', '.join(c for c, _ in _CALL_ARRAYS)}) "
+    "ON CONFLICT (agency_id, external_id) DO NOTHING RETURNING external_id"
+)
+
+
 async def insert_new_calls(
     conn: AsyncConnection, agency_id: uuid.UUID, calls: list[ReportedCall], now: datetime
 ) -> set[str]:
     """Insert the calls; returns the external ids that were new (the rest were duplicates)."""
     if not calls:
         return set()
+    if conn.dialect.name == "postgresql":
+        arrays = {
+            "external_id": [c.external_id for c in calls],
+            "sub_account_id": [c.sub_account_id for c in calls],
+            "direction": [c.direction.value for c in calls],
+            "channel": [c.channel.value for c in calls],
+            "status": [c.status.value for c in calls],
+            "tier": [c.tier.value for c in calls],
+            "started_at": [c.started_at for c in calls],
+            "duration_seconds": [c.duration_seconds for c in calls],
+        }
+        params = {"agency_id": agency_id, "now": now, **arrays}
+        result = await conn.execute(_INSERT_CALLS_PG, params)
+        return set(result.scalars().all())
     statement = (
         _insert(conn, call_t)
         .values(
@@ -145,6 +181,29 @@ def daily_rows(hourly: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [days[k] for k in sorted(days, key=lambda k: (k[0], k[1], k[2]))]
 
 
+def _upsert_pg(table: str, key: str) -> tuple[tuple[tuple[str, str], ...], TextClause]:
+    columns = (
+        ("sub_account_id", "uuid"),
+        ("tier", "varchar"),
+        (key, "timestamptz"),
+        ("agency_id", "uuid"),
+        *((c, "bigint") for c in SUMMED_COLUMNS),
+    )
+    names = ", ".join(c for c, _ in columns)
+    return columns, text(
+        f"INSERT INTO {table} ({names}) "
+        f"SELECT * FROM unnest({', '.join(f'CAST(:{c} AS {t}[])' for c, t in columns)}) "
+        f"ON CONFLICT (sub_account_id, tier, {key}) DO UPDATE SET "
+        + ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in SUMMED_COLUMNS)
+    )
+
+
+_UPSERT_PG = {
+    key: _upsert_pg(table, key)
+    for table, key in (("usage_hourly", "hour_utc"), ("usage_daily", "day_utc"))
+}
+
+
 async def add_to_rollups(
     conn: AsyncConnection,
     agency_id: uuid.UUID,
@@ -158,6 +217,10 @@ async def add_to_rollups(
         (rollup_t, hourly, "hour_utc"),
         (daily_t, daily_rows(hourly), "day_utc"),
     ):
+        if conn.dialect.name == "postgresql":
+            columns, upsert = _UPSERT_PG[key]
+            await conn.execute(upsert, {column: [r[column] for r in rows] for column, _ in columns})
+            continue
         statement = _insert(conn, table).values(rows)
         await conn.execute(
             statement.on_conflict_do_update(

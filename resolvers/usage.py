@@ -78,7 +78,7 @@ async def record_calls(ctx: RequestContext, calls: list[ReportedCall]) -> Record
             if seconds
         ]
         if movements:
-            await ledger.apply(uow.conn, movements, now)
+            await ledger.apply_locked(uow.conn, movements, now)
         await usage.add_to_rollups(uow.conn, key.agency_id, billed.rollups)
         touched = {sub_account_id for sub_account_id, _, _ in billed.rollups} | {
             account_id for account_id, _ in billed.debits

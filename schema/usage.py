@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import strawberry
 
@@ -45,6 +47,26 @@ class CallInput:
             started_at=started.astimezone(UTC),
             duration_seconds=self.duration_seconds,
         )
+
+
+def _call_from_input(cls: type[CallInput], value: Mapping[str, Any], _context: object) -> CallInput:
+    """Builds a CallInput straight from graphql-core's coerced value (enums, DateTime and Int
+    are already converted). Strawberry's generic conversion re-inspects every field's type for
+    each of up to 1,000 calls a batch: a third of ingestion's CPU before this hook."""
+    return cls(
+        external_id=value["externalId"],
+        sub_account_id=value["subAccountId"],
+        direction=value["direction"],
+        channel=value["channel"],
+        status=value["status"],
+        tier=value["tier"],
+        started_at=value["startedAt"],
+        duration_seconds=value["durationSeconds"],
+    )
+
+
+# The hook strawberry's own integrations (strawberry.pydantic) use to build input values.
+CallInput.__strawberry_definition__.from_input = _call_from_input  # type: ignore[attr-defined]
 
 
 @strawberry.input

@@ -3,12 +3,14 @@ rejections with a code per call, rollups that equal the raw calls."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
+from strawberry.utils.str_converters import to_camel_case
 
 from persistence.ledger import mismatches
 from persistence.usage import call_t, daily_t, rollup_t
@@ -194,3 +196,40 @@ async def test_rollups_equal_the_raw_calls_and_balances_equal_grants_minus_debit
         assert await mismatches(conn) == []
     node = (await gql(app_client, ACCOUNT, {"id": client}, owner.token))["data"]["node"]
     assert all(b["seconds"] >= 0 for b in node["balances"])
+
+
+async def test_concurrent_batches_on_one_hot_account_never_overdraw(app_client, setup, database):
+    """40 batches at once, all drawing on the same two balances (the client's, and the
+    primary's for an agency-billed client): every second is billed once, none below zero."""
+    owner, client, key = setup  # the client holds 480 PREMIUM seconds
+    billed_by_agency = await new_client(app_client, owner, "Agency billed")
+    await gql(app_client, SOURCE, {"id": billed_by_agency}, owner.token)
+    primary_before = seconds(await account(app_client, owner, owner.primary_id))
+
+    async def batch(n: int) -> dict:
+        calls = [call(client, duration=7) for _ in range(5)]
+        calls += [call(billed_by_agency, duration=11) for _ in range(3)]
+        return await gql(app_client, RECORD, {"calls": calls}, key)
+
+    results = await asyncio.gather(*(batch(n) for n in range(40)))
+    assert all("errors" not in r and r["data"]["recordCalls"]["accepted"] == 8 for r in results)
+    assert seconds(await account(app_client, owner, client)) == 0  # 1,400 s asked, 480 held
+    assert seconds(await account(app_client, owner, owner.primary_id)) == primary_before - 40 * 33
+    async with database.read() as conn:
+        assert await mismatches(conn) == []
+        overage = await conn.scalar(select(func.sum(rollup_t.c.overage_seconds)))
+    assert overage == 40 * 35 - 480
+
+
+def test_the_call_input_builder_sets_every_field():
+    """recordCalls builds CallInput with its own hook (speed); a field added to CallInput
+    must be added there too, or it would silently stay unset."""
+    from schema.usage import CallInput, _call_from_input
+
+    definition = CallInput.__strawberry_definition__
+    value = {to_camel_case(f.python_name): f.python_name for f in definition.fields}
+    built = _call_from_input(CallInput, value, None)
+    assert {f.python_name: getattr(built, f.python_name) for f in definition.fields} == {
+        f.python_name: f.python_name for f in definition.fields
+    }
+    assert definition.from_input is _call_from_input
