@@ -1,8 +1,10 @@
-"""Rules for who someone is: email addresses and password strength."""
+"""Rules for who someone is: email addresses, password strength, names and time zones."""
 
 from __future__ import annotations
 
+import functools
 import re
+import zoneinfo
 
 from domain.errors import DomainError, ErrorCode
 
@@ -52,3 +54,20 @@ def check_name(raw: str, field: str, max_length: int = 120) -> str:
             ErrorCode.INVALID_INPUT, f"Use at most {max_length} characters.", (field,)
         )
     return name
+
+
+@functools.cache
+def _time_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def check_time_zone(raw: str, field: str) -> str:
+    """An IANA time zone name such as Europe/Berlin (reports cut days in it)."""
+    zone = raw.strip()
+    if zone not in _time_zones():
+        raise DomainError(
+            ErrorCode.INVALID_INPUT,
+            "Use an IANA time zone name such as Europe/Berlin or America/New_York.",
+            (field,),
+        )
+    return zone

@@ -36,6 +36,7 @@ class Action(Enum):
     VIEW_AUDIT_EVENTS = auto()
     MANAGE_API_KEYS = auto()
     TRANSFER_OWNERSHIP = auto()
+    MANAGE_AGENCY = auto()  # the agency's own settings: name, time zone
 
 
 class Scope(Enum):

@@ -123,6 +123,10 @@ async def agency_for_update(conn: AsyncConnection, agency_id: uuid.UUID) -> Agen
     return None if row is None else agency_from(row)
 
 
+async def update_agency(conn: AsyncConnection, agency_id: uuid.UUID, **values: Any) -> None:
+    await conn.execute(update(agency_t).where(agency_t.c.id == agency_id).values(**values))
+
+
 async def live_secondaries(conn: AsyncConnection, agency_id: uuid.UUID) -> int:
     return int(
         await conn.scalar(

@@ -9,6 +9,7 @@ import strawberry
 
 from domain import agency as entities
 from domain.plans import BillingModel
+from resolvers import agency as agency_use_cases
 from resolvers import auth
 from resolvers import sub_account as sub_account_use_cases
 from resolvers import viewer as reads
@@ -48,6 +49,12 @@ class Agency(Node):
     id: strawberry.ID
     name: str
     entity: strawberry.Private[entities.Agency]
+
+    @strawberry.field(
+        description="IANA name, e.g. Europe/Berlin: report date ranges are days in this zone."
+    )
+    def time_zone(self) -> str:
+        return self.entity.time_zone
 
     @strawberry.field
     async def plan(self, info: Info) -> Plan:
@@ -146,8 +153,28 @@ class SignUpAgencyPayload:
     user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
+@strawberry.input
+class UpdateAgencyInput:
+    name: str | None = None
+    time_zone: str | None = strawberry.field(
+        default=None, description="An IANA time zone name such as America/New_York."
+    )
+
+
+@strawberry.type
+class UpdateAgencyPayload:
+    agency: Agency | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
 @strawberry.type
 class AgencyMutations:
+    @strawberry.mutation(description="Rename the agency or set its time zone (owner and admins).")
+    @with_user_errors(UpdateAgencyPayload)
+    async def update_agency(self, info: Info, input: UpdateAgencyInput) -> UpdateAgencyPayload:
+        agency = await agency_use_cases.update_agency(info.context, input.name, input.time_zone)
+        return UpdateAgencyPayload(agency=Agency.from_domain(agency))
+
     @strawberry.mutation(
         description="Create an agency with its plan, owner and Primary sub-account; signs in."
     )

@@ -236,6 +236,13 @@ MUTATIONS: dict[str, Case] = {
         op(f'mutation {{ createApiKey(input: {{name: "platform"}}) {{ {PAYLOAD} }} }}', _none),
         expect("AGENCY_OWNER", outsider=OK),
     ),  # the outsider makes one in its own agency
+    "updateAgency": Case(
+        op(
+            f'mutation {{ updateAgency(input: {{timeZone: "Europe/Berlin"}}) {{ {PAYLOAD} }} }}',
+            _none,
+        ),
+        expect(*ADMINS, outsider=OK),
+    ),  # the outsider changes its own agency
     "createSubAccount": Case(
         op(
             f"mutation($i: CreateSubAccountInput!) "

@@ -199,3 +199,36 @@ async def test_health_thresholds_come_from_settings(app_client, setup, monkeypat
     assert "HIGH_FAILURE_RATE" not in await kinds()  # the default wants 10 calls
     app_client.app.state.services.health = thresholds
     assert "HIGH_FAILURE_RATE" in await kinds()
+
+
+UPDATE_AGENCY = """mutation($i: UpdateAgencyInput!) { updateAgency(input: $i) {
+  agency { name timeZone } userErrors { code field message } } }"""
+
+
+async def test_reports_cut_days_in_the_agency_time_zone(app_client, setup):
+    owner, client, key = setup
+    # 23:30 UTC on 2 Nov is 08:30 on 3 Nov in Tokyo
+    late = datetime(2026, 11, 2, 23, 30, tzinfo=UTC)
+    await gql(app_client, RECORD, {"calls": [call(client, duration=42, started=late)]}, key)
+    variables = {"id": client, "from": "2026-11-03", "to": "2026-11-03"}
+
+    async def seconds_on_3_november() -> int:
+        body = await gql(app_client, SUB_REPORT, variables, owner.token)
+        return sum(m["seconds"] for m in body["data"]["node"]["report"]["minutesUsed"])
+
+    assert await seconds_on_3_november() == 0  # UTC: the call was on the 2nd
+    body = await gql(app_client, UPDATE_AGENCY, {"i": {"timeZone": "Asia/Tokyo"}}, owner.token)
+    payload = body["data"]["updateAgency"]
+    assert (payload["agency"]["timeZone"], payload["userErrors"]) == ("Asia/Tokyo", [])
+    assert await seconds_on_3_november() == 42
+
+
+async def test_an_unknown_time_zone_or_blank_name_is_refused(app_client, setup):
+    owner, _, _ = setup
+    for change, field in (({"timeZone": "Mars/Olympus"}, "timeZone"), ({"name": " "}, "name")):
+        body = await gql(app_client, UPDATE_AGENCY, {"i": change}, owner.token)
+        payload = body["data"]["updateAgency"]
+        assert payload["agency"] is None
+        assert [(e["code"], e["field"]) for e in payload["userErrors"]] == [
+            ("INVALID_INPUT", ["input", field])
+        ]

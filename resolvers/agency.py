@@ -1,0 +1,30 @@
+"""The agency's own settings."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from domain.agency import Agency
+from domain.identity import check_name, check_time_zone
+from domain.policy import Action, Target, require
+from persistence import agencies
+from resolvers.context import RequestContext
+
+
+async def update_agency(ctx: RequestContext, name: str | None, time_zone: str | None) -> Agency:
+    """Rename the agency or set the time zone its reports cut days in (owner and admins)."""
+    session = await ctx.require_session()
+    require(session.viewer, Action.MANAGE_AGENCY, Target(session.agency.id))
+    values: dict[str, str] = {}
+    if name is not None:
+        values["name"] = check_name(name, "name")
+    if time_zone is not None:
+        values["time_zone"] = check_time_zone(time_zone, "timeZone")
+    if not values:
+        return session.agency
+    async with ctx.services.uow() as uow:
+        agency = await agencies.agency_for_update(uow.conn, session.agency.id)
+        assert agency is not None  # the session's own agency
+        await agencies.update_agency(uow.conn, agency.id, **values)
+    ctx.forget_session()  # the next read in this request sees the new settings
+    return replace(agency, **values)  # type: ignore[arg-type]
