@@ -1,14 +1,16 @@
 """Usage ingestion through `recordCalls` over HTTP, next to the raw asyncpg insert rate.
 
     .venv/bin/python bench/ingest.py [--seconds 15] [--workers 4] [--batch 1000]
-                                     [--sub-accounts 100]
+                                     [--sub-accounts 100] [--client wrk|python]
 
-A first, simple figure for issue 6: a fresh database, one agency (Agency Unlimited) with
-`--sub-accounts` clients each given minutes, an ingest API key, then `--workers` asyncio
-clients posting batches of `--batch` new calls for `--seconds`: once spread over every client,
-once all on one hot client. The load generator is Python in the same 2-core machine, so it
-takes CPU from the server: read the figure as a floor. The baseline copies the same number of
-rows into the `call` table with asyncpg's COPY (no billing, no rollups).
+A fresh database, one agency (Agency Unlimited) with `--sub-accounts` clients each given
+minutes, an ingest API key, then `--workers` connections posting batches of `--batch` new
+calls for `--seconds`: once spread over every client, once all on one hot client. The load
+generator is wrk (one thread; a Lua script gives every call a fresh externalId and checks that
+every response accepted the whole batch) when installed, else Python asyncio clients, which
+take more of the 2 cores from the server. Calls/s counts the rows the server stored. The
+baseline copies the same number of rows into the `call` table with asyncpg's COPY (no
+billing, no rollups).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import argparse
 import asyncio
 import json
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -42,7 +45,7 @@ from _common import (
     sqlalchemy_url,
     timestamp,
 )
-from viewer_http import Server
+from viewer_http import Server, parse_wrk, wrk
 
 CREATE = """mutation($i: CreateSubAccountInput!) { createSubAccount(input: $i) {
   subAccount { id } userErrors { code } } }"""
@@ -100,6 +103,86 @@ async def load(url: str, key: str, targets: list[str], args: argparse.Namespace)
         "seconds": round(elapsed, 2),
         "batch_p50_ms": round(latencies[len(latencies) // 2] * 1000, 1),
         "batch_p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 1),
+    }
+
+
+WRK_SCRIPT = """
+local template = [==[{template}]==]
+local prefix = "{prefix}"
+counter = 0
+bad = 0
+first_bad = ""
+local threads = {{}}
+function setup(thread)
+  thread:set("tid", #threads + 1)
+  table.insert(threads, thread)
+end
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {key}"
+function request()
+  counter = counter + 1
+  local n = 0
+  local body = string.gsub(template, "@ID@", function()
+    n = n + 1
+    return prefix .. tid .. "-" .. counter .. "-" .. n
+  end)
+  return wrk.format(nil, nil, nil, body)
+end
+function response(status, headers, body)
+  if status ~= 200 or not string.find(body, '"accepted":{batch},', 1, true) then
+    bad = bad + 1
+    if first_bad == "" then first_bad = string.sub(body, 1, 300) end
+  end
+end
+function done(summary, latency, requests)
+  local total = 0
+  for _, t in ipairs(threads) do total = total + t:get("bad") end
+  print("BENCH_BAD_RESPONSES " .. total)
+  for _, t in ipairs(threads) do
+    local first = t:get("first_bad")
+    if first ~= "" then print("BENCH_FIRST_BAD " .. first) break end
+  end
+end
+"""
+
+
+async def stored_calls(pg: str, database: str) -> int:
+    conn = await asyncpg.connect(asyncpg_dsn(pg, database))
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM call"))
+    finally:
+        await conn.close()
+
+
+def load_wrk(
+    url: str, key: str, targets: list[str], args: argparse.Namespace, name: str
+) -> dict[str, Any]:
+    """The same batches as `load`, posted by wrk; calls/s from the rows stored."""
+    rng = random.Random(1)
+    calls = [{**c, "externalId": "@ID@"} for c in batch_of(targets, args.batch, rng)]
+    template = json.dumps({"query": RECORD, "variables": {"calls": calls}}, separators=(",", ":"))
+    script = Path(tempfile.mkdtemp(prefix="agencyhub-bench-wrk-")) / f"{name}.lua"
+    script.write_text(
+        WRK_SCRIPT.format(template=template, prefix=f"{name}-", key=key, batch=args.batch)
+    )
+    before = run_async(lambda: stored_calls(args.pg, args.database))
+    output = wrk(f"{url}/graphql", script, int(args.seconds), args.workers, threads=1)
+    stored = run_async(lambda: stored_calls(args.pg, args.database)) - before
+    parsed = parse_wrk(output)
+    if parsed["bad_responses"] or parsed["non_2xx"] or any(parsed["socket_errors"].values()):
+        raise RuntimeError(f"some batches failed:\n{output}")
+    accepted = parsed["requests"] * args.batch  # answered in time, each checked in Lua
+    if stored < accepted:
+        raise RuntimeError(f"wrk saw {accepted} calls accepted, the database holds {stored}")
+    return {
+        "calls_per_second": round(accepted / parsed["seconds"], 1),
+        "accepted": accepted,
+        "batches": parsed["requests"],
+        "seconds": parsed["seconds"],
+        "batch_p50_ms": parsed["p50_ms"],
+        "batch_p99_ms": parsed["p99_ms"],
+        "client": "wrk -t1",
     }
 
 
@@ -188,6 +271,12 @@ def main() -> int:
     parser.add_argument("--sub-accounts", type=int, default=100)
     parser.add_argument("--pg", default=DEFAULT_PG)
     parser.add_argument("--database", default="agencyhub_bench_ingest")
+    parser.add_argument(
+        "--client",
+        choices=("wrk", "python"),
+        default="wrk" if shutil.which("wrk") else "python",
+        help="load generator (default: wrk when installed)",
+    )
     args = parser.parse_args()
     started = timestamp()
     workdir = Path(tempfile.mkdtemp(prefix="agencyhub-bench-ingest-"))
@@ -204,9 +293,15 @@ def main() -> int:
         )
         server.wait_ready()
         agency, key, targets = run_async(lambda: set_up(server.url, args.sub_accounts))
-        spread = run_async(lambda: load(server.url, key, targets, args))
+        if args.client == "wrk":
+            spread = load_wrk(server.url, key, targets, args, "spread")
+        else:
+            spread = run_async(lambda: load(server.url, key, targets, args))
         print(f"spread over {len(targets)} clients: {spread}", flush=True)
-        hot = run_async(lambda: load(server.url, key, targets[:1], args))
+        if args.client == "wrk":
+            hot = load_wrk(server.url, key, targets[:1], args, "hot")
+        else:
+            hot = run_async(lambda: load(server.url, key, targets[:1], args))
         print(f"all on one hot client:        {hot}", flush=True)
         raw = run_async(
             lambda: raw_copy(
