@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 
@@ -22,18 +23,35 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from agencyhub.app import create_app
 
-    config = uvicorn.Config(
-        create_app(settings),
-        host=args.host or settings.host,
-        port=args.port or settings.port,
-        loop="auto",  # uvloop when installed
-        http="auto",  # httptools when installed
-        ws="websockets-sansio",
-        log_level="info",
-        access_log=settings.access_log,
-        proxy_headers=True,
-        lifespan="on",
-    )
+    workers = args.workers or settings.workers
+    if workers > 1 and (settings.is_embedded or not settings.redis_url):
+        print(
+            "agencyhub: several workers share events and data only through PostgreSQL and "
+            "Redis: set DATABASE_URL and REDIS_URL, or run one worker.",
+            file=sys.stderr,
+        )
+        return 2
+    options: dict[str, Any] = {
+        "host": args.host or settings.host,
+        "port": args.port or settings.port,
+        "loop": "auto",  # uvloop when installed
+        "http": "auto",  # httptools when installed
+        "ws": "websockets-sansio",
+        "log_level": "info",
+        "access_log": settings.access_log,
+        "proxy_headers": True,
+        "lifespan": "on",
+    }
+    if workers > 1:
+        # Each worker process builds its app from the environment (as this one did).
+        print(
+            f"agencyhub: GraphQL at http://{options['host']}:{options['port']}/graphql "
+            f"(PostgreSQL, Redis, {workers} worker processes)",
+            flush=True,
+        )
+        uvicorn.run("agencyhub.app:create_app", factory=True, workers=workers, **options)
+        return 0
+    config = uvicorn.Config(create_app(settings), **options)
     database = (
         f"embedded SQLite {settings.effective_database_url}"
         if settings.is_embedded
@@ -164,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="run the HTTP/WebSocket server")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument(
+        "--workers", type=int, help="server processes (default WORKERS, 1); needs PostgreSQL+Redis"
+    )
     serve.set_defaults(run=_serve)
     migrate = commands.add_parser("migrate", help="apply database migrations")
     migrate.add_argument("--revision", default="head")

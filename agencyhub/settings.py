@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     host: str = "127.0.0.1"
     port: int = 8000
+    workers: int = Field(default=1, ge=1)  # server processes for `serve`
     data_dir: Path = Path("data")
 
     access_log: bool = True

@@ -3,13 +3,15 @@ real WebSockets with the graphql-transport-ws protocol."""
 
 import asyncio
 import json
+import os
+import subprocess
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from tests.conftest import REDIS_URL, empty_all_tables
-from tests.e2e.server import running_server
+from tests.e2e.server import AGENCYHUB, running_server
 from tests.e2e.test_server_process import SIGN_UP, post, receive, ws_connect
 
 pytestmark = pytest.mark.e2e
@@ -142,3 +144,44 @@ async def test_resuming_after_a_sequence_loses_nothing(two_servers):
         await ws.close()
     sequences = [int(seen["sequence"])] + [int(m["sequence"]) for m in missed]
     assert sequences == sorted(set(sequences))
+
+
+async def test_serve_with_two_workers_shares_events_between_them(tmp_path, databases):
+    """`WORKERS=2 agencyhub serve`: connections land on either process; the events of a call
+    recorded on one reach a subscriber on the other through Redis, whichever they are."""
+    await empty_all_tables(databases["postgresql"])
+    env = dict(
+        DATABASE_URL=databases["postgresql"], REDIS_URL=REDIS_URL, SECRET_KEY="e2e", WORKERS="2"
+    )
+    with running_server(tmp_path, **env) as url:
+        token = post(url, SIGN_UP, {"email": "two@e2e.example"})["data"]["signUpAgency"]["token"]
+        client = post(url, CREATE, token=token)["data"]["createSubAccount"]["subAccount"]["id"]
+        key = post(url, KEY, token=token)["data"]["createApiKey"]["secret"]
+        sockets = [await ws_connect(url, token) for _ in range(4)]
+        try:
+            for n, ws in enumerate(sockets):
+                assert (await receive(ws))["type"] == "connection_ack"
+                await subscribe(ws, f"u{n}", USAGE, {"id": client})
+            await asyncio.sleep(0.5)
+            for _ in range(3):  # new connections: each may land on either worker
+                post(url, RECORD, {"calls": [a_call(client, 6)]}, key)
+            for ws in sockets:
+                seen = [await next_data(ws, "usageUpdated") for _ in range(3)]
+                assert len({e["sequence"] for e in seen}) == 3
+        finally:
+            for ws in sockets:
+                await ws.close()
+    log = next(tmp_path.glob("server-*.log")).read_text()
+    assert "2 worker processes" in log
+
+
+def test_several_workers_need_postgresql_and_redis(tmp_path):
+    result = subprocess.run(
+        [AGENCYHUB, "serve", "--workers", "2"],
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2 and "REDIS_URL" in result.stderr
