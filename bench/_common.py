@@ -231,3 +231,18 @@ def run_async(main: Callable[[], Awaitable[Any]]) -> Any:
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(main())
+
+
+def in_process_settings(database_url: str, data_dir: Path) -> Any:
+    """The app's Settings for an in-process run (profiles): PostgreSQL, no Redis, no IDE."""
+    from agencyhub.settings import Settings
+
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=database_url,
+        secret_key=SECRET_KEY,
+        graphiql=False,
+        redis_url=None,
+        auto_migrate=False,
+        data_dir=data_dir,
+    )

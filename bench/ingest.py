@@ -271,6 +271,8 @@ def main() -> int:
     parser.add_argument("--sub-accounts", type=int, default=100)
     parser.add_argument("--pg", default=DEFAULT_PG)
     parser.add_argument("--database", default="agencyhub_bench_ingest")
+    parser.add_argument("--server-workers", type=int, default=1, help="server processes")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/14")
     parser.add_argument(
         "--client",
         choices=("wrk", "python"),
@@ -285,12 +287,12 @@ def main() -> int:
     try:
         db_url = sqlalchemy_url(args.pg, args.database)
         migrate(db_url, workdir)
-        server = Server(
-            "graphql",
-            [sys.executable, str(BENCH_DIR / "serve_app.py")],
-            app_env(db_url, workdir),
-            workdir,
-        )
+        env = app_env(db_url, workdir)
+        command = [sys.executable, str(BENCH_DIR / "serve_app.py")]
+        if args.server_workers > 1:
+            env["REDIS_URL"] = args.redis
+            command += ["--workers", str(args.server_workers)]
+        server = Server("graphql", command, env, workdir)
         server.wait_ready()
         agency, key, targets = run_async(lambda: set_up(server.url, args.sub_accounts))
         if args.client == "wrk":

@@ -24,8 +24,8 @@ import orjson
 from _common import (
     DEFAULT_PG,
     RESULTS_DIR,
-    SECRET_KEY,
     drop_database,
+    in_process_settings,
     migrate,
     recreate_database,
     run_async,
@@ -39,18 +39,8 @@ from pyinstrument import Profiler
 
 async def profile(args: argparse.Namespace, url: str, data_dir: Path) -> None:
     from agencyhub.app import create_app
-    from agencyhub.settings import Settings
 
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        database_url=url,
-        secret_key=SECRET_KEY,
-        graphiql=False,
-        redis_url=None,
-        auto_migrate=False,
-        data_dir=data_dir,
-    )
-    app = create_app(settings)
+    app = create_app(in_process_settings(url, data_dir))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(

@@ -30,9 +30,9 @@ from _common import (
     DEFAULT_PG,
     RESULTS_DIR,
     ROOT,
-    SECRET_KEY,
     VIEWER_QUERY,
     drop_database,
+    in_process_settings,
     machine_info,
     migrate,
     recreate_database,
@@ -194,18 +194,8 @@ def print_rows(title: str, rows: list[dict[str, Any]], label: str, extra: str = 
 
 async def profile(args: argparse.Namespace, url: str, data_dir: Path) -> dict[str, Any]:
     from agencyhub.app import create_app
-    from agencyhub.settings import Settings
 
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        database_url=url,
-        secret_key=SECRET_KEY,
-        graphiql=False,
-        redis_url=None,
-        auto_migrate=False,
-        data_dir=data_dir,
-    )
-    app = create_app(settings)
+    app = create_app(in_process_settings(url, data_dir))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:

@@ -28,9 +28,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--workers", type=int, default=1, help="processes (needs REDIS_URL)")
     args = parser.parse_args()
 
     import uvicorn
+
+    if args.workers > 1:  # as `agencyhub serve --workers N`: each builds its app from the env
+        uvicorn.run(
+            "agencyhub.app:create_app",
+            factory=True,
+            workers=args.workers,
+            host=args.host,
+            port=args.port,
+            ws="websockets-sansio",
+            **UVICORN_OPTIONS,
+        )
+        return
 
     from agencyhub.app import create_app
     from agencyhub.settings import Settings
