@@ -10,7 +10,7 @@ and rounded half up to the micro-dollar once per rollup increment.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from fractions import Fraction
@@ -117,18 +117,30 @@ class RollupLine:
     calls: int = 0
     seconds: int = 0
     overage_seconds: int = 0
-    spent: Fraction = Fraction(0)  # micro-dollars
-    cost: Fraction = Fraction(0)
     inbound: int = 0
     outbound: int = 0
     by_status: dict[CallStatus, int] | None = None
+    # Seconds at each (client price, base price) per minute, in micro-dollars. A line has one
+    # or two prices, so money is multiplied out once per line, not once per call.
+    seconds_at: dict[tuple[Fraction, int], int] = field(default_factory=dict)
 
-    def add(self, call: ReportedCall, overage: int, spent: Fraction, cost: Fraction) -> None:
+    @property
+    def spent(self) -> Fraction:
+        """What the client paid, in micro-dollars, exact."""
+        total = sum((price * s for (price, _), s in self.seconds_at.items()), Fraction(0))
+        return total / SECONDS_PER_MINUTE
+
+    @property
+    def cost(self) -> Fraction:
+        """The platform's base cost, in micro-dollars, exact."""
+        total = sum(base * s for (_, base), s in self.seconds_at.items())
+        return Fraction(total, SECONDS_PER_MINUTE)
+
+    def add(self, call: ReportedCall, overage: int, price: Fraction, base: int) -> None:
         self.calls += 1
         self.seconds += call.duration_seconds
         self.overage_seconds += overage
-        self.spent += spent
-        self.cost += cost
+        self.seconds_at[price, base] = self.seconds_at.get((price, base), 0) + call.duration_seconds
         if call.direction is CallDirection.INBOUND:
             self.inbound += 1
         else:
@@ -157,6 +169,7 @@ def bill(
     debits: dict[tuple[UUID, Tier], int] = defaultdict(int)
     rollups: dict[tuple[UUID, Tier, datetime], RollupLine] = defaultdict(RollupLine)
     overage: dict[UUID, int] = defaultdict(int)
+    client_prices: dict[tuple[int, int], Fraction] = {}
     for call in sorted(calls, key=lambda c: (c.started_at, c.external_id)):
         assert call.sub_account_id is not None
         account = accounts[call.sub_account_id]
@@ -168,8 +181,9 @@ def bill(
         if short:
             overage[account.id] += short
         base = base_per_minute(prices, call)
-        price = client_price_per_minute(base, account.markup_bp(call.tier))
-        spent = call.duration_seconds * price / SECONDS_PER_MINUTE
-        cost = Fraction(call.duration_seconds * base, SECONDS_PER_MINUTE)
-        rollups[(account.id, call.tier, hour_of(call.started_at))].add(call, short, spent, cost)
+        markup = account.markup_bp(call.tier)
+        price = client_prices.get((base, markup))
+        if price is None:
+            price = client_prices[base, markup] = client_price_per_minute(base, markup)
+        rollups[(account.id, call.tier, hour_of(call.started_at))].add(call, short, price, base)
     return BatchBill(dict(debits), dict(rollups), dict(overage))

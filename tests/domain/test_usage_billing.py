@@ -1,0 +1,105 @@
+"""Billing a batch: every second is paid once, money per rollup line is the exact sum over its
+calls, and a balance never goes below zero."""
+
+import uuid
+from collections import defaultdict
+from datetime import UTC, date, datetime, timedelta
+from fractions import Fraction
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from domain.agency import BalanceSource, SubAccount, SubAccountKind, SubAccountStatus
+from domain.money import SECONDS_PER_MINUTE, Tier
+from domain.pricing import PriceBook, client_price_per_minute
+from domain.usage import (
+    CallChannel,
+    CallDirection,
+    CallStatus,
+    ReportedCall,
+    base_per_minute,
+    bill,
+    funding_account,
+    hour_of,
+)
+
+PRICES = PriceBook()
+PRIMARY = uuid.uuid4()
+START = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def account(n: int, markup_basic: int, markup_premium: int, agency_billed: bool) -> SubAccount:
+    return SubAccount(
+        id=uuid.UUID(int=n + 1),
+        agency_id=uuid.UUID(int=0),
+        kind=SubAccountKind.SECONDARY,
+        name=f"c{n}",
+        login_email=f"c{n}@x.example",
+        status=SubAccountStatus.ACTIVE,
+        subscription_start_date=date(2026, 1, 1),
+        balance_source=BalanceSource.AGENCY if agency_billed else BalanceSource.CUSTOMER,
+        knowledge_pack_credits=0,
+        markup_basic_bp=markup_basic,
+        markup_premium_bp=markup_premium,
+    )
+
+
+accounts_strategy = st.lists(
+    st.tuples(st.integers(0, 50_000), st.integers(0, 50_000), st.booleans()),
+    min_size=1,
+    max_size=4,
+)
+calls_strategy = st.lists(
+    st.tuples(
+        st.integers(0, 3),  # account index (modulo)
+        st.sampled_from(list(Tier)),
+        st.sampled_from(list(CallChannel)),
+        st.sampled_from(list(CallDirection)),
+        st.integers(0, 7_200),  # duration
+        st.integers(0, 3 * 3600),  # start offset, seconds
+    ),
+    min_size=1,
+    max_size=60,
+)
+
+
+@given(accounts_strategy, calls_strategy, st.integers(0, 20_000))
+def test_money_per_line_is_the_exact_sum_over_its_calls(specs, raw_calls, balance):
+    accounts = {a.id: a for a in (account(n, *spec) for n, spec in enumerate(specs))}
+    ids = list(accounts)
+    calls = [
+        ReportedCall(
+            external_id=f"x{i}",
+            sub_account_id=ids[index % len(ids)],
+            direction=direction,
+            channel=channel,
+            status=CallStatus.COMPLETED,
+            tier=tier,
+            started_at=START + timedelta(seconds=offset),
+            duration_seconds=duration,
+        )
+        for i, (index, tier, channel, direction, duration, offset) in enumerate(raw_calls)
+    ]
+    balances = {(f, t): balance for f in [*ids, PRIMARY] for t in Tier}
+    billed = bill(calls, accounts, PRIMARY, balances, PRICES)
+
+    spent: dict[tuple, Fraction] = defaultdict(Fraction)
+    cost: dict[tuple, Fraction] = defaultdict(Fraction)
+    seconds_by_funder: dict[tuple, int] = defaultdict(int)
+    for call in calls:
+        acc = accounts[call.sub_account_id]
+        base = base_per_minute(PRICES, call)
+        key = (acc.id, call.tier, hour_of(call.started_at))
+        price = client_price_per_minute(base, acc.markup_bp(call.tier))
+        spent[key] += call.duration_seconds * price / SECONDS_PER_MINUTE
+        cost[key] += Fraction(call.duration_seconds * base, SECONDS_PER_MINUTE)
+        seconds_by_funder[funding_account(acc, PRIMARY), call.tier] += call.duration_seconds
+
+    assert {k: (line.spent, line.cost) for k, line in billed.rollups.items()} == {
+        k: (spent[k], cost[k]) for k in spent
+    }
+    for funder, asked in seconds_by_funder.items():
+        assert billed.debits.get(funder, 0) == min(asked, balance)  # never below zero
+    assert sum(billed.debits.values()) + sum(billed.overage.values()) == sum(
+        c.duration_seconds for c in calls
+    )
