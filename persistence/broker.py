@@ -118,6 +118,10 @@ class Broker(Protocol):
     async def close(self) -> None: ...
     async def ping(self) -> None: ...
     async def publish(self, topic: str, message: bytes) -> None: ...
+    async def publish_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        """In order; all or, on an error, a prefix of them (the outbox republishes the rest)."""
+        ...
+
     def subscribe(
         self, topics: Sequence[str], max_queue: int = 256, accepts: Accepts | None = None
     ) -> contextlib.AbstractAsyncContextManager[Subscription]: ...
@@ -138,6 +142,10 @@ class InProcessBroker:
 
     async def publish(self, topic: str, message: bytes) -> None:
         self._fanout.deliver(topic, message)
+
+    async def publish_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        for topic, message in messages:
+            self._fanout.deliver(topic, message)
 
     @contextlib.asynccontextmanager
     async def subscribe(
@@ -184,6 +192,16 @@ class RedisBroker:
     async def publish(self, topic: str, message: bytes) -> None:
         assert self._client is not None
         await self._client.publish(topic, message)
+
+    async def publish_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        """One round trip: a pipeline (not a MULTI transaction) of PUBLISH commands."""
+        assert self._client is not None
+        if not messages:
+            return
+        async with self._client.pipeline(transaction=False) as pipe:
+            for topic, message in messages:
+                pipe.publish(topic, message)
+            await pipe.execute()
 
     @contextlib.asynccontextmanager
     async def subscribe(
