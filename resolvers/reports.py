@@ -99,7 +99,8 @@ EMPTY = UsageTotals()
 async def _windows(
     ctx: RequestContext, agency: Agency, window: Range, accounts: list[SubAccount]
 ) -> Windows:
-    """Three grouped statements and one balance batch, whatever the number of accounts."""
+    """One grouped statement over the rollups and one balance batch, whatever the number of
+    accounts: the range's figures, and seconds in the previous range and the burn window."""
     today = ctx.services.clock().date()
     burn = local_range(
         today - timedelta(days=ctx.services.health.burn_window_days - 1), today, agency.time_zone
@@ -108,17 +109,24 @@ async def _windows(
     only = accounts[0].id if len(accounts) == 1 else None
     ids = [a.id for a in accounts]
     async with ctx.services.database.read() as conn:
-        return Windows(
-            await queries.usage_by_sub_account(
-                conn, agency.id, window.start_utc, window.end_utc, only
-            ),
-            await queries.usage_by_sub_account(
-                conn, agency.id, previous.start_utc, previous.end_utc, only
-            ),
-            await queries.usage_by_sub_account(conn, agency.id, burn.start_utc, burn.end_utc, only),
-            dict(zip(ids, await balances_by_sub_account(conn, ids), strict=True)),
-            ctx.services.health,
+        now, others = await queries.usage_in_windows(
+            conn,
+            agency.id,
+            (window.start_utc, window.end_utc),
+            {
+                "before": (previous.start_utc, previous.end_utc),
+                "recent": (burn.start_utc, burn.end_utc),
+            },
+            only,
         )
+        balances = await balances_by_sub_account(conn, ids)
+    return Windows(
+        now,
+        others["before"],
+        others["recent"],
+        dict(zip(ids, balances, strict=True)),
+        ctx.services.health,
+    )
 
 
 def _flags(

@@ -13,13 +13,13 @@ from persistence.records import sub_account_t
 
 
 async def spent_since(conn: AsyncConnection, sub_account_id: uuid.UUID, start: datetime) -> int:
-    rows = rollup_rows(("spent_micros",), start, None, sub_account_id=sub_account_id)
+    rows = rollup_rows(("spent_micros",), [(start, None)], sub_account_id=sub_account_id)
     total = await conn.scalar(select(func.coalesce(func.sum(rows.c.spent_micros), 0)))
     return int(total or 0)
 
 
 async def agency_seconds_since(conn: AsyncConnection, agency_id: uuid.UUID, start: datetime) -> int:
-    rows = rollup_rows(("seconds",), start, None, agency_id=agency_id)
+    rows = rollup_rows(("seconds",), [(start, None)], agency_id=agency_id)
     total = await conn.scalar(select(func.coalesce(func.sum(rows.c.seconds), 0)))
     return int(total or 0)
 

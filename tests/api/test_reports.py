@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from agencyhub.settings import Settings
 from domain.reporting import local_range
-from persistence.queries.reports import usage_by_sub_account
+from persistence.queries.reports import usage_in_windows
 from persistence.usage import call_t
 from tests.api.test_account_manager import SUSPEND, new_client
 from tests.api.test_usage import RECORD, call
@@ -162,23 +162,36 @@ async def test_range_totals_equal_the_raw_calls_in_any_zone(
     ] == len(batch)
     day = date(2026, 10, 31) + timedelta(days=first)
     window = local_range(day, day + timedelta(days=length), zone)
+    previous = window.previous(zone)
+    burn = local_range(day + timedelta(days=length // 2), day + timedelta(days=length), zone)
+
+    async def raw(conn, r):
+        inside = (call_t.c.started_at >= r.start_utc) & (call_t.c.started_at < r.end_utc)
+        row = await conn.execute(
+            select(func.count(), func.coalesce(func.sum(call_t.c.duration_seconds), 0)).where(
+                inside
+            )
+        )
+        return tuple(row.one())
+
     async with database.read() as conn:
         agency_id = await conn.scalar(select(call_t.c.agency_id).limit(1))
-        in_range = (call_t.c.started_at >= window.start_utc) & (
-            call_t.c.started_at < window.end_utc
+        totals, others = await usage_in_windows(
+            conn,
+            agency_id,
+            (window.start_utc, window.end_utc),
+            {
+                "before": (previous.start_utc, previous.end_utc),
+                "recent": (burn.start_utc, burn.end_utc),
+            },
         )
-        raw = (
-            await conn.execute(
-                select(func.count(), func.coalesce(func.sum(call_t.c.duration_seconds), 0)).where(
-                    in_range
-                )
-            )
-        ).one()
-        totals = await usage_by_sub_account(conn, agency_id, window.start_utc, window.end_utc)
-    assert (sum(t.calls for t in totals.values()), sum(t.seconds for t in totals.values())) == (
-        raw[0],
-        raw[1],
-    )
+        expected = [await raw(conn, r) for r in (window, previous, burn)]
+    assert (
+        sum(t.calls for t in totals.values()),
+        sum(t.seconds for t in totals.values()),
+    ) == expected[0]
+    assert sum(t.seconds for t in others["before"].values()) == expected[1][1]
+    assert sum(t.seconds for t in others["recent"].values()) == expected[2][1]
 
 
 async def test_health_thresholds_come_from_settings(app_client, setup, monkeypatch):
