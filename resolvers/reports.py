@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 from domain.agency import Agency, SubAccount, SubAccountStatus
 from domain.errors import DomainError, ErrorCode
 from domain.ledger import Balance
+from domain.money import Tier
 from domain.policy import Action, Target, require
 from domain.reporting import (
     HealthFlag,
@@ -24,7 +25,7 @@ from domain.reporting import (
 )
 from domain.usage import CallStatus
 from persistence.queries import reports as queries
-from persistence.queries.loaders import balances_by_sub_account
+from persistence.queries.loaders import balances_by_sub_account, balances_of_agency
 from persistence.queries.reports import UsageTotals
 from persistence.queries.sub_accounts import sub_accounts_page
 from resolvers.context import RequestContext
@@ -119,14 +120,13 @@ async def _windows(
             },
             only,
         )
-        balances = await balances_by_sub_account(conn, ids)
-    return Windows(
-        now,
-        others["before"],
-        others["recent"],
-        dict(zip(ids, balances, strict=True)),
-        ctx.services.health,
-    )
+        if only is None:
+            found = await balances_of_agency(conn, agency.id)
+            zero = [Balance(tier, 0) for tier in Tier]
+            balances = {i: found.get(i, zero) for i in ids}
+        else:
+            balances = dict(zip(ids, await balances_by_sub_account(conn, ids), strict=True))
+    return Windows(now, others["before"], others["recent"], balances, ctx.services.health)
 
 
 def _flags(
