@@ -70,7 +70,12 @@ class ClientRow:
     sub_account: SubAccount
     usage: UsageTotals
     balances: list[Balance]
-    health: list[HealthFlag]
+    windows: Windows
+
+    @property
+    def health(self) -> list[HealthFlag]:
+        """Worked out when shown: a page shows 50 of an agency's clients, not all of them."""
+        return self.windows.flags(self.sub_account)
 
 
 @dataclass(frozen=True)
@@ -102,7 +107,9 @@ async def _windows(
 ) -> Windows:
     """One grouped statement over the rollups and one balance batch, whatever the number of
     accounts: the range's figures, and seconds in the previous range and the burn window."""
-    today = ctx.services.clock().date()
+    # "Today" where the agency is: the burn window ends on the same local day as a range
+    # ending today (a UTC date would add an empty tomorrow west of UTC in the evening).
+    today = ctx.services.clock().astimezone(ZoneInfo(agency.time_zone)).date()
     burn = local_range(
         today - timedelta(days=ctx.services.health.burn_window_days - 1), today, agency.time_zone
     )
@@ -218,7 +225,7 @@ async def agency_report(
         page = await sub_accounts_page(conn, agency.id, None, None, MAX_CLIENTS_IN_REPORT, None)
     windows = await _windows(ctx, agency, window, page.items)
     rows = [
-        ClientRow(a, windows.now.get(a.id, EMPTY), windows.balances[a.id], windows.flags(a))
+        ClientRow(a, windows.now.get(a.id, EMPTY), windows.balances[a.id], windows)
         for a in page.items
     ]
     return AgencyReport(window, rows)

@@ -245,3 +245,19 @@ async def test_an_unknown_time_zone_or_blank_name_is_refused(app_client, setup):
         assert [(e["code"], e["field"]) for e in payload["userErrors"]] == [
             ("INVALID_INPUT", ["input", field])
         ]
+
+
+async def test_the_burn_window_ends_on_the_agency_s_own_today(app_client, setup, clock):
+    """19:00 on 22 Nov in Los Angeles is already the 23rd in UTC: the last 7 days are 16-22
+    Nov there, so a big call on the 16th (local) still counts towards the burn rate."""
+    owner, client, key = setup  # the client holds 480 PREMIUM seconds
+    await gql(app_client, UPDATE_AGENCY, {"i": {"timeZone": "America/Los_Angeles"}}, owner.token)
+    clock.now = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
+    noon_16th_local = datetime(2026, 11, 16, 20, 0, tzinfo=UTC)
+    big = call(client, duration=420, started=noon_16th_local)
+    await gql(app_client, RECORD, {"calls": [big]}, key)
+    variables = {"id": client, "from": "2026-11-01", "to": "2026-11-22"}
+    body = await gql(app_client, SUB_REPORT, variables, owner.token)
+    flags = {f["kind"]: f for f in body["data"]["node"]["report"]["health"]}
+    assert "LOW_BALANCE" in flags  # 60 s left at 60 s a day
+    assert Decimal(flags["LOW_BALANCE"]["runwayDays"]) == 1
