@@ -24,6 +24,9 @@ import redis.asyncio as redis
 
 log = logging.getLogger(__name__)
 
+CONTROL_CHANNEL = "agencyhub:control"
+NUDGE = b"relay-wake"  # on CONTROL_CHANNEL: a process committed events; relays, look now
+
 
 class SubscriberTooSlow(Exception):
     """The subscriber's queue overflowed; it should reconnect and resume by sequence."""
@@ -122,6 +125,12 @@ class Broker(Protocol):
         """In order; all or, on an error, a prefix of them (the outbox republishes the rest)."""
         ...
 
+    async def nudge(self) -> None:
+        """Tell every process's `on_nudge` callback (this one's too) that events wait."""
+        ...
+
+    def on_nudge(self, callback: Callable[[], None]) -> None: ...
+
     def subscribe(
         self, topics: Sequence[str], max_queue: int = 256, accepts: Accepts | None = None
     ) -> contextlib.AbstractAsyncContextManager[Subscription]: ...
@@ -130,6 +139,14 @@ class Broker(Protocol):
 class InProcessBroker:
     def __init__(self) -> None:
         self._fanout = Fanout()
+        self._nudged: list[Callable[[], None]] = []
+
+    async def nudge(self) -> None:
+        for callback in self._nudged:
+            callback()
+
+    def on_nudge(self, callback: Callable[[], None]) -> None:
+        self._nudged.append(callback)
 
     async def start(self) -> None:
         pass
@@ -166,6 +183,7 @@ class RedisBroker:
         self._url = url
         self._reconnect_delay = reconnect_delay
         self._fanout = Fanout()
+        self._nudged: list[Callable[[], None]] = []
         self._client: redis.Redis | None = None
         self._pubsub: redis.client.PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -192,6 +210,13 @@ class RedisBroker:
     async def publish(self, topic: str, message: bytes) -> None:
         assert self._client is not None
         await self._client.publish(topic, message)
+
+    async def nudge(self) -> None:
+        assert self._client is not None
+        await self._client.publish(CONTROL_CHANNEL, NUDGE)
+
+    def on_nudge(self, callback: Callable[[], None]) -> None:
+        self._nudged.append(callback)
 
     async def publish_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
         """One round trip: a pipeline (not a MULTI transaction) of PUBLISH commands."""
@@ -225,11 +250,18 @@ class RedisBroker:
             try:
                 self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
                 # Resubscribe whatever local subscribers want (after a reconnect too).
-                await self._pubsub.subscribe("agencyhub:control", *self._fanout.topics)
+                await self._pubsub.subscribe(CONTROL_CHANNEL, *self._fanout.topics)
                 self._subscribed.set()
+                for callback in self._nudged:
+                    callback()  # events may have been committed while disconnected
                 async for raw in self._pubsub.listen():
                     if raw.get("type") == "message":
                         topic = raw["channel"].decode()
+                        if topic == CONTROL_CHANNEL:
+                            if raw["data"] == NUDGE:
+                                for callback in self._nudged:
+                                    callback()
+                            continue
                         self._fanout.deliver(topic, raw["data"])
             except asyncio.CancelledError:
                 raise

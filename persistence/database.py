@@ -7,19 +7,13 @@ concurrent requests queue instead of failing with "database is locked".
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import asyncpg
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-
-log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _WRITE = "agencyhub_write"
@@ -68,39 +62,6 @@ class Database:
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
-
-    async def listen(
-        self, channel: str, on_notify: Callable[[], None], retry_seconds: float = 1.0
-    ) -> None:
-        """Call `on_notify` on every NOTIFY on `channel` (PostgreSQL); runs until cancelled.
-
-        One dedicated connection, re-opened when lost. `on_notify` is also called after each
-        (re)connect, for whatever was committed while nobody was listening.
-        """
-        dsn = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        while True:
-            try:
-                conn = await asyncpg.connect(dsn, timeout=5)
-            except (OSError, asyncpg.PostgresError, TimeoutError):
-                log.warning("cannot LISTEN on %s; retrying", channel, exc_info=True)
-                await asyncio.sleep(retry_seconds)
-                continue
-            lost = asyncio.Event()
-            try:
-                conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
-                await conn.add_listener(channel, lambda *_: on_notify())
-                on_notify()
-                while not lost.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(30):
-                            await lost.wait()
-                    if not lost.is_set():
-                        await conn.fetchval("SELECT 1")  # a silent network loss shows here
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
-                log.warning("LISTEN connection on %s lost; reconnecting", channel, exc_info=True)
-            finally:
-                conn.terminate()
-            await asyncio.sleep(retry_seconds)
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -153,24 +153,34 @@ async def test_published_events_older_than_the_window_are_pruned(database, broke
     assert left == ["agency:new"]
 
 
-async def test_a_commit_in_another_process_wakes_the_relay_at_once(database_url, broker):
-    """PostgreSQL's NOTIFY (sent by a trigger on commit) wakes a relay that nobody called:
-    the commit here goes through a separate engine, as another server process would."""
+async def test_a_commit_in_another_process_wakes_the_relay_at_once(database_url, broker_url):
+    """The committing process nudges the others through Redis: a relay that nobody called,
+    polling only every minute, publishes at once. Each side has its own engine and broker
+    connection, as two server processes would."""
+    from persistence.broker import RedisBroker
     from persistence.database import Database
 
-    if database_url.startswith("sqlite"):
-        pytest.skip("SQLite serves one process: its relay is woken in-process")
+    if broker_url is None:
+        pytest.skip("the in-process broker serves one process")
     mine, theirs = Database(database_url), Database(database_url)
-    relay = OutboxRelay(mine, broker, now, poll_interval=60)  # polling alone would be too late
+    my_broker, their_broker = RedisBroker(broker_url), RedisBroker(broker_url)
+    for b in (my_broker, their_broker):
+        await b.start()
+        await asyncio.wait_for(b.wait_ready(), 5)
+    relay = OutboxRelay(mine, my_broker, now, poll_interval=60)  # polling alone: too late
+    their_relay = OutboxRelay(theirs, their_broker, now)  # not started: it only nudges
     relay.start()
     try:
-        async with broker.subscribe(["agency:far"]) as subscription:
-            await asyncio.sleep(0.5)  # the listener connects
-            async with UnitOfWork(theirs, now) as uow:  # no wake-up callback
+        async with my_broker.subscribe(["agency:far"]) as subscription:
+            await relay.relay_once()  # the start-up round is over
+            async with UnitOfWork(theirs, now, their_relay.committed) as uow:
                 uow.publish(Event("agency:far", "PING"))
             [message] = await next_messages(subscription, 1, timeout=5)
     finally:
         await relay.stop()
+        await their_relay.stop()
+        for b in (my_broker, their_broker):
+            await b.close()
         await mine.dispose()
         await theirs.dispose()
     assert message["kind"] == "PING"
