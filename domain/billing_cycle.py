@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import calendar
-from datetime import date
+from datetime import UTC, date, datetime, time
+from zoneinfo import ZoneInfo
 
 
 def add_months(anchor: date, months: int) -> date:
@@ -35,3 +36,11 @@ def period_start(anchor: date, today: date) -> date:
     if months > 0 and add_months(anchor, months) > today:
         months -= 1
     return add_months(anchor, max(months, 0))
+
+
+def period_started_at(anchor: date, now: datetime, zone: str) -> datetime:
+    """When the billing period `now` falls in began, in UTC: local midnight, in the agency's
+    time zone, of the period's first day (a UTC date would move the cut by hours)."""
+    tz = ZoneInfo(zone)
+    first = period_start(anchor, now.astimezone(tz).date())
+    return datetime.combine(first, time.min, tzinfo=tz).astimezone(UTC)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, time
 from typing import Any
 from uuid import UUID
 
 from domain.agency import Agency, SubAccount
-from domain.billing_cycle import period_start
+from domain.billing_cycle import period_started_at
 from domain.events import USAGE_KINDS, agency_topic, sub_account_topic
 from domain.ledger import Balance
 from domain.policy import Action, Target, Viewer, can, require
@@ -43,10 +42,6 @@ class AgencyTotals:
     active_sub_accounts: int
 
 
-def _start_of(day: object) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=UTC)  # type: ignore[arg-type]
-
-
 async def _target(ctx: RequestContext, global_id: str, field: str) -> SubAccount:
     viewer = await ctx.viewer()
     sub_account = await ctx.loaders.sub_account_by_id.load(decode(global_id, "SubAccount", field))
@@ -56,7 +51,7 @@ async def _target(ctx: RequestContext, global_id: str, field: str) -> SubAccount
 
 
 async def _usage_figures(
-    ctx: RequestContext, sequence: int, key: UUID
+    ctx: RequestContext, sequence: int, key: UUID, zone: str
 ) -> tuple[SubAccount | None, list[Balance], int]:
     """The sub-account, its balances and this period's spending, read once per event."""
 
@@ -66,9 +61,10 @@ async def _usage_figures(
             if sub_account is None:
                 return None, [], 0
             [balances] = await balances_by_sub_account(conn, [key])
-            today = ctx.services.clock().date()
-            start = period_start(sub_account.subscription_start_date, today)
-            spent = await figures.spent_since(conn, key, _start_of(start))
+            start = period_started_at(
+                sub_account.subscription_start_date, ctx.services.clock(), zone
+            )
+            spent = await figures.spent_since(conn, key, start)
         return sub_account, balances, spent
 
     return await ctx.services.live.get(("usage", sequence), build)
@@ -102,7 +98,8 @@ async def usage_updated(
         if not wanted(message):
             continue  # the viewer's own topic: access checks only
         key = UUID(message["payload"]["sub_account_id"])
-        sub_account, balances, spent = await _usage_figures(ctx, message["sequence"], key)
+        zone = (await ctx.require_session()).agency.time_zone  # the topic's agency
+        sub_account, balances, spent = await _usage_figures(ctx, message["sequence"], key, zone)
         viewer = await ctx.viewer()
         if sub_account is None or not can(
             viewer, Action.VIEW_SUB_ACCOUNT, sub_account_target(sub_account)
@@ -132,9 +129,9 @@ async def _agency_figures(ctx: RequestContext, sequence: int, agency: Agency) ->
     """Seconds used this plan period and active sub-accounts, read once per event."""
 
     async def build() -> tuple[int, int]:
-        start = period_start(agency.plan_started_on, ctx.services.clock().date())
+        start = period_started_at(agency.plan_started_on, ctx.services.clock(), agency.time_zone)
         async with ctx.services.database.read() as conn:
-            seconds = await figures.agency_seconds_since(conn, agency.id, _start_of(start))
+            seconds = await figures.agency_seconds_since(conn, agency.id, start)
             return seconds, await figures.active_sub_accounts(conn, agency.id)
 
     return await ctx.services.live.get(("totals", sequence), build)

@@ -41,3 +41,17 @@ def test_next_anniversary_is_the_first_clamped_monthly_date_after_today(anchor, 
     assert today < nxt <= today + timedelta(days=31)
     # it falls on the anchor's day, or on the month's last day when the month is shorter
     assert nxt.day == anchor.day or (nxt + timedelta(days=1)).day == 1
+
+
+def test_a_period_starts_at_local_midnight_in_the_agency_zone():
+    from datetime import UTC, datetime
+
+    from domain.billing_cycle import period_started_at
+
+    anchor = date(2026, 1, 5)
+    now = datetime(2026, 11, 5, 3, 0, tzinfo=UTC)  # still 4 Nov, 19:00, in Los Angeles
+    assert period_started_at(anchor, now, "UTC") == datetime(2026, 11, 5, tzinfo=UTC)
+    # in Los Angeles the November period has not begun: October's began at 07:00 UTC
+    assert period_started_at(anchor, now, "America/Los_Angeles") == datetime(
+        2026, 10, 5, 7, 0, tzinfo=UTC
+    )
