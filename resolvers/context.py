@@ -190,6 +190,15 @@ class RequestContext:
             session = await load_session(conn, digest, self.services.clock())
         return session
 
+    def loaded_agency_zone(self) -> str:
+        """The signed-in agency's time zone once the session is loaded (UTC before, or for an
+        API key): for synchronous fields, which resolve after their parent checked access."""
+        loaded = self._session
+        if loaded is None or not loaded.done() or loaded.cancelled() or loaded.exception():
+            return "UTC"
+        session = loaded.result()
+        return session.agency.time_zone if session is not None else "UTC"
+
     def forget_session(self) -> None:
         """Look the session up again on next use (a long-lived socket whose access changed)."""
         self._session = None

@@ -7,6 +7,7 @@ IDs from other agencies reveal nothing.
 from __future__ import annotations
 
 from datetime import date
+from zoneinfo import ZoneInfo
 
 from domain.agency import Agency, SubAccount, User
 from domain.invitation import Invitation
@@ -112,5 +113,7 @@ async def balances(ctx: RequestContext, sub_account: SubAccount) -> list[Balance
     return await ctx.loaders.balances_by_sub_account.load(sub_account.id)
 
 
-def today(ctx: RequestContext) -> date:
-    return ctx.services.clock().date()
+def today(ctx: RequestContext, zone: str | None = None) -> date:
+    """Today where the agency is (`zone`, else the signed-in agency's): billing dates and
+    renewals turn over at local midnight, not at UTC midnight."""
+    return ctx.services.clock().astimezone(ZoneInfo(zone or ctx.loaded_agency_zone())).date()

@@ -65,7 +65,7 @@ class Agency(Node):
             billing_model=a.billing_model,
             sub_account_cap=a.sub_account_cap,
             included_monthly_minutes=a.included_monthly_minutes,
-            renewal_date=a.plan_renewal_date(reads.today(info.context)),
+            renewal_date=a.plan_renewal_date(reads.today(info.context, a.time_zone)),
         )
 
     @strawberry.field

@@ -14,6 +14,7 @@ from domain.agency import SubAccount as SubAccountEntity
 from domain.money import Tier, seconds_to_minutes
 from domain.usage import CallStatus as CallStatusValue
 from resolvers import reports
+from resolvers import viewer as reads
 from resolvers.context import RequestContext
 from schema.dates import DateRangeInput
 from schema.money import Money
@@ -116,7 +117,8 @@ class SubAccountReport:
 
     @strawberry.field
     def next_billing_date(self, info: Info) -> date:
-        return self.report.sub_account.next_billing_date(info.context.services.clock().date())
+        today = reads.today(info.context, self.report.zone)
+        return self.report.sub_account.next_billing_date(today)
 
     @strawberry.field
     async def series(self, info: Info, granularity: Granularity) -> list[UsagePoint]:

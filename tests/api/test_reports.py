@@ -261,3 +261,19 @@ async def test_the_burn_window_ends_on_the_agency_s_own_today(app_client, setup,
     flags = {f["kind"]: f for f in body["data"]["node"]["report"]["health"]}
     assert "LOW_BALANCE" in flags  # 60 s left at 60 s a day
     assert Decimal(flags["LOW_BALANCE"]["runwayDays"]) == 1
+
+
+async def test_billing_dates_turn_over_at_midnight_where_the_agency_is(app_client, setup, clock):
+    owner, _, _ = setup
+    clock.now = datetime(2026, 10, 20, 12, 0, tzinfo=UTC)
+    client = await new_client(app_client, owner, "Anniversary")  # billing anchor: 20 Oct
+    query = "query($id: ID!) { node(id: $id) { ... on SubAccount { nextBillingDate } } }"
+
+    async def next_billing() -> str:
+        body = await gql(app_client, query, {"id": client}, owner.token)
+        return body["data"]["node"]["nextBillingDate"]
+
+    clock.now = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)  # 19 Nov, 19:00 in Los Angeles
+    assert await next_billing() == "2026-12-20"  # UTC: the 20th has come
+    await gql(app_client, UPDATE_AGENCY, {"i": {"timeZone": "America/Los_Angeles"}}, owner.token)
+    assert await next_billing() == "2026-11-20"  # not yet there
