@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _common import PASSWORD, ROOT, SECRET_KEY
+from _common import PASSWORD, ROOT
 
 SIGN_UP_ON_PLAN = """
 mutation SignUp($input: SignUpAgencyInput!) {
@@ -93,21 +93,6 @@ def global_key(global_id: str) -> Any:
     if decoded is None:
         raise ValueError(f"not a global ID: {global_id!r}")
     return decoded[1]
-
-
-def app_settings(database_url: str, data_dir: Path) -> Any:
-    """The settings the benchmark server runs with (`_common.app_env`), for an in-process app."""
-    from agencyhub.settings import Settings
-
-    return Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        database_url=database_url,
-        secret_key=SECRET_KEY,
-        graphiql=False,
-        redis_url=None,
-        auto_migrate=False,
-        data_dir=data_dir,
-    )
 
 
 def is_relay_statement(statement: str) -> bool:

@@ -233,8 +233,8 @@ def run_async(main: Callable[[], Awaitable[Any]]) -> Any:
         return runner.run(main())
 
 
-def in_process_settings(database_url: str, data_dir: Path) -> Any:
-    """The app's Settings for an in-process run (profiles): PostgreSQL, no Redis, no IDE."""
+def app_settings(database_url: str, data_dir: Path) -> Any:
+    """The settings the benchmark server runs with (`app_env`), for an in-process app."""
     from agencyhub.settings import Settings
 
     return Settings(

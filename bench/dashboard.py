@@ -49,7 +49,6 @@ import httpx
 import orjson
 from _account_manager import (
     OTHER_CPU_WARNING,
-    app_settings,
     cpu_by_group,
     cpu_delta,
     global_key,
@@ -65,6 +64,7 @@ from _common import (
     DEFAULT_PG,
     RESULTS_DIR,
     app_env,
+    app_settings,
     asyncpg_dsn,
     drop_database,
     loadavg,

@@ -83,12 +83,13 @@ from typing import Any
 
 import asyncpg
 import httpx
-from _account_manager import app_settings, global_key, gql, sign_up_on_plan
+from _account_manager import global_key, gql, sign_up_on_plan
 from _common import (
     BENCH_DIR,
     DEFAULT_PG,
     PASSWORD,
     app_env,
+    app_settings,
     asyncpg_dsn,
     migrate,
     recreate_database,

@@ -24,8 +24,8 @@ import orjson
 from _common import (
     DEFAULT_PG,
     RESULTS_DIR,
+    app_settings,
     drop_database,
-    in_process_settings,
     migrate,
     recreate_database,
     run_async,
@@ -40,7 +40,7 @@ from pyinstrument import Profiler
 async def profile(args: argparse.Namespace, url: str, data_dir: Path) -> None:
     from agencyhub.app import create_app
 
-    app = create_app(in_process_settings(url, data_dir))
+    app = create_app(app_settings(url, data_dir))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(

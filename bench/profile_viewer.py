@@ -31,8 +31,8 @@ from _common import (
     RESULTS_DIR,
     ROOT,
     VIEWER_QUERY,
+    app_settings,
     drop_database,
-    in_process_settings,
     machine_info,
     migrate,
     recreate_database,
@@ -195,7 +195,7 @@ def print_rows(title: str, rows: list[dict[str, Any]], label: str, extra: str = 
 async def profile(args: argparse.Namespace, url: str, data_dir: Path) -> dict[str, Any]:
     from agencyhub.app import create_app
 
-    app = create_app(in_process_settings(url, data_dir))
+    app = create_app(app_settings(url, data_dir))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:

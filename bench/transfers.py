@@ -59,7 +59,6 @@ import asyncpg
 import httpx
 from _account_manager import (
     OTHER_CPU_WARNING,
-    app_settings,
     cpu_by_group,
     cpu_delta,
     global_key,
@@ -77,6 +76,7 @@ from _common import (
     RESULTS_DIR,
     ROOT,
     app_env,
+    app_settings,
     asyncpg_dsn,
     drop_database,
     loadavg,
