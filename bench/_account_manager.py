@@ -131,6 +131,26 @@ def statements_of(database: Any) -> Iterator[dict[str, list[str]]]:
             event.remove(engine, "before_cursor_execute", record)
 
 
+async def counted_requests(
+    client: httpx.AsyncClient, database: Any, body: bytes, headers: dict[str, str], requests: int
+) -> dict[str, Any]:
+    """`requests` POSTs of `body` to an in-process app, each one's statements counted with
+    `statements_of`; stops on an error answer. The statements of the last are listed."""
+    per_request = []
+    for _ in range(requests):
+        with statements_of(database) as seen:
+            response = await client.post("/graphql", content=body, headers=headers)
+        if response.status_code != 200 or b'"errors"' in response.content:
+            raise RuntimeError(f"in-process request failed: {response.text[:500]}")
+        per_request.append(seen)
+    return {
+        "statements_per_request": [len(seen["request"]) for seen in per_request],
+        "statements": [one_line(s, 400) for s in per_request[-1]["request"]],
+        "transaction_control": [one_line(s) for s in per_request[-1]["control"]],
+        "relay_statements_meanwhile": sum(len(seen["relay"]) for seen in per_request),
+    }
+
+
 def one_line(statement: str, limit: int = 240) -> str:
     text = " ".join(statement.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"

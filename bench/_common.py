@@ -42,6 +42,19 @@ mutation SignUp($name: String!, $email: String!, $password: String!) {
   }
 }
 """
+# The `call` table's columns a benchmark COPYs (all but the id).
+CALL_COLUMNS = (
+    "agency_id",
+    "external_id",
+    "sub_account_id",
+    "direction",
+    "channel",
+    "status",
+    "tier",
+    "started_at",
+    "duration_seconds",
+    "recorded_at",
+)
 PACKAGES = (
     "strawberry-graphql",
     "graphql-core",

@@ -49,12 +49,11 @@ import httpx
 import orjson
 from _account_manager import (
     OTHER_CPU_WARNING,
+    counted_requests,
     cpu_by_group,
     cpu_delta,
     global_key,
-    one_line,
     sign_up_on_plan,
-    statements_of,
     summary_ms,
     working_tree,
 )
@@ -387,18 +386,9 @@ async def in_process(
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
             await client.post("/graphql", content=BODY, headers=headers)  # pools, caches
-            per_request = []
-            for _ in range(args.count_requests):
-                with statements_of(database) as seen:
-                    response = await client.post("/graphql", content=BODY, headers=headers)
-                if response.status_code != 200 or b'"errors"' in response.content:
-                    raise RuntimeError(f"in-process request failed: {response.text[:500]}")
-                per_request.append(seen)
-            counts = [len(seen["request"]) for seen in per_request]
-            result["statements_per_request"] = counts
-            result["statements"] = [one_line(s, 400) for s in per_request[-1]["request"]]
-            result["transaction_control"] = [one_line(s) for s in per_request[-1]["control"]]
-            result["relay_statements_meanwhile"] = sum(len(s["relay"]) for s in per_request)
+            result.update(
+                await counted_requests(client, database, BODY, headers, args.count_requests)
+            )
             timings = []
             for _ in range(args.count_requests):
                 started = time.perf_counter()
@@ -461,35 +451,10 @@ async def gc_variants(
 async def profile_requests(
     args: argparse.Namespace, client: httpx.AsyncClient, headers: dict[str, str]
 ) -> dict[str, Any]:
-    from profile_viewer import breakdown
-    from pyinstrument import Profiler
+    from profile_viewer import profile_posts
 
-    profiler = Profiler(interval=0.0005, async_mode="disabled")
-    started = time.perf_counter()
-    profiler.start()
-    for _ in range(args.profile_requests):
-        await client.post("/graphql", content=BODY, headers=headers)
-    profiler.stop()
-    elapsed = time.perf_counter() - started
-    session = profiler.last_session
-    assert session is not None
-    root = session.root_frame(trim_stem=False)
-    assert root is not None
-    found = breakdown(root)
-    total = root.time
     html = RESULTS_DIR / f"dashboard-profile-{args.started}.html"
-    html.parent.mkdir(parents=True, exist_ok=True)
-    html.write_text(profiler.output_html())
-    return {
-        "requests": args.profile_requests,
-        "ms_per_request_profiled": round(1000 * elapsed / args.profile_requests, 2),
-        "html": str(html.relative_to(BENCH_DIR.parent)),
-        "layers_self": found.by_layer(total),
-        "top_self": found.top_self(total, args.top),
-        "top_inclusive": found.top_inclusive(total, args.top),
-        "top_inclusive_agencyhub": found.top_inclusive(total, 15, frozenset({"agencyhub code"})),
-        "text": profiler.output_text(unicode=True, color=False, show_all=False),
-    }
+    return await profile_posts(client, headers, BODY, args.profile_requests, html, args.top)
 
 
 def check_ledger(db_url: str, workdir: Path) -> int:

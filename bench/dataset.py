@@ -86,6 +86,7 @@ import httpx
 from _account_manager import global_key, gql, sign_up_on_plan
 from _common import (
     BENCH_DIR,
+    CALL_COLUMNS,
     DEFAULT_PG,
     PASSWORD,
     app_env,
@@ -114,18 +115,6 @@ STATUS_WEIGHTS = (
     ("NO_ANSWER", 9),
     ("BUSY", 4),
     ("VOICEMAIL", 4),
-)
-CALL_COLUMNS = (
-    "agency_id",
-    "external_id",
-    "sub_account_id",
-    "direction",
-    "channel",
-    "status",
-    "tier",
-    "started_at",
-    "duration_seconds",
-    "recorded_at",
 )
 # 64-bit odd multiplier: n -> (n * M mod 2^64) XOR salt is a bijection, so external ids never
 # collide.

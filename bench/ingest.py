@@ -33,6 +33,7 @@ import httpx
 from _account_manager import global_key, gql, sign_up_on_plan
 from _common import (
     BENCH_DIR,
+    CALL_COLUMNS,
     DEFAULT_PG,
     RESULTS_DIR,
     app_env,
@@ -210,18 +211,7 @@ async def raw_copy(
     await conn.copy_records_to_table(
         "call",
         records=records,
-        columns=[
-            "agency_id",
-            "external_id",
-            "sub_account_id",
-            "direction",
-            "channel",
-            "status",
-            "tier",
-            "started_at",
-            "duration_seconds",
-            "recorded_at",
-        ],
+        columns=CALL_COLUMNS,
     )
     elapsed = time.monotonic() - t0
     await conn.close()

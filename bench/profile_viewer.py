@@ -185,6 +185,53 @@ def breakdown(root: Frame) -> Breakdown:
     return result
 
 
+async def profile_posts(
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    body: bytes,
+    requests: int,
+    html: Path,
+    top: int,
+    top_agencyhub: int = 15,
+) -> dict[str, Any]:
+    """`requests` POSTs of `body` under pyinstrument, one at a time; the HTML report goes to
+    `html`, the breakdown by layer and function into the returned summary."""
+    profiler = Profiler(interval=0.0005, async_mode="disabled")
+    started = time.perf_counter()
+    profiler.start()
+    for _ in range(requests):
+        await client.post("/graphql", content=body, headers=headers)
+    profiler.stop()
+    elapsed = time.perf_counter() - started
+    return profile_summary(profiler, elapsed, requests, html, top, top_agencyhub)
+
+
+def profile_summary(
+    profiler: Profiler, elapsed: float, requests: int, html: Path, top: int, top_agencyhub: int
+) -> dict[str, Any]:
+    """Writes the HTML report (after the measurement) and summarises the profile."""
+    session = profiler.last_session
+    assert session is not None
+    root = session.root_frame(trim_stem=False)
+    assert root is not None
+    found = breakdown(root)
+    total = root.time
+    html.parent.mkdir(parents=True, exist_ok=True)
+    html.write_text(profiler.output_html())
+    return {
+        "requests": requests,
+        "ms_per_request_profiled": round(1000 * elapsed / requests, 2),
+        "html": str(html.relative_to(ROOT)),
+        "layers_self": found.by_layer(total),
+        "top_self": found.top_self(total, top),
+        "top_inclusive": found.top_inclusive(total, top),
+        "top_inclusive_agencyhub": found.top_inclusive(
+            total, top_agencyhub, frozenset({"agencyhub code"})
+        ),
+        "text": profiler.output_text(unicode=True, color=False, show_all=False),
+    }
+
+
 def print_rows(title: str, rows: list[dict[str, Any]], label: str, extra: str = "") -> None:
     print(f"\n{title}")
     for row in rows:

@@ -66,11 +66,11 @@ import httpx
 import orjson
 from _account_manager import (
     OTHER_CPU_WARNING,
+    counted_requests,
     cpu_by_group,
     cpu_delta,
     global_key,
     one_line,
-    statements_of,
     summary_ms,
     working_tree,
 )
@@ -93,6 +93,8 @@ from _common import (
 from dataset import Options, generate, login, read_comment
 from viewer_http import Server
 
+from persistence.usage import SUMMED_COLUMNS
+
 TARGET_P95_MS = 100.0
 RANGE_DAYS = 30
 
@@ -104,20 +106,7 @@ REPORT = """query Report($from: Date!, $to: Date!, $first: Int, $order: ClientOr
       edges { node { subAccount { id name } minutesUsed spent { amount } usageMargin { amount }
                      health { kind } } } } } } } }"""
 
-SUMS = (
-    "calls",
-    "seconds",
-    "overage_seconds",
-    "spent_micros",
-    "cost_micros",
-    "inbound",
-    "outbound",
-    "completed",
-    "failed",
-    "no_answer",
-    "busy",
-    "voicemail",
-)
+SUMS = SUMMED_COLUMNS  # the rollups' summed columns, as the app reads them
 
 
 def _rollup_sql() -> str:
@@ -563,16 +552,9 @@ async def in_process(
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
             for _ in range(3):
                 await client.post("/graphql", content=body, headers=headers)  # pools, caches
-            counted = []
-            for _ in range(args.count_requests):
-                with statements_of(database) as seen:
-                    response = await client.post("/graphql", content=body, headers=headers)
-                if response.status_code != 200 or b'"errors"' in response.content:
-                    raise RuntimeError(f"in-process request failed: {response.text[:500]}")
-                counted.append(seen)
-            result["statements_per_request"] = [len(s["request"]) for s in counted]
-            result["statements"] = [one_line(s, 400) for s in counted[-1]["request"]]
-            result["transaction_control"] = [one_line(s) for s in counted[-1]["control"]]
+            result.update(
+                await counted_requests(client, database, body, headers, args.count_requests)
+            )
 
             seen_statements: list[tuple[str, Any, float]] = []
             totals = []
@@ -759,35 +741,12 @@ async def explain(database: Any, statement: str, parameters: Any) -> list[str]:
 async def profile_requests(
     args: argparse.Namespace, client: httpx.AsyncClient, headers: dict[str, str], body: bytes
 ) -> dict[str, Any]:
-    from profile_viewer import breakdown
-    from pyinstrument import Profiler
+    from profile_viewer import profile_posts
 
-    profiler = Profiler(interval=0.0005, async_mode="disabled")
-    started = time.perf_counter()
-    profiler.start()
-    for _ in range(args.profile_requests):
-        await client.post("/graphql", content=body, headers=headers)
-    profiler.stop()
-    elapsed = time.perf_counter() - started
-    session = profiler.last_session
-    assert session is not None
-    root = session.root_frame(trim_stem=False)
-    assert root is not None
-    found = breakdown(root)
-    total = root.time
     html = RESULTS_DIR / f"report-profile-{args.started}.html"
-    html.parent.mkdir(parents=True, exist_ok=True)
-    html.write_text(profiler.output_html())
-    return {
-        "requests": args.profile_requests,
-        "ms_per_request_profiled": round(1000 * elapsed / args.profile_requests, 2),
-        "html": str(html.relative_to(BENCH_DIR.parent)),
-        "layers_self": found.by_layer(total),
-        "top_self": found.top_self(total, args.top),
-        "top_inclusive": found.top_inclusive(total, args.top),
-        "top_inclusive_agencyhub": found.top_inclusive(total, 20, frozenset({"agencyhub code"})),
-        "text": profiler.output_text(unicode=True, color=False, show_all=False),
-    }
+    return await profile_posts(
+        client, headers, body, args.profile_requests, html, args.top, top_agencyhub=20
+    )
 
 
 # ---- main ----------------------------------------------------------------------------------------
