@@ -126,7 +126,7 @@ class Broker(Protocol):
         ...
 
     async def nudge(self) -> None:
-        """Tell every process's `on_nudge` callback (this one's too) that events wait."""
+        """Tell the other processes' `on_nudge` callbacks that events wait."""
         ...
 
     def on_nudge(self, callback: Callable[[], None]) -> None: ...
@@ -139,14 +139,12 @@ class Broker(Protocol):
 class InProcessBroker:
     def __init__(self) -> None:
         self._fanout = Fanout()
-        self._nudged: list[Callable[[], None]] = []
 
     async def nudge(self) -> None:
-        for callback in self._nudged:
-            callback()
+        pass  # one process: the committing code woke its relay itself
 
     def on_nudge(self, callback: Callable[[], None]) -> None:
-        self._nudged.append(callback)
+        pass  # no other process can nudge
 
     async def start(self) -> None:
         pass
