@@ -28,6 +28,7 @@ from persistence.queries import reports as queries
 from persistence.queries.loaders import balances_by_sub_account, balances_of_agency
 from persistence.queries.reports import UsageTotals
 from persistence.queries.sub_accounts import sub_accounts_page
+from resolvers import viewer as reads
 from resolvers.context import RequestContext
 from resolvers.paging import page_size
 from resolvers.viewer import sub_account_target
@@ -67,10 +68,18 @@ class SeriesPoint:
 
 @dataclass(frozen=True)
 class ClientRow:
+    """One client of the agency report; its figures are read from the report's windows."""
+
     sub_account: SubAccount
-    usage: UsageTotals
-    balances: list[Balance]
     windows: Windows
+
+    @property
+    def usage(self) -> UsageTotals:
+        return self.windows.now.get(self.sub_account.id, EMPTY)
+
+    @property
+    def balances(self) -> list[Balance]:
+        return self.windows.balances[self.sub_account.id]
 
     @property
     def health(self) -> list[HealthFlag]:
@@ -109,7 +118,7 @@ async def _windows(
     accounts: the range's figures, and seconds in the previous range and the burn window."""
     # "Today" where the agency is: the burn window ends on the same local day as a range
     # ending today (a UTC date would add an empty tomorrow west of UTC in the evening).
-    today = ctx.services.clock().astimezone(ZoneInfo(agency.time_zone)).date()
+    today = reads.today(ctx, agency.time_zone)
     burn = local_range(
         today - timedelta(days=ctx.services.health.burn_window_days - 1), today, agency.time_zone
     )
@@ -224,10 +233,7 @@ async def agency_report(
     async with ctx.services.database.read() as conn:
         page = await sub_accounts_page(conn, agency.id, None, None, MAX_CLIENTS_IN_REPORT, None)
     windows = await _windows(ctx, agency, window, page.items)
-    rows = [
-        ClientRow(a, windows.now.get(a.id, EMPTY), windows.balances[a.id], windows)
-        for a in page.items
-    ]
+    rows = [ClientRow(a, windows) for a in page.items]
     return AgencyReport(window, rows)
 
 
