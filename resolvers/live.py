@@ -41,7 +41,8 @@ async def authorized_messages(
     after_sequence: int | None = None,
     wanted: Callable[[dict[str, Any]], bool] | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
-    """The stream's messages; `wanted` filters them in the fan-out, before they are queued."""
+    """The stream's messages, only those `wanted` accepts: live ones are filtered in the
+    fan-out before they are queued, replayed ones here."""
     viewer = await ctx.viewer()
     check(viewer)
     own_topic = user_topic(viewer.user_id)

@@ -95,8 +95,6 @@ async def usage_updated(
         ctx, lambda v: [agency_topic(v.agency_id)], check, after_sequence, wanted
     )
     async for message in messages:
-        if not wanted(message):
-            continue  # the viewer's own topic: access checks only
         key = UUID(message["payload"]["sub_account_id"])
         zone = (await ctx.require_session()).agency.time_zone  # the topic's agency
         sub_account, balances, spent = await _usage_figures(ctx, message["sequence"], key, zone)
@@ -146,8 +144,6 @@ async def agency_totals_updated(ctx: RequestContext) -> AsyncIterator[AgencyTota
 
     messages = authorized_messages(ctx, lambda v: [agency_topic(v.agency_id)], check, wanted=wanted)
     async for message in messages:
-        if not wanted(message):
-            continue
         agency = (await ctx.require_session()).agency
         seconds, active = await _agency_figures(ctx, message["sequence"], agency)
         yield AgencyTotals(message["sequence"], seconds, active)
