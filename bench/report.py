@@ -625,17 +625,11 @@ async def stages(
     """The steps of resolvers.reports.agency_report, each run on its own with the app's
     persistence functions (no GraphQL, no HTTP), its statement time measured apart: where the
     Python time of a request goes. Medians of `runs`."""
-    from persistence.queries import loaders
-    from persistence.queries import reports as queries
-    from persistence.queries.loaders import balances_by_sub_account
-    from persistence.queries.reports import usage_by_sub_account
+    from persistence.queries.loaders import balances_in_agency
+    from persistence.queries.reports import usage_in_windows
     from persistence.queries.sub_accounts import sub_accounts_page
     from resolvers.reports import MAX_CLIENTS_IN_REPORT, Windows
 
-    # Follows the resolver as it is: one statement for the three windows where the working
-    # tree has it (usage_in_windows), else one usage_by_sub_account per window.
-    one_statement = getattr(queries, "usage_in_windows", None)
-    by_agency = getattr(loaders, "balances_of_agency", None)
     seen: list[tuple[str, Any, float]] = []
     timings: dict[str, list[tuple[float, float]]] = defaultdict(list)
 
@@ -658,43 +652,23 @@ async def stages(
                     ),
                 )
                 ids = [a.id for a in page.items]
-                usage = {}
-                if one_statement is not None:  # the resolver reads all windows at once
-                    now_, others = await step(
-                        "usage_in_windows, the 3 windows in one statement",
-                        lambda c=conn: one_statement(
-                            c,
-                            agency_id,
-                            (spans["now"].start_utc, spans["now"].end_utc),
-                            {
-                                "previous": (
-                                    spans["previous"].start_utc,
-                                    spans["previous"].end_utc,
-                                ),
-                                "burn": (spans["burn"].start_utc, spans["burn"].end_utc),
-                            },
-                        ),
-                    )
-                    usage = {"now": now_, **others}
-                else:  # one statement per window
-                    for name, window in spans.items():
-                        usage[name] = await step(
-                            f"usage_by_sub_account, {name} window",
-                            lambda c=conn, w=window: usage_by_sub_account(
-                                c, agency_id, w.start_utc, w.end_utc
-                            ),
-                        )
-                if by_agency is not None:  # as the resolver reads them, where it can
-                    found = await step(
-                        "balances (a join on the agency)",
-                        lambda c=conn: by_agency(c, agency_id),
-                    )
-                    balances = [found.get(i, []) for i in ids]
-                else:
-                    balances = await step(
-                        "balances (IN list of 1,000 ids)",
-                        lambda c=conn, i=ids: balances_by_sub_account(c, i),
-                    )
+                now_, others = await step(
+                    "usage_in_windows, the 3 windows in one statement",
+                    lambda c=conn: usage_in_windows(
+                        c,
+                        agency_id,
+                        (spans["now"].start_utc, spans["now"].end_utc),
+                        {
+                            "previous": (spans["previous"].start_utc, spans["previous"].end_utc),
+                            "burn": (spans["burn"].start_utc, spans["burn"].end_utc),
+                        },
+                    ),
+                )
+                usage = {"now": now_, **others}
+                balances = await step(
+                    "balances (a join on the agency)",
+                    lambda c=conn, i=ids: balances_in_agency(c, agency_id, i),
+                )
             windows_ = Windows(
                 usage["now"],
                 usage["previous"],

@@ -13,7 +13,6 @@ from zoneinfo import ZoneInfo
 from domain.agency import Agency, SubAccount, SubAccountStatus
 from domain.errors import DomainError, ErrorCode
 from domain.ledger import Balance
-from domain.money import Tier
 from domain.policy import Action, Target, require
 from domain.reporting import (
     HealthFlag,
@@ -25,7 +24,7 @@ from domain.reporting import (
 )
 from domain.usage import CallStatus
 from persistence.queries import reports as queries
-from persistence.queries.loaders import balances_by_sub_account, balances_of_agency
+from persistence.queries.loaders import balances_by_sub_account, balances_in_agency
 from persistence.queries.reports import UsageTotals
 from persistence.queries.sub_accounts import sub_accounts_page
 from resolvers import viewer as reads
@@ -137,11 +136,10 @@ async def _windows(
             only,
         )
         if only is None:
-            found = await balances_of_agency(conn, agency.id)
-            zero = [Balance(tier, 0) for tier in Tier]
-            balances = {i: found.get(i, zero) for i in ids}
+            found = await balances_in_agency(conn, agency.id, ids)
         else:
-            balances = dict(zip(ids, await balances_by_sub_account(conn, ids), strict=True))
+            found = await balances_by_sub_account(conn, ids)
+        balances = dict(zip(ids, found, strict=True))
     return Windows(now, others["before"], others["recent"], balances, ctx.services.health)
 
 

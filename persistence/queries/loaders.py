@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from uuid import UUID
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.agency import Agency, SubAccount, User
@@ -55,28 +55,28 @@ async def users_by_id(conn: AsyncConnection, ids: Sequence[UUID]) -> list[User |
     return [found.get(i) for i in ids]
 
 
-async def balances_of_agency(conn: AsyncConnection, agency_id: UUID) -> dict[UUID, list[Balance]]:
-    """Every sub-account's balances in one agency: a join, not a list of a thousand IDs."""
-    rows = await conn.execute(
-        select(balance_t.c.sub_account_id, balance_t.c.tier, balance_t.c.seconds)
-        .join(sub_account_t, sub_account_t.c.id == balance_t.c.sub_account_id)
-        .where(sub_account_t.c.agency_id == agency_id)
-    )
+async def _balances(
+    conn: AsyncConnection, ids: Sequence[UUID], where: ColumnElement[bool], join: bool = False
+) -> list[list[Balance]]:
+    """Every tier's balance of each of `ids` (0 where no row), from the rows `where` selects."""
+    query = select(balance_t.c.sub_account_id, balance_t.c.tier, balance_t.c.seconds)
+    if join:
+        query = query.join(sub_account_t, sub_account_t.c.id == balance_t.c.sub_account_id)
     found: dict[UUID, dict[Tier, int]] = {}
-    for row in rows:
+    for row in await conn.execute(query.where(where)):
         found.setdefault(row.sub_account_id, {})[Tier(row.tier)] = int(row.seconds)
-    return {i: [Balance(t, by_tier.get(t, 0)) for t in Tier] for i, by_tier in found.items()}
+    return [[Balance(tier, found.get(i, {}).get(tier, 0)) for tier in Tier] for i in ids]
 
 
 async def balances_by_sub_account(
     conn: AsyncConnection, ids: Sequence[UUID]
 ) -> list[list[Balance]]:
-    rows = await conn.execute(
-        select(balance_t.c.sub_account_id, balance_t.c.tier, balance_t.c.seconds).where(
-            balance_t.c.sub_account_id.in_(ids)
-        )
-    )
-    found: dict[UUID, dict[Tier, int]] = {}
-    for row in rows:
-        found.setdefault(row.sub_account_id, {})[Tier(row.tier)] = int(row.seconds)
-    return [[Balance(tier, found.get(i, {}).get(tier, 0)) for tier in Tier] for i in ids]
+    return await _balances(conn, ids, balance_t.c.sub_account_id.in_(ids))
+
+
+async def balances_in_agency(
+    conn: AsyncConnection, agency_id: UUID, ids: Sequence[UUID]
+) -> list[list[Balance]]:
+    """`balances_by_sub_account` for many of one agency's sub-accounts: a join on the agency,
+    not a list of a thousand IDs."""
+    return await _balances(conn, ids, sub_account_t.c.agency_id == agency_id, join=True)
