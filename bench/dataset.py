@@ -145,6 +145,19 @@ class Options:
     copiers: int = 2
     time_zone: str = "UTC"
 
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Options:
+        """From a command line with these options' names (`--copiers` is optional)."""
+        return cls(
+            sub_accounts=args.sub_accounts,
+            calls=args.calls,
+            days=args.days,
+            seed=args.seed,
+            jobs=args.jobs,
+            copiers=getattr(args, "copiers", cls.copiers),
+            time_zone=args.time_zone,
+        )
+
 
 @dataclass(frozen=True)
 class Behaviour:
@@ -940,15 +953,7 @@ def main() -> int:
     parser.add_argument("--time-zone", default="UTC", help="the agency's time zone")
     parser.add_argument("--output", type=Path, help="write the summary JSON here")
     args = parser.parse_args()
-    options = Options(
-        sub_accounts=args.sub_accounts,
-        calls=args.calls,
-        days=args.days,
-        seed=args.seed,
-        jobs=args.jobs,
-        copiers=args.copiers,
-        time_zone=args.time_zone,
-    )
+    options = Options.from_args(args)
     started = time.monotonic()
     if args.server:
         summary = generate(args.server, args.pg, args.database, options)

@@ -810,14 +810,7 @@ def main() -> int:
         )
         server.wait_ready()
         if kept is None:
-            options = Options(
-                sub_accounts=args.sub_accounts,
-                calls=args.calls,
-                days=args.days,
-                seed=args.seed,
-                jobs=args.jobs,
-                time_zone=args.time_zone,
-            )
+            options = Options.from_args(args)
             t0 = time.monotonic()
             dataset = generate(server.url, args.pg, args.database, options)
             dataset["total_seconds"] = round(time.monotonic() - t0, 1)
