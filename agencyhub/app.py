@@ -1,7 +1,8 @@
 """The ASGI app: GraphQL over HTTP and WebSocket at /graphql, /healthz and /readyz.
 
 `create_app(settings)` builds nothing at import time; the lifespan opens the database, the
-broker and the outbox relay, and closes them again.
+broker and the outbox relay, and closes them again. Browser front ends on the origins in
+`CORS_ALLOWED_ORIGINS` may call it (CORS preflights, WebSocket upgrades); others may not.
 """
 
 from __future__ import annotations
@@ -17,16 +18,19 @@ from typing import Any
 import orjson
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http.websocket_origin import normalize_allowed_origins
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from agencyhub.limits import BodySizeLimit
 from agencyhub.settings import Settings
+from agencyhub.websocket import KeepAlive, KeptAliveHandler, TextFrames
 from persistence.broker import Broker, InProcessBroker, RedisBroker
 from persistence.database import Database
 from persistence.mail import build_mailer
@@ -45,9 +49,11 @@ def utc_now() -> datetime:
 
 
 class GraphQLApp(GraphQL[RequestContext, None]):
-    """strawberry's ASGI view with our context, fast JSON and connection-time auth."""
+    """strawberry's ASGI view with our context, fast JSON, connection-time auth, text frames
+    and keep-alive pings on WebSocket."""
 
     services: Services
+    websocket_adapter_class = TextFrames
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> RequestContext:
         if isinstance(request, WebSocket):
@@ -63,11 +69,22 @@ class GraphQLApp(GraphQL[RequestContext, None]):
             raise ConnectionRejectionError({"code": "UNAUTHENTICATED"})
 
     def encode_json(self, data: object) -> bytes:  # type: ignore[override]
-        return orjson.dumps(data)
+        return orjson.dumps(data)  # HTTP bodies; WebSocket frames are text (TextFrames)
 
     def decode_json(self, data: str | bytes) -> object:
         # orjson.JSONDecodeError is a json.JSONDecodeError: bad bodies still get a clear 400.
         return orjson.loads(data)
+
+
+def browser_origins(settings: Settings) -> list[str]:
+    """CORS_ALLOWED_ORIGINS, normalised as browsers send them ("https://App.example:443" is
+    "https://app.example"); anything but an exact origin stops the start with a clear error."""
+    if "*" in settings.allowed_origins:
+        raise ValueError("CORS_ALLOWED_ORIGINS lists exact origins; '*' is not accepted.")
+    try:
+        return sorted(normalize_allowed_origins(settings.allowed_origins))
+    except ValueError as error:
+        raise ValueError(f"CORS_ALLOWED_ORIGINS: {error}") from None
 
 
 def build_broker(settings: Settings) -> Broker:
@@ -123,6 +140,9 @@ async def running_services(settings: Settings) -> AsyncIterator[tuple[Services, 
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings()
+    origins = browser_origins(settings)
+    keep_alive = KeepAlive(settings.ws_keepalive_seconds)
+    handler = type("Handler", (KeptAliveHandler,), {"keep_alive": keep_alive})
     graphql = GraphQLApp(
         build_schema(settings.max_query_depth, settings.max_aliases, settings.max_tokens),
         graphql_ide="graphiql" if settings.graphiql else None,
@@ -130,7 +150,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
         connection_init_wait_timeout=timedelta(seconds=settings.ws_connection_init_timeout_seconds),
         max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
+        allowed_origins=origins,
     )
+    graphql.graphql_transport_ws_handler_class = handler
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -138,12 +160,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
             graphql.services = services
             app.state.services = services
             relay.start()
+            keep_alive.start()
             # What start-up built lives as long as the process: move it out of the cyclic
             # collector's way, so full collections under load scan only per-request objects
             # (measured: about half of a 500-client list's time went to full collections).
             gc.collect()
             gc.freeze()
-            yield
+            try:
+                yield
+            finally:
+                await keep_alive.stop()
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -171,6 +197,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
         ],
-        middleware=[Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)],
+        middleware=[
+            Middleware(
+                CORSMiddleware,
+                allow_origins=origins,
+                allow_methods=["GET", "POST"],
+                allow_headers=["content-type", "authorization"],
+                max_age=600,
+            ),
+            Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
+        ],
         lifespan=lifespan,
     )

@@ -22,6 +22,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from agencyhub.app import create_app
+    from agencyhub.websocket import SmallDeflate
 
     workers = args.workers or settings.workers
     if workers > 1 and (settings.is_embedded or not settings.redis_url):
@@ -36,7 +37,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         "port": args.port or settings.port,
         "loop": "auto",  # uvloop when installed
         "http": "auto",  # httptools when installed
-        "ws": "websockets-sansio",
+        "ws": SmallDeflate,  # uvicorn's websockets-sansio, deflate with small windows
+        "ws_per_message_deflate": settings.ws_per_message_deflate,
         "log_level": "info",
         "access_log": settings.access_log,
         "proxy_headers": True,

@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     max_tokens: int = 2_000
     max_subscriptions_per_connection: int = 100
     ws_connection_init_timeout_seconds: float = 10.0
+    # A graphql-transport-ws `ping` on sockets quiet this long, so proxies keep idle screens.
+    ws_keepalive_seconds: float = Field(default=15.0, ge=0)  # 0: no pings
+    ws_per_message_deflate: bool = True  # with small windows (agencyhub/websocket.py)
+    # Browser front ends on other origins: exact origins, comma-separated
+    # ("https://app.example,https://admin.example"). None by default.
+    cors_allowed_origins: str = ""
     subscriber_queue_size: int = 256
 
     outbox_poll_seconds: float = 0.5
@@ -77,6 +83,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'agencyhub.sqlite3').resolve()}"
+
+    @property
+    def allowed_origins(self) -> list[str]:
+        return [o.strip() for o in self.cors_allowed_origins.split(",") if o.strip()]
 
     @property
     def is_embedded(self) -> bool:
