@@ -45,7 +45,15 @@ async def ws_connect(base, token=None, protocol="graphql-transport-ws"):
 
 
 async def receive(ws, timeout=10):
-    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+    """The next message other than the server's keep-alive pings (answered as clients do)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            frame = await ws.recv()
+            assert isinstance(frame, str), "graphql-transport-ws messages are text frames"
+            message = json.loads(frame)
+            if message["type"] != "ping":
+                return message
+            await ws.send(json.dumps({"type": "pong"}))
 
 
 @pytest.fixture
