@@ -155,6 +155,7 @@ class BatchBill:
     debits: dict[tuple[UUID, Tier], int]  # seconds taken from each funding balance
     rollups: dict[tuple[UUID, Tier, datetime], RollupLine]
     overage: dict[UUID, int]  # per calling sub-account
+    last_calls: dict[UUID, tuple[ReportedCall, int]]  # latest-starting call, its overage
 
 
 def bill(
@@ -169,6 +170,7 @@ def bill(
     debits: dict[tuple[UUID, Tier], int] = defaultdict(int)
     rollups: dict[tuple[UUID, Tier, datetime], RollupLine] = defaultdict(RollupLine)
     overage: dict[UUID, int] = defaultdict(int)
+    last_calls: dict[UUID, tuple[ReportedCall, int]] = {}
     client_prices: dict[tuple[int, int], Fraction] = {}
     for call in sorted(calls, key=lambda c: (c.started_at, c.external_id)):
         assert call.sub_account_id is not None
@@ -186,4 +188,5 @@ def bill(
         if price is None:
             price = client_prices[base, markup] = client_price_per_minute(base, markup)
         rollups[(account.id, call.tier, hour_of(call.started_at))].add(call, short, price, base)
-    return BatchBill(dict(debits), dict(rollups), dict(overage))
+        last_calls[account.id] = (call, short)
+    return BatchBill(dict(debits), dict(rollups), dict(overage), last_calls)

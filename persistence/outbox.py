@@ -22,14 +22,13 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
 
 import orjson
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.events import Event
-from persistence.broker import Broker
+from persistence.broker import Broker, Message, SubscriberTooSlow
 from persistence.database import Database
 from persistence.tables import OutboxRow
 
@@ -55,6 +54,7 @@ async def write_events(conn: AsyncConnection, events: Sequence[Event], now: date
             {
                 "topic": e.topic,
                 "kind": e.kind,
+                "key": e.key,
                 "payload": orjson.dumps(e.payload).decode(),
                 "created_at": now,
             }
@@ -63,19 +63,16 @@ async def write_events(conn: AsyncConnection, events: Sequence[Event], now: date
     )
 
 
-def encode_message(sequence: int, topic: str, kind: str, payload: str) -> bytes:
-    """The wire format on the broker: one JSON object per event, payload embedded as is."""
-    return b'{"sequence":%d,"topic":%s,"kind":%s,"payload":%s}' % (
+def encode_message(sequence: int, topic: str, kind: str, key: str | None, payload: str) -> bytes:
+    """The wire format on the broker: one JSON object per event, payload embedded as is
+    (`persistence.broker.Message.decode` reads it)."""
+    return b'{"sequence":%d,"topic":%s,"kind":%s,"key":%s,"payload":%s}' % (
         sequence,
         orjson.dumps(topic),
         orjson.dumps(kind),
+        orjson.dumps(key),
         payload.encode(),
     )
-
-
-def decode_message(data: bytes) -> dict[str, Any]:
-    message: dict[str, Any] = orjson.loads(data)
-    return message
 
 
 class OutboxRelay:
@@ -205,6 +202,7 @@ class OutboxRelay:
                         outbox.c.sequence,
                         outbox.c.topic,
                         outbox.c.kind,
+                        outbox.c.key,
                         outbox.c.payload,
                     )
                     .where(outbox.c.sequence.is_not(None), outbox.c.published_at.is_(None))
@@ -217,7 +215,10 @@ class OutboxRelay:
             # One round trip for the whole batch: a relay on a busy event loop that awaited
             # each row's publish fell behind at ~85 events/s.
             await self._broker.publish_many(
-                [(r.topic, encode_message(r.sequence, r.topic, r.kind, r.payload)) for r in rows]
+                [
+                    (r.topic, encode_message(r.sequence, r.topic, r.kind, r.key, r.payload))
+                    for r in rows
+                ]
             )
             published = [r.id for r in rows]
         finally:
@@ -233,10 +234,10 @@ class OutboxRelay:
 
 async def replay(
     conn: AsyncConnection, topics: Sequence[str], after: int, limit: int = 500
-) -> list[dict[str, Any]]:
+) -> list[Message]:
     """Sequenced events of these topics after `after`, in order: what a client missed."""
     rows = await conn.execute(
-        select(outbox.c.sequence, outbox.c.topic, outbox.c.kind, outbox.c.payload)
+        select(outbox.c.sequence, outbox.c.topic, outbox.c.kind, outbox.c.key, outbox.c.payload)
         .where(
             outbox.c.topic.in_(list(topics)),
             outbox.c.sequence.is_not(None),
@@ -245,15 +246,49 @@ async def replay(
         .order_by(outbox.c.sequence)
         .limit(limit)
     )
-    return [
-        {
-            "sequence": r.sequence,
-            "topic": r.topic,
-            "kind": r.kind,
-            "payload": orjson.loads(r.payload),
-        }
-        for r in rows
-    ]
+    return [Message(r.sequence, r.topic, r.kind, orjson.loads(r.payload), r.key) for r in rows]
+
+
+class Replays:
+    """Catch-up reads of the outbox, shared: when a broker reconnect makes every stream of a
+    topic catch up from the same position, the process reads it once, not once per stream.
+    Nothing is kept once a read is done (only reads in flight are shared)."""
+
+    def __init__(self, database: Database, page: int = 500, limit: int = 20_000) -> None:
+        self._database = database
+        self._page = page
+        self._limit = limit  # more missed than this: the client resumes with afterSequence
+        self._reading: dict[tuple[str, int], asyncio.Future[list[Message]]] = {}
+
+    async def after(self, topic: str, after: int) -> list[Message]:
+        key = (topic, after)
+        reading = self._reading.get(key)
+        if reading is None:
+            reading = asyncio.ensure_future(self._read(topic, after))
+            self._reading[key] = reading
+            reading.add_done_callback(lambda _: self._reading.pop(key, None))
+        # shield: one stream going away must not cancel the read the others wait for
+        return await asyncio.shield(reading)
+
+    async def _read(self, topic: str, after: int) -> list[Message]:
+        messages: list[Message] = []
+        async with self._database.read() as conn:
+            while True:
+                page = await replay(conn, [topic], after, self._page)
+                messages += page
+                if len(page) < self._page:
+                    return messages
+                if len(messages) >= self._limit:
+                    raise SubscriberTooSlow(
+                        "too many events were missed while the broker was away; "
+                        "resume with afterSequence"
+                    )
+                after = page[-1].sequence
+
+
+async def last_sequence(conn: AsyncConnection) -> int:
+    """The newest sequence given so far (0 before any): where a new live stream starts."""
+    return int(await conn.scalar(select(func.coalesce(func.max(outbox.c.sequence), 0))) or 0)
 
 
 async def prune_published(conn: AsyncConnection, before: datetime) -> int:

@@ -205,6 +205,7 @@ class OutboxRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sequence: Mapped[int | None] = mapped_column(BigInteger)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    key: Mapped[str | None] = mapped_column(String(100))  # Event.key: who on the topic wants it
 
 
 class InvitationRow(Base):
@@ -406,3 +407,31 @@ class UsageDailyRow(UsageSums, Base):
     tier: Mapped[str] = mapped_column(String(10), primary_key=True)
     day_utc: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)  # midnight UTC
     agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"))
+
+
+class UsagePeriodRow(Base):
+    """A sub-account's use per billing period (from its subscription start's anniversaries, in
+    the agency's zone), kept by ingestion in the batch's transaction: what live screens show as
+    "this period" without summing rollups. Money is added exactly as the hourly rollup adds it.
+    """
+
+    __tablename__ = "usage_period"
+
+    sub_account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("sub_account.id"), primary_key=True
+    )
+    period_start: Mapped[date] = mapped_column(Date, primary_key=True)  # a local date
+    agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"))
+    seconds: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    spent_micros: Mapped[int] = mapped_column(BigInteger, server_default="0")
+
+
+class AgencyUsagePeriodRow(Base):
+    """An agency's seconds used per plan period (plan start anniversaries, local): the live
+    agency totals. One row per agency and period, updated last in each ingestion batch."""
+
+    __tablename__ = "agency_usage_period"
+
+    agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"), primary_key=True)
+    period_start: Mapped[date] = mapped_column(Date, primary_key=True)
+    seconds: Mapped[int] = mapped_column(BigInteger, server_default="0")

@@ -102,13 +102,13 @@ async def insert_new_calls(
 
 
 async def balances_for_update(
-    conn: AsyncConnection, keys: Iterable[tuple[uuid.UUID, Tier]]
+    conn: AsyncConnection, sub_account_ids: Iterable[uuid.UUID]
 ) -> dict[tuple[uuid.UUID, Tier], int]:
-    """The funding balances a batch debits, locked in (account, tier) order."""
-    wanted = sorted(set(keys), key=lambda k: (k[0], k[1].value))
-    if not wanted:
+    """Every tier's balance of these sub-accounts (those a batch debits, and those its events
+    report), locked in (sub-account, tier) order."""
+    ids = sorted(set(sub_account_ids))
+    if not ids:
         return {}
-    ids = sorted({account for account, _ in wanted})
     query = (
         select(balance_t.c.sub_account_id, balance_t.c.tier, balance_t.c.seconds)
         .where(balance_t.c.sub_account_id.in_(ids))

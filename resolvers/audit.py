@@ -8,6 +8,7 @@ from datetime import datetime
 
 from domain.events import AuditKind, agency_topic
 from domain.policy import Action, Target, Viewer, require
+from persistence.broker import Message
 from resolvers.context import RequestContext
 from resolvers.live import authorized_messages
 
@@ -22,20 +23,24 @@ class AuditEntry:
     email: str | None
 
 
+def _is_audit(message: Message) -> bool:
+    return message.kind in _AUDIT_KINDS
+
+
 def _may_watch(viewer: Viewer) -> None:
     require(viewer, Action.VIEW_AUDIT_EVENTS, Target(viewer.agency_id))
 
 
 async def audit_events(ctx: RequestContext) -> AsyncIterator[AuditEntry]:
     """Reads from the broker only: the outbox relay is what feeds it."""
-    messages = authorized_messages(ctx, lambda v: [agency_topic(v.agency_id)], _may_watch)
+    messages = authorized_messages(
+        ctx, lambda v: [agency_topic(v.agency_id)], _may_watch, wanted=_is_audit
+    )
     async for message in messages:
-        if message["kind"] not in _AUDIT_KINDS:
-            continue
-        payload = message["payload"]
+        payload = message.payload
         yield AuditEntry(
-            sequence=message["sequence"],
-            kind=AuditKind(message["kind"]),
+            sequence=message.sequence,
+            kind=AuditKind(message.kind),
             occurred_at=datetime.fromisoformat(payload["occurred_at"]),
             email=payload.get("email"),
         )

@@ -7,7 +7,6 @@ A request never shares one database session between resolvers: reads go through 
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -28,6 +27,7 @@ from persistence.api_keys import ApiKey, api_key_by_secret
 from persistence.broker import Broker
 from persistence.database import Database
 from persistence.mail import Mailer
+from persistence.outbox import Replays
 from persistence.queries import loaders as batch
 from persistence.queries import sub_accounts as sub_account_queries
 from persistence.queries.session import SessionContext, load_session
@@ -46,36 +46,6 @@ class LoginLimits:
     per_email: int
     per_client: int
     window_seconds: int
-
-
-class OncePerEvent:
-    """Builds what an event shows once per process, however many subscribers receive it.
-
-    Keyed by (what, sequence); the newest `size` results are kept. A build that fails is
-    forgotten, so the next subscriber tries again.
-    """
-
-    def __init__(self, size: int = 4096) -> None:
-        self._size = size
-        self._builds: OrderedDict[tuple[str, int], asyncio.Future[Any]] = OrderedDict()
-
-    async def get(self, key: tuple[str, int], build: Callable[[], Awaitable[T]]) -> T:
-        future = self._builds.get(key)
-        if future is None:
-            future = asyncio.ensure_future(build())
-            future.add_done_callback(lambda f: self._forget_failed(key, f))
-            self._builds[key] = future
-            while len(self._builds) > self._size:
-                self._builds.popitem(last=False)
-        # shield: one subscriber leaving must not cancel the build the others wait for
-        result: T = await asyncio.shield(future)
-        return result
-
-    def _forget_failed(self, key: tuple[str, int], future: asyncio.Future[Any]) -> None:
-        if (future.cancelled() or future.exception() is not None) and (
-            self._builds.get(key) is future
-        ):
-            del self._builds[key]
 
 
 @dataclass
@@ -98,7 +68,11 @@ class Services:
     prices: PriceBook = field(default_factory=PriceBook)
     removed_retention: timedelta = timedelta(days=30)
     health: HealthThresholds = field(default_factory=HealthThresholds)
-    live: OncePerEvent = field(default_factory=OncePerEvent)
+
+    @cached_property
+    def replays(self) -> Replays:
+        """What live streams catch up from after a broker (re)subscription."""
+        return Replays(self.database)
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.database, self.clock, self.wake_relay)
@@ -198,6 +172,14 @@ class RequestContext:
             return "UTC"
         session = loaded.result()
         return session.agency.time_zone if session is not None else "UTC"
+
+    def loaded_viewer(self) -> Viewer | None:
+        """The viewer, if the session is loaded already (synchronous code may ask)."""
+        loaded = self._session
+        if loaded is None or not loaded.done() or loaded.cancelled() or loaded.exception():
+            return None
+        session = loaded.result()
+        return session.viewer if session is not None else None
 
     def forget_session(self) -> None:
         """Look the session up again on next use (a long-lived socket whose access changed)."""

@@ -1,24 +1,26 @@
 """Live streams for subscriptions: authorised on subscribe and again whenever access changes,
-resumable by sequence.
+gap-free across broker reconnects, resumable by sequence.
 
 Every stream also listens on the viewer's own user topic; a role change, removal or ownership
 transfer announces ACCESS_CHANGED there, and the stream re-checks the policy at once, ending
 with UNAUTHENTICATED or FORBIDDEN when the viewer may no longer watch.
 
-With `after_sequence`, the stream first subscribes to the broker (so nothing published from
-then on is missed), replays what the outbox still holds after that sequence, then goes live,
-dropping anything it already sent.
+A stream keeps, per topic, the last sequence it has handled. It starts at `afterSequence`
+(replaying what the outbox still holds after it) or, without one, at the newest sequence when
+it subscribes. Whenever the broker (re)subscribes a topic it queues a `Resync`: the stream
+catches up from the outbox after its position (one read per topic and position for the whole
+process, however many streams wait for it), then goes on live, dropping what it already had.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 
 from domain.errors import DomainError, ErrorCode
 from domain.events import ACCESS_CHANGED, user_topic
 from domain.policy import Viewer
-from persistence.outbox import decode_message, replay
+from persistence.broker import Message, Resync
+from persistence.outbox import last_sequence
 from resolvers.context import RequestContext
 
 
@@ -39,41 +41,58 @@ async def authorized_messages(
     topics_for: Callable[[Viewer], list[str]],
     check: Callable[[Viewer], None],
     after_sequence: int | None = None,
-    wanted: Callable[[dict[str, Any]], bool] | None = None,
-) -> AsyncIterator[dict[str, Any]]:
-    """The stream's messages, only those `wanted` accepts: live ones are filtered in the
-    fan-out before they are queued, replayed ones here."""
+    wanted: Callable[[Message], bool] | None = None,
+    keys: Mapping[str, str] | None = None,
+) -> AsyncIterator[Message]:
+    """The stream's messages: on `topics_for(viewer)`, only the given key of a topic in `keys`,
+    only those `wanted` accepts (live ones are filtered in the fan-out, replayed ones here)."""
     viewer = await ctx.viewer()
     check(viewer)
     own_topic = user_topic(viewer.user_id)
-    topics = topics_for(viewer)
-    broker = ctx.services.broker
+    topics = [*topics_for(viewer), own_topic]
+    services = ctx.services
+    if after_sequence is None:
+        async with services.database.read() as conn:
+            start = await last_sequence(conn)
+    else:
+        start = after_sequence
+    last = dict.fromkeys(topics, start)
+    keys = keys or {}
 
-    def accepts(message: dict[str, Any]) -> bool:
-        return message["topic"] == own_topic or wanted is None or wanted(message)
+    def accepts(message: Message) -> bool:
+        return message.topic == own_topic or wanted is None or wanted(message)
 
-    async with broker.subscribe(
-        [*topics, own_topic], ctx.services.subscriber_queue_size, accepts
+    def replayed(messages: Iterable[Message]) -> Iterable[Message]:
+        for message in messages:
+            key = keys.get(message.topic)
+            if (key is None or message.key == key) and accepts(message):
+                yield message
+
+    async def handled(message: Message) -> Message | None:
+        """The message if the stream should show it; None if seen already or internal."""
+        if message.sequence <= last[message.topic]:
+            return None
+        last[message.topic] = message.sequence
+        if message.topic == own_topic:
+            if message.kind == ACCESS_CHANGED:
+                ctx.forget_session()
+                check(await ctx.viewer())
+            return None
+        return message
+
+    async with services.broker.subscribe(
+        topics, services.subscriber_queue_size, accepts, keys=keys, start=start
     ) as subscription:
-        last = after_sequence or 0
         if after_sequence is not None:
-            while True:
-                async with ctx.services.database.read() as conn:
-                    missed = await replay(conn, topics, last)
-                for message in missed:
-                    last = message["sequence"]
-                    if wanted is None or wanted(message):
-                        yield message
-                if len(missed) < 500:
-                    break
-        async for raw in subscription:
-            message = decode_message(raw)
-            if message["topic"] == own_topic:
-                if message["kind"] == ACCESS_CHANGED:
-                    ctx.forget_session()
-                    check(await ctx.viewer())
-                continue
-            if message["sequence"] <= last:
-                continue  # already replayed
-            last = message["sequence"]
-            yield message
+            for topic in topics:
+                for message in replayed(await services.replays.after(topic, start)):
+                    if (shown := await handled(message)) is not None:
+                        yield shown
+        async for item in subscription:
+            if isinstance(item, Resync):
+                after = max(last[item.topic], item.after or 0)
+                for message in replayed(await services.replays.after(item.topic, after)):
+                    if (shown := await handled(message)) is not None:
+                        yield shown
+            elif (shown := await handled(item)) is not None:
+                yield shown

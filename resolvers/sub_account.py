@@ -13,14 +13,14 @@ from sqlalchemy.exc import IntegrityError
 from domain import sub_account as rules
 from domain.agency import BalanceSource, SubAccount, SubAccountKind, SubAccountStatus
 from domain.errors import DomainError, ErrorCode
-from domain.events import Event, sub_account_topic, usage_event
+from domain.events import BANNER_CHANGED, Event, sub_account_topic, usage_event
 from domain.identity import check_name, normalize_email
 from domain.ledger import Balance, LedgerKind
 from domain.money import Tier
 from domain.policy import POLICY, Action, Scope, Target, Viewer, require
 from domain.pricing import markup_bp
 from domain.transfer import plan_conversion
-from persistence import activities, agencies, idempotency, ledger
+from persistence import activities, agencies, idempotency, ledger, live
 from persistence.queries import sub_accounts as lists
 from persistence.queries.loaders import balances_by_sub_account
 from persistence.queries.paging import Page
@@ -55,7 +55,7 @@ def banner_event(sub_account: SubAccount) -> Event:
     banner = rules.banner_of(sub_account)
     return Event(
         sub_account_topic(sub_account.id),
-        "BANNER_CHANGED",
+        BANNER_CHANGED,
         {
             "sub_account_id": str(sub_account.id),
             "active": banner.active,
@@ -345,7 +345,9 @@ async def remove(
             suspended_at=None,
             suspension_note=None,
         )
-        uow.publish(usage_event(viewer.agency_id, destination.id))
+        zone = (await ctx.require_session()).agency.time_zone
+        for snapshot in await live.usage_snapshots(uow.conn, [destination], zone, now):
+            uow.publish(usage_event(snapshot))
         uow.publish(banner_event(removed))
     return removed
 

@@ -17,7 +17,7 @@ from domain.money import Tier
 from domain.policy import Action, Target, require
 from domain.pricing import minutes_to_whole_seconds
 from domain.transfer import TransferPlan, plan_transfer
-from persistence import idempotency, ledger
+from persistence import idempotency, ledger, live
 from persistence.tables import MinuteTransferRow
 from resolvers.context import RequestContext
 from resolvers.ids import decode, not_found
@@ -124,8 +124,9 @@ async def _transfer(
             await idempotency.remember(
                 uow.conn, scope, key, fingerprint, _stored(transfer_id, plan), now
             )
-        uow.publish(usage_event(agency_id, source.id))
-        uow.publish(usage_event(agency_id, destination.id))
+        zone = (await ctx.require_session()).agency.time_zone
+        for snapshot in await live.usage_snapshots(uow.conn, [source, destination], zone, now):
+            uow.publish(usage_event(snapshot))
     return TransferResult(transfer_id, plan, source, destination)
 
 

@@ -5,20 +5,28 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
+from domain.agency import SubAccount
 from domain.errors import DomainError, ErrorCode
-from domain.events import Event, agency_topic
-from domain.ledger import LedgerKind, Movement
+from domain.events import USAGE_UPDATED, totals_event, usage_event
+from domain.ledger import Balance, LedgerKind, Movement
+from domain.live import AgencyTotals, LastCall, UsageSnapshot, period_use
+from domain.money import Tier
 from domain.usage import (
     MAX_BATCH,
     REJECTION_MESSAGES,
+    BatchBill,
     Rejection,
     ReportedCall,
     bill,
     funding_account,
     rejection,
 )
-from persistence import ledger, usage
-from persistence.queries.loaders import primary_sub_accounts_by_agency, sub_accounts_by_id
+from persistence import ledger, live, usage
+from persistence.queries.loaders import (
+    agencies_by_id,
+    primary_sub_accounts_by_agency,
+    sub_accounts_by_id,
+)
 from resolvers.api_keys import INGEST_SCOPE
 from resolvers.context import RequestContext
 
@@ -66,10 +74,12 @@ async def record_calls(ctx: RequestContext, calls: list[ReportedCall]) -> Record
         if not new_calls:
             return result
         funders = {
-            (funding_account(accounts[c.sub_account_id], primary.id), c.tier)  # type: ignore[index]
+            funding_account(accounts[c.sub_account_id], primary.id)  # type: ignore[index]
             for c in new_calls
         }
-        balances = await usage.balances_for_update(uow.conn, funders)
+        callers = {c.sub_account_id for c in new_calls if c.sub_account_id is not None}
+        # Locked: the balances debited, and those the events report (exact as of commit).
+        balances = await usage.balances_for_update(uow.conn, funders | callers)
         billed = bill(new_calls, accounts, primary.id, balances, services.prices)
         reference = f"usage:{uuid.uuid4()}"
         movements = [
@@ -80,28 +90,56 @@ async def record_calls(ctx: RequestContext, calls: list[ReportedCall]) -> Record
         if movements:
             await ledger.apply_locked(uow.conn, movements, now)
         await usage.add_to_rollups(uow.conn, key.agency_id, billed.rollups)
-        touched = {sub_account_id for sub_account_id, _, _ in billed.rollups} | {
-            account_id for account_id, _ in billed.debits
-        }
-        for sub_account_id in sorted(touched):
-            uow.publish(
-                Event(
-                    agency_topic(key.agency_id),
-                    "USAGE_UPDATED",
-                    {
-                        "sub_account_id": str(sub_account_id),
-                        "overage_seconds": billed.overage.get(sub_account_id, 0),
-                    },
-                )
-            )
-        uow.publish(
-            Event(
-                agency_topic(key.agency_id),
-                "AGENCY_TOTALS_UPDATED",
-                {"agency_id": str(key.agency_id)},
-            )
+        [agency] = await agencies_by_id(uow.conn, [key.agency_id])
+        assert agency is not None
+        touched = [
+            primary if sub_account_id == primary.id else accounts[sub_account_id]
+            for sub_account_id in sorted(callers | funders)
+        ]
+        this_period, agency_seconds = await live.add_period_use(
+            uow.conn, agency.id, period_use(billed.rollups, touched, agency, now)
         )
+        for sub_account in touched:
+            seconds, spent = this_period[sub_account.id]
+            snapshot = UsageSnapshot(
+                sub_account,
+                _balances_after(sub_account, balances, billed),
+                spent,
+                seconds,
+                _last_call(billed, sub_account),
+            )
+            uow.publish(usage_event(snapshot, USAGE_UPDATED))
+        active = await live.active_sub_accounts(uow.conn, agency.id)
+        uow.publish(totals_event(agency.id, AgencyTotals(agency_seconds, active)))
     return result
+
+
+def _balances_after(
+    sub_account: SubAccount, before: dict[tuple[uuid.UUID, Tier], int], billed: BatchBill
+) -> tuple[Balance, ...]:
+    return tuple(
+        Balance(
+            tier,
+            before.get((sub_account.id, tier), 0) - billed.debits.get((sub_account.id, tier), 0),
+        )
+        for tier in Tier
+    )
+
+
+def _last_call(billed: BatchBill, sub_account: SubAccount) -> LastCall | None:
+    latest = billed.last_calls.get(sub_account.id)
+    if latest is None:
+        return None
+    call, overage = latest
+    return LastCall(
+        call.external_id,
+        call.started_at,
+        call.duration_seconds,
+        call.tier,
+        call.direction,
+        call.status,
+        overage,
+    )
 
 
 def message_for(code: Rejection) -> str:

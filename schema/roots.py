@@ -28,6 +28,7 @@ from schema.audit import AuditSubscriptions
 from schema.errors import ErrorPolicy
 from schema.monitoring import MonitoringSubscriptions
 from schema.node import Node
+from schema.sharing import SharedEventExecution
 from schema.sub_account import SubAccount, SubAccountMutations, SubAccountQueries
 from schema.team import ApiKey, Invitation, TeamMutations
 from schema.transfer import Transfer, TransferMutations, TransferQueries
@@ -97,6 +98,7 @@ def build_schema(max_depth: int = 10, max_aliases: int = 15, max_tokens: int = 2
         *MaxAliasesLimiter(max_alias_count=max_aliases).validation_rules,
     ]
     return Schema(
+        execution_context_class=SharedEventExecution,
         query=Query,
         mutation=Mutation,
         subscription=Subscription,

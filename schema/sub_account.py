@@ -90,6 +90,8 @@ class SubAccount(Node):
     balance_source: BalanceSource
     knowledge_pack_credits: int
     entity: strawberry.Private[entities.SubAccount]
+    # Balances known already (a live event's, as of its commit): no read for them.
+    held: strawberry.Private[tuple[Balance, ...] | None] = None
 
     @strawberry.field(description="The monthly anniversary of the subscription start date.")
     def next_billing_date(self, info: Info) -> date:
@@ -97,8 +99,7 @@ class SubAccount(Node):
 
     @strawberry.field(description="Minutes left per tier, in whole seconds.")
     async def balances(self, info: Info) -> list[MinuteBalance]:
-        found = await reads.balances(info.context, self.entity)
-        return [MinuteBalance.from_domain(b) for b in found]
+        return [MinuteBalance.from_domain(b) for b in await self._balances(info)]
 
     @strawberry.field(description="The markup over base cost, in percent (0 for the primary).")
     def markup_percent(self, tier: TierEnum) -> Decimal:
@@ -110,7 +111,12 @@ class SubAccount(Node):
 
     @strawberry.field(description="Remaining minutes valued at the client price.")
     async def wallet_balance(self, info: Info) -> Money:
-        return wallet_of(info, self.entity, await reads.balances(info.context, self.entity))
+        return wallet_of(info, self.entity, await self._balances(info))
+
+    async def _balances(self, info: Info) -> list[Balance]:
+        if self.held is not None:
+            return list(self.held)
+        return await reads.balances(info.context, self.entity)
 
     @strawberry.field
     def banner(self) -> Banner:
@@ -160,7 +166,9 @@ class SubAccount(Node):
         return await sub_account_report(info, self.entity, range)
 
     @classmethod
-    def from_domain(cls, sub_account: entities.SubAccount) -> SubAccount:
+    def from_domain(
+        cls, sub_account: entities.SubAccount, held: tuple[Balance, ...] | None = None
+    ) -> SubAccount:
         return cls(
             id=strawberry.ID(to_global_id("SubAccount", sub_account.id)),
             name=sub_account.name,
@@ -171,6 +179,7 @@ class SubAccount(Node):
             balance_source=sub_account.balance_source,
             knowledge_pack_credits=sub_account.knowledge_pack_credits,
             entity=sub_account,
+            held=held,
         )
 
 

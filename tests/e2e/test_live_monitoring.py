@@ -56,12 +56,11 @@ async def subscribe(ws, operation_id, query, variables):
     )
 
 
-async def next_data(ws, field):
-    while True:
-        message = await receive(ws)
-        assert message["type"] == "next", message
-        assert "errors" not in message["payload"], message
-        return message["payload"]["data"][field]
+async def next_data(ws, field, timeout=10):
+    message = await receive(ws, timeout)
+    assert message["type"] == "next", message
+    assert "errors" not in message["payload"], message
+    return message["payload"]["data"][field]
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import select
 
 from domain.events import Event
-from persistence.broker import RedisBroker
-from persistence.outbox import OutboxRelay, decode_message, write_events
+from persistence.broker import Message, RedisBroker
+from persistence.outbox import OutboxRelay, write_events
 from persistence.tables import OutboxRow
 from persistence.unit_of_work import UnitOfWork
 
@@ -21,8 +21,22 @@ def now():
 
 
 async def next_messages(subscription, count, timeout=5):
+    """The next `count` events as the wire has them (past Redis's Resync markers)."""
+
     async def take():
-        return [decode_message(await anext(subscription)) for _ in range(count)]
+        found = []
+        while len(found) < count:
+            item = await anext(subscription)
+            if isinstance(item, Message):
+                found.append(
+                    {
+                        "sequence": item.sequence,
+                        "topic": item.topic,
+                        "kind": item.kind,
+                        "payload": item.payload,
+                    }
+                )
+        return found
 
     return await asyncio.wait_for(take(), timeout)
 

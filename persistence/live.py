@@ -1,0 +1,159 @@
+"""The figures a change's events carry, read or written in the change's own transaction:
+per-period use counters (kept by ingestion), balances, and the agency's live totals."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select, text, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from domain.agency import Agency, SubAccount
+from domain.billing_cycle import period_start
+from domain.live import AgencyTotals, PeriodUse, UsageSnapshot
+from persistence.queries.loaders import balances_by_sub_account
+from persistence.records import sub_account_t
+from persistence.tables import AgencyUsagePeriodRow, UsagePeriodRow
+
+usage_period_t = UsagePeriodRow.__table__
+agency_period_t = AgencyUsagePeriodRow.__table__
+
+# Each statement adds to what is there and returns the new totals: the figures the events
+# carry, as of this transaction, in the statement that writes them.
+_ADD_SUB_ACCOUNTS_PG = text(
+    "INSERT INTO usage_period (sub_account_id, period_start, agency_id, seconds, spent_micros)"
+    " SELECT u.sub_account_id, u.period_start, :agency_id, u.seconds, u.spent_micros"
+    " FROM unnest(CAST(:sub_account_ids AS uuid[]), CAST(:period_starts AS date[]),"
+    "             CAST(:seconds AS bigint[]), CAST(:spent_micros AS bigint[]))"
+    "      AS u(sub_account_id, period_start, seconds, spent_micros)"
+    " ORDER BY u.sub_account_id, u.period_start"
+    " ON CONFLICT (sub_account_id, period_start) DO UPDATE SET"
+    " seconds = usage_period.seconds + excluded.seconds,"
+    " spent_micros = usage_period.spent_micros + excluded.spent_micros"
+    " RETURNING sub_account_id, period_start, seconds, spent_micros"
+)
+
+
+async def add_period_use(
+    conn: AsyncConnection, agency_id: UUID, use: PeriodUse
+) -> tuple[dict[UUID, tuple[int, int]], int]:
+    """Add a batch's use; returns each touched sub-account's current-period (seconds, spent)
+    and the agency's seconds in its current plan period. Rows are written in key order (the
+    agency's row last) so concurrent batches take their locks in one order."""
+    keys = sorted(use.sub_accounts)
+    if conn.dialect.name == "postgresql":
+        rows = await conn.execute(
+            _ADD_SUB_ACCOUNTS_PG,
+            {
+                "agency_id": agency_id,
+                "sub_account_ids": [k[0] for k in keys],
+                "period_starts": [k[1] for k in keys],
+                "seconds": [use.sub_accounts[k][0] for k in keys],
+                "spent_micros": [use.sub_accounts[k][1] for k in keys],
+            },
+        )
+    else:
+        insert = sqlite.insert(usage_period_t).values(
+            [
+                {
+                    "sub_account_id": k[0],
+                    "period_start": k[1],
+                    "agency_id": agency_id,
+                    "seconds": use.sub_accounts[k][0],
+                    "spent_micros": use.sub_accounts[k][1],
+                }
+                for k in keys
+            ]
+        )
+        rows = await conn.execute(
+            insert.on_conflict_do_update(
+                index_elements=["sub_account_id", "period_start"],
+                set_={
+                    "seconds": usage_period_t.c.seconds + insert.excluded.seconds,
+                    "spent_micros": usage_period_t.c.spent_micros + insert.excluded.spent_micros,
+                },
+            ).returning(
+                usage_period_t.c.sub_account_id,
+                usage_period_t.c.period_start,
+                usage_period_t.c.seconds,
+                usage_period_t.c.spent_micros,
+            )
+        )
+    totals = {(r[0], r[1]): (int(r[2]), int(r[3])) for r in rows}
+    current = {key: totals[key, first_day] for key, first_day in use.current.items()}
+    agency_seconds = 0
+    for first_day in sorted(use.agency):
+        seconds = await _add_agency_use(conn, agency_id, first_day, use.agency[first_day])
+        if first_day == use.agency_current:
+            agency_seconds = seconds
+    return current, agency_seconds
+
+
+async def _add_agency_use(
+    conn: AsyncConnection, agency_id: UUID, first_day: date, seconds: int
+) -> int:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    insert = dialect.insert(agency_period_t).values(
+        agency_id=agency_id, period_start=first_day, seconds=seconds
+    )
+    total = await conn.scalar(
+        insert.on_conflict_do_update(
+            index_elements=["agency_id", "period_start"],
+            set_={"seconds": agency_period_t.c.seconds + insert.excluded.seconds},
+        ).returning(agency_period_t.c.seconds)
+    )
+    return int(total or 0)
+
+
+async def active_sub_accounts(conn: AsyncConnection, agency_id: UUID) -> int:
+    total = await conn.scalar(
+        select(func.count())
+        .select_from(sub_account_t)
+        .where(sub_account_t.c.agency_id == agency_id, sub_account_t.c.status == "ACTIVE")
+    )
+    return int(total or 0)
+
+
+async def agency_totals(conn: AsyncConnection, agency: Agency, now: datetime) -> AgencyTotals:
+    """The agency's live totals read (not written) in a transaction."""
+    today = now.astimezone(ZoneInfo(agency.time_zone)).date()
+    seconds = await conn.scalar(
+        select(agency_period_t.c.seconds).where(
+            agency_period_t.c.agency_id == agency.id,
+            agency_period_t.c.period_start == period_start(agency.plan_started_on, today),
+        )
+    )
+    return AgencyTotals(int(seconds or 0), await active_sub_accounts(conn, agency.id))
+
+
+async def usage_snapshots(
+    conn: AsyncConnection, sub_accounts: Sequence[SubAccount], zone: str, now: datetime
+) -> list[UsageSnapshot]:
+    """Balances and this period's use of sub-accounts whose minutes a change moved (not by
+    calls): read after the change, in its transaction, whose locks keep them exact."""
+    today = now.astimezone(ZoneInfo(zone)).date()
+    current = {s.id: period_start(s.subscription_start_date, today) for s in sub_accounts}
+    used = {
+        row.sub_account_id: (int(row.seconds), int(row.spent_micros))
+        for row in await conn.execute(
+            select(
+                usage_period_t.c.sub_account_id,
+                usage_period_t.c.seconds,
+                usage_period_t.c.spent_micros,
+            ).where(
+                tuple_(usage_period_t.c.sub_account_id, usage_period_t.c.period_start).in_(
+                    list(current.items())
+                )
+            )
+        )
+    }
+    balances = await balances_by_sub_account(conn, [s.id for s in sub_accounts])
+    snapshots = []
+    for sub_account, held in zip(sub_accounts, balances, strict=True):
+        seconds, spent = used.get(sub_account.id, (0, 0))
+        snapshots.append(UsageSnapshot(sub_account, tuple(held), spent, seconds))
+    return snapshots
