@@ -1,0 +1,484 @@
+"""Soak: mixed traffic on two server processes (PostgreSQL + Redis) for a while, the way a
+production deployment sees it; errors by kind, RSS per process over time, and at the end the
+invariants: every accepted call billed exactly once, no transfer doubled, balances equal to the
+ledger, every event delivered to the watching screens.
+
+    .venv/bin/python bench/soak.py [--minutes 5] [--calls-per-second 669] [--batch 50]
+                                   [--transfers-per-second 20] [--reads-per-second 10]
+                                   [--idle-subscriptions 300] [--watchers 5]
+
+Traffic (one load process, asyncio): `recordCalls` batches of `--batch` calls spread over the
+ingest sub-accounts, 5 % of them re-sent (duplicates); `transferMinutes` between random pairs of
+ALL sub-accounts (so transfers and ingestion lock the same rows), each with an idempotency key,
+10 % retried with the same key; `viewer` and 30-day agency report reads; `--idle-subscriptions`
+`usageUpdated` subscriptions on sub-accounts that get no calls and `--watchers` on ingest
+sub-accounts, one per WebSocket. Half the sub-accounts bill the agency (their calls debit the
+primary, which transfers also move). Requests alternate between the two servers.
+
+Writes bench/results/soak-<timestamp>.json and prints it; exits 1 when an invariant fails or
+any request failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter, defaultdict
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import orjson
+from _account_manager import gql, sign_up_on_plan, summary_ms
+from _common import (
+    BENCH_DIR,
+    BIN,
+    DEFAULT_PG,
+    RESULTS_DIR,
+    app_env,
+    asyncpg_dsn,
+    drop_database,
+    loadavg,
+    machine_info,
+    migrate,
+    recreate_database,
+    run_async,
+    sqlalchemy_url,
+    timestamp,
+)
+from fanout import rss_kib
+from viewer_http import Server
+
+from resolvers.global_id import from_global_id
+
+CREATE = """mutation($i: CreateSubAccountInput!) { createSubAccount(input: $i) {
+  subAccount { id } userErrors { code message } } }"""
+SOURCE = """mutation($i: SetBalanceSourceInput!) { setBalanceSource(input: $i) {
+  userErrors { code } } }"""
+TRANSFER = """mutation($i: TransferMinutesInput!) { transferMinutes(input: $i) {
+  transfer { id sentSeconds } userErrors { code message } } }"""
+KEY = 'mutation { createApiKey(input: {name: "soak"}) { secret } }'
+RECORD = """mutation($calls: [CallInput!]!) { recordCalls(input: {calls: $calls}) {
+  accepted duplicates rejected { externalId code } } }"""
+VIEWER = "{ viewer { agency { name primarySubAccount { balances { tier seconds } } } } }"
+REPORT = """query($from: Date!, $to: Date!) { viewer { agency { report(range: {from: $from,
+  to: $to}) { totalMinutesUsed clients(first: 50) { totalCount } } } } }"""
+USAGE = """subscription($id: ID) { usageUpdated(subAccountId: $id) { sequence
+  subAccount { id } balances { tier seconds } } }"""
+
+
+class Traffic:
+    """What the load sent and what came back."""
+
+    def __init__(self) -> None:
+        self.errors: Counter[str] = Counter()
+        self.samples: dict[str, list[str]] = defaultdict(list)
+        self.latency: dict[str, list[float]] = defaultdict(list)
+        self.sent_calls: set[str] = set()
+        self.accepted = 0
+        self.duplicates = 0
+        self.transfer_keys: set[str] = set()  # keys whose transfer was made
+        self.transfers_answered = 0
+
+    def error(self, kind: str, detail: Any) -> None:
+        self.errors[kind] += 1
+        if len(self.samples[kind]) < 5:
+            self.samples[kind].append(str(detail)[:300])
+
+
+async def post(
+    traffic: Traffic, client: httpx.AsyncClient, op: str, query: str, variables: Any, token: str
+) -> dict[str, Any] | None:
+    t0 = time.perf_counter()
+    try:
+        response = await client.post(
+            "/graphql",
+            json={"query": query, "variables": variables},
+            headers={"authorization": f"Bearer {token}"},
+        )
+    except httpx.HTTPError as exc:
+        traffic.error(f"{op}: {type(exc).__name__}", exc)
+        return None
+    traffic.latency[op].append(time.perf_counter() - t0)
+    if response.status_code != 200:
+        traffic.error(f"{op}: HTTP {response.status_code}", response.text)
+        return None
+    body: dict[str, Any] = response.json()
+    for error in body.get("errors") or []:
+        code = (error.get("extensions") or {}).get("code", "no code")
+        traffic.error(f"{op}: {code}", error.get("message"))
+    return None if body.get("errors") else body["data"]
+
+
+async def paced(rate: float, until: float, one: Any) -> None:
+    """Starts `one()` `rate` times a second until `until`, without waiting for each."""
+    tasks: set[asyncio.Task[None]] = set()
+    start, n = time.monotonic(), 0
+    while time.monotonic() < until:
+        n += 1
+        task = asyncio.create_task(one())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        await asyncio.sleep(max(0.0, start + n / rate - time.monotonic()))
+    await asyncio.gather(*tasks)
+
+
+def a_call(sub_account: str, rng: random.Random) -> dict[str, Any]:
+    return {
+        "externalId": uuid.uuid4().hex,
+        "subAccountId": sub_account,
+        "direction": rng.choice(("INBOUND", "OUTBOUND")),
+        "channel": "PHONE",
+        "status": rng.choice(("COMPLETED", "COMPLETED", "COMPLETED", "FAILED", "NO_ANSWER")),
+        "tier": rng.choice(("BASIC", "PREMIUM")),
+        "startedAt": (datetime.now(UTC) - timedelta(seconds=rng.randint(5, 3600))).isoformat(),
+        "durationSeconds": rng.randint(0, 180),
+    }
+
+
+async def seed(urls: list[str], sub_accounts: int) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=urls[0], timeout=60) as client:
+        agency = await sign_up_on_plan(client, "Soak", "soak@bench.example", "Partner")
+        token = agency.token
+        ids = []
+        for n in range(sub_accounts):
+            body = await gql(
+                client,
+                CREATE,
+                {"i": {"name": f"Client {n}", "loginEmail": f"c{n}@soak.example"}},
+                token,
+            )
+            ids.append(body["data"]["createSubAccount"]["subAccount"]["id"])
+        for n, gid in enumerate(ids):
+            if n % 2:  # half of them bill the agency: their calls debit the primary
+                await gql(client, SOURCE, {"i": {"id": gid, "source": "AGENCY"}}, token)
+            grant = {"fromId": agency.primary_gid, "toId": gid, "tier": "BASIC", "minutes": "100"}
+            await gql(client, TRANSFER, {"i": grant}, token)
+        key = (await gql(client, KEY, token=token))["data"]["createApiKey"]["secret"]
+    return {"token": token, "key": key, "primary": agency.primary_gid, "sub_accounts": ids}
+
+
+class Watchers:
+    """usageUpdated subscriptions, one per WebSocket; what each received."""
+
+    def __init__(self) -> None:
+        self.received: dict[str, list[int]] = defaultdict(list)  # sub-account -> sequences
+        self.problems: Counter[str] = Counter()
+        self.sockets: list[Any] = []
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def open(self, url: str, token: str, sub_account: str, n: int) -> None:
+        from websockets.asyncio.client import connect
+
+        ws = await connect(
+            url.replace("http", "ws", 1) + "/graphql", subprotocols=["graphql-transport-ws"]
+        )  # type: ignore[list-item]
+        init = {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
+        await ws.send(orjson.dumps(init).decode())
+        assert orjson.loads(await ws.recv())["type"] == "connection_ack"
+        payload = {"query": USAGE, "variables": {"id": sub_account}}
+        await ws.send(
+            orjson.dumps({"id": str(n), "type": "subscribe", "payload": payload}).decode()
+        )
+        self.sockets.append(ws)
+        self.tasks.append(asyncio.create_task(self.read(ws, sub_account)))
+
+    async def read(self, ws: Any, sub_account: str) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            async for raw in ws:
+                message = orjson.loads(raw)
+                if message["type"] == "next" and not message["payload"].get("errors"):
+                    event = message["payload"]["data"]["usageUpdated"]
+                    self.received[sub_account].append(int(event["sequence"]))
+                elif message["type"] == "ping":
+                    await ws.send('{"type":"pong"}')
+                else:
+                    self.problems[str(message.get("type"))] += 1
+        except ConnectionClosed:
+            pass
+
+    async def close(self) -> None:
+        for ws in self.sockets:
+            await ws.close()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+async def load(
+    args: argparse.Namespace, urls: list[str], seeded: dict[str, Any], servers: list[Server]
+) -> dict[str, Any]:
+    rng = random.Random(11)
+    traffic = Traffic()
+    clients = [httpx.AsyncClient(base_url=u, timeout=60) for u in urls]
+    token, key = seeded["token"], seeded["key"]
+    everyone = [seeded["primary"], *seeded["sub_accounts"]]
+    idle = seeded["sub_accounts"][: args.idle_sub_accounts]
+    ingest = seeded["sub_accounts"][args.idle_sub_accounts :]
+    watchers = Watchers()
+    for n in range(args.idle_subscriptions):
+        await watchers.open(urls[n % 2], token, idle[n % len(idle)], n)
+    watched = ingest[: args.watchers]
+    for n, sub_account in enumerate(watched):
+        await watchers.open(urls[n % 2], token, sub_account, args.idle_subscriptions + n)
+    await asyncio.sleep(2)
+    sent_batches: list[list[dict[str, Any]]] = []
+    turn = iter(range(10**12))
+
+    async def record() -> None:
+        if sent_batches and rng.random() < 0.05:
+            batch = rng.choice(sent_batches[-50:])  # a retry: every call a duplicate
+        else:
+            batch = [a_call(rng.choice(ingest), rng) for _ in range(args.batch)]
+            sent_batches.append(batch)
+            traffic.sent_calls.update(c["externalId"] for c in batch)
+        data = await post(
+            traffic, clients[next(turn) % 2], "recordCalls", RECORD, {"calls": batch}, key
+        )
+        if data is not None:
+            answer = data["recordCalls"]
+            traffic.accepted += answer["accepted"]
+            traffic.duplicates += answer["duplicates"]
+            if answer["rejected"]:
+                traffic.error("recordCalls: rejected", answer["rejected"][:3])
+
+    async def transfer() -> None:
+        source, destination = rng.sample(everyone, 2)
+        idempotency_key = uuid.uuid4().hex
+        i = {
+            "fromId": source,
+            "toId": destination,
+            "tier": "BASIC",
+            "minutes": str(rng.randint(1, 5)),
+            "idempotencyKey": idempotency_key,
+        }
+        for _ in range(2 if rng.random() < 0.1 else 1):  # some retried with the same key
+            data = await post(
+                traffic, clients[next(turn) % 2], "transferMinutes", TRANSFER, {"i": i}, token
+            )
+            if data is None:
+                continue
+            traffic.transfers_answered += 1
+            answer = data["transferMinutes"]
+            if answer["transfer"]:
+                traffic.transfer_keys.add(idempotency_key)
+            elif answer["userErrors"][0]["code"] != "INSUFFICIENT_MINUTES":
+                traffic.error("transferMinutes: userError", answer["userErrors"])
+
+    async def read() -> None:
+        client = clients[next(turn) % 2]
+        if rng.random() < 0.5:
+            await post(traffic, client, "viewer", VIEWER, {}, token)
+        else:
+            today = date.today()
+            dates = {"from": str(today - timedelta(days=29)), "to": str(today)}
+            await post(traffic, client, "agencyReport", REPORT, dates, token)
+
+    rss: list[dict[str, Any]] = []
+
+    async def sample_memory(until: float) -> None:
+        t0 = time.monotonic()
+        while time.monotonic() < until + args.settle:
+            rss.append(
+                {
+                    "t": round(time.monotonic() - t0, 1),
+                    **{s.name: rss_kib(s.process.pid) for s in servers},
+                }
+            )
+            await asyncio.sleep(args.sample_seconds)
+
+    until = time.monotonic() + args.minutes * 60
+    started = time.monotonic()
+    await asyncio.gather(
+        paced(args.calls_per_second / args.batch, until, record),
+        paced(args.transfers_per_second, until, transfer),
+        paced(args.reads_per_second, until, read),
+        sample_memory(until),
+    )
+    elapsed = time.monotonic() - started
+    for client in clients:
+        await client.aclose()
+    return {
+        "traffic": traffic,
+        "watchers": watchers,
+        "watched": watched,
+        "rss_kib": rss,
+        "seconds": round(elapsed, 1),
+    }
+
+
+async def checks(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:
+    traffic: Traffic = result["traffic"]
+    conn = await asyncpg.connect(asyncpg_dsn(args.pg, args.database))
+    try:
+        for _ in range(100):  # events still on their way out
+            if not await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"):
+                break
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(2)
+        calls = int(await conn.fetchval("SELECT count(*) FROM call"))
+        rolled = int(await conn.fetchval("SELECT coalesce(sum(calls), 0) FROM usage_hourly"))
+        seconds = int(await conn.fetchval("SELECT coalesce(sum(duration_seconds), 0) FROM call"))
+        rolled_seconds = int(
+            await conn.fetchval("SELECT coalesce(sum(seconds), 0) FROM usage_hourly")
+        )
+        transfers = (
+            int(await conn.fetchval("SELECT count(*) FROM minute_transfer")) - args.seeded_transfers
+        )
+        mismatched = await conn.fetch(
+            "SELECT b.sub_account_id, b.tier, b.seconds, coalesce(l.total, 0) AS ledger"
+            " FROM balance b LEFT JOIN (SELECT sub_account_id, tier, sum(delta_seconds) AS total"
+            " FROM ledger_entry GROUP BY 1, 2) l USING (sub_account_id, tier)"
+            " WHERE b.seconds <> coalesce(l.total, 0) OR b.seconds < 0"
+        )
+        expected: dict[str, list[int]] = {}
+        for gid in result["watched"]:
+            rows = await conn.fetch(
+                "SELECT sequence FROM outbox WHERE key = $1 AND kind IN"
+                " ('USAGE_UPDATED', 'BALANCES_CHANGED') AND sequence IS NOT NULL ORDER BY sequence",
+                str(from_global_id(gid)[1]),
+            )
+            expected[gid] = [int(r["sequence"]) for r in rows]
+    finally:
+        await conn.close()
+    watchers: Watchers = result["watchers"]
+    delivery = {}
+    for gid, sequences in expected.items():
+        got = watchers.received.get(gid, [])
+        first = got[0] if got else None
+        wanted = [s for s in sequences if first is not None and s >= first]
+        delivery[gid] = {
+            "expected_since_first": len(wanted),
+            "received": len(got),
+            "in_order_no_duplicates": got == sorted(set(got)),
+            "lost": len(set(wanted) - set(got)),
+        }
+    invariants = {
+        "every_accepted_call_stored_once": calls == traffic.accepted,
+        "rollups_equal_calls": (rolled, rolled_seconds) == (calls, seconds),
+        "no_transfer_doubled": transfers == len(traffic.transfer_keys),
+        "balances_equal_ledger_none_negative": not mismatched,
+        "no_event_lost": all(
+            d["lost"] == 0 and d["in_order_no_duplicates"] for d in delivery.values()
+        )
+        and sum(d["received"] for d in delivery.values()) > 0,
+    }
+    return {
+        "invariants": invariants,
+        "counts": {
+            "calls_sent_unique": len(traffic.sent_calls),
+            "accepted": traffic.accepted,
+            "duplicates": traffic.duplicates,
+            "calls_stored": calls,
+            "transfers_made": transfers,
+            "transfer_keys": len(traffic.transfer_keys),
+            "transfer_answers": traffic.transfers_answered,
+            "mismatched_balances": [dict(r) for r in mismatched][:5],
+        },
+        "delivery": delivery,
+        "subscription_problems": dict(watchers.problems),
+    }
+
+
+async def run(args: argparse.Namespace, servers: list[Server]) -> dict[str, Any]:
+    urls = [s.url for s in servers]
+    seeded = await seed(urls, args.sub_accounts)
+    args.seeded_transfers = args.sub_accounts  # one BASIC transfer each
+    cpu0 = [s.cpu_seconds() for s in servers]
+    load_cpu0 = time.process_time()
+    result = await load(args, urls, seeded, servers)
+    cpu = {s.name: round(s.cpu_seconds() - c, 1) for s, c in zip(servers, cpu0, strict=True)}
+    load_cpu = round(time.process_time() - load_cpu0, 1)
+    verdicts = await checks(args, result)
+    await result["watchers"].close()
+    traffic: Traffic = result["traffic"]
+    rss = result["rss_kib"]
+    growth = {
+        s.name: {
+            "start_kib": rss[0][s.name],
+            "end_of_load_kib": max(r[s.name] for r in rss if r["t"] <= result["seconds"]),
+            "after_settle_kib": rss[-1][s.name],
+        }
+        for s in servers
+    }
+    return {
+        **verdicts,
+        "errors_by_kind": dict(traffic.errors),
+        "error_samples": dict(traffic.samples),
+        "latency_ms": {op: summary_ms(v) for op, v in traffic.latency.items()},
+        "requests": {op: len(v) for op, v in traffic.latency.items()},
+        "seconds": result["seconds"],
+        "cpu_seconds": {**cpu, "load_generator": load_cpu},
+        "rss_kib_growth": growth,
+        "rss_kib_timeline": rss,
+        "loadavg_end": loadavg(),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--minutes", type=float, default=5)
+    parser.add_argument("--calls-per-second", type=float, default=669)
+    parser.add_argument("--batch", type=int, default=50)
+    parser.add_argument("--transfers-per-second", type=float, default=20)
+    parser.add_argument("--reads-per-second", type=float, default=10)
+    parser.add_argument("--sub-accounts", type=int, default=30)
+    parser.add_argument("--idle-sub-accounts", type=int, default=10)
+    parser.add_argument("--idle-subscriptions", type=int, default=300)
+    parser.add_argument("--watchers", type=int, default=5)
+    parser.add_argument("--sample-seconds", type=float, default=5)
+    parser.add_argument("--settle", type=float, default=30, help="RSS sampled this long after")
+    parser.add_argument("--pg", default=DEFAULT_PG)
+    parser.add_argument("--database", default="agencyhub_bench_soak")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/14")
+    args = parser.parse_args()
+
+    import redis
+
+    started = timestamp()
+    workdir = Path(tempfile.mkdtemp(prefix="agencyhub-bench-soak-"))
+    servers: list[Server] = []
+    output: dict[str, Any] = {"benchmark": "soak", "started_at": started, "settings": vars(args)}
+    pg_version = run_async(lambda: recreate_database(args.pg, args.database))
+    try:
+        db_url = sqlalchemy_url(args.pg, args.database)
+        migrate(db_url, workdir)
+        redis.Redis.from_url(args.redis).flushdb()
+        env = {**app_env(db_url, workdir), "REDIS_URL": args.redis}
+        for name in ("server-a", "server-b"):
+            argv = [str(BIN / "python"), str(BENCH_DIR / "serve_app.py")]
+            servers.append(Server(name, argv, env, workdir))
+        for server in servers:
+            server.wait_ready()
+        output["machine"] = machine_info(pg_version)
+        output["soak"] = run_async(lambda: run(args, servers))
+    finally:
+        logs = {s.name: s.log_tail(20) for s in servers}
+        for server in servers:
+            server.stop()
+        run_async(lambda: drop_database(args.pg, args.database))
+    output["server_log_tails"] = logs
+    text = json.dumps(output, indent=2, default=str)
+    print(text)
+    RESULTS_DIR.mkdir(exist_ok=True)
+    (RESULTS_DIR / f"soak-{started}.json").write_text(text)
+    soak = output["soak"]
+    ok = all(soak["invariants"].values()) and not soak["errors_by_kind"]
+    print("PASS" if ok else "FAIL", soak["invariants"], soak["errors_by_kind"], file=sys.stderr)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
