@@ -22,7 +22,6 @@ from domain.pricing import markup_bp
 from domain.transfer import plan_conversion
 from persistence import activities, agencies, idempotency, ledger
 from persistence.queries import sub_accounts as lists
-from persistence.queries.loaders import balances_by_sub_account
 from persistence.queries.paging import Page
 from persistence.unit_of_work import UnitOfWork
 from resolvers.context import RequestContext
@@ -297,14 +296,14 @@ async def remove(
             (primary.id, "id"),
         )
         rules.check_removable(target, destination)
-        balances = (await balances_by_sub_account(uow.conn, [target.id]))[0]
+        # Both accounts' balances, locked in the global order before reading what to move:
+        # a batch of calls may be debiting the target right now.
+        held = await ledger.balances_for_update(uow.conn, [target.id, destination.id])
         reference = f"removal:{target.id}"
         moves = []
-        for balance in balances:
-            if balance.seconds:
-                plan = plan_conversion(
-                    target, destination, balance.tier, balance.seconds, ctx.services.prices
-                )
+        for tier in Tier:
+            if seconds := held.get((target.id, tier), 0):
+                plan = plan_conversion(target, destination, tier, seconds, ctx.services.prices)
                 moves += plan.movements(
                     viewer.agency_id,
                     target.id,

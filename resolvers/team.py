@@ -201,9 +201,11 @@ async def accept_invitation(ctx: RequestContext, secret: str, password: str) -> 
     return user, token
 
 
-async def _team_member(uow: UnitOfWork, agency_id: UUID, global_id: str, field: str) -> User:
+async def _team_member(
+    uow: UnitOfWork, agency_id: UUID, global_id: str, field: str, *, to_delete: bool = False
+) -> User:
     user = await store.user_in_agency(
-        uow.conn, agency_id, decode(global_id, "User", field), lock=True
+        uow.conn, agency_id, decode(global_id, "User", field), lock=True, to_delete=to_delete
     )
     if user is None:
         raise not_found(field, "user")
@@ -246,7 +248,7 @@ async def remove_user(ctx: RequestContext, global_id: str) -> User:
     require(viewer, Action.MANAGE_USERS, Target(viewer.agency_id))
     now = ctx.services.clock()
     async with ctx.services.uow() as uow:
-        target = await _team_member(uow, viewer.agency_id, global_id, "userId")
+        target = await _team_member(uow, viewer.agency_id, global_id, "userId", to_delete=True)
         team.check_removal(viewer.user_id, target)
         await store.delete_user(uow.conn, target.id)
         uow.publish(access_changed(target.id))

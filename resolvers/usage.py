@@ -69,7 +69,7 @@ async def record_calls(ctx: RequestContext, calls: list[ReportedCall]) -> Record
             (funding_account(accounts[c.sub_account_id], primary.id), c.tier)  # type: ignore[index]
             for c in new_calls
         }
-        balances = await usage.balances_for_update(uow.conn, funders)
+        balances = await ledger.balances_for_update(uow.conn, {a for a, _ in funders})
         billed = bill(new_calls, accounts, primary.id, balances, services.prices)
         reference = f"usage:{uuid.uuid4()}"
         movements = [
