@@ -19,6 +19,7 @@ from domain.usage import (
 )
 from persistence import ledger, usage
 from persistence.queries.loaders import primary_sub_accounts_by_agency, sub_accounts_by_id
+from persistence.unit_of_work import UnitOfWork
 from resolvers.api_keys import INGEST_SCOPE
 from resolvers.context import RequestContext
 
@@ -39,8 +40,9 @@ async def record_calls(ctx: RequestContext, calls: list[ReportedCall]) -> Record
         )
     services = ctx.services
     now = services.clock()
-    result = Recorded()
-    async with services.uow() as uow:
+
+    async def bill_batch(uow: UnitOfWork) -> Recorded:
+        result = Recorded()  # built afresh if the transaction runs again
         ids = sorted({c.sub_account_id for c in calls if c.sub_account_id is not None})
         found = await sub_accounts_by_id(uow.conn, ids)
         accounts = {a.id: a for a in found if a is not None and a.agency_id == key.agency_id}
@@ -101,7 +103,9 @@ async def record_calls(ctx: RequestContext, calls: list[ReportedCall]) -> Record
                 {"agency_id": str(key.agency_id)},
             )
         )
-    return result
+        return result
+
+    return await services.transact(bill_batch)
 
 
 def message_for(code: Rejection) -> str:
