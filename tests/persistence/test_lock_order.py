@@ -1,7 +1,7 @@
 """Lock order on PostgreSQL, one statement at a time: what could wait in a cycle does not.
 
-Each test runs two transactions on two connections at once and counts the deadlocks the
-server breaks (SQLSTATE 40P01), outside any retrying unit of work.
+Each test runs two transactions on two connections at once, outside any retrying unit of
+work, so a deadlock the server breaks (SQLSTATE 40P01) or a wait would show.
 """
 
 from __future__ import annotations
@@ -14,31 +14,13 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from domain.agency import SubAccountKind, sign_up
 from domain.money import Tier
 from domain.usage import CallChannel, CallDirection, CallStatus, ReportedCall
 from persistence import agencies, usage
-from persistence.unit_of_work import UnitOfWork
+from tests.persistence.test_unit_of_work import new_account
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 now = lambda: datetime.now(UTC)
-
-
-async def new_sub_account(database) -> tuple[uuid.UUID, uuid.UUID]:
-    signup = sign_up("Locks", f"{uuid.uuid4().hex}@x.example", "correct-horse-battery", None, now())
-    async with UnitOfWork(database, now) as uow:
-        agency = await agencies.add_agency(uow.conn, signup, now())
-        account = await agencies.add_sub_account(
-            uow.conn,
-            agency.id,
-            SubAccountKind.PRIMARY,
-            "P",
-            signup.owner_email,
-            now().date(),
-            0,
-            now(),
-        )
-    return agency.id, account.id
 
 
 def reported(sub_account_id: uuid.UUID, external_id: str) -> ReportedCall:
@@ -56,7 +38,7 @@ def reported(sub_account_id: uuid.UUID, external_id: str) -> ReportedCall:
 
 async def test_batches_resending_the_same_calls_in_opposite_orders_never_deadlock(database):
     # given batches of calls, each sent a second time in the opposite order
-    agency_id, account_id = await new_sub_account(database)
+    agency_id, account_id = await new_account(database)
     deadlocked = 0
 
     async def insert(calls: list[ReportedCall]) -> set[str]:
@@ -86,7 +68,7 @@ async def test_locked_agency_and_sub_accounts_let_the_foreign_key_checks_of_inse
     database,
 ):
     # given a transfer-like transaction holding the agency and sub-account rows
-    agency_id, account_id = await new_sub_account(database)
+    agency_id, account_id = await new_account(database)
     async with database.transaction() as holder:
         await agencies.agency_for_update(holder, agency_id)
         await agencies.sub_accounts_for_update(holder, agency_id, [account_id])
