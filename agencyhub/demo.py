@@ -11,6 +11,7 @@ from domain.ledger import LedgerKind, Movement
 from domain.money import Tier, minutes_to_seconds
 from domain.policy import Role
 from persistence import agencies, ledger, users
+from persistence.unit_of_work import UnitOfWork
 from resolvers import auth
 from resolvers.context import RequestContext
 
@@ -35,10 +36,12 @@ async def seed_demo(settings: Settings) -> int:
             agency = signed_up.agency
             now = services.clock()
             password_hash = await services.passwords.hash(PASSWORD)
-            async with services.uow() as uow:
+            primary = await ctx.loaders.primary_sub_account_by_agency.load(agency.id)
+            assert primary is not None
+
+            async def populate(uow: UnitOfWork) -> None:
                 for email, role in TEAM:
                     await users.add_user(uow.conn, agency.id, email, password_hash, role, now)
-                primary_id = (await ctx.loaders.primary_sub_account_by_agency.load(agency.id)).id  # type: ignore[union-attr]
                 for index, (name, minutes) in enumerate(CLIENTS):
                     slug = name.lower().replace(" ", "-")
                     client = await agencies.add_sub_account(
@@ -59,7 +62,7 @@ async def seed_demo(settings: Settings) -> int:
                             [
                                 Movement(
                                     agency.id,
-                                    primary_id,
+                                    primary.id,
                                     Tier.PREMIUM,
                                     -seconds,
                                     LedgerKind.TRANSFER_OUT,
@@ -76,6 +79,8 @@ async def seed_demo(settings: Settings) -> int:
                             ],
                             now,
                         )
+
+            await services.transact(populate)
             await relay.relay_once()
     print("Demo agency ready. Sign in with the `login` mutation as any of:")
     for email, role in ((OWNER, Role.AGENCY_OWNER), *TEAM):

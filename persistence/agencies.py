@@ -115,10 +115,14 @@ async def add_sub_account(
 
 
 async def agency_for_update(conn: AsyncConnection, agency_id: uuid.UUID) -> Agency | None:
-    """The agency row, locked on PostgreSQL: creations under one plan cap go one at a time."""
-    query = select(*AGENCY_COLUMNS).where(agency_t.c.id == agency_id)
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
+    """The agency row, locked: creations under one plan cap go one at a time.
+
+    FOR NO KEY UPDATE (docs/ARCHITECTURE.md, "Locks"): the id never changes, so the foreign-key
+    checks of concurrent inserts (calls, ledger entries) need not wait for it.
+    """
+    query = (
+        select(*AGENCY_COLUMNS).where(agency_t.c.id == agency_id).with_for_update(key_share=True)
+    )
     row = (await conn.execute(query)).first()
     return None if row is None else agency_from(row)
 
@@ -145,14 +149,18 @@ async def live_secondaries(conn: AsyncConnection, agency_id: uuid.UUID) -> int:
 async def sub_accounts_for_update(
     conn: AsyncConnection, agency_id: uuid.UUID, ids: list[uuid.UUID]
 ) -> dict[uuid.UUID, SubAccount]:
-    """Sub-accounts of this agency by id (others look absent), row-locked in id order."""
+    """Sub-accounts of this agency by id (others look absent), row-locked in id order.
+
+    FOR NO KEY UPDATE: ingestion's foreign-key checks (KEY SHARE) on these rows go on while
+    they are held, so a transfer and a batch of calls never wait on each other here.
+    (SQLite, one writer at a time, compiles no lock clause at all.)
+    """
     query = (
         select(*SUB_ACCOUNT_COLUMNS)
         .where(sub_account_t.c.id.in_(ids), sub_account_t.c.agency_id == agency_id)
         .order_by(sub_account_t.c.id)
+        .with_for_update(key_share=True)
     )
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
     return {row.id: sub_account_from(row) for row in await conn.execute(query)}
 
 

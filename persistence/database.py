@@ -2,7 +2,8 @@
 
 PostgreSQL is the production path. On SQLite (the embedded default) there is one writer at a
 time: write transactions start with BEGIN IMMEDIATE and wait on the busy timeout, so
-concurrent requests queue instead of failing with "database is locked".
+concurrent requests queue instead of failing with "database is locked" (past the timeout,
+the unit of work answers TRY_AGAIN).
 """
 
 from __future__ import annotations
@@ -20,13 +21,15 @@ _WRITE = "agencyhub_write"
 
 
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(
+        self, url: str, *, pool_size: int = 10, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS
+    ) -> None:
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         self.engine: AsyncEngine
         if self.is_sqlite:
             self.engine = create_async_engine(self.url)
-            _configure_sqlite(self.engine)
+            _configure_sqlite(self.engine, busy_timeout_ms)
         else:
             # A fixed pool: "overflow" connections are opened and closed again under sustained
             # load, and a new PostgreSQL connection costs far more than waiting for one.
@@ -69,7 +72,7 @@ class Database:
             await self._read_engine.dispose()
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
     sync_engine = engine.sync_engine
 
     @event.listens_for(sync_engine, "connect")
@@ -80,7 +83,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cursor.close()
 
     @event.listens_for(sync_engine, "begin")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from uuid import UUID
 
@@ -24,6 +24,23 @@ async def open_balances(conn: AsyncConnection, sub_account_id: UUID) -> None:
         insert(balance_t),
         [{"sub_account_id": sub_account_id, "tier": tier.value, "seconds": 0} for tier in Tier],
     )
+
+
+async def balances_for_update(
+    conn: AsyncConnection, sub_account_ids: Iterable[UUID]
+) -> dict[tuple[UUID, Tier], int]:
+    """Every tier's balance of these accounts, locked in (sub-account, tier) order: the one
+    order every money path takes balance rows in (docs/ARCHITECTURE.md, "Locks")."""
+    ids = sorted(set(sub_account_ids))
+    if not ids:
+        return {}
+    rows = await conn.execute(
+        select(balance_t.c.sub_account_id, balance_t.c.tier, balance_t.c.seconds)
+        .where(balance_t.c.sub_account_id.in_(ids))
+        .order_by(balance_t.c.sub_account_id, balance_t.c.tier)
+        .with_for_update(key_share=True)
+    )
+    return {(r.sub_account_id, Tier(r.tier)): int(r.seconds) for r in rows}
 
 
 async def apply(conn: AsyncConnection, movements: Sequence[Movement], now: datetime) -> None:

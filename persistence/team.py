@@ -158,8 +158,8 @@ async def invitation_by_id(
     conn: AsyncConnection, invitation_id: uuid.UUID, *, lock: bool = False
 ) -> Invitation | None:
     query = select(*INVITATION_COLUMNS).where(invitation_t.c.id == invitation_id)
-    if lock and conn.dialect.name == "postgresql":
-        query = query.with_for_update()
+    if lock:  # its id never changes: the new link's foreign-key check need not wait
+        query = query.with_for_update(key_share=True)
     row = (await conn.execute(query)).first()
     return None if row is None else (await invitations_from_rows(conn, [row]))[0]
 
@@ -231,11 +231,18 @@ async def set_grants(
 
 
 async def user_in_agency(
-    conn: AsyncConnection, agency_id: uuid.UUID, user_id: uuid.UUID, *, lock: bool = False
+    conn: AsyncConnection,
+    agency_id: uuid.UUID,
+    user_id: uuid.UUID,
+    *,
+    lock: bool = False,
+    to_delete: bool = False,
 ) -> User | None:
+    """`lock`: FOR NO KEY UPDATE, which lets a sign-in's session insert (a foreign-key check)
+    go on; `to_delete`: FOR UPDATE, the lock the DELETE will need anyway, taken up front."""
     query = select(*USER_COLUMNS).where(user_t.c.id == user_id, user_t.c.agency_id == agency_id)
-    if lock and conn.dialect.name == "postgresql":
-        query = query.with_for_update()
+    if lock or to_delete:
+        query = query.with_for_update(key_share=not to_delete)
     row = (await conn.execute(query)).first()
     return None if row is None else user_from(row)
 

@@ -1,23 +1,127 @@
 """One unit of work per mutation or job: its own connection and transaction, and its events.
 
-async with uow_factory() as uow:
+Production code runs its work through `transact`, which can run it again:
+
+async def move(uow: UnitOfWork) -> Moved:
     ...                      # repositories over uow.conn
     uow.publish(event)       # written to the outbox in the same transaction
-# committed here; the relay is woken to publish what was written
+    return Moved(...)
+moved = await services.transact(move)   # committed; retried whole after a deadlock
+
+`work` may run more than once, each time in a fresh unit of work: whatever it builds up must
+be built inside it, and effects outside the database (mail, Redis counters) stay outside.
+`async with uow_factory() as uow:` is the same unit of work without retries (tests use it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import logging
+import random
+import sqlite3
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
+from typing import TypeVar
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.events import Event
 from persistence.database import Database
 from persistence.outbox import write_events
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# PostgreSQL broke a deadlock, or refused a serializable transaction, by rolling this one back:
+# run again, it sees the other's commit and goes through.
+RETRYABLE_SQLSTATES = {"40P01": "deadlock detected", "40001": "serialization failure"}
+
+
+class TryAgain(Exception):
+    """The database kept refusing the transaction for concurrency's sake; it changed nothing.
+
+    Becomes a GraphQL error with extensions.code TRY_AGAIN: the client may simply repeat it.
+    """
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Attempts in all, and the backoff between them: a random delay (full jitter) up to
+    `first_delay` doubled per attempt, at most `max_delay`, so the losers of one conflict do
+    not all come back at the same instant."""
+
+    attempts: int = 4
+    first_delay: float = 0.02
+    max_delay: float = 0.5
+
+    def delay(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
+        return rng() * min(self.max_delay, self.first_delay * 2 ** (attempt - 1))
+
+
+def retryable_sqlstate(error: DBAPIError) -> str | None:
+    """The SQLSTATE when running the transaction again may succeed, else None.
+
+    asyncpg's errors reach us as `DBAPIError` whose `orig` carries `sqlstate` (and `pgcode`).
+    """
+    state = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+    return state if state in RETRYABLE_SQLSTATES else None
+
+
+def sqlite_busy(error: DBAPIError) -> bool:
+    """SQLite gave up waiting for the one write lock (after the busy timeout, 30 s)."""
+    orig = error.orig
+    return isinstance(orig, sqlite3.OperationalError) and (
+        getattr(orig, "sqlite_errorname", "").startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
+    )
+
+
+async def transact(
+    new_uow: Callable[[], UnitOfWork],
+    work: Callable[[UnitOfWork], Awaitable[T]],
+    policy: RetryPolicy | None = None,
+) -> T:
+    """`work` in a unit of work, committed; run again in a fresh one after a deadlock or a
+    serialization failure (the whole transaction was rolled back, so that is safe), up to
+    `policy.attempts` times, then TryAgain. SQLite's "database is locked" comes after its
+    busy timeout has already waited 30 s: TryAgain at once rather than more waiting."""
+    policy = policy or RetryPolicy()
+    for attempt in range(1, policy.attempts + 1):
+        try:
+            async with new_uow() as uow:
+                return await work(uow)
+        except DBAPIError as error:
+            if sqlite_busy(error):
+                log.warning("transaction gave up: SQLite database is locked (busy timeout)")
+                raise TryAgain(_TRY_AGAIN) from error
+            state = retryable_sqlstate(error)
+            if state is None:
+                raise
+            if attempt == policy.attempts:
+                log.warning(
+                    "transaction gave up after %d attempts: SQLSTATE %s (%s)",
+                    attempt,
+                    state,
+                    RETRYABLE_SQLSTATES[state],
+                )
+                raise TryAgain(_TRY_AGAIN) from error
+            delay = policy.delay(attempt)
+            log.info(
+                "transaction retried: SQLSTATE %s (%s), attempt %d of %d, again in %.0f ms",
+                state,
+                RETRYABLE_SQLSTATES[state],
+                attempt,
+                policy.attempts,
+                delay * 1000,
+            )
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+_TRY_AGAIN = "The database was too busy to finish this request and nothing was saved; try again."
 
 
 class UnitOfWork:

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import TextClause, select, text
+from sqlalchemy import TextClause, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.money import Tier
 from domain.pricing import to_micros
 from domain.usage import CallStatus, ReportedCall, RollupLine
-from persistence.ledger import balance_t
 from persistence.tables import CallRow, UsageDailyRow, UsageHourlyRow
 
 call_t = CallRow.__table__
@@ -59,9 +57,15 @@ _INSERT_CALLS_PG = text(
 async def insert_new_calls(
     conn: AsyncConnection, agency_id: uuid.UUID, calls: list[ReportedCall], now: datetime
 ) -> set[str]:
-    """Insert the calls; returns the external ids that were new (the rest were duplicates)."""
+    """Insert the calls; returns the external ids that were new (the rest were duplicates).
+
+    In external-id order, whatever the batch's order: a batch waits on the unique-index entry
+    of an uncommitted twin, and two batches re-sending the same calls in different orders
+    would otherwise each hold an entry the other waits for.
+    """
     if not calls:
         return set()
+    calls = sorted(calls, key=lambda c: c.external_id)
     if conn.dialect.name == "postgresql":
         arrays = {
             "external_id": [c.external_id for c in calls],
@@ -99,25 +103,6 @@ async def insert_new_calls(
         .returning(call_t.c.external_id)
     )
     return set((await conn.scalars(statement)).all())
-
-
-async def balances_for_update(
-    conn: AsyncConnection, sub_account_ids: Iterable[uuid.UUID]
-) -> dict[tuple[uuid.UUID, Tier], int]:
-    """Every tier's balance of these sub-accounts (those a batch debits, and those its events
-    report), locked in (sub-account, tier) order."""
-    ids = sorted(set(sub_account_ids))
-    if not ids:
-        return {}
-    query = (
-        select(balance_t.c.sub_account_id, balance_t.c.tier, balance_t.c.seconds)
-        .where(balance_t.c.sub_account_id.in_(ids))
-        .order_by(balance_t.c.sub_account_id, balance_t.c.tier)
-    )
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    rows = await conn.execute(query)
-    return {(r.sub_account_id, Tier(r.tier)): int(r.seconds) for r in rows}
 
 
 SUMMED_COLUMNS = (

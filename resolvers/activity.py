@@ -13,6 +13,7 @@ from persistence import activities
 from persistence.activities import Activity
 from persistence.queries import activities as lists
 from persistence.queries.paging import Page
+from persistence.unit_of_work import UnitOfWork
 from resolvers.context import RequestContext
 from resolvers.global_id import from_global_id
 from resolvers.ids import decode, not_found
@@ -47,7 +48,9 @@ async def create_activity(
         ctx, decode(sub_account_id, "SubAccount", "subAccountId"), "subAccountId"
     )
     name = check_name(name, "name")
-    async with ctx.services.uow() as uow:
+    now = ctx.services.clock()
+
+    async def add(uow: UnitOfWork) -> Activity:
         return await activities.add_activity(
             uow.conn,
             sub_account.agency_id,
@@ -55,8 +58,10 @@ async def create_activity(
             kind,
             name,
             status or ActivityStatus.ACTIVE,
-            ctx.services.clock(),
+            now,
         )
+
+    return await ctx.services.transact(add)
 
 
 def _decode_activity(global_id: str) -> tuple[str, UUID]:
@@ -80,8 +85,11 @@ async def set_activity_status(
     ):
         raise not_found("id", "activity")
     await _workable(ctx, activity.sub_account_id, "id")
-    async with ctx.services.uow() as uow:
+
+    async def switch(uow: UnitOfWork) -> None:
         await activities.set_status(uow.conn, activity.id, status)
+
+    await ctx.services.transact(switch)
     return replace(activity, status=status)
 
 

@@ -8,6 +8,7 @@ from domain.agency import Agency
 from domain.identity import check_name, check_time_zone
 from domain.policy import Action, Target, require
 from persistence import agencies
+from persistence.unit_of_work import UnitOfWork
 from resolvers.context import RequestContext
 
 
@@ -22,9 +23,13 @@ async def update_agency(ctx: RequestContext, name: str | None, time_zone: str | 
         values["time_zone"] = check_time_zone(time_zone, "timeZone")
     if not values:
         return session.agency
-    async with ctx.services.uow() as uow:
+
+    async def update(uow: UnitOfWork) -> Agency:
         agency = await agencies.agency_for_update(uow.conn, session.agency.id)
         assert agency is not None  # the session's own agency
         await agencies.update_agency(uow.conn, agency.id, **values)
+        return replace(agency, **values)  # type: ignore[arg-type]
+
+    updated = await ctx.services.transact(update)
     ctx.forget_session()  # the next read in this request sees the new settings
-    return replace(agency, **values)  # type: ignore[arg-type]
+    return updated

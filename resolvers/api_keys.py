@@ -11,6 +11,7 @@ from persistence import api_keys as store
 from persistence.api_keys import ApiKey
 from persistence.queries.paging import Page
 from persistence.queries.team import api_keys_page
+from persistence.unit_of_work import UnitOfWork
 from resolvers.context import RequestContext, Services
 from resolvers.ids import decode, not_found
 from resolvers.paging import page_size
@@ -26,7 +27,8 @@ async def issue_api_key(
     name = check_name(name, "name")
     secret = services.tokens.new(API_KEY_PREFIX)
     now = services.clock()
-    async with services.uow() as uow:
+
+    async def add(uow: UnitOfWork) -> ApiKey:
         key = await store.add_api_key(
             uow.conn,
             agency_id,
@@ -37,7 +39,9 @@ async def issue_api_key(
             now,
         )
         uow.publish(audit_event(agency_id, AuditKind.API_KEY_CREATED, now.isoformat(), name=name))
-    return key, secret
+        return key
+
+    return await services.transact(add), secret
 
 
 async def create_api_key(ctx: RequestContext, name: str) -> tuple[ApiKey, str]:
@@ -51,10 +55,13 @@ async def revoke_api_key(ctx: RequestContext, global_id: str) -> UUID:
     require(viewer, Action.MANAGE_API_KEYS, Target(viewer.agency_id))
     key_id = decode(global_id, "ApiKey", "id")
     now = ctx.services.clock()
-    async with ctx.services.uow() as uow:
+
+    async def revoke(uow: UnitOfWork) -> None:
         if not await store.revoke_api_key(uow.conn, viewer.agency_id, key_id, now):
             raise not_found("id", "API key")
         uow.publish(audit_event(viewer.agency_id, AuditKind.API_KEY_REVOKED, now.isoformat()))
+
+    await ctx.services.transact(revoke)
     return key_id
 
 

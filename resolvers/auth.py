@@ -15,6 +15,7 @@ from domain.identity import normalize_email
 from domain.ledger import LedgerKind, Movement
 from domain.policy import Role
 from persistence import agencies, jobs, ledger, users
+from persistence.unit_of_work import UnitOfWork
 from resolvers.context import RequestContext
 
 
@@ -44,44 +45,48 @@ async def sign_up_agency(
     signup = rules.sign_up(agency_name, owner_email, password, plan_name, now)
     password_hash = await services.passwords.hash(password)
     token = services.tokens.new()
+
+    async def create(uow: UnitOfWork) -> tuple[Agency, User]:
+        if await agencies.email_in_use(uow.conn, signup.owner_email):
+            raise _email_taken("ownerEmail")
+        agency = await agencies.add_agency(uow.conn, signup, now)
+        primary = await agencies.add_sub_account(
+            uow.conn,
+            agency.id,
+            SubAccountKind.PRIMARY,
+            agency.name,
+            signup.owner_email,
+            now.date(),
+            signup.plan.knowledge_pack_credits,
+            now,
+        )
+        owner = await users.add_user(
+            uow.conn,
+            agency.id,
+            signup.owner_email,
+            password_hash,
+            Role.AGENCY_OWNER,
+            now,
+            all_sub_accounts=True,
+        )
+        if signup.included_seconds:
+            grant = Movement(
+                agency.id,
+                primary.id,
+                signup.included_tier,
+                signup.included_seconds,
+                LedgerKind.PLAN_GRANT,
+                f"plan:{agency.plan_name}:{signup.started_on}",
+            )
+            await ledger.apply(uow.conn, [grant], now)
+            await jobs.record_grant(uow.conn, agency.id, signup.started_on, now)
+        await users.add_session(
+            uow.conn, owner.id, services.tokens.digest(token), now, now + services.session_ttl
+        )
+        return agency, owner
+
     try:
-        async with services.uow() as uow:
-            if await agencies.email_in_use(uow.conn, signup.owner_email):
-                raise _email_taken("ownerEmail")
-            agency = await agencies.add_agency(uow.conn, signup, now)
-            primary = await agencies.add_sub_account(
-                uow.conn,
-                agency.id,
-                SubAccountKind.PRIMARY,
-                agency.name,
-                signup.owner_email,
-                now.date(),
-                signup.plan.knowledge_pack_credits,
-                now,
-            )
-            owner = await users.add_user(
-                uow.conn,
-                agency.id,
-                signup.owner_email,
-                password_hash,
-                Role.AGENCY_OWNER,
-                now,
-                all_sub_accounts=True,
-            )
-            if signup.included_seconds:
-                grant = Movement(
-                    agency.id,
-                    primary.id,
-                    signup.included_tier,
-                    signup.included_seconds,
-                    LedgerKind.PLAN_GRANT,
-                    f"plan:{agency.plan_name}:{signup.started_on}",
-                )
-                await ledger.apply(uow.conn, [grant], now)
-                await jobs.record_grant(uow.conn, agency.id, signup.started_on, now)
-            await users.add_session(
-                uow.conn, owner.id, services.tokens.digest(token), now, now + services.session_ttl
-            )
+        agency, owner = await services.transact(create)
     except IntegrityError:
         # Two sign-ups raced for one email; the unique constraint decided.
         raise _email_taken("ownerEmail") from None
@@ -122,13 +127,16 @@ async def login(ctx: RequestContext, email: str, password: str) -> SignedIn:
     if user is None:
         raise invalid
     token = services.tokens.new()
-    async with services.uow() as uow:
+
+    async def sign_in(uow: UnitOfWork) -> None:
         kind = AuditKind.USER_SIGNED_IN if ok else AuditKind.SIGN_IN_FAILED
         uow.publish(audit_event(user.agency_id, kind, now.isoformat(), email=user.email))
         if ok:
             await users.add_session(
                 uow.conn, user.id, services.tokens.digest(token), now, now + services.session_ttl
             )
+
+    await services.transact(sign_in)
     if not ok:
         raise invalid
     await services.rate_limiter.reset(f"login:email:{email}")
@@ -141,7 +149,9 @@ async def logout(ctx: RequestContext) -> bool:
     await ctx.require_session()
     token = ctx.token
     assert token is not None
-    async with ctx.services.uow() as uow:
-        return await users.revoke_session(
-            uow.conn, ctx.services.tokens.digest(token), ctx.services.clock()
-        )
+    digest = ctx.services.tokens.digest(token)
+
+    async def revoke(uow: UnitOfWork) -> bool:
+        return await users.revoke_session(uow.conn, digest, ctx.services.clock())
+
+    return await ctx.services.transact(revoke)

@@ -33,7 +33,7 @@ from persistence.queries import sub_accounts as sub_account_queries
 from persistence.queries.session import SessionContext, load_session
 from persistence.queries.sub_accounts import AutoAllocation
 from persistence.rate_limit import RateLimiter
-from persistence.unit_of_work import UnitOfWork
+from persistence.unit_of_work import RetryPolicy, UnitOfWork, transact
 from resolvers.security import API_KEY_PREFIX, Passwords, Tokens, bearer_token
 
 K = TypeVar("K")
@@ -68,6 +68,7 @@ class Services:
     prices: PriceBook = field(default_factory=PriceBook)
     removed_retention: timedelta = timedelta(days=30)
     health: HealthThresholds = field(default_factory=HealthThresholds)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
 
     @cached_property
     def replays(self) -> Replays:
@@ -75,7 +76,13 @@ class Services:
         return Replays(self.database)
 
     def uow(self) -> UnitOfWork:
+        """One unit of work, not retried: production code goes through `transact`."""
         return UnitOfWork(self.database, self.clock, self.wake_relay)
+
+    async def transact(self, work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
+        """`work` in a fresh unit of work, committed; run again after a deadlock or a
+        serialization failure, so it must build everything it returns inside itself."""
+        return await transact(self.uow, work, self.retry)
 
 
 class Loaders:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from functools import partial
+from uuid import UUID
 
 from sqlalchemy.exc import IntegrityError
 
@@ -10,6 +12,7 @@ from domain.billing_cycle import add_months
 from domain.ledger import LedgerKind, Movement
 from domain.money import minutes_to_seconds
 from persistence import jobs, ledger, outbox
+from persistence.unit_of_work import UnitOfWork
 from resolvers.context import Services
 
 
@@ -35,25 +38,32 @@ async def grant_plan_minutes(services: Services, today: date) -> int:
         async with services.database.read() as conn:
             done = await jobs.granted_periods(conn, agency.agency_id)
         for period in periods_until(agency.plan_started_on, today):
-            if period in done:
-                continue
-            now = services.clock()
-            grant = Movement(
-                agency.agency_id,
-                agency.primary_id,
-                agency.included_tier,
-                minutes_to_seconds(agency.included_monthly_minutes),
-                LedgerKind.PLAN_GRANT,
-                f"plan:{agency.plan_name}:{period}",
-            )
-            try:
-                async with services.uow() as uow:
-                    await jobs.record_grant(uow.conn, agency.agency_id, period, now)
-                    await ledger.apply(uow.conn, [grant], now)
-            except IntegrityError:
-                continue  # another run granted this period first
-            granted += 1
+            if period not in done:
+                granted += await _grant_period(services, agency, period)
     return granted
+
+
+async def _grant_period(services: Services, agency: jobs.GrantTerms, period: date) -> bool:
+    """True when this run granted the period, false when another run had."""
+    now = services.clock()
+    grant = Movement(
+        agency.agency_id,
+        agency.primary_id,
+        agency.included_tier,
+        minutes_to_seconds(agency.included_monthly_minutes),
+        LedgerKind.PLAN_GRANT,
+        f"plan:{agency.plan_name}:{period}",
+    )
+
+    async def record(uow: UnitOfWork) -> None:
+        await jobs.record_grant(uow.conn, agency.agency_id, period, now)
+        await ledger.apply(uow.conn, [grant], now)
+
+    try:
+        await services.transact(record)
+    except IntegrityError:
+        return False  # another run granted this period first
+    return True
 
 
 async def purge_removed(services: Services) -> int:
@@ -62,12 +72,19 @@ async def purge_removed(services: Services) -> int:
     async with services.database.read() as conn:
         due = await jobs.removed_before(conn, now - services.removed_retention)
     for sub_account_id in due:
-        async with services.uow() as uow:
-            await jobs.purge(uow.conn, sub_account_id, now)
+        await services.transact(partial(_purge, sub_account_id=sub_account_id, now=now))
     return len(due)
+
+
+async def _purge(uow: UnitOfWork, sub_account_id: UUID, now: datetime) -> None:
+    await jobs.purge(uow.conn, sub_account_id, now)
 
 
 async def prune_outbox(services: Services, keep: timedelta) -> int:
     """Published events older than `keep` can no longer be replayed with afterSequence."""
-    async with services.uow() as uow:
-        return await outbox.prune_published(uow.conn, services.clock() - keep)
+    cutoff = services.clock() - keep
+
+    async def prune(uow: UnitOfWork) -> int:
+        return await outbox.prune_published(uow.conn, cutoff)
+
+    return await services.transact(prune)

@@ -22,7 +22,6 @@ from domain.pricing import markup_bp
 from domain.transfer import plan_conversion
 from persistence import activities, agencies, idempotency, ledger, live
 from persistence.queries import sub_accounts as lists
-from persistence.queries.loaders import balances_by_sub_account
 from persistence.queries.paging import Page
 from persistence.unit_of_work import UnitOfWork
 from resolvers.context import RequestContext
@@ -78,26 +77,29 @@ async def create_sub_account(
     email = normalize_email(login_email, "loginEmail")
     markup = markup_bp(markup_percent) if markup_percent is not None else 0
     now = ctx.services.clock()
-    try:
-        async with ctx.services.uow() as uow:
-            agency = await agencies.agency_for_update(uow.conn, viewer.agency_id)
-            assert agency is not None
-            rules.check_cap(agency, await agencies.live_secondaries(uow.conn, agency.id))
-            if await agencies.email_in_use(uow.conn, email):
-                raise DomainError(
-                    ErrorCode.EMAIL_TAKEN, "That email is already in use.", ("loginEmail",)
-                )
-            return await agencies.add_sub_account(
-                uow.conn,
-                agency.id,
-                SubAccountKind.SECONDARY,
-                name,
-                email,
-                start or now.date(),
-                0,
-                now,
-                markup,
+
+    async def create(uow: UnitOfWork) -> SubAccount:
+        agency = await agencies.agency_for_update(uow.conn, viewer.agency_id)
+        assert agency is not None
+        rules.check_cap(agency, await agencies.live_secondaries(uow.conn, agency.id))
+        if await agencies.email_in_use(uow.conn, email):
+            raise DomainError(
+                ErrorCode.EMAIL_TAKEN, "That email is already in use.", ("loginEmail",)
             )
+        return await agencies.add_sub_account(
+            uow.conn,
+            agency.id,
+            SubAccountKind.SECONDARY,
+            name,
+            email,
+            start or now.date(),
+            0,
+            now,
+            markup,
+        )
+
+    try:
+        return await ctx.services.transact(create)
     except IntegrityError:
         raise DomainError(
             ErrorCode.EMAIL_TAKEN, "That email is already in use.", ("loginEmail",)
@@ -126,37 +128,41 @@ async def update_sub_account(
         if percent is not None:
             field = f"{tier.value.lower()}MarkupPercent"
             values[f"markup_{tier.value.lower()}_bp"] = markup_bp(percent, field)
+
+    async def update(uow: UnitOfWork) -> SubAccount:
+        [sub_account] = await lock_sub_accounts(uow, viewer, (global_id, "id"))
+        rules.check_changeable(sub_account)
+        if sub_account.is_primary and {"markup_basic_bp", "markup_premium_bp"} & set(values):
+            raise DomainError(
+                ErrorCode.INVALID_INPUT,
+                "The primary pays base cost: it has no markup.",
+                ("markupPercent",),
+            )
+        email = values.get("login_email")
+        if email not in (None, sub_account.login_email) and await agencies.email_in_use(
+            uow.conn, str(email)
+        ):
+            raise DomainError(
+                ErrorCode.EMAIL_TAKEN, "That email is already in use.", ("loginEmail",)
+            )
+        if values:
+            await agencies.update_sub_account(uow.conn, sub_account.id, **values)
+        return replace(sub_account, **values)  # type: ignore[arg-type]
+
     try:
-        async with ctx.services.uow() as uow:
-            [sub_account] = await lock_sub_accounts(uow, viewer, (global_id, "id"))
-            rules.check_changeable(sub_account)
-            if sub_account.is_primary and {"markup_basic_bp", "markup_premium_bp"} & set(values):
-                raise DomainError(
-                    ErrorCode.INVALID_INPUT,
-                    "The primary pays base cost: it has no markup.",
-                    ("markupPercent",),
-                )
-            email = values.get("login_email")
-            if email not in (None, sub_account.login_email) and await agencies.email_in_use(
-                uow.conn, str(email)
-            ):
-                raise DomainError(
-                    ErrorCode.EMAIL_TAKEN, "That email is already in use.", ("loginEmail",)
-                )
-            if values:
-                await agencies.update_sub_account(uow.conn, sub_account.id, **values)
+        return await ctx.services.transact(update)
     except IntegrityError:
         raise DomainError(
             ErrorCode.EMAIL_TAKEN, "That email is already in use.", ("loginEmail",)
         ) from None
-    return replace(sub_account, **values)  # type: ignore[arg-type]
 
 
 async def set_balance_source(
     ctx: RequestContext, global_id: str, source: BalanceSource
 ) -> SubAccount:
     viewer = await _administer(ctx)
-    async with ctx.services.uow() as uow:
+
+    async def change(uow: UnitOfWork) -> SubAccount:
         [sub_account] = await lock_sub_accounts(uow, viewer, (global_id, "id"))
         rules.check_changeable(sub_account)
         if sub_account.is_primary:
@@ -164,7 +170,9 @@ async def set_balance_source(
                 ErrorCode.INVALID_INPUT, "The primary always pays from its own balance.", ("id",)
             )
         await agencies.update_sub_account(uow.conn, sub_account.id, balance_source=source.value)
-    return replace(sub_account, balance_source=source)
+        return replace(sub_account, balance_source=source)
+
+    return await ctx.services.transact(change)
 
 
 async def set_auto_allocation(
@@ -179,7 +187,8 @@ async def set_auto_allocation(
                 (field,),
             )
     now = ctx.services.clock()
-    async with ctx.services.uow() as uow:
+
+    async def store(uow: UnitOfWork) -> SubAccount:
         [sub_account] = await lock_sub_accounts(uow, viewer, (global_id, "subAccountId"))
         rules.check_changeable(sub_account, "subAccountId")
         if sub_account.is_primary:
@@ -203,7 +212,9 @@ async def set_auto_allocation(
                 set_={k: v for k, v in values.items() if k != "sub_account_id"},
             )
         )
-    return sub_account
+        return sub_account
+
+    return await ctx.services.transact(store)
 
 
 async def suspend(ctx: RequestContext, global_id: str, note: str | None) -> SubAccount:
@@ -211,7 +222,8 @@ async def suspend(ctx: RequestContext, global_id: str, note: str | None) -> SubA
     viewer = await _administer(ctx)
     note = rules.check_note(note)
     now = ctx.services.clock()
-    async with ctx.services.uow() as uow:
+
+    async def pause(uow: UnitOfWork) -> SubAccount:
         [sub_account] = await lock_sub_accounts(uow, viewer, (global_id, "id"))
         if sub_account.status is SubAccountStatus.SUSPENDED:
             suspended = replace(sub_account, suspension_note=note)
@@ -233,12 +245,15 @@ async def suspend(ctx: RequestContext, global_id: str, note: str | None) -> SubA
             )
             await activities.pause_for_suspension(uow.conn, sub_account.id)
         uow.publish(banner_event(suspended))
-    return suspended
+        return suspended
+
+    return await ctx.services.transact(pause)
 
 
 async def restore(ctx: RequestContext, global_id: str) -> SubAccount:
     viewer = await _administer(ctx)
-    async with ctx.services.uow() as uow:
+
+    async def resume(uow: UnitOfWork) -> SubAccount:
         [sub_account] = await lock_sub_accounts(uow, viewer, (global_id, "id"))
         rules.check_restorable(sub_account)
         await agencies.update_sub_account(
@@ -249,7 +264,9 @@ async def restore(ctx: RequestContext, global_id: str) -> SubAccount:
             sub_account, status=SubAccountStatus.ACTIVE, suspended_at=None, suspension_note=None
         )
         uow.publish(banner_event(restored))
-    return restored
+        return restored
+
+    return await ctx.services.transact(resume)
 
 
 @dataclass(frozen=True)
@@ -286,9 +303,10 @@ async def remove(
     stopped, lines released, status REMOVED; kept for the retention period, then purged."""
     viewer = await _administer(ctx)
     now = ctx.services.clock()
-    async with ctx.services.uow() as uow:
-        primary = await ctx.loaders.primary_sub_account_by_agency.load(viewer.agency_id)
-        assert primary is not None
+    primary = await ctx.loaders.primary_sub_account_by_agency.load(viewer.agency_id)
+    assert primary is not None
+
+    async def close(uow: UnitOfWork) -> SubAccount:
         target, destination, locked_primary = await lock_sub_accounts(
             uow,
             viewer,
@@ -297,14 +315,14 @@ async def remove(
             (primary.id, "id"),
         )
         rules.check_removable(target, destination)
-        balances = (await balances_by_sub_account(uow.conn, [target.id]))[0]
+        # Both accounts' balances, locked in the global order before reading what to move:
+        # a batch of calls may be debiting the target right now.
+        held = await ledger.balances_for_update(uow.conn, [target.id, destination.id])
         reference = f"removal:{target.id}"
         moves = []
-        for balance in balances:
-            if balance.seconds:
-                plan = plan_conversion(
-                    target, destination, balance.tier, balance.seconds, ctx.services.prices
-                )
+        for tier in Tier:
+            if seconds := held.get((target.id, tier), 0):
+                plan = plan_conversion(target, destination, tier, seconds, ctx.services.prices)
                 moves += plan.movements(
                     viewer.agency_id,
                     target.id,
@@ -349,7 +367,9 @@ async def remove(
         for snapshot in await live.usage_snapshots(uow.conn, [destination], zone, now):
             uow.publish(usage_event(snapshot))
         uow.publish(banner_event(removed))
-    return removed
+        return removed
+
+    return await ctx.services.transact(close)
 
 
 async def transfer_credits(
@@ -362,7 +382,8 @@ async def transfer_credits(
     now = ctx.services.clock()
     scope = f"kp:{viewer.agency_id}"
     fingerprint = idempotency.request_hash("kp", {"from": from_id, "to": to_id, "n": credits})
-    async with ctx.services.uow() as uow:
+
+    async def move(uow: UnitOfWork) -> tuple[SubAccount, SubAccount]:
         source, destination = await lock_sub_accounts(
             uow, viewer, (from_id, "fromId"), (to_id, "toId")
         )
@@ -398,10 +419,14 @@ async def transfer_credits(
         )
         if idempotency_key:
             await idempotency.remember(uow.conn, scope, idempotency_key, fingerprint, {}, now)
-    return (
-        replace(source, knowledge_pack_credits=source.knowledge_pack_credits - credits),
-        replace(destination, knowledge_pack_credits=destination.knowledge_pack_credits + credits),
-    )
+        return (
+            replace(source, knowledge_pack_credits=source.knowledge_pack_credits - credits),
+            replace(
+                destination, knowledge_pack_credits=destination.knowledge_pack_credits + credits
+            ),
+        )
+
+    return await ctx.services.transact(move)
 
 
 async def sub_accounts_page(

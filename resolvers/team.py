@@ -85,7 +85,8 @@ async def invite_user(
     )
     secret = services.tokens.new(INVITATION_PREFIX)
     now = services.clock()
-    async with services.uow() as uow:
+
+    async def invite(uow: UnitOfWork) -> Invitation:
         if await agencies.email_in_use(uow.conn, invitee) or await store.pending_invitation_exists(
             uow.conn, invitee, now
         ):
@@ -106,7 +107,10 @@ async def invite_user(
         uow.publish(
             audit_event(viewer.agency_id, AuditKind.USER_INVITED, now.isoformat(), email=invitee)
         )
-    return await _send_invitation_mail(ctx, invitation, secret)
+        return invitation
+
+    invitation = await services.transact(invite)
+    return await _send_invitation_mail(ctx, invitation, secret)  # after commit, never twice
 
 
 async def _pending_invitation(uow: UnitOfWork, agency_id: UUID, global_id: str) -> Invitation:
@@ -125,13 +129,16 @@ async def resend_invitation(ctx: RequestContext, global_id: str) -> Sent:
     services = ctx.services
     secret = services.tokens.new(INVITATION_PREFIX)
     now = services.clock()
-    async with services.uow() as uow:
+    expires_at = now + rules.INVITATION_VALIDITY
+
+    async def renew(uow: UnitOfWork) -> Invitation:
         invitation = await _pending_invitation(uow, viewer.agency_id, global_id)
-        expires_at = now + rules.INVITATION_VALIDITY
         await store.renew_invitation(
             uow.conn, invitation.id, services.tokens.digest(secret), now, expires_at
         )
-    renewed = Invitation(**{**invitation.__dict__, "expires_at": expires_at})
+        return Invitation(**{**invitation.__dict__, "expires_at": expires_at})
+
+    renewed = await services.transact(renew)
     return await _send_invitation_mail(ctx, renewed, secret)
 
 
@@ -139,7 +146,8 @@ async def revoke_invitation(ctx: RequestContext, global_id: str) -> Invitation:
     viewer = await ctx.viewer()
     require(viewer, Action.MANAGE_USERS, Target(viewer.agency_id))
     now = ctx.services.clock()
-    async with ctx.services.uow() as uow:
+
+    async def revoke(uow: UnitOfWork) -> Invitation:
         invitation = await _pending_invitation(uow, viewer.agency_id, global_id)
         await store.close_invitation(uow.conn, invitation.id, now, accepted=False)
         uow.publish(
@@ -150,7 +158,9 @@ async def revoke_invitation(ctx: RequestContext, global_id: str) -> Invitation:
                 email=invitation.email,
             )
         )
-    return Invitation(**{**invitation.__dict__, "revoked_at": now})
+        return Invitation(**{**invitation.__dict__, "revoked_at": now})
+
+    return await ctx.services.transact(revoke)
 
 
 async def accept_invitation(ctx: RequestContext, secret: str, password: str) -> tuple[User, str]:
@@ -166,44 +176,50 @@ async def accept_invitation(ctx: RequestContext, secret: str, password: str) -> 
     check_password(password, invitation.email)
     password_hash = await services.passwords.hash(password)
     token = services.tokens.new()
-    try:
-        async with services.uow() as uow:
-            if not await store.close_invitation(uow.conn, invitation.id, now, accepted=True):
-                raise DomainError(ErrorCode.INVITATION_USED, "This invitation was already used.")
-            access = invitation.access
-            live = await store.sub_accounts_in_agency(
-                uow.conn, invitation.agency_id, access.sub_account_ids
-            )
-            user = await users.add_user(
-                uow.conn,
+
+    async def accept(uow: UnitOfWork) -> User:
+        if not await store.close_invitation(uow.conn, invitation.id, now, accepted=True):
+            raise DomainError(ErrorCode.INVITATION_USED, "This invitation was already used.")
+        access = invitation.access
+        live = await store.sub_accounts_in_agency(
+            uow.conn, invitation.agency_id, access.sub_account_ids
+        )
+        user = await users.add_user(
+            uow.conn,
+            invitation.agency_id,
+            invitation.email,
+            password_hash,
+            access.role,
+            now,
+            all_sub_accounts=access.all_sub_accounts,
+        )
+        await store.set_grants(uow.conn, user.id, live)  # removed meanwhile: dropped
+        await users.add_session(
+            uow.conn, user.id, services.tokens.digest(token), now, now + services.session_ttl
+        )
+        uow.publish(
+            audit_event(
                 invitation.agency_id,
-                invitation.email,
-                password_hash,
-                access.role,
-                now,
-                all_sub_accounts=access.all_sub_accounts,
+                AuditKind.INVITATION_ACCEPTED,
+                now.isoformat(),
+                email=invitation.email,
             )
-            await store.set_grants(uow.conn, user.id, live)  # removed meanwhile: dropped
-            await users.add_session(
-                uow.conn, user.id, services.tokens.digest(token), now, now + services.session_ttl
-            )
-            uow.publish(
-                audit_event(
-                    invitation.agency_id,
-                    AuditKind.INVITATION_ACCEPTED,
-                    now.isoformat(),
-                    email=invitation.email,
-                )
-            )
+        )
+        return user
+
+    try:
+        user = await services.transact(accept)
     except IntegrityError:
         raise DomainError(ErrorCode.EMAIL_TAKEN, "That email is already in use.") from None
     ctx.sign_in_as(token)
     return user, token
 
 
-async def _team_member(uow: UnitOfWork, agency_id: UUID, global_id: str, field: str) -> User:
+async def _team_member(
+    uow: UnitOfWork, agency_id: UUID, global_id: str, field: str, *, to_delete: bool = False
+) -> User:
     user = await store.user_in_agency(
-        uow.conn, agency_id, decode(global_id, "User", field), lock=True
+        uow.conn, agency_id, decode(global_id, "User", field), lock=True, to_delete=to_delete
     )
     if user is None:
         raise not_found(field, "user")
@@ -223,7 +239,8 @@ async def change_user_role(
         role, all_sub_accounts, decode_many(sub_account_ids, "SubAccount", "subAccountIds")
     )
     now = ctx.services.clock()
-    async with ctx.services.uow() as uow:
+
+    async def change(uow: UnitOfWork) -> User:
         target = await _team_member(uow, viewer.agency_id, global_id, "userId")
         team.check_role_change(target)
         await _check_grants(uow, viewer.agency_id, access)
@@ -238,15 +255,18 @@ async def change_user_role(
                 role=role.value,
             )
         )
-    return User(target.id, target.agency_id, target.email, access.role, access.all_sub_accounts)
+        return User(target.id, target.agency_id, target.email, access.role, access.all_sub_accounts)
+
+    return await ctx.services.transact(change)
 
 
 async def remove_user(ctx: RequestContext, global_id: str) -> User:
     viewer = await ctx.viewer()
     require(viewer, Action.MANAGE_USERS, Target(viewer.agency_id))
     now = ctx.services.clock()
-    async with ctx.services.uow() as uow:
-        target = await _team_member(uow, viewer.agency_id, global_id, "userId")
+
+    async def remove(uow: UnitOfWork) -> User:
+        target = await _team_member(uow, viewer.agency_id, global_id, "userId", to_delete=True)
         team.check_removal(viewer.user_id, target)
         await store.delete_user(uow.conn, target.id)
         uow.publish(access_changed(target.id))
@@ -255,14 +275,17 @@ async def remove_user(ctx: RequestContext, global_id: str) -> User:
                 viewer.agency_id, AuditKind.USER_REMOVED, now.isoformat(), email=target.email
             )
         )
-    return target
+        return target
+
+    return await ctx.services.transact(remove)
 
 
 async def transfer_ownership(ctx: RequestContext, global_id: str) -> User:
     viewer = await ctx.viewer()
     require(viewer, Action.TRANSFER_OWNERSHIP, Target(viewer.agency_id))
     now = ctx.services.clock()
-    async with ctx.services.uow() as uow:
+
+    async def hand_over(uow: UnitOfWork) -> User:
         target = await _team_member(uow, viewer.agency_id, global_id, "toUserId")
         team.check_ownership_transfer(viewer.user_id, target)
         await store.swap_owner(uow.conn, viewer.agency_id, viewer.user_id, target.id)
@@ -276,7 +299,9 @@ async def transfer_ownership(ctx: RequestContext, global_id: str) -> User:
                 email=target.email,
             )
         )
-    return User(target.id, target.agency_id, target.email, Role.AGENCY_OWNER, True)
+        return User(target.id, target.agency_id, target.email, Role.AGENCY_OWNER, True)
+
+    return await ctx.services.transact(hand_over)
 
 
 async def users_page(

@@ -19,6 +19,7 @@ from domain.pricing import minutes_to_whole_seconds
 from domain.transfer import TransferPlan, plan_transfer
 from persistence import idempotency, ledger, live
 from persistence.tables import MinuteTransferRow
+from persistence.unit_of_work import UnitOfWork
 from resolvers.context import RequestContext
 from resolvers.ids import decode, not_found
 from resolvers.sub_account import lock_sub_accounts
@@ -90,7 +91,8 @@ async def _transfer(
 ) -> TransferResult:
     viewer = await ctx.viewer()
     now = ctx.services.clock()
-    async with ctx.services.uow() as uow:
+
+    async def move(uow: UnitOfWork) -> TransferResult:
         source, destination = await lock_sub_accounts(
             uow, viewer, (from_id, "fromId"), (to_id, "toId")
         )
@@ -127,7 +129,9 @@ async def _transfer(
         zone = (await ctx.require_session()).agency.time_zone
         for snapshot in await live.usage_snapshots(uow.conn, [source, destination], zone, now):
             uow.publish(usage_event(snapshot))
-    return TransferResult(transfer_id, plan, source, destination)
+        return TransferResult(transfer_id, plan, source, destination)
+
+    return await ctx.services.transact(move)
 
 
 def _stored(transfer_id: UUID, plan: TransferPlan) -> dict[str, Any]:

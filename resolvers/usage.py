@@ -27,6 +27,7 @@ from persistence.queries.loaders import (
     primary_sub_accounts_by_agency,
     sub_accounts_by_id,
 )
+from persistence.unit_of_work import UnitOfWork
 from resolvers.api_keys import INGEST_SCOPE
 from resolvers.context import RequestContext
 
@@ -47,8 +48,9 @@ async def record_calls(ctx: RequestContext, calls: list[ReportedCall]) -> Record
         )
     services = ctx.services
     now = services.clock()
-    result = Recorded()
-    async with services.uow() as uow:
+
+    async def bill_batch(uow: UnitOfWork) -> Recorded:
+        result = Recorded()  # built afresh if the transaction runs again
         ids = sorted({c.sub_account_id for c in calls if c.sub_account_id is not None})
         found = await sub_accounts_by_id(uow.conn, ids)
         accounts = {a.id: a for a in found if a is not None and a.agency_id == key.agency_id}
@@ -79,7 +81,7 @@ async def record_calls(ctx: RequestContext, calls: list[ReportedCall]) -> Record
         }
         callers = {c.sub_account_id for c in new_calls if c.sub_account_id is not None}
         # Locked: the balances debited, and those the events report (exact as of commit).
-        balances = await usage.balances_for_update(uow.conn, funders | callers)
+        balances = await ledger.balances_for_update(uow.conn, funders | callers)
         billed = bill(new_calls, accounts, primary.id, balances, services.prices)
         reference = f"usage:{uuid.uuid4()}"
         movements = [
@@ -111,7 +113,9 @@ async def record_calls(ctx: RequestContext, calls: list[ReportedCall]) -> Record
             uow.publish(usage_event(snapshot, USAGE_UPDATED))
         active = await live.active_sub_accounts(uow.conn, agency.id)
         uow.publish(totals_event(agency.id, AgencyTotals(agency_seconds, active)))
-    return result
+        return result
+
+    return await services.transact(bill_batch)
 
 
 def _balances_after(

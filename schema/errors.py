@@ -2,7 +2,7 @@
 
 - Business-rule failures (`DomainError`) become `userErrors` in the mutation payload.
 - Not signed in / not allowed become GraphQL errors with extensions.code UNAUTHENTICATED /
-  FORBIDDEN.
+  FORBIDDEN; a transaction that lost to concurrent ones on every attempt, TRY_AGAIN.
 - Malformed requests keep graphql-core's message (code BAD_REQUEST); anything else is logged
   and masked, so no stack trace or SQL ever reaches a client.
 """
@@ -20,6 +20,7 @@ from strawberry.extensions import MaskErrors
 
 from domain.errors import AccessDenied, DomainError, NotAuthenticated
 from persistence.broker import SubscriberTooSlow
+from persistence.unit_of_work import TryAgain
 
 log = logging.getLogger("agencyhub.errors")
 
@@ -90,6 +91,8 @@ class ErrorPolicy(MaskErrors):
             return _with_code(error, original.message, original.code.value)
         if isinstance(original, SubscriberTooSlow):
             return _with_code(error, str(original), "SUBSCRIBER_TOO_SLOW")
+        if isinstance(original, TryAgain):  # logged where the retries gave up
+            return _with_code(error, str(original), "TRY_AGAIN")
         if error.path is None and (
             original is None or isinstance(original, (GraphQLError, ValueError, TypeError))
         ):

@@ -1,0 +1,195 @@
+"""The retrying unit of work: a transaction PostgreSQL rolls back for concurrency's sake
+(a real deadlock, a real serialization failure) runs again and commits; one that keeps losing
+ends in TryAgain; anything else fails at once, untried."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import func, select, text, update
+from sqlalchemy.exc import IntegrityError
+
+from domain.agency import sign_up
+from persistence import agencies
+from persistence.database import Database
+from persistence.records import agency_t
+from persistence.unit_of_work import RetryPolicy, TryAgain, UnitOfWork, transact
+from tests.deadlocks import Opponents
+
+now = lambda: datetime.now(UTC)
+postgresql_only = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+QUICK = RetryPolicy(attempts=4, first_delay=0.001, max_delay=0.005)
+
+
+async def new_agency(database: Database) -> uuid.UUID:
+    signup = sign_up("Retry", f"{uuid.uuid4().hex}@x.example", "correct-horse-battery", None, now())
+    async with UnitOfWork(database, now) as uow:
+        agency = await agencies.add_agency(uow.conn, signup, now())
+    return agency.id
+
+
+def renaming(agency_id: uuid.UUID, before: Callable[[UnitOfWork, int], Awaitable[None]]):
+    """Work that renames the agency after `before(uow, attempt)`; counts its attempts."""
+    attempts = 0
+
+    async def work(uow: UnitOfWork) -> int:
+        nonlocal attempts
+        attempts += 1
+        await before(uow, attempts)
+        await agencies.update_agency(uow.conn, agency_id, name=f"Renamed {attempts}")
+        return attempts
+
+    return work
+
+
+async def name_of(database: Database, agency_id: uuid.UUID) -> str:
+    async with database.read() as conn:
+        return str(await conn.scalar(select(agency_t.c.name).where(agency_t.c.id == agency_id)))
+
+
+def retry_messages(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
+    records = [r for r in caplog.records if r.name == "persistence.unit_of_work"]
+    assert all(r.exc_info is None for r in records)  # a line with its SQLSTATE, no traceback
+    return [(r.levelname, r.getMessage()) for r in records]
+
+
+@postgresql_only
+async def test_a_deadlock_victim_is_run_again_and_commits(database, caplog):
+    # given work that loses a real deadlock on its first attempt only
+    agency_id = await new_agency(database)
+    opponents = Opponents(database)
+
+    async def first_attempt_deadlocks(uow: UnitOfWork, attempt: int) -> None:
+        if attempt == 1:
+            await opponents.deadlock(uow.conn)
+
+    caplog.set_level(logging.INFO, "persistence.unit_of_work")
+
+    # when it runs through the unit of work
+    attempts = await transact(
+        lambda: UnitOfWork(database, now), renaming(agency_id, first_attempt_deadlocks), QUICK
+    )
+    await opponents.finished()
+
+    # then the second attempt committed, and the retry was logged with its SQLSTATE
+    assert attempts == 2
+    assert await name_of(database, agency_id) == "Renamed 2"
+    [(level, message)] = retry_messages(caplog)
+    assert level == "INFO" and "SQLSTATE 40P01" in message and "attempt 1 of 4" in message
+
+
+@postgresql_only
+async def test_a_serialization_failure_is_run_again_and_commits(database, caplog):
+    # given work that, at its first attempt, updates a row changed since its snapshot
+    agency_id = await new_agency(database)
+
+    async def first_attempt_loses_the_race(uow: UnitOfWork, attempt: int) -> None:
+        await uow.conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+        await uow.conn.execute(select(agency_t.c.name).where(agency_t.c.id == agency_id))
+        if attempt == 1:
+            async with database.transaction() as other:
+                await other.execute(
+                    update(agency_t).where(agency_t.c.id == agency_id).values(name="Theirs")
+                )
+
+    caplog.set_level(logging.INFO, "persistence.unit_of_work")
+
+    # when it runs through the unit of work
+    attempts = await transact(
+        lambda: UnitOfWork(database, now), renaming(agency_id, first_attempt_loses_the_race), QUICK
+    )
+
+    # then the first attempt failed with 40001 and the second committed over the other change
+    assert attempts == 2
+    assert await name_of(database, agency_id) == "Renamed 2"
+    [(level, message)] = retry_messages(caplog)
+    assert level == "INFO" and "SQLSTATE 40001" in message
+
+
+@postgresql_only
+async def test_a_transaction_that_keeps_deadlocking_ends_in_try_again(database, caplog):
+    # given work that loses a real deadlock at every attempt
+    agency_id = await new_agency(database)
+    before = await name_of(database, agency_id)
+    opponents = Opponents(database)
+
+    async def always_deadlocks(uow: UnitOfWork, attempt: int) -> None:
+        await opponents.deadlock(uow.conn)
+
+    caplog.set_level(logging.INFO, "persistence.unit_of_work")
+    work = renaming(agency_id, always_deadlocks)
+
+    # when it runs through the unit of work
+    with pytest.raises(TryAgain):
+        await transact(lambda: UnitOfWork(database, now), work, QUICK)
+    await opponents.finished()
+
+    # then it was tried four times, changed nothing, and said so once at WARNING
+    assert opponents.played == 4
+    assert await name_of(database, agency_id) == before
+    messages = retry_messages(caplog)
+    assert [level for level, _ in messages] == ["INFO", "INFO", "INFO", "WARNING"]
+    assert all("SQLSTATE 40P01" in message for _, message in messages)
+    assert "gave up after 4 attempts" in messages[-1][1]
+
+
+async def test_other_errors_are_not_retried(database, caplog):
+    # given work that breaks a unique constraint, and work that a rule refuses
+    agency_id = await new_agency(database)
+    attempts = 0
+
+    async def duplicate(uow: UnitOfWork) -> None:
+        nonlocal attempts
+        attempts += 1
+        await uow.conn.execute(
+            agency_t.insert().from_select(
+                [c.name for c in agency_t.c],
+                select(*agency_t.c).where(agency_t.c.id == agency_id),
+            )
+        )
+
+    caplog.set_level(logging.INFO, "persistence.unit_of_work")
+
+    # when it runs through the unit of work
+    with pytest.raises(IntegrityError):
+        await transact(lambda: UnitOfWork(database, now), duplicate, QUICK)
+
+    # then it ran once
+    assert attempts == 1
+    assert retry_messages(caplog) == []
+    async with database.read() as conn:
+        assert await conn.scalar(select(func.count()).select_from(agency_t)) == 1
+
+
+@sqlite_only
+async def test_sqlite_busy_past_its_timeout_is_try_again_without_more_waiting(database_url, caplog):
+    # given another writer holding SQLite's one write lock, and a 50 ms busy timeout
+    database = Database(database_url, busy_timeout_ms=50)
+    writer = sqlite3.connect(database_url.split("///", 1)[1], isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    attempts = 0
+
+    async def work(uow: UnitOfWork) -> None:
+        nonlocal attempts
+        attempts += 1
+
+    caplog.set_level(logging.INFO, "persistence.unit_of_work")
+    try:
+        # when a write transaction starts
+        with pytest.raises(TryAgain):
+            await transact(lambda: UnitOfWork(database, now), work, QUICK)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+        await database.dispose()
+
+    # then it gave up at once: the busy timeout was the waiting
+    assert attempts == 0
+    [(level, message)] = retry_messages(caplog)
+    assert level == "WARNING" and "database is locked" in message
