@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test install services lint format schema bench clean
+.PHONY: run test install services clients lint format schema bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,11 +22,20 @@ run: install
 	$(BIN)/agencyhub serve
 
 ## make test: install, make sure PostgreSQL and Redis are up, run the whole suite.
-test: install services
+test: install services clients
 	$(BIN)/python -m pytest
 
 services:
 	./scripts/services.sh
+
+# The clients our users run, for the tests in tests/e2e (not needed by `make run`): the npm
+# packages from the committed lock file.
+CLIENTS := tests/clients
+
+$(CLIENTS)/node_modules/.package-lock.json: $(CLIENTS)/package-lock.json
+	cd $(CLIENTS) && npm ci --no-audit --no-fund
+
+clients: $(CLIENTS)/node_modules/.package-lock.json
 
 lint: install
 	$(BIN)/ruff check .
