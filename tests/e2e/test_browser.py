@@ -68,6 +68,7 @@ def front_end() -> Iterator[str]:
 @pytest.fixture(scope="module")
 async def origins(tmp_path_factory, databases):
     """(server base URL, a listed front end's origin, an unlisted one's)."""
+    assert all(path.exists() for path, _ in FILES.values()), "npm packages missing: make clients"
     await empty_all_tables(databases["postgresql"])
     with front_end() as listed, front_end() as unlisted:
         env = production_env(
