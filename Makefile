@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test install services lint format schema bench clean
+.PHONY: run test install services clients browser lint format schema bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,12 +21,29 @@ run: install
 	$(BIN)/agencyhub migrate
 	$(BIN)/agencyhub serve
 
-## make test: install, make sure PostgreSQL and Redis are up, run the whole suite.
-test: install services
+## make test: install (with the clients the end-to-end tests drive), make sure PostgreSQL and
+## Redis are up, run the whole suite.
+test: install services clients
 	$(BIN)/python -m pytest
 
 services:
 	./scripts/services.sh
+
+# The clients our users run, for the tests in tests/e2e (not needed by `make run`): the npm
+# packages from the committed lock file, and Debian's chromium with its chromedriver.
+CLIENTS := tests/clients
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+$(CLIENTS)/node_modules/.package-lock.json: $(CLIENTS)/package-lock.json
+	cd $(CLIENTS) && npm ci --no-audit --no-fund
+
+browser:
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends \
+	    chromium chromium-driver; }
+
+clients: $(CLIENTS)/node_modules/.package-lock.json browser
 
 lint: install
 	$(BIN)/ruff check .

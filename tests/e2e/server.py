@@ -14,6 +14,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.conftest import REDIS_URL
+
 AGENCYHUB = str(Path(sys.executable).with_name("agencyhub"))
 
 
@@ -21,6 +23,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def production_env(database_url: str, **env: str) -> dict[str, str]:
+    """The production shape: PostgreSQL and Redis (with a fast relay and cheap password
+    hashing, for quick tests)."""
+    return dict(
+        DATABASE_URL=database_url,
+        REDIS_URL=REDIS_URL,
+        SECRET_KEY="e2e",
+        OUTBOX_POLL_SECONDS="0.1",
+        ARGON2_TIME_COST="1",
+        ARGON2_MEMORY_KIB="1024",
+        **env,
+    )
 
 
 @contextmanager

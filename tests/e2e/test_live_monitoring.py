@@ -11,13 +11,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.conftest import REDIS_URL, empty_all_tables
-from tests.e2e.server import AGENCYHUB, running_server
+from tests.e2e.server import AGENCYHUB, production_env, running_server
 from tests.e2e.test_server_process import SIGN_UP, post, receive, ws_connect
 
 pytestmark = pytest.mark.e2e
 
-CREATE = """mutation { createSubAccount(input: {name: "Live client", loginEmail: "live@c.example",
-  markupPercent: "25"}) { subAccount { id } } }"""
+CREATE = """mutation($email: String!) { createSubAccount(input: {name: "Live client",
+  loginEmail: $email, markupPercent: "25"}) { subAccount { id } } }"""
 TRANSFER = """mutation($from: ID!, $to: ID!) { transferMinutes(input: {fromId: $from, toId: $to,
   tier: PREMIUM, minutes: "10"}) { transfer { receivedSeconds } } }"""
 KEY = 'mutation { createApiKey(input: {name: "platform"}) { secret } }'
@@ -66,22 +66,25 @@ async def next_data(ws, field, timeout=10):
 @pytest.fixture
 async def two_servers(tmp_path, databases):
     await empty_all_tables(databases["postgresql"])
-    env = dict(
-        DATABASE_URL=databases["postgresql"],
-        REDIS_URL=REDIS_URL,
-        SECRET_KEY="e2e",
-        OUTBOX_POLL_SECONDS="0.1",
-    )
+    env = production_env(databases["postgresql"])
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     with running_server(tmp_path / "a", **env) as a, running_server(tmp_path / "b", **env) as b:
-        token = post(a, SIGN_UP, {"email": "watch@e2e.example"})["data"]["signUpAgency"]["token"]
-        viewer = post(a, "{ viewer { agency { primarySubAccount { id } } } }", token=token)
-        primary = viewer["data"]["viewer"]["agency"]["primarySubAccount"]["id"]
-        client = post(a, CREATE, token=token)["data"]["createSubAccount"]["subAccount"]["id"]
-        post(a, TRANSFER, {"from": primary, "to": client}, token)
-        key = post(a, KEY, token=token)["data"]["createApiKey"]["secret"]
-        yield a, b, token, client, key
+        yield a, b, *an_agency_with_a_client(a)
+
+
+def an_agency_with_a_client(base):
+    """(owner's token, a client's id, an ingestion API key) of a new agency; the client holds
+    480 PREMIUM seconds at 25 % markup, moved there from the primary by one transfer."""
+    name = uuid.uuid4().hex[:12]
+    token = post(base, SIGN_UP, {"email": f"{name}@e2e.example"})["data"]["signUpAgency"]["token"]
+    viewer = post(base, "{ viewer { agency { primarySubAccount { id } } } }", token=token)
+    primary = viewer["data"]["viewer"]["agency"]["primarySubAccount"]["id"]
+    created = post(base, CREATE, {"email": f"{name}@client.example"}, token)
+    client = created["data"]["createSubAccount"]["subAccount"]["id"]
+    post(base, TRANSFER, {"from": primary, "to": client}, token)
+    key = post(base, KEY, token=token)["data"]["createApiKey"]["secret"]
+    return token, client, key
 
 
 async def test_a_call_recorded_on_one_process_reaches_a_subscriber_on_the_other(two_servers):
@@ -154,7 +157,8 @@ async def test_serve_with_two_workers_shares_events_between_them(tmp_path, datab
     )
     with running_server(tmp_path, **env) as url:
         token = post(url, SIGN_UP, {"email": "two@e2e.example"})["data"]["signUpAgency"]["token"]
-        client = post(url, CREATE, token=token)["data"]["createSubAccount"]["subAccount"]["id"]
+        created = post(url, CREATE, {"email": "live@c.example"}, token)
+        client = created["data"]["createSubAccount"]["subAccount"]["id"]
         key = post(url, KEY, token=token)["data"]["createApiKey"]["secret"]
         sockets = [await ws_connect(url, token) for _ in range(4)]
         try:

@@ -8,8 +8,8 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.conftest import REDIS_URL, empty_all_tables
-from tests.e2e.server import running_server
+from tests.conftest import empty_all_tables
+from tests.e2e.server import production_env, running_server
 from tests.factories import PASSWORD
 from tests.mailbox import latest_token_for
 
@@ -60,13 +60,7 @@ async def receive(ws, timeout=10):
 async def postgres_server(tmp_path, databases):
     """The production shape: PostgreSQL + Redis. (The embedded default is tested below.)"""
     await empty_all_tables(databases["postgresql"])
-    with running_server(
-        tmp_path,
-        DATABASE_URL=databases["postgresql"],
-        REDIS_URL=REDIS_URL,
-        SECRET_KEY="e2e",
-        OUTBOX_POLL_SECONDS="0.1",
-    ) as base:
+    with running_server(tmp_path, **production_env(databases["postgresql"])) as base:
         yield base
 
 
@@ -216,12 +210,7 @@ async def test_an_open_subscription_ends_when_its_users_access_goes(
     await empty_all_tables(databases["postgresql"])
     mail_dir = tmp_path / "mail"
     with running_server(
-        tmp_path,
-        DATABASE_URL=databases["postgresql"],
-        REDIS_URL=REDIS_URL,
-        SECRET_KEY="e2e",
-        OUTBOX_POLL_SECONDS="0.1",
-        MAIL_DIR=str(mail_dir),
+        tmp_path, **production_env(databases["postgresql"], MAIL_DIR=str(mail_dir))
     ) as base:
         owner = post(base, SIGN_UP, {"email": "boss@e2e.example"})["data"]["signUpAgency"]["token"]
         ws, admin_id = await _watching_admin(base, mail_dir, owner, "watcher@e2e.example")

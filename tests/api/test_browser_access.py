@@ -1,0 +1,143 @@
+"""Browser front ends on other origins (CORS_ALLOWED_ORIGINS) and WebSocket keep-alive, in
+process: HTTP through the ASGI transport; WebSocket through uvicorn serving the app on a local
+port with the server's own WebSocket protocol (handshakes and frames are real)."""
+
+import asyncio
+import contextlib
+import json
+
+import pytest
+import uvicorn
+import websockets
+from websockets.exceptions import InvalidStatus
+
+from agencyhub.app import create_app
+from agencyhub.websocket import SmallDeflate
+from tests.conftest import make_settings
+from tests.e2e.server import free_port
+
+APP = "https://app.example"
+LISTED = "https://App.example:443,http://127.0.0.1:3000"  # normalised as browsers send them
+OTHER = "https://evil.example"
+PREFLIGHT = {"access-control-request-method": "POST"}
+WITH_TOKEN = {**PREFLIGHT, "access-control-request-headers": "authorization,content-type"}
+
+
+@pytest.fixture
+def settings(tmp_path, databases):
+    """The CORS rules do not depend on the database: SQLite only."""
+    return make_settings(tmp_path, databases["sqlite"], cors_allowed_origins=LISTED)
+
+
+@pytest.mark.parametrize("origin", [APP, "http://127.0.0.1:3000"])
+async def test_a_preflight_from_a_listed_origin_allows_the_token_header(app_client, origin):
+    response = await app_client.options("/graphql", headers={"origin": origin, **WITH_TOKEN})
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == origin
+    allowed = {
+        h.strip().lower() for h in response.headers["access-control-allow-headers"].split(",")
+    }
+    assert {"authorization", "content-type"} <= allowed
+    assert "POST" in response.headers["access-control-allow-methods"]
+    assert response.headers["access-control-max-age"] == "600"
+
+
+async def test_a_preflight_from_another_origin_is_refused(app_client):
+    response = await app_client.options("/graphql", headers={"origin": OTHER, **WITH_TOKEN})
+    assert response.status_code == 400
+    assert "access-control-allow-origin" not in response.headers
+
+
+async def test_a_preflight_asking_for_another_header_is_refused(app_client):
+    headers = {"origin": APP, **PREFLIGHT, "access-control-request-headers": "x-api-key"}
+    response = await app_client.options("/graphql", headers=headers)
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize(("origin", "readable"), [(APP, True), (OTHER, False)])
+async def test_only_listed_origins_may_read_answers(app_client, origin, readable):
+    response = await app_client.post(
+        "/graphql", json={"query": "{ __typename }"}, headers={"origin": origin}
+    )
+    assert response.json() == {"data": {"__typename": "Query"}}  # browsers enforce, not us
+    assert ("access-control-allow-origin" in response.headers) is readable
+
+
+@pytest.mark.parametrize(
+    "origins", ["*", "https://app.example,*", "https://app.example/admin", "app.example"]
+)
+def test_anything_but_exact_origins_stops_the_start(tmp_path, databases, origins):
+    settings = make_settings(tmp_path, databases["sqlite"], cors_allowed_origins=origins)
+    with pytest.raises(ValueError, match="CORS_ALLOWED_ORIGINS"):
+        create_app(settings)
+
+
+@contextlib.asynccontextmanager
+async def serving(settings):
+    """The app behind uvicorn on a free local port, with the server's WebSocket protocol."""
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=port, ws=SmallDeflate, log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:
+                assert not task.done(), "uvicorn stopped while starting"
+                await asyncio.sleep(0.01)
+        yield f"ws://127.0.0.1:{port}/graphql"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@pytest.fixture
+async def server(settings):
+    async with serving(settings) as url:
+        yield url
+
+
+async def connected(url, origin=None):
+    """A socket past connection_ack (any origin header as given), with nothing else read."""
+    ws = await websockets.connect(url, origin=origin, subprotocols=["graphql-transport-ws"])
+    await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+    assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "connection_ack"
+    return ws
+
+
+async def test_a_websocket_from_another_origin_is_refused_at_the_upgrade(server):
+    with pytest.raises(InvalidStatus) as refused:
+        await websockets.connect(server, origin=OTHER, subprotocols=["graphql-transport-ws"])
+    assert refused.value.response.status_code == 403
+
+
+@pytest.mark.parametrize("origin", [APP, "http://127.0.0.1:3000", None])
+async def test_a_websocket_from_a_listed_origin_or_from_no_browser_is_accepted(server, origin):
+    ws = await connected(server, origin)
+    await ws.close()
+
+
+async def test_a_quiet_socket_gets_keep_alive_pings_as_text(tmp_path, databases):
+    settings = make_settings(tmp_path, databases["sqlite"], ws_keepalive_seconds=0.2)
+    async with serving(settings) as url:
+        ws = await connected(url)
+        try:
+            frames = [await asyncio.wait_for(ws.recv(), 2) for _ in range(2)]
+        finally:
+            await ws.close()
+    assert frames == ['{"type":"ping"}'] * 2
+
+
+async def test_no_pings_when_keep_alive_is_off(tmp_path, databases):
+    settings = make_settings(tmp_path, databases["sqlite"], ws_keepalive_seconds=0)
+    async with serving(settings) as url:
+        ws = await connected(url)
+        try:
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(ws.recv(), 1)  # five times what pinged the socket above
+            await ws.send(json.dumps({"type": "ping"}))
+            answer = await asyncio.wait_for(ws.recv(), 5)
+        finally:
+            await ws.close()
+    assert json.loads(answer) == {"type": "pong"}  # the socket lives; nothing came before
