@@ -21,9 +21,14 @@ from persistence.records import agency_t
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
-    from agencyhub.app import create_app
+    from agencyhub.app import browser_origins, create_app
     from agencyhub.websocket import SmallDeflate
 
+    try:
+        browser_origins(settings)
+    except ValueError as error:
+        print(f"agencyhub: {error}", file=sys.stderr)
+        return 2
     workers = args.workers or settings.workers
     if workers > 1 and (settings.is_embedded or not settings.redis_url):
         print(
