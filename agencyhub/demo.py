@@ -80,7 +80,7 @@ async def seed_demo(settings: Settings) -> int:
                             now,
                         )
 
-            await services.transact(populate)
+            await services.transact(populate, audited=False)  # demo data, not a user's change
             await relay.relay_once()
     print("Demo agency ready. Sign in with the `login` mutation as any of:")
     for email, role in ((OWNER, Role.AGENCY_OWNER), *TEAM):

@@ -1,16 +1,25 @@
-"""Rules of a sub-account's life: the plan's cap, suspension and its banner, removal."""
+"""Rules of a sub-account's life: the plan's cap, editing, suspension, removal, credits.
+
+Each change is a pure transition: the sub-account(s) before → `Changed` (the new state, the
+events to announce, the audit line). The use case loads, calls, saves, and hands the rest to
+its unit of work.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import datetime
 from enum import StrEnum
 
-from domain.agency import Agency, SubAccount, SubAccountStatus
+from domain.agency import Agency, BalanceSource, SubAccount, SubAccountStatus
+from domain.audit import AuditKind, AuditNote, Subject
+from domain.banner import Banner, banner_of
 from domain.errors import DomainError, ErrorCode
+from domain.events import Changed, banner_event
+
+__all__ = ["Banner", "banner_of"]
 
 MAX_NOTE_LENGTH = 150
-SUSPENDED_MESSAGE = "This account is paused by your agency. You can still sign in and read it."
 
 
 class ActivityKind(StrEnum):
@@ -29,22 +38,6 @@ class LineRelease(StrEnum):
 class ActivityStatus(StrEnum):
     ACTIVE = "ACTIVE"
     PAUSED = "PAUSED"
-
-
-@dataclass(frozen=True)
-class Banner:
-    active: bool
-    message: str
-    note: str | None
-    since: datetime | None
-
-
-def banner_of(sub_account: SubAccount) -> Banner:
-    if sub_account.status is SubAccountStatus.SUSPENDED:
-        return Banner(
-            True, SUSPENDED_MESSAGE, sub_account.suspension_note, sub_account.suspended_at
-        )
-    return Banner(False, "", None, None)
 
 
 def check_cap(agency: Agency, live_secondaries: int) -> None:
@@ -117,3 +110,146 @@ def _not_primary(sub_account: SubAccount, what: str) -> None:
             f"The primary sub-account cannot be {what}.",
             ("id",),
         )
+
+
+def subject(sub_account: SubAccount) -> Subject:
+    return Subject("SubAccount", sub_account.id)
+
+
+def _announced(sub_account: SubAccount, kind: AuditKind, summary: str) -> Changed[SubAccount]:
+    """A change the client's banner reflects."""
+    return Changed(
+        sub_account,
+        (banner_event(sub_account.id, banner_of(sub_account)),),
+        AuditNote(kind, summary, subject(sub_account)),
+    )
+
+
+def suspend(sub_account: SubAccount, note: str | None, now: datetime) -> Changed[SubAccount]:
+    """Suspends it; a second suspension only edits the note on the banner."""
+    if sub_account.status is SubAccountStatus.SUSPENDED:
+        edited = replace(sub_account, suspension_note=note)
+        return _announced(
+            edited, AuditKind.SUBACCOUNT_SUSPENDED, f"changed the suspension note of {edited.name}"
+        )
+    check_suspendable(sub_account)
+    suspended = replace(
+        sub_account, status=SubAccountStatus.SUSPENDED, suspended_at=now, suspension_note=note
+    )
+    return _announced(suspended, AuditKind.SUBACCOUNT_SUSPENDED, f"suspended {suspended.name}")
+
+
+def restore(sub_account: SubAccount) -> Changed[SubAccount]:
+    check_restorable(sub_account)
+    restored = replace(
+        sub_account, status=SubAccountStatus.ACTIVE, suspended_at=None, suspension_note=None
+    )
+    return _announced(restored, AuditKind.SUBACCOUNT_RESTORED, f"restored {restored.name}")
+
+
+def remove(sub_account: SubAccount, destination: SubAccount, now: datetime) -> Changed[SubAccount]:
+    """REMOVED, its credits gone (to the primary, by the use case), its banner down."""
+    check_removable(sub_account, destination)
+    removed = replace(
+        sub_account,
+        status=SubAccountStatus.REMOVED,
+        removed_at=now,
+        knowledge_pack_credits=0,
+        suspended_at=None,
+        suspension_note=None,
+    )
+    return _announced(
+        removed,
+        AuditKind.SUBACCOUNT_REMOVED,
+        f"removed {removed.name}; its minutes went to {destination.name}",
+    )
+
+
+def edit(
+    sub_account: SubAccount,
+    name: str | None,
+    login_email: str | None,
+    markups: dict[str, int],
+) -> Changed[SubAccount]:
+    """Name, login email and markups (`markup_basic_bp`/`markup_premium_bp`) as given."""
+    check_changeable(sub_account)
+    if sub_account.is_primary and markups:
+        raise DomainError(
+            ErrorCode.INVALID_INPUT,
+            "The primary pays base cost: it has no markup.",
+            ("markupPercent",),
+        )
+    edited = replace(
+        sub_account,
+        name=sub_account.name if name is None else name,
+        login_email=sub_account.login_email if login_email is None else login_email,
+        **markups,  # type: ignore[arg-type]
+    )
+    what = [
+        label
+        for label, changed in (
+            ("name", edited.name != sub_account.name),
+            ("login email", edited.login_email != sub_account.login_email),
+            (
+                "markup",
+                (edited.markup_basic_bp, edited.markup_premium_bp)
+                != (sub_account.markup_basic_bp, sub_account.markup_premium_bp),
+            ),
+        )
+        if changed
+    ]
+    summary = f"updated {', '.join(what) or 'nothing'} of {edited.name}"
+    return Changed(edited, (), AuditNote(AuditKind.SUBACCOUNT_UPDATED, summary, subject(edited)))
+
+
+def set_balance_source(sub_account: SubAccount, source: BalanceSource) -> Changed[SubAccount]:
+    check_changeable(sub_account)
+    if sub_account.is_primary:
+        raise DomainError(
+            ErrorCode.INVALID_INPUT, "The primary always pays from its own balance.", ("id",)
+        )
+    changed = replace(sub_account, balance_source=source)
+    payer = "the agency" if source is BalanceSource.AGENCY else "its own balance"
+    return Changed(
+        changed,
+        (),
+        AuditNote(
+            AuditKind.BALANCE_SOURCE_CHANGED,
+            f"{changed.name} now pays for its calls from {payer}",
+            subject(changed),
+        ),
+    )
+
+
+def move_credits(
+    source: SubAccount, destination: SubAccount, credits: int
+) -> Changed[tuple[SubAccount, SubAccount]]:
+    """Whole Knowledge Pack credits between the primary and a secondary, never below zero."""
+    if credits <= 0:
+        raise DomainError(ErrorCode.INVALID_INPUT, "Move at least one credit.", ("credits",))
+    if source.id == destination.id:
+        raise DomainError(
+            ErrorCode.SAME_SUBACCOUNT, "Choose two different sub-accounts.", ("toId",)
+        )
+    if not (source.is_primary or destination.is_primary):
+        raise DomainError(
+            ErrorCode.INVALID_INPUT, "Credits move between the primary and a secondary.", ("toId",)
+        )
+    check_changeable(source, "fromId")
+    check_changeable(destination, "toId")
+    if source.knowledge_pack_credits < credits:
+        raise DomainError(
+            ErrorCode.INSUFFICIENT_CREDITS,
+            f"Only {source.knowledge_pack_credits} credits are left.",
+            ("credits",),
+        )
+    moved = (
+        replace(source, knowledge_pack_credits=source.knowledge_pack_credits - credits),
+        replace(destination, knowledge_pack_credits=destination.knowledge_pack_credits + credits),
+    )
+    secondary = destination if source.is_primary else source
+    summary = (
+        f"moved {credits} Knowledge Pack credit{'s' if credits != 1 else ''} "
+        f"from {source.name} to {destination.name}"
+    )
+    return Changed(moved, (), AuditNote(AuditKind.CREDITS_TRANSFERRED, summary, subject(secondary)))

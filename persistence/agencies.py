@@ -7,6 +7,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import exists, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.agency import (
@@ -28,6 +29,9 @@ from persistence.records import (
     sub_account_t,
     user_t,
 )
+from persistence.tables import AutoAllocationRow
+
+auto_allocation_t = AutoAllocationRow.__table__
 
 
 async def email_in_use(conn: AsyncConnection, email: str) -> bool:
@@ -162,6 +166,55 @@ async def sub_accounts_for_update(
         .with_for_update(key_share=True)
     )
     return {row.id: sub_account_from(row) for row in await conn.execute(query)}
+
+
+async def save_sub_account(conn: AsyncConnection, sub_account: SubAccount) -> None:
+    """Write a sub-account's state as its entity has it (what a transition returned)."""
+    await conn.execute(
+        update(sub_account_t)
+        .where(sub_account_t.c.id == sub_account.id)
+        .values(
+            name=sub_account.name,
+            login_email=sub_account.login_email,
+            status=sub_account.status.value,
+            balance_source=sub_account.balance_source.value,
+            knowledge_pack_credits=sub_account.knowledge_pack_credits,
+            markup_basic_bp=sub_account.markup_basic_bp,
+            markup_premium_bp=sub_account.markup_premium_bp,
+            suspended_at=sub_account.suspended_at,
+            suspension_note=sub_account.suspension_note,
+            removed_at=sub_account.removed_at,
+        )
+    )
+
+
+async def save_auto_allocation(
+    conn: AsyncConnection,
+    sub_account_id: uuid.UUID,
+    enabled: bool,
+    basic_minutes: int,
+    premium_minutes: int,
+    now: datetime,
+) -> None:
+    values = {
+        "enabled": enabled,
+        "basic_minutes": basic_minutes,
+        "premium_minutes": premium_minutes,
+        "updated_at": now,
+    }
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    upsert = dialect.insert(auto_allocation_t).values(sub_account_id=sub_account_id, **values)
+    await conn.execute(upsert.on_conflict_do_update(index_elements=["sub_account_id"], set_=values))
+
+
+async def stop_auto_allocation(
+    conn: AsyncConnection, sub_account_id: uuid.UUID, now: datetime
+) -> None:
+    await conn.execute(
+        update(auto_allocation_t)
+        .where(auto_allocation_t.c.sub_account_id == sub_account_id)
+        .values(enabled=False, updated_at=now)
+    )
 
 
 async def update_sub_account(

@@ -27,7 +27,7 @@ import orjson
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from domain.events import Event
+from domain.events import Event, encode
 from persistence.broker import Broker, Message, SubscriberTooSlow
 from persistence.database import Database
 from persistence.tables import OutboxRow
@@ -53,9 +53,9 @@ async def write_events(conn: AsyncConnection, events: Sequence[Event], now: date
         [
             {
                 "topic": e.topic,
-                "kind": e.kind,
+                "kind": e.kind.value,
                 "key": e.key,
-                "payload": orjson.dumps(e.payload).decode(),
+                "payload": orjson.dumps(encode(e)).decode(),
                 "created_at": now,
             }
             for e in events

@@ -435,3 +435,23 @@ class AgencyUsagePeriodRow(Base):
     agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"), primary_key=True)
     period_start: Mapped[date] = mapped_column(Date, primary_key=True)
     seconds: Mapped[int] = mapped_column(BigInteger, server_default="0")
+
+
+class AuditLogRow(Base):
+    """Who changed what in an agency, one line each; written in the change's transaction and
+    kept (it is not pruned with the outbox)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_agency_id", "agency_id", "id"),
+        Index("ix_audit_log_agency_kind_id", "agency_id", "kind", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"))
+    kind: Mapped[str] = mapped_column(String(40))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    email: Mapped[str | None] = mapped_column(String(254))
+    subject_type: Mapped[str | None] = mapped_column(String(40))
+    subject_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    summary: Mapped[str] = mapped_column(Text)

@@ -19,7 +19,7 @@ import asyncio
 import logging
 import random
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,7 +29,9 @@ from typing import TypeVar
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from domain.events import Event
+from domain.audit import Actor, AuditNote
+from domain.events import Event, audit_recorded
+from persistence import audit
 from persistence.database import Database
 from persistence.outbox import write_events
 
@@ -124,18 +126,33 @@ async def transact(
 _TRY_AGAIN = "The database was too busy to finish this request and nothing was saved; try again."
 
 
+class Unaudited(Exception):
+    """A change through the API was about to commit without an audit entry: a bug."""
+
+
 class UnitOfWork:
+    """One transaction, the events it announces and the audit entries it records.
+
+    With `audited=True` (every API mutation: `Services.transact`), committing a change without
+    an audit entry is refused (`Unaudited`), so no use case can forget its entry; a use case
+    that found nothing to change says so with `nothing_changed()`.
+    """
+
     def __init__(
         self,
         database: Database,
         now: Callable[[], datetime],
         on_events_committed: Callable[[], None] = lambda: None,
+        audited: bool = False,
     ) -> None:
         self._database = database
         self._now = now
         self._on_events_committed = on_events_committed
+        self._audited = audited
         self._transaction: AbstractAsyncContextManager[AsyncConnection] | None = None
         self._events: list[Event] = []
+        self._notes: list[tuple[Actor, AuditNote]] = []
+        self._unchanged = False
         self.conn: AsyncConnection
 
     @property
@@ -145,6 +162,18 @@ class UnitOfWork:
     def publish(self, event: Event) -> None:
         """Announce `event` once this unit of work commits (never if it rolls back)."""
         self._events.append(event)
+
+    def record(self, events: Sequence[Event]) -> None:
+        """Announce every event of a domain transition."""
+        self._events.extend(events)
+
+    def audit(self, actor: Actor, note: AuditNote) -> None:
+        """Log who changed what, in this transaction; the live audit feed announces it."""
+        self._notes.append((actor, note))
+
+    def nothing_changed(self) -> None:
+        """This run changed nothing (a replayed request, a no-op): no audit entry is due."""
+        self._unchanged = True
 
     async def __aenter__(self) -> UnitOfWork:
         self._transaction = self._database.transaction()
@@ -158,9 +187,15 @@ class UnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         assert self._transaction is not None
-        if exc is None and self._events:
+        if exc is None and (self._events or self._notes or self._audited):
             try:
-                await write_events(self.conn, self._events, self._now())
+                if self._audited and not self._notes and not self._unchanged:
+                    raise Unaudited("a change was about to commit without an audit entry")
+                now = self._now()
+                for entry in await audit.record(self.conn, self._notes, now):
+                    self._events.append(audit_recorded(entry))
+                if self._events:
+                    await write_events(self.conn, self._events, now)
             except BaseException as write_error:
                 await self._transaction.__aexit__(
                     type(write_error), write_error, write_error.__traceback__

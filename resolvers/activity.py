@@ -6,6 +6,7 @@ from dataclasses import replace
 from uuid import UUID
 
 from domain.agency import SubAccount
+from domain.audit import AuditKind, AuditNote, Subject
 from domain.identity import check_name
 from domain.policy import Action, require
 from domain.sub_account import ActivityKind, ActivityStatus, check_changeable
@@ -49,9 +50,10 @@ async def create_activity(
     )
     name = check_name(name, "name")
     now = ctx.services.clock()
+    actor = await ctx.actor()
 
     async def add(uow: UnitOfWork) -> Activity:
-        return await activities.add_activity(
+        activity = await activities.add_activity(
             uow.conn,
             sub_account.agency_id,
             sub_account.id,
@@ -60,6 +62,12 @@ async def create_activity(
             status or ActivityStatus.ACTIVE,
             now,
         )
+        summary = f"created the {kind.value.lower().replace('_', ' ')} {name} in {sub_account.name}"
+        uow.audit(
+            actor,
+            AuditNote(AuditKind.ACTIVITY_CREATED, summary, Subject(TYPE_NAMES[kind], activity.id)),
+        )
+        return activity
 
     return await ctx.services.transact(add)
 
@@ -84,10 +92,20 @@ async def set_activity_status(
         or TYPE_NAMES[activity.kind] != type_name
     ):
         raise not_found("id", "activity")
-    await _workable(ctx, activity.sub_account_id, "id")
+    sub_account = await _workable(ctx, activity.sub_account_id, "id")
+    actor = await ctx.actor()
 
     async def switch(uow: UnitOfWork) -> None:
         await activities.set_status(uow.conn, activity.id, status)
+        summary = f"set {activity.name} in {sub_account.name} to {status.value}"
+        uow.audit(
+            actor,
+            AuditNote(
+                AuditKind.ACTIVITY_STATUS_CHANGED,
+                summary,
+                Subject(TYPE_NAMES[activity.kind], activity.id),
+            ),
+        )
 
     await ctx.services.transact(switch)
     return replace(activity, status=status)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from domain.agency import Agency
+from domain.audit import AuditKind, AuditNote, Subject
 from domain.identity import check_name, check_time_zone
 from domain.policy import Action, Target, require
 from persistence import agencies
@@ -24,10 +25,17 @@ async def update_agency(ctx: RequestContext, name: str | None, time_zone: str | 
     if not values:
         return session.agency
 
+    actor = await ctx.actor()
+
     async def update(uow: UnitOfWork) -> Agency:
         agency = await agencies.agency_for_update(uow.conn, session.agency.id)
         assert agency is not None  # the session's own agency
         await agencies.update_agency(uow.conn, agency.id, **values)
+        changes = ", ".join(f"{k.replace('_', ' ')} to {v}" for k, v in values.items())
+        uow.audit(
+            actor,
+            AuditNote(AuditKind.AGENCY_UPDATED, f"set {changes}", Subject("Agency", agency.id)),
+        )
         return replace(agency, **values)  # type: ignore[arg-type]
 
     updated = await ctx.services.transact(update)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from domain.events import AuditKind, audit_event
+from domain.audit import Actor, AuditKind, AuditNote, Subject
 from domain.identity import check_name
 from domain.policy import Action, Target, require
 from persistence import api_keys as store
@@ -21,9 +21,14 @@ INGEST_SCOPE = "ingest"
 
 
 async def issue_api_key(
-    services: Services, agency_id: UUID, name: str, created_by: UUID | None
+    services: Services,
+    agency_id: UUID,
+    name: str,
+    created_by: UUID | None,
+    by_email: str | None = None,
 ) -> tuple[ApiKey, str]:
-    """Also used by the command line. The secret is shown once; only its HMAC is kept."""
+    """Also used by the command line (no user: `created_by` and `by_email` are None). The
+    secret is shown once; only its HMAC is kept."""
     name = check_name(name, "name")
     secret = services.tokens.new(API_KEY_PREFIX)
     now = services.clock()
@@ -38,7 +43,14 @@ async def issue_api_key(
             created_by,
             now,
         )
-        uow.publish(audit_event(agency_id, AuditKind.API_KEY_CREATED, now.isoformat(), name=name))
+        uow.audit(
+            Actor(agency_id, by_email),
+            AuditNote(
+                AuditKind.API_KEY_CREATED,
+                f"created the API key {name!r}" + ("" if by_email else " from the command line"),
+                Subject("ApiKey", key.id),
+            ),
+        )
         return key
 
     return await services.transact(add), secret
@@ -47,7 +59,8 @@ async def issue_api_key(
 async def create_api_key(ctx: RequestContext, name: str) -> tuple[ApiKey, str]:
     viewer = await ctx.viewer()
     require(viewer, Action.MANAGE_API_KEYS, Target(viewer.agency_id))
-    return await issue_api_key(ctx.services, viewer.agency_id, name, viewer.user_id)
+    actor = await ctx.actor()
+    return await issue_api_key(ctx.services, viewer.agency_id, name, viewer.user_id, actor.email)
 
 
 async def revoke_api_key(ctx: RequestContext, global_id: str) -> UUID:
@@ -55,11 +68,15 @@ async def revoke_api_key(ctx: RequestContext, global_id: str) -> UUID:
     require(viewer, Action.MANAGE_API_KEYS, Target(viewer.agency_id))
     key_id = decode(global_id, "ApiKey", "id")
     now = ctx.services.clock()
+    actor = await ctx.actor()
 
     async def revoke(uow: UnitOfWork) -> None:
         if not await store.revoke_api_key(uow.conn, viewer.agency_id, key_id, now):
             raise not_found("id", "API key")
-        uow.publish(audit_event(viewer.agency_id, AuditKind.API_KEY_REVOKED, now.isoformat()))
+        uow.audit(
+            actor,
+            AuditNote(AuditKind.API_KEY_REVOKED, "revoked an API key", Subject("ApiKey", key_id)),
+        )
 
     await ctx.services.transact(revoke)
     return key_id

@@ -9,8 +9,8 @@ from sqlalchemy.exc import IntegrityError
 
 from domain import agency as rules
 from domain.agency import Agency, SubAccountKind, User
+from domain.audit import Actor, AuditKind, AuditNote, Subject
 from domain.errors import DomainError, ErrorCode
-from domain.events import AuditKind, audit_event
 from domain.identity import normalize_email
 from domain.ledger import LedgerKind, Movement
 from domain.policy import Role
@@ -83,6 +83,14 @@ async def sign_up_agency(
         await users.add_session(
             uow.conn, owner.id, services.tokens.digest(token), now, now + services.session_ttl
         )
+        uow.audit(
+            Actor(agency.id, owner.email),
+            AuditNote(
+                AuditKind.AGENCY_SIGNED_UP,
+                f"signed {agency.name} up on {agency.plan_name}",
+                Subject("Agency", agency.id),
+            ),
+        )
         return agency, owner
 
     try:
@@ -130,7 +138,11 @@ async def login(ctx: RequestContext, email: str, password: str) -> SignedIn:
 
     async def sign_in(uow: UnitOfWork) -> None:
         kind = AuditKind.USER_SIGNED_IN if ok else AuditKind.SIGN_IN_FAILED
-        uow.publish(audit_event(user.agency_id, kind, now.isoformat(), email=user.email))
+        summary = f"{user.email} signed in" if ok else f"a sign-in as {user.email} failed"
+        uow.audit(
+            Actor(user.agency_id, user.email),
+            AuditNote(kind, summary, Subject("User", user.id)),
+        )
         if ok:
             await users.add_session(
                 uow.conn, user.id, services.tokens.digest(token), now, now + services.session_ttl
@@ -151,7 +163,15 @@ async def logout(ctx: RequestContext) -> bool:
     assert token is not None
     digest = ctx.services.tokens.digest(token)
 
+    session = await ctx.require_session()
+    actor = Actor(session.agency.id, session.user.email)
+
     async def revoke(uow: UnitOfWork) -> bool:
-        return await users.revoke_session(uow.conn, digest, ctx.services.clock())
+        ended = await users.revoke_session(uow.conn, digest, ctx.services.clock())
+        summary = f"{session.user.email} signed out"
+        uow.audit(
+            actor, AuditNote(AuditKind.USER_SIGNED_OUT, summary, Subject("User", session.user.id))
+        )
+        return ended
 
     return await ctx.services.transact(revoke)

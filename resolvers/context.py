@@ -17,6 +17,7 @@ from uuid import UUID
 from strawberry.dataloader import DataLoader
 
 from domain.agency import Agency, SubAccount, User
+from domain.audit import Actor
 from domain.errors import AccessDenied, NotAuthenticated
 from domain.ledger import Balance
 from domain.policy import Viewer
@@ -75,14 +76,19 @@ class Services:
         """What live streams catch up from after a broker (re)subscription."""
         return Replays(self.database)
 
-    def uow(self) -> UnitOfWork:
+    def uow(self, audited: bool = False) -> UnitOfWork:
         """One unit of work, not retried: production code goes through `transact`."""
-        return UnitOfWork(self.database, self.clock, self.wake_relay)
+        return UnitOfWork(self.database, self.clock, self.wake_relay, audited)
 
-    async def transact(self, work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
+    async def transact(
+        self, work: Callable[[UnitOfWork], Awaitable[T]], *, audited: bool = True
+    ) -> T:
         """`work` in a fresh unit of work, committed; run again after a deadlock or a
-        serialization failure, so it must build everything it returns inside itself."""
-        return await transact(self.uow, work, self.retry)
+        serialization failure, so it must build everything it returns inside itself.
+
+        Every change through the API is audited: committing one without `uow.audit(...)`
+        fails. The platform's usage reports and the jobs pass `audited=False`."""
+        return await transact(lambda: self.uow(audited), work, self.retry)
 
 
 class Loaders:
@@ -220,3 +226,8 @@ class RequestContext:
 
     async def viewer(self) -> Viewer:
         return (await self.require_session()).viewer
+
+    async def actor(self) -> Actor:
+        """Who the audit log names for this request's changes."""
+        session = await self.require_session()
+        return Actor(session.agency.id, session.user.email)

@@ -60,7 +60,7 @@ async def _grant_period(services: Services, agency: jobs.GrantTerms, period: dat
         await ledger.apply(uow.conn, [grant], now)
 
     try:
-        await services.transact(record)
+        await services.transact(record, audited=False)  # a job, not a change through the API
     except IntegrityError:
         return False  # another run granted this period first
     return True
@@ -72,7 +72,9 @@ async def purge_removed(services: Services) -> int:
     async with services.database.read() as conn:
         due = await jobs.removed_before(conn, now - services.removed_retention)
     for sub_account_id in due:
-        await services.transact(partial(_purge, sub_account_id=sub_account_id, now=now))
+        await services.transact(
+            partial(_purge, sub_account_id=sub_account_id, now=now), audited=False
+        )
     return len(due)
 
 
@@ -87,4 +89,4 @@ async def prune_outbox(services: Services, keep: timedelta) -> int:
     async def prune(uow: UnitOfWork) -> int:
         return await outbox.prune_published(uow.conn, cutoff)
 
-    return await services.transact(prune)
+    return await services.transact(prune, audited=False)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 
 from domain.errors import DomainError, ErrorCode
-from domain.events import ACCESS_CHANGED, user_topic
+from domain.events import EventKind, user_topic
 from domain.policy import Viewer
 from persistence.broker import Message, Resync
 from persistence.outbox import last_sequence
@@ -74,7 +74,7 @@ async def authorized_messages(
             return None
         last[message.topic] = message.sequence
         if message.topic == own_topic:
-            if message.kind == ACCESS_CHANGED:
+            if message.kind == EventKind.ACCESS_CHANGED:
                 ctx.forget_session()
                 check(await ctx.viewer())
             return None

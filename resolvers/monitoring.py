@@ -8,18 +8,18 @@ memo, shared by every local subscriber) and checks each subscriber's own permiss
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from uuid import UUID
 
+from domain import events
 from domain.agency import SubAccount
 from domain.events import (
-    AGENCY_TOTALS_UPDATED,
-    BANNER_CHANGED,
     USAGE_KINDS,
+    BannerChanged,
+    EventKind,
+    Payload,
     agency_topic,
     sub_account_topic,
 )
-from domain.live import AgencyTotals, UsageSnapshot, totals_from, usage_snapshot_from
+from domain.live import AgencyTotals, UsageSnapshot
 from domain.policy import Action, Target, Viewer, can, require
 from persistence.broker import Message
 from resolvers.context import RequestContext
@@ -28,29 +28,23 @@ from resolvers.live import authorized_messages, parse_sequence
 from resolvers.viewer import may_read, sub_account_target
 
 
-@dataclass(frozen=True)
-class BannerSnapshot:
-    sequence: int
-    sub_account_id: UUID
-    payload: dict[str, object]
+def payload_of(message: Message) -> Payload | None:
+    """The message's payload, decoded once per process for every local subscriber. None for
+    an event this version cannot read (written before events carried their figures)."""
+    if "payload" not in message.memo:
+        message.memo["payload"] = events.decode(message.kind, message.payload)
+    payload: Payload | None = message.memo["payload"]
+    return payload
 
 
 def usage_of(message: Message) -> UsageSnapshot | None:
-    """The message's figures, decoded once per process. None for an event written before
-    events carried their figures (an outbox row from before the upgrade)."""
-    if "usage" not in message.memo:
-        payload = message.payload
-        message.memo["usage"] = usage_snapshot_from(payload) if "sub_account" in payload else None
-    snapshot: UsageSnapshot | None = message.memo["usage"]
-    return snapshot
+    payload = payload_of(message)
+    return payload if isinstance(payload, UsageSnapshot) else None
 
 
 def totals_of(message: Message) -> AgencyTotals | None:
-    if "totals" not in message.memo:
-        payload = message.payload
-        message.memo["totals"] = totals_from(payload) if "seconds_this_period" in payload else None
-    totals: AgencyTotals | None = message.memo["totals"]
-    return totals
+    payload = payload_of(message)
+    return payload if isinstance(payload, AgencyTotals) else None
 
 
 async def _target(ctx: RequestContext, global_id: str, field: str) -> SubAccount:
@@ -97,7 +91,7 @@ async def usage_updated(
 
 async def banner_changed(
     ctx: RequestContext, sub_account_id: str, after: str | None
-) -> AsyncIterator[BannerSnapshot]:
+) -> AsyncIterator[tuple[int, BannerChanged]]:
     after_sequence = parse_sequence(after)
     target = await _target(ctx, sub_account_id, "subAccountId")
 
@@ -105,13 +99,15 @@ async def banner_changed(
         require(viewer, Action.VIEW_SUB_ACCOUNT, sub_account_target(target))
 
     def wanted(message: Message) -> bool:
-        return message.kind == BANNER_CHANGED
+        return message.kind == EventKind.BANNER_CHANGED
 
     messages = authorized_messages(
         ctx, lambda v: [sub_account_topic(target.id)], check, after_sequence, wanted
     )
     async for message in messages:
-        yield BannerSnapshot(message.sequence, target.id, message.payload)
+        changed = payload_of(message)
+        if isinstance(changed, BannerChanged):
+            yield message.sequence, changed
 
 
 async def agency_totals_updated(ctx: RequestContext) -> AsyncIterator[Message]:
@@ -122,7 +118,7 @@ async def agency_totals_updated(ctx: RequestContext) -> AsyncIterator[Message]:
         require(viewer, Action.VIEW_AGENCY_DETAILS, Target(viewer.agency_id))
 
     def wanted(message: Message) -> bool:
-        return message.kind == AGENCY_TOTALS_UPDATED
+        return message.kind == EventKind.AGENCY_TOTALS_UPDATED
 
     messages = authorized_messages(ctx, lambda v: [agency_topic(v.agency_id)], check, None, wanted)
     async for message in messages:

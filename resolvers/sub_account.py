@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
 from uuid import UUID
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from domain import sub_account as rules
 from domain.agency import BalanceSource, SubAccount, SubAccountKind, SubAccountStatus
+from domain.audit import Actor, AuditKind, AuditNote
 from domain.errors import DomainError, ErrorCode
-from domain.events import BANNER_CHANGED, Event, sub_account_topic, usage_event
+from domain.events import Changed, usage_event
 from domain.identity import check_name, normalize_email
 from domain.ledger import Balance, LedgerKind
 from domain.money import Tier
@@ -50,19 +51,12 @@ async def lock_sub_accounts(
     return [found[k] for k in keys]
 
 
-def banner_event(sub_account: SubAccount) -> Event:
-    banner = rules.banner_of(sub_account)
-    return Event(
-        sub_account_topic(sub_account.id),
-        BANNER_CHANGED,
-        {
-            "sub_account_id": str(sub_account.id),
-            "active": banner.active,
-            "message": banner.message,
-            "note": banner.note,
-            "since": banner.since.isoformat() if banner.since else None,
-        },
-    )
+def _saved(uow: UnitOfWork, actor: Actor, changed: Changed[SubAccount]) -> SubAccount:
+    """Hand a transition's events and audit line to the unit of work; its state is saved by
+    the caller (`agencies.save_sub_account`)."""
+    uow.record(changed.events)
+    uow.audit(actor, changed.note)
+    return changed.state
 
 
 async def create_sub_account(
@@ -73,6 +67,7 @@ async def create_sub_account(
     markup_percent: Decimal | None,
 ) -> SubAccount:
     viewer = await _administer(ctx)
+    actor = await ctx.actor()
     name = check_name(name, "name")
     email = normalize_email(login_email, "loginEmail")
     markup = markup_bp(markup_percent) if markup_percent is not None else 0
@@ -82,11 +77,8 @@ async def create_sub_account(
         agency = await agencies.agency_for_update(uow.conn, viewer.agency_id)
         assert agency is not None
         rules.check_cap(agency, await agencies.live_secondaries(uow.conn, agency.id))
-        if await agencies.email_in_use(uow.conn, email):
-            raise DomainError(
-                ErrorCode.EMAIL_TAKEN, "That email is already in use.", ("loginEmail",)
-            )
-        return await agencies.add_sub_account(
+        await _check_email_free(uow, email)
+        created = await agencies.add_sub_account(
             uow.conn,
             agency.id,
             SubAccountKind.SECONDARY,
@@ -97,9 +89,24 @@ async def create_sub_account(
             now,
             markup,
         )
+        uow.audit(
+            actor,
+            AuditNote(AuditKind.SUBACCOUNT_CREATED, f"created {name}", rules.subject(created)),
+        )
+        return created
 
+    return await _email_unique(ctx.services.transact(create))
+
+
+async def _check_email_free(uow: UnitOfWork, email: str) -> None:
+    if await agencies.email_in_use(uow.conn, email):
+        raise DomainError(ErrorCode.EMAIL_TAKEN, "That email is already in use.", ("loginEmail",))
+
+
+async def _email_unique(saving: Awaitable[SubAccount]) -> SubAccount:
+    """A login email taken by a concurrent request shows as the unique index refusing it."""
     try:
-        return await ctx.services.transact(create)
+        return await saving
     except IntegrityError:
         raise DomainError(
             ErrorCode.EMAIL_TAKEN, "That email is already in use.", ("loginEmail",)
@@ -116,61 +123,40 @@ async def update_sub_account(
 ) -> SubAccount:
     """`markup_percent` sets both tiers; `tier_markups` then overrides one tier or both."""
     viewer = await _administer(ctx)
-    values: dict[str, object] = {}
-    if name is not None:
-        values["name"] = check_name(name, "name")
-    if login_email is not None:
-        values["login_email"] = normalize_email(login_email, "loginEmail")
+    actor = await ctx.actor()
+    name = None if name is None else check_name(name, "name")
+    email = None if login_email is None else normalize_email(login_email, "loginEmail")
+    markups: dict[str, int] = {}
     if markup_percent is not None:
         bp = markup_bp(markup_percent)
-        values.update(markup_basic_bp=bp, markup_premium_bp=bp)
+        markups.update(markup_basic_bp=bp, markup_premium_bp=bp)
     for tier, percent in (tier_markups or {}).items():
         if percent is not None:
             field = f"{tier.value.lower()}MarkupPercent"
-            values[f"markup_{tier.value.lower()}_bp"] = markup_bp(percent, field)
+            markups[f"markup_{tier.value.lower()}_bp"] = markup_bp(percent, field)
 
     async def update(uow: UnitOfWork) -> SubAccount:
         [sub_account] = await lock_sub_accounts(uow, viewer, (global_id, "id"))
-        rules.check_changeable(sub_account)
-        if sub_account.is_primary and {"markup_basic_bp", "markup_premium_bp"} & set(values):
-            raise DomainError(
-                ErrorCode.INVALID_INPUT,
-                "The primary pays base cost: it has no markup.",
-                ("markupPercent",),
-            )
-        email = values.get("login_email")
-        if email not in (None, sub_account.login_email) and await agencies.email_in_use(
-            uow.conn, str(email)
-        ):
-            raise DomainError(
-                ErrorCode.EMAIL_TAKEN, "That email is already in use.", ("loginEmail",)
-            )
-        if values:
-            await agencies.update_sub_account(uow.conn, sub_account.id, **values)
-        return replace(sub_account, **values)  # type: ignore[arg-type]
+        changed = rules.edit(sub_account, name, email, markups)
+        if changed.state.login_email != sub_account.login_email:
+            await _check_email_free(uow, changed.state.login_email)
+        await agencies.save_sub_account(uow.conn, changed.state)
+        return _saved(uow, actor, changed)
 
-    try:
-        return await ctx.services.transact(update)
-    except IntegrityError:
-        raise DomainError(
-            ErrorCode.EMAIL_TAKEN, "That email is already in use.", ("loginEmail",)
-        ) from None
+    return await _email_unique(ctx.services.transact(update))
 
 
 async def set_balance_source(
     ctx: RequestContext, global_id: str, source: BalanceSource
 ) -> SubAccount:
     viewer = await _administer(ctx)
+    actor = await ctx.actor()
 
     async def change(uow: UnitOfWork) -> SubAccount:
         [sub_account] = await lock_sub_accounts(uow, viewer, (global_id, "id"))
-        rules.check_changeable(sub_account)
-        if sub_account.is_primary:
-            raise DomainError(
-                ErrorCode.INVALID_INPUT, "The primary always pays from its own balance.", ("id",)
-            )
-        await agencies.update_sub_account(uow.conn, sub_account.id, balance_source=source.value)
-        return replace(sub_account, balance_source=source)
+        changed = rules.set_balance_source(sub_account, source)
+        await agencies.save_sub_account(uow.conn, changed.state)
+        return _saved(uow, actor, changed)
 
     return await ctx.services.transact(change)
 
@@ -179,6 +165,7 @@ async def set_auto_allocation(
     ctx: RequestContext, global_id: str, enabled: bool, basic_minutes: int, premium_minutes: int
 ) -> SubAccount:
     viewer = await _administer(ctx)
+    actor = await ctx.actor()
     for value, field in ((basic_minutes, "basicMinutes"), (premium_minutes, "premiumMinutes")):
         if not 0 <= value <= MAX_AUTO_ALLOCATION_MINUTES:
             raise DomainError(
@@ -197,20 +184,18 @@ async def set_auto_allocation(
                 "Auto allocation buys minutes for a secondary.",
                 ("subAccountId",),
             )
-        values = {
-            "sub_account_id": sub_account.id,
-            "enabled": enabled,
-            "basic_minutes": basic_minutes,
-            "premium_minutes": premium_minutes,
-            "updated_at": now,
-        }
-        dialect = postgresql if not uow.is_sqlite else sqlite
-        upsert = dialect.insert(lists.auto_allocation_t).values(**values)
-        await uow.conn.execute(
-            upsert.on_conflict_do_update(
-                index_elements=["sub_account_id"],
-                set_={k: v for k, v in values.items() if k != "sub_account_id"},
-            )
+        await agencies.save_auto_allocation(
+            uow.conn, sub_account.id, enabled, basic_minutes, premium_minutes, now
+        )
+        summary = (
+            f"auto allocation of {sub_account.name}: {basic_minutes} BASIC and "
+            f"{premium_minutes} PREMIUM minutes a month"
+            if enabled
+            else f"turned auto allocation of {sub_account.name} off"
+        )
+        uow.audit(
+            actor,
+            AuditNote(AuditKind.AUTO_ALLOCATION_CHANGED, summary, rules.subject(sub_account)),
         )
         return sub_account
 
@@ -220,51 +205,31 @@ async def set_auto_allocation(
 async def suspend(ctx: RequestContext, global_id: str, note: str | None) -> SubAccount:
     """Pauses exactly what is active; a second suspend only edits the note on the banner."""
     viewer = await _administer(ctx)
+    actor = await ctx.actor()
     note = rules.check_note(note)
     now = ctx.services.clock()
 
     async def pause(uow: UnitOfWork) -> SubAccount:
         [sub_account] = await lock_sub_accounts(uow, viewer, (global_id, "id"))
-        if sub_account.status is SubAccountStatus.SUSPENDED:
-            suspended = replace(sub_account, suspension_note=note)
-            await agencies.update_sub_account(uow.conn, sub_account.id, suspension_note=note)
-        else:
-            rules.check_suspendable(sub_account)
-            suspended = replace(
-                sub_account,
-                status=SubAccountStatus.SUSPENDED,
-                suspended_at=now,
-                suspension_note=note,
-            )
-            await agencies.update_sub_account(
-                uow.conn,
-                sub_account.id,
-                status="SUSPENDED",
-                suspended_at=now,
-                suspension_note=note,
-            )
+        changed = rules.suspend(sub_account, note, now)
+        await agencies.save_sub_account(uow.conn, changed.state)
+        if sub_account.status is not SubAccountStatus.SUSPENDED:
             await activities.pause_for_suspension(uow.conn, sub_account.id)
-        uow.publish(banner_event(suspended))
-        return suspended
+        return _saved(uow, actor, changed)
 
     return await ctx.services.transact(pause)
 
 
 async def restore(ctx: RequestContext, global_id: str) -> SubAccount:
     viewer = await _administer(ctx)
+    actor = await ctx.actor()
 
     async def resume(uow: UnitOfWork) -> SubAccount:
         [sub_account] = await lock_sub_accounts(uow, viewer, (global_id, "id"))
-        rules.check_restorable(sub_account)
-        await agencies.update_sub_account(
-            uow.conn, sub_account.id, status="ACTIVE", suspended_at=None, suspension_note=None
-        )
+        changed = rules.restore(sub_account)
+        await agencies.save_sub_account(uow.conn, changed.state)
         await activities.resume_after_suspension(uow.conn, sub_account.id)
-        restored = replace(
-            sub_account, status=SubAccountStatus.ACTIVE, suspended_at=None, suspension_note=None
-        )
-        uow.publish(banner_event(restored))
-        return restored
+        return _saved(uow, actor, changed)
 
     return await ctx.services.transact(resume)
 
@@ -302,6 +267,8 @@ async def remove(
     """Minutes (value-converted) to the chosen account, KP credits to the primary, everything
     stopped, lines released, status REMOVED; kept for the retention period, then purged."""
     viewer = await _administer(ctx)
+    actor = await ctx.actor()
+    zone = (await ctx.require_session()).agency.time_zone
     now = ctx.services.clock()
     primary = await ctx.loaders.primary_sub_account_by_agency.load(viewer.agency_id)
     assert primary is not None
@@ -314,7 +281,7 @@ async def remove(
             (minutes_to_id, "minutesToId"),
             (primary.id, "id"),
         )
-        rules.check_removable(target, destination)
+        changed = rules.remove(target, destination, now)
         # Both accounts' balances, locked in the global order before reading what to move:
         # a batch of calls may be debiting the target right now.
         held = await ledger.balances_for_update(uow.conn, [target.id, destination.id])
@@ -333,41 +300,21 @@ async def remove(
         if moves:
             await ledger.apply(uow.conn, moves, now)
         if target.knowledge_pack_credits:
-            await agencies.update_sub_account(
+            await agencies.save_sub_account(
                 uow.conn,
-                locked_primary.id,
-                knowledge_pack_credits=locked_primary.knowledge_pack_credits
-                + target.knowledge_pack_credits,
+                replace(
+                    locked_primary,
+                    knowledge_pack_credits=locked_primary.knowledge_pack_credits
+                    + target.knowledge_pack_credits,
+                ),
             )
         await activities.stop_all(uow.conn, target.id)
         await release_lines(uow, target, lines_to_pool)
-        await uow.conn.execute(
-            lists.auto_allocation_t.update()
-            .where(lists.auto_allocation_t.c.sub_account_id == target.id)
-            .values(enabled=False, updated_at=now)
-        )
-        await agencies.update_sub_account(
-            uow.conn,
-            target.id,
-            status="REMOVED",
-            removed_at=now,
-            knowledge_pack_credits=0,
-            suspended_at=None,
-            suspension_note=None,
-        )
-        removed = replace(
-            target,
-            status=SubAccountStatus.REMOVED,
-            removed_at=now,
-            knowledge_pack_credits=0,
-            suspended_at=None,
-            suspension_note=None,
-        )
-        zone = (await ctx.require_session()).agency.time_zone
+        await agencies.stop_auto_allocation(uow.conn, target.id, now)
+        await agencies.save_sub_account(uow.conn, changed.state)
         for snapshot in await live.usage_snapshots(uow.conn, [destination], zone, now):
             uow.publish(usage_event(snapshot))
-        uow.publish(banner_event(removed))
-        return removed
+        return _saved(uow, actor, changed)
 
     return await ctx.services.transact(close)
 
@@ -375,10 +322,10 @@ async def remove(
 async def transfer_credits(
     ctx: RequestContext, from_id: str, to_id: str, credits: int, idempotency_key: str | None
 ) -> tuple[SubAccount, SubAccount]:
-    """Whole Knowledge Pack credits between the primary and a secondary, never below zero."""
+    """Whole Knowledge Pack credits between the primary and a secondary, never below zero;
+    idempotent on the key (a concurrent twin with the same key answers like a retry)."""
     viewer = await _administer(ctx)
-    if credits <= 0:
-        raise DomainError(ErrorCode.INVALID_INPUT, "Move at least one credit.", ("credits",))
+    actor = await ctx.actor()
     now = ctx.services.clock()
     scope = f"kp:{viewer.agency_id}"
     fingerprint = idempotency.request_hash("kp", {"from": from_id, "to": to_id, "n": credits})
@@ -390,43 +337,23 @@ async def transfer_credits(
         if idempotency_key and await idempotency.recall(
             uow.conn, scope, idempotency_key, fingerprint
         ):
-            return source, destination  # a retry: moved once already
-        if source.id == destination.id:
-            raise DomainError(
-                ErrorCode.SAME_SUBACCOUNT, "Choose two different sub-accounts.", ("toId",)
-            )
-        if not (source.is_primary or destination.is_primary):
-            raise DomainError(
-                ErrorCode.INVALID_INPUT,
-                "Credits move between the primary and a secondary.",
-                ("toId",),
-            )
-        rules.check_changeable(source, "fromId")
-        rules.check_changeable(destination, "toId")
-        if source.knowledge_pack_credits < credits:
-            raise DomainError(
-                ErrorCode.INSUFFICIENT_CREDITS,
-                f"Only {source.knowledge_pack_credits} credits are left.",
-                ("credits",),
-            )
-        await agencies.update_sub_account(
-            uow.conn, source.id, knowledge_pack_credits=source.knowledge_pack_credits - credits
-        )
-        await agencies.update_sub_account(
-            uow.conn,
-            destination.id,
-            knowledge_pack_credits=destination.knowledge_pack_credits + credits,
-        )
+            uow.nothing_changed()  # a retry: moved once already
+            return source, destination
+        changed = rules.move_credits(source, destination, credits)
+        for sub_account in changed.state:
+            await agencies.save_sub_account(uow.conn, sub_account)
         if idempotency_key:
             await idempotency.remember(uow.conn, scope, idempotency_key, fingerprint, {}, now)
-        return (
-            replace(source, knowledge_pack_credits=source.knowledge_pack_credits - credits),
-            replace(
-                destination, knowledge_pack_credits=destination.knowledge_pack_credits + credits
-            ),
-        )
+        uow.audit(actor, changed.note)
+        return changed.state
 
-    return await ctx.services.transact(move)
+    try:
+        return await ctx.services.transact(move)
+    except IntegrityError:
+        if not idempotency_key:
+            raise
+        # A concurrent twin with the same key committed first: this is its retry.
+        return await ctx.services.transact(move)
 
 
 async def sub_accounts_page(

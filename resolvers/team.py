@@ -11,8 +11,9 @@ from sqlalchemy.exc import IntegrityError
 from domain import invitation as rules
 from domain import team
 from domain.agency import SubAccount, User
+from domain.audit import Actor, AuditKind, AuditNote, Subject
 from domain.errors import DomainError, ErrorCode
-from domain.events import AuditKind, access_changed, audit_event
+from domain.events import access_changed
 from domain.identity import check_password
 from domain.invitation import Access, Invitation
 from domain.policy import Action, Role, Target, can, require
@@ -85,6 +86,7 @@ async def invite_user(
     )
     secret = services.tokens.new(INVITATION_PREFIX)
     now = services.clock()
+    actor = await ctx.actor()
 
     async def invite(uow: UnitOfWork) -> Invitation:
         if await agencies.email_in_use(uow.conn, invitee) or await store.pending_invitation_exists(
@@ -104,8 +106,13 @@ async def invite_user(
             now,
             now + rules.INVITATION_VALIDITY,
         )
-        uow.publish(
-            audit_event(viewer.agency_id, AuditKind.USER_INVITED, now.isoformat(), email=invitee)
+        uow.audit(
+            actor,
+            AuditNote(
+                AuditKind.USER_INVITED,
+                f"invited {invitee} as {access.role.value}",
+                Subject("Invitation", invitation.id),
+            ),
         )
         return invitation
 
@@ -131,10 +138,20 @@ async def resend_invitation(ctx: RequestContext, global_id: str) -> Sent:
     now = services.clock()
     expires_at = now + rules.INVITATION_VALIDITY
 
+    actor = await ctx.actor()
+
     async def renew(uow: UnitOfWork) -> Invitation:
         invitation = await _pending_invitation(uow, viewer.agency_id, global_id)
         await store.renew_invitation(
             uow.conn, invitation.id, services.tokens.digest(secret), now, expires_at
+        )
+        uow.audit(
+            actor,
+            AuditNote(
+                AuditKind.INVITATION_RESENT,
+                f"sent a new invitation link to {invitation.email}",
+                Subject("Invitation", invitation.id),
+            ),
         )
         return Invitation(**{**invitation.__dict__, "expires_at": expires_at})
 
@@ -146,17 +163,18 @@ async def revoke_invitation(ctx: RequestContext, global_id: str) -> Invitation:
     viewer = await ctx.viewer()
     require(viewer, Action.MANAGE_USERS, Target(viewer.agency_id))
     now = ctx.services.clock()
+    actor = await ctx.actor()
 
     async def revoke(uow: UnitOfWork) -> Invitation:
         invitation = await _pending_invitation(uow, viewer.agency_id, global_id)
         await store.close_invitation(uow.conn, invitation.id, now, accepted=False)
-        uow.publish(
-            audit_event(
-                viewer.agency_id,
+        uow.audit(
+            actor,
+            AuditNote(
                 AuditKind.INVITATION_REVOKED,
-                now.isoformat(),
-                email=invitation.email,
-            )
+                f"revoked the invitation of {invitation.email}",
+                Subject("Invitation", invitation.id),
+            ),
         )
         return Invitation(**{**invitation.__dict__, "revoked_at": now})
 
@@ -197,13 +215,13 @@ async def accept_invitation(ctx: RequestContext, secret: str, password: str) -> 
         await users.add_session(
             uow.conn, user.id, services.tokens.digest(token), now, now + services.session_ttl
         )
-        uow.publish(
-            audit_event(
-                invitation.agency_id,
+        uow.audit(
+            Actor(invitation.agency_id, invitation.email),
+            AuditNote(
                 AuditKind.INVITATION_ACCEPTED,
-                now.isoformat(),
-                email=invitation.email,
-            )
+                f"{invitation.email} accepted the invitation and joined as {access.role.value}",
+                Subject("User", user.id),
+            ),
         )
         return user
 
@@ -238,7 +256,7 @@ async def change_user_role(
     access = rules.access_for(
         role, all_sub_accounts, decode_many(sub_account_ids, "SubAccount", "subAccountIds")
     )
-    now = ctx.services.clock()
+    actor = await ctx.actor()
 
     async def change(uow: UnitOfWork) -> User:
         target = await _team_member(uow, viewer.agency_id, global_id, "userId")
@@ -246,14 +264,13 @@ async def change_user_role(
         await _check_grants(uow, viewer.agency_id, access)
         await store.set_access(uow.conn, target.id, access)
         uow.publish(access_changed(target.id))
-        uow.publish(
-            audit_event(
-                viewer.agency_id,
+        uow.audit(
+            actor,
+            AuditNote(
                 AuditKind.USER_ROLE_CHANGED,
-                now.isoformat(),
-                email=target.email,
-                role=role.value,
-            )
+                f"made {target.email} {role.value}",
+                Subject("User", target.id),
+            ),
         )
         return User(target.id, target.agency_id, target.email, access.role, access.all_sub_accounts)
 
@@ -263,17 +280,18 @@ async def change_user_role(
 async def remove_user(ctx: RequestContext, global_id: str) -> User:
     viewer = await ctx.viewer()
     require(viewer, Action.MANAGE_USERS, Target(viewer.agency_id))
-    now = ctx.services.clock()
+    actor = await ctx.actor()
 
     async def remove(uow: UnitOfWork) -> User:
         target = await _team_member(uow, viewer.agency_id, global_id, "userId", to_delete=True)
         team.check_removal(viewer.user_id, target)
         await store.delete_user(uow.conn, target.id)
         uow.publish(access_changed(target.id))
-        uow.publish(
-            audit_event(
-                viewer.agency_id, AuditKind.USER_REMOVED, now.isoformat(), email=target.email
-            )
+        uow.audit(
+            actor,
+            AuditNote(
+                AuditKind.USER_REMOVED, f"removed {target.email}", Subject("User", target.id)
+            ),
         )
         return target
 
@@ -283,7 +301,7 @@ async def remove_user(ctx: RequestContext, global_id: str) -> User:
 async def transfer_ownership(ctx: RequestContext, global_id: str) -> User:
     viewer = await ctx.viewer()
     require(viewer, Action.TRANSFER_OWNERSHIP, Target(viewer.agency_id))
-    now = ctx.services.clock()
+    actor = await ctx.actor()
 
     async def hand_over(uow: UnitOfWork) -> User:
         target = await _team_member(uow, viewer.agency_id, global_id, "toUserId")
@@ -291,13 +309,13 @@ async def transfer_ownership(ctx: RequestContext, global_id: str) -> User:
         await store.swap_owner(uow.conn, viewer.agency_id, viewer.user_id, target.id)
         uow.publish(access_changed(viewer.user_id))
         uow.publish(access_changed(target.id))
-        uow.publish(
-            audit_event(
-                viewer.agency_id,
+        uow.audit(
+            actor,
+            AuditNote(
                 AuditKind.OWNERSHIP_TRANSFERRED,
-                now.isoformat(),
-                email=target.email,
-            )
+                f"handed the agency's ownership to {target.email}",
+                Subject("User", target.id),
+            ),
         )
         return User(target.id, target.agency_id, target.email, Role.AGENCY_OWNER, True)
 

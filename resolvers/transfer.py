@@ -8,7 +8,6 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 
 from domain.agency import SubAccount
@@ -16,15 +15,12 @@ from domain.events import usage_event
 from domain.money import Tier
 from domain.policy import Action, Target, require
 from domain.pricing import minutes_to_whole_seconds
-from domain.transfer import TransferPlan, plan_transfer
-from persistence import idempotency, ledger, live
-from persistence.tables import MinuteTransferRow
+from domain.transfer import TransferPlan, plan_transfer, transferred
+from persistence import idempotency, ledger, live, transfers
 from persistence.unit_of_work import UnitOfWork
 from resolvers.context import RequestContext
 from resolvers.ids import decode, not_found
 from resolvers.sub_account import lock_sub_accounts
-
-transfer_t = MinuteTransferRow.__table__
 
 
 @dataclass(frozen=True)
@@ -90,6 +86,8 @@ async def _transfer(
     fingerprint: str,
 ) -> TransferResult:
     viewer = await ctx.viewer()
+    actor = await ctx.actor()
+    zone = (await ctx.require_session()).agency.time_zone
     now = ctx.services.clock()
 
     async def move(uow: UnitOfWork) -> TransferResult:
@@ -99,6 +97,7 @@ async def _transfer(
         if key:
             earlier = await idempotency.recall(uow.conn, scope, key, fingerprint)
             if earlier is not None:
+                uow.nothing_changed()
                 return _replayed(earlier, source, destination)
         plan = plan_transfer(source, destination, tier, sent, ctx.services.prices)
         transfer_id = uuid.uuid4()
@@ -107,28 +106,16 @@ async def _transfer(
             plan.movements(agency_id, source.id, destination.id, f"transfer:{transfer_id}"),
             now,
         )
-        await uow.conn.execute(
-            insert(transfer_t).values(
-                id=transfer_id,
-                agency_id=agency_id,
-                from_sub_account_id=source.id,
-                to_sub_account_id=destination.id,
-                tier=tier.value,
-                sent_seconds=plan.sent_seconds,
-                received_seconds=plan.received_seconds,
-                base_micros_per_minute=plan.base_micros_per_minute,
-                from_markup_bp=plan.from_markup_bp,
-                to_markup_bp=plan.to_markup_bp,
-                created_at=now,
-            )
+        await transfers.add_transfer(
+            uow.conn, transfer_id, agency_id, source.id, destination.id, plan, now
         )
         if key:
             await idempotency.remember(
                 uow.conn, scope, key, fingerprint, _stored(transfer_id, plan), now
             )
-        zone = (await ctx.require_session()).agency.time_zone
         for snapshot in await live.usage_snapshots(uow.conn, [source, destination], zone, now):
             uow.publish(usage_event(snapshot))
+        uow.audit(actor, transferred(plan, source, destination))
         return TransferResult(transfer_id, plan, source, destination)
 
     return await ctx.services.transact(move)

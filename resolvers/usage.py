@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from domain.agency import SubAccount
 from domain.errors import DomainError, ErrorCode
-from domain.events import USAGE_UPDATED, totals_event, usage_event
+from domain.events import EventKind, totals_event, usage_event
 from domain.ledger import Balance, LedgerKind, Movement
 from domain.live import AgencyTotals, LastCall, UsageSnapshot, period_use
 from domain.money import Tier
@@ -110,12 +110,13 @@ async def record_calls(ctx: RequestContext, calls: list[ReportedCall]) -> Record
                 seconds,
                 _last_call(billed, sub_account),
             )
-            uow.publish(usage_event(snapshot, USAGE_UPDATED))
+            uow.publish(usage_event(snapshot, EventKind.USAGE_UPDATED))
         active = await live.active_sub_accounts(uow.conn, agency.id)
         uow.publish(totals_event(agency.id, AgencyTotals(agency_seconds, active)))
         return result
 
-    return await services.transact(bill_batch)
+    # Not audited: the platform's usage reports are the call records themselves.
+    return await services.transact(bill_batch, audited=False)
 
 
 def _balances_after(

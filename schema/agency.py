@@ -15,6 +15,7 @@ from resolvers import sub_account as sub_account_use_cases
 from resolvers import viewer as reads
 from resolvers.context import RequestContext
 from resolvers.global_id import to_global_id
+from schema.audit import AuditKindEnum
 from schema.dates import DateRangeInput
 from schema.errors import UserError, with_user_errors
 from schema.node import Node
@@ -26,6 +27,7 @@ from schema.sub_account import (
 )
 
 if TYPE_CHECKING:
+    from schema.audit import AuditEventConnection
     from schema.report import AgencyReport
     from schema.team import ApiKeyConnection, InvitationConnection, UserConnection
 
@@ -122,6 +124,21 @@ class Agency(Node):
         from schema.team import api_keys_connection
 
         return await api_keys_connection(info.context, self.entity, first, after)
+
+    @strawberry.field(
+        description="Every change and sign-in, newest first, optionally only some kinds "
+        "(owners and agency admins)."
+    )
+    async def audit_log(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        kinds: list[AuditKindEnum] | None = None,
+    ) -> Annotated[AuditEventConnection, strawberry.lazy("schema.audit")]:
+        from schema.audit import audit_log_connection
+
+        return await audit_log_connection(info, self.entity.id, first, after, kinds)
 
     @strawberry.field(description="Agency-wide usage and one row per client, for a date range.")
     async def report(

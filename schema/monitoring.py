@@ -137,18 +137,13 @@ class MonitoringSubscriptions:
     async def banner_changed(
         self, info: Info, sub_account_id: strawberry.ID, after_sequence: str | None = None
     ) -> AsyncGenerator[BannerEvent, None]:
-        async for snap in monitoring.banner_changed(info.context, sub_account_id, after_sequence):
-            payload = snap.payload
-            since = payload.get("since")
+        async for sequence, changed in monitoring.banner_changed(
+            info.context, sub_account_id, after_sequence
+        ):
             yield BannerEvent(
-                sequence=str(snap.sequence),
-                sub_account_id=strawberry.ID(to_global_id("SubAccount", snap.sub_account_id)),
-                banner=Banner(
-                    active=bool(payload["active"]),
-                    message=str(payload["message"]),
-                    note=payload.get("note"),  # type: ignore[arg-type]
-                    since=datetime.fromisoformat(since) if isinstance(since, str) else None,
-                ),
+                sequence=str(sequence),
+                sub_account_id=strawberry.ID(to_global_id("SubAccount", changed.sub_account_id)),
+                banner=Banner.from_domain(changed.banner),
             )
 
     @strawberry.subscription(description="Agency-wide figures for monitoring screens.")

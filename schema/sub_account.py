@@ -63,7 +63,10 @@ class Banner:
 
     @classmethod
     def of(cls, sub_account: entities.SubAccount) -> Banner:
-        banner = rules.banner_of(sub_account)
+        return cls.from_domain(rules.banner_of(sub_account))
+
+    @classmethod
+    def from_domain(cls, banner: rules.Banner) -> Banner:
         return cls(
             active=banner.active, message=banner.message, note=banner.note, since=banner.since
         )

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 from sqlalchemy import select
 
-from domain.events import AGENCY_TOTALS_UPDATED, USAGE_KINDS
+from domain.events import USAGE_KINDS, EventKind
 from persistence.ledger import ledger_t, mismatches
 from persistence.outbox import outbox
 from resolvers.api_keys import issue_api_key
@@ -128,7 +128,7 @@ async def test_agency_totals_events_carry_the_plan_periods_minutes(app_client, s
     async with database.read() as conn:
         rows = await conn.execute(
             select(outbox.c.payload)
-            .where(outbox.c.kind == AGENCY_TOTALS_UPDATED)
+            .where(outbox.c.kind == EventKind.AGENCY_TOTALS_UPDATED)
             .order_by(outbox.c.id)
         )
         totals = [orjson.loads(r.payload) for r in rows]

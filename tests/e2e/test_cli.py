@@ -1,5 +1,6 @@
 """The console script's commands, run as a user would run them."""
 
+import asyncio
 import os
 import subprocess
 
@@ -22,15 +23,25 @@ def run(*args, **env):
 
 async def test_create_api_key_from_the_command_line(app_client, database_url):
     owner = await make_agency(app_client)
-    done = run(
-        "create-api-key", "--agency", owner.id, "--name", "cli key", DATABASE_URL=database_url
+    # In a thread: the in-process app's relay must keep running (on SQLite it may hold the
+    # write lock for a moment, and a blocked event loop would hold it for the CLI's 30 s).
+    done = await asyncio.to_thread(
+        run,
+        "create-api-key",
+        "--agency",
+        owner.id,
+        "--name",
+        "cli key",
+        DATABASE_URL=database_url,
     )
     assert done.returncode == 0, done.stderr
     assert "ahk_" in done.stdout
     listed = await gql(app_client, KEYS, token=owner.token)
     edges = listed["data"]["viewer"]["agency"]["apiKeys"]["edges"]
     assert [e["node"]["name"] for e in edges] == ["cli key"]
-    unknown = run("create-api-key", "--agency", "nope", "--name", "x", DATABASE_URL=database_url)
+    unknown = await asyncio.to_thread(
+        run, "create-api-key", "--agency", "nope", "--name", "x", DATABASE_URL=database_url
+    )
     assert unknown.returncode == 2 and "global ID or UUID" in unknown.stderr
 
 

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
-from domain.events import Event
+from domain.events import Event, EventKind
+from domain.live import AgencyTotals
 from persistence.broker import Message, RedisBroker
 from persistence.outbox import OutboxRelay, write_events
 from persistence.tables import OutboxRow
@@ -18,6 +19,15 @@ outbox = OutboxRow.__table__
 
 def now():
     return datetime.now(UTC)
+
+
+def ping(topic, n=0):
+    """An event whose payload carries `n` (as an agency total), to tell events apart."""
+    return Event(topic, EventKind.AGENCY_TOTALS_UPDATED, AgencyTotals(n, 0))
+
+
+def n_of(message):
+    return message["payload"]["seconds_this_period"]
 
 
 async def next_messages(subscription, count, timeout=5):
@@ -48,12 +58,12 @@ async def test_committed_events_reach_subscribers_in_sequence_order(database, br
         # when two units of work commit events
         for n in range(2):
             async with UnitOfWork(database, now) as uow:
-                uow.publish(Event("agency:a", "PING", {"n": n}))
-                uow.publish(Event("agency:b", "PING", {"n": n}))
+                uow.publish(ping("agency:a", n))
+                uow.publish(ping("agency:b", n))
         assert await relay.relay_once() == 4
         # then the subscriber of agency:a sees its two, with increasing sequences
         messages = await next_messages(subscription, 2)
-    assert [m["payload"]["n"] for m in messages] == [0, 1]
+    assert [n_of(m) for m in messages] == [0, 1]
     assert messages[0]["sequence"] < messages[1]["sequence"]
     assert {m["topic"] for m in messages} == {"agency:a"}
 
@@ -62,7 +72,7 @@ async def test_rolled_back_work_announces_nothing(database, broker):
     relay = OutboxRelay(database, broker, now)
     with pytest.raises(RuntimeError):
         async with UnitOfWork(database, now) as uow:
-            uow.publish(Event("agency:a", "PING"))
+            uow.publish(ping("agency:a"))
             raise RuntimeError("rule broken half-way")
     assert await relay.relay_once() == 0
     async with database.read() as conn:
@@ -77,17 +87,17 @@ async def test_a_slow_transaction_with_a_smaller_id_is_not_skipped(database, bro
         # given a transaction that takes an outbox id and has not committed yet
         slow = database.transaction()
         conn = await slow.__aenter__()
-        await write_events(conn, [Event("agency:slow", "FIRST_ID")], now())
+        await write_events(conn, [ping("agency:slow", 1)], now())
         # when a later transaction commits and the relay runs
         async with UnitOfWork(database, now) as uow:
-            uow.publish(Event("agency:slow", "SECOND_ID"))
+            uow.publish(ping("agency:slow", 2))
         assert await relay.relay_once() == 1
         # and the slow one commits afterwards
         await slow.__aexit__(None, None, None)
         assert await relay.relay_once() == 1
         messages = await next_messages(subscription, 2)
     # then both are delivered, the late one with the later sequence
-    assert [m["kind"] for m in messages] == ["SECOND_ID", "FIRST_ID"]
+    assert [n_of(m) for m in messages] == [2, 1]
     assert messages[0]["sequence"] < messages[1]["sequence"]
 
 
@@ -97,7 +107,7 @@ async def test_events_wait_in_the_outbox_while_the_broker_is_down(database):
     await broker.start()
     relay = OutboxRelay(database, broker, now)
     async with UnitOfWork(database, now) as uow:
-        uow.publish(Event("agency:a", "PING"))
+        uow.publish(ping("agency:a"))
     # when the relay tries to publish, it fails and nothing is marked published
     with pytest.raises(Exception):  # noqa: B017 - whatever the client raises for no connection
         await relay.relay_once()
@@ -120,7 +130,7 @@ async def test_two_relays_never_give_one_sequence_twice(database, broker):
     relays = [OutboxRelay(database, broker, now, batch_size=7) for _ in range(2)]
     for n in range(40):
         async with UnitOfWork(database, now) as uow:
-            uow.publish(Event("agency:many", "PING", {"n": n}))
+            uow.publish(ping("agency:many", n))
     while sum(await asyncio.gather(*(r.relay_once() for r in relays))):
         pass
     async with database.read() as conn:
@@ -139,11 +149,11 @@ async def test_the_background_relay_delivers_after_commit_without_being_called(d
             async with UnitOfWork(database, now, lambda: (wakeups.append(1), relay.wake())):
                 pass  # no events: the relay is not woken
             async with UnitOfWork(database, now, lambda: (wakeups.append(1), relay.wake())) as uow:
-                uow.publish(Event("agency:live", "PING"))
+                uow.publish(ping("agency:live"))
             [message] = await next_messages(subscription, 1, timeout=2)
     finally:
         await relay.stop()
-    assert message["kind"] == "PING" and wakeups == [1]
+    assert message["kind"] == EventKind.AGENCY_TOTALS_UPDATED and wakeups == [1]
 
 
 async def test_published_events_older_than_the_window_are_pruned(database, broker):
@@ -153,12 +163,12 @@ async def test_published_events_older_than_the_window_are_pruned(database, broke
 
     relay = OutboxRelay(database, broker, now)
     async with UnitOfWork(database, now) as uow:
-        uow.publish(Event("agency:old", "PING"))
+        uow.publish(ping("agency:old"))
     async with UnitOfWork(database, now) as uow:
-        uow.publish(Event("agency:unpublished-yet", "PING"))
+        uow.publish(ping("agency:unpublished-yet"))
     await relay.relay_once()
     async with UnitOfWork(database, now) as uow:
-        uow.publish(Event("agency:new", "PING"))  # committed, not yet relayed
+        uow.publish(ping("agency:new"))  # committed, not yet relayed
     async with database.transaction() as conn:
         assert await prune_published(conn, now() - timedelta(hours=1)) == 0
         assert await prune_published(conn, now() + timedelta(seconds=1)) == 2
@@ -188,7 +198,7 @@ async def test_a_commit_in_another_process_wakes_the_relay_at_once(database_url,
         async with my_broker.subscribe(["agency:far"]) as subscription:
             await relay.relay_once()  # the start-up round is over
             async with UnitOfWork(theirs, now, their_relay.committed) as uow:
-                uow.publish(Event("agency:far", "PING"))
+                uow.publish(ping("agency:far"))
             [message] = await next_messages(subscription, 1, timeout=5)
     finally:
         await relay.stop()
@@ -197,4 +207,4 @@ async def test_a_commit_in_another_process_wakes_the_relay_at_once(database_url,
             await b.close()
         await mine.dispose()
         await theirs.dispose()
-    assert message["kind"] == "PING"
+    assert message["kind"] == EventKind.AGENCY_TOTALS_UPDATED

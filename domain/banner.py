@@ -1,0 +1,26 @@
+"""The banner a sub-account's screens show: what suspension says to the client."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from domain.agency import SubAccount, SubAccountStatus
+
+SUSPENDED_MESSAGE = "This account is paused by your agency. You can still sign in and read it."
+
+
+@dataclass(frozen=True)
+class Banner:
+    active: bool
+    message: str
+    note: str | None
+    since: datetime | None
+
+
+def banner_of(sub_account: SubAccount) -> Banner:
+    if sub_account.status is SubAccountStatus.SUSPENDED:
+        return Banner(
+            True, SUSPENDED_MESSAGE, sub_account.suspension_note, sub_account.suspended_at
+        )
+    return Banner(False, "", None, None)
