@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from domain.errors import DomainError, ErrorCode
 from domain.ledger import Movement
 from domain.money import Tier
+from persistence.arrays import insert_unnested, unnested
 from persistence.tables import BalanceRow, LedgerEntryRow
 
 balance_t = BalanceRow.__table__
@@ -79,23 +80,21 @@ async def apply(conn: AsyncConnection, movements: Sequence[Movement], now: datet
 
 # A whole batch of movements in two statements (PostgreSQL): for ingestion, which debits up to
 # a thousand balances per batch and has already locked them in order (balances_for_update).
+# Each array holds one value per movement, named after the column it goes to.
+_MOVED = (ledger_t.c.sub_account_id, ledger_t.c.tier, ledger_t.c.delta_seconds)
 _APPLY_MANY_PG = text(
     "WITH moved AS ("
-    " UPDATE balance SET seconds = balance.seconds + m.delta"
-    " FROM unnest(CAST(:sub_account_ids AS uuid[]), CAST(:tiers AS varchar[]),"
-    "             CAST(:deltas AS bigint[])) AS m(sub_account_id, tier, delta)"
-    " WHERE balance.sub_account_id = m.sub_account_id AND balance.tier = m.tier"
-    "   AND balance.seconds + m.delta >= 0"
+    f" UPDATE {balance_t.name} SET seconds = {balance_t.name}.seconds + m.delta_seconds"
+    f" FROM {unnested(_MOVED, alias='m')}"
+    f" WHERE {balance_t.name}.sub_account_id = m.sub_account_id"
+    f" AND {balance_t.name}.tier = m.tier AND {balance_t.name}.seconds + m.delta_seconds >= 0"
     " RETURNING 1)"
     " SELECT count(*) FROM moved"
 )
-_LEDGER_MANY_PG = text(
-    "INSERT INTO ledger_entry (agency_id, sub_account_id, tier, delta_seconds, kind, reference,"
-    " created_at)"
-    " SELECT m.agency_id, m.sub_account_id, m.tier, m.delta, m.kind, :reference, :now"
-    " FROM unnest(CAST(:agency_ids AS uuid[]), CAST(:sub_account_ids AS uuid[]),"
-    "             CAST(:tiers AS varchar[]), CAST(:deltas AS bigint[]),"
-    "             CAST(:kinds AS varchar[])) AS m(agency_id, sub_account_id, tier, delta, kind)"
+_LEDGER_MANY_PG = insert_unnested(
+    ledger_t,
+    (ledger_t.c.agency_id, *_MOVED, ledger_t.c.kind),
+    constants=(ledger_t.c.reference, ledger_t.c.created_at),
 )
 
 
@@ -112,9 +111,9 @@ async def apply_locked(conn: AsyncConnection, movements: Sequence[Movement], now
         await apply(conn, movements, now)
         return
     arrays = {
-        "sub_account_ids": [m.sub_account_id for m in movements],
-        "tiers": [m.tier.value for m in movements],
-        "deltas": [m.delta_seconds for m in movements],
+        "sub_account_id": [m.sub_account_id for m in movements],
+        "tier": [m.tier.value for m in movements],
+        "delta_seconds": [m.delta_seconds for m in movements],
     }
     moved = await conn.scalar(_APPLY_MANY_PG, arrays)
     if moved != len(movements):
@@ -123,10 +122,10 @@ async def apply_locked(conn: AsyncConnection, movements: Sequence[Movement], now
         _LEDGER_MANY_PG,
         {
             **arrays,
-            "agency_ids": [m.agency_id for m in movements],
-            "kinds": [m.kind.value for m in movements],
+            "agency_id": [m.agency_id for m in movements],
+            "kind": [m.kind.value for m in movements],
             "reference": movements[0].reference,
-            "now": now,
+            "created_at": now,
         },
     )
 

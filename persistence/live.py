@@ -8,13 +8,14 @@ from datetime import date, datetime
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, text, tuple_
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.agency import Agency, SubAccount
 from domain.billing_cycle import period_start
 from domain.live import AgencyTotals, PeriodUse, UsageSnapshot
+from persistence.arrays import insert_unnested
 from persistence.queries.loaders import balances_by_sub_account
 from persistence.records import sub_account_t
 from persistence.tables import AgencyUsagePeriodRow, UsagePeriodRow
@@ -24,17 +25,14 @@ agency_period_t = AgencyUsagePeriodRow.__table__
 
 # Each statement adds to what is there and returns the new totals: the figures the events
 # carry, as of this transaction, in the statement that writes them.
-_ADD_SUB_ACCOUNTS_PG = text(
-    "INSERT INTO usage_period (sub_account_id, period_start, agency_id, seconds, spent_micros)"
-    " SELECT u.sub_account_id, u.period_start, :agency_id, u.seconds, u.spent_micros"
-    " FROM unnest(CAST(:sub_account_ids AS uuid[]), CAST(:period_starts AS date[]),"
-    "             CAST(:seconds AS bigint[]), CAST(:spent_micros AS bigint[]))"
-    "      AS u(sub_account_id, period_start, seconds, spent_micros)"
-    " ORDER BY u.sub_account_id, u.period_start"
-    " ON CONFLICT (sub_account_id, period_start) DO UPDATE SET"
+_ADD_SUB_ACCOUNTS_PG = insert_unnested(
+    usage_period_t,
+    [c for c in usage_period_t.columns if c.name != "agency_id"],
+    constants=(usage_period_t.c.agency_id,),
+    tail="ON CONFLICT (sub_account_id, period_start) DO UPDATE SET"
     " seconds = usage_period.seconds + excluded.seconds,"
     " spent_micros = usage_period.spent_micros + excluded.spent_micros"
-    " RETURNING sub_account_id, period_start, seconds, spent_micros"
+    " RETURNING sub_account_id, period_start, seconds, spent_micros",
 )
 
 
@@ -50,8 +48,8 @@ async def add_period_use(
             _ADD_SUB_ACCOUNTS_PG,
             {
                 "agency_id": agency_id,
-                "sub_account_ids": [k[0] for k in keys],
-                "period_starts": [k[1] for k in keys],
+                "sub_account_id": [k[0] for k in keys],
+                "period_start": [k[1] for k in keys],
                 "seconds": [use.sub_accounts[k][0] for k in keys],
                 "spent_micros": [use.sub_accounts[k][1] for k in keys],
             },

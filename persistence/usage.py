@@ -6,13 +6,14 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import TextClause, text
+from sqlalchemy import Table, TextClause
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.money import Tier
 from domain.pricing import to_micros
 from domain.usage import CallStatus, ReportedCall, RollupLine
+from persistence.arrays import insert_unnested
 from persistence.tables import CallRow, UsageDailyRow, UsageHourlyRow
 
 call_t = CallRow.__table__
@@ -32,25 +33,14 @@ def _insert(conn: AsyncConnection, table: object) -> postgresql.Insert | sqlite.
     return dialect.insert(table)  # type: ignore[arg-type]
 
 
-# On PostgreSQL a batch travels as one array per column through unnest(): one short statement
-# whatever the batch size, prepared once, instead of a VALUES list of ~10,000 parameters that
-# SQLAlchemy compiles afresh for every batch (it was half of ingestion's CPU time).
-_CALL_ARRAYS = (
-    ("external_id", "varchar"),
-    ("sub_account_id", "uuid"),
-    ("direction", "varchar"),
-    ("channel", "varchar"),
-    ("status", "varchar"),
-    ("tier", "varchar"),
-    ("started_at", "timestamptz"),
-    ("duration_seconds", "int"),
-)
-_INSERT_CALLS_PG = text(
-    f"INSERT INTO call (agency_id, {', '.join(c for c, _ in _CALL_ARRAYS)}, recorded_at) "
-    f"SELECT :agency_id, {', '.join(f'c.{c}' for c, _ in _CALL_ARRAYS)}, :now "
-    f"FROM unnest({', '.join(f'CAST(:{c} AS {t}[])' for c, t in _CALL_ARRAYS)}) "
-    f"AS c({', '.join(c for c, _ in _CALL_ARRAYS)}) "
-    "ON CONFLICT (agency_id, external_id) DO NOTHING RETURNING external_id"
+# Every column of `call` a batch supplies per call; the agency and the time it was recorded
+# are the batch's.
+_CALL_ARRAYS = [c for c in call_t.columns if c.name not in ("id", "agency_id", "recorded_at")]
+_INSERT_CALLS_PG = insert_unnested(
+    call_t,
+    _CALL_ARRAYS,
+    constants=(call_t.c.agency_id, call_t.c.recorded_at),
+    tail="ON CONFLICT (agency_id, external_id) DO NOTHING RETURNING external_id",
 )
 
 
@@ -67,17 +57,8 @@ async def insert_new_calls(
         return set()
     calls = sorted(calls, key=lambda c: c.external_id)
     if conn.dialect.name == "postgresql":
-        arrays = {
-            "external_id": [c.external_id for c in calls],
-            "sub_account_id": [c.sub_account_id for c in calls],
-            "direction": [c.direction.value for c in calls],
-            "channel": [c.channel.value for c in calls],
-            "status": [c.status.value for c in calls],
-            "tier": [c.tier.value for c in calls],
-            "started_at": [c.started_at for c in calls],
-            "duration_seconds": [c.duration_seconds for c in calls],
-        }
-        params = {"agency_id": agency_id, "now": now, **arrays}
+        arrays = {c.name: [getattr(call, c.name) for call in calls] for c in _CALL_ARRAYS}
+        params = {"agency_id": agency_id, "recorded_at": now, **arrays}
         result = await conn.execute(_INSERT_CALLS_PG, params)
         return set(result.scalars().all())
     statement = (
@@ -105,16 +86,11 @@ async def insert_new_calls(
     return set((await conn.scalars(statement)).all())
 
 
-SUMMED_COLUMNS = (
-    "calls",
-    "seconds",
-    "overage_seconds",
-    "spent_micros",
-    "cost_micros",
-    "inbound",
-    "outbound",
-    *STATUS_COLUMNS.values(),
+# What both rollups add up: every column but the row's key and its agency.
+SUMMED_COLUMNS = tuple(
+    c.name for c in rollup_t.columns if not c.primary_key and c.name != "agency_id"
 )
+assert set(STATUS_COLUMNS.values()) <= set(SUMMED_COLUMNS)
 
 
 def hourly_rows(
@@ -166,27 +142,16 @@ def daily_rows(hourly: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [days[k] for k in sorted(days, key=lambda k: (k[0], k[1], k[2]))]
 
 
-def _upsert_pg(table: str, key: str) -> tuple[tuple[tuple[str, str], ...], TextClause]:
-    columns = (
-        ("sub_account_id", "uuid"),
-        ("tier", "varchar"),
-        (key, "timestamptz"),
-        ("agency_id", "uuid"),
-        *((c, "bigint") for c in SUMMED_COLUMNS),
-    )
-    names = ", ".join(c for c, _ in columns)
-    return columns, text(
-        f"INSERT INTO {table} ({names}) "
-        f"SELECT * FROM unnest({', '.join(f'CAST(:{c} AS {t}[])' for c, t in columns)}) "
-        f"ON CONFLICT (sub_account_id, tier, {key}) DO UPDATE SET "
-        + ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in SUMMED_COLUMNS)
+def _upsert_pg(table: Table) -> TextClause:
+    """Adds each row's sums to the row of its (sub-account, tier, hour or day)."""
+    key = ", ".join(c.name for c in table.primary_key.columns)
+    added = ", ".join(f"{c} = {table.name}.{c} + excluded.{c}" for c in SUMMED_COLUMNS)
+    return insert_unnested(
+        table, list(table.columns), tail=f"ON CONFLICT ({key}) DO UPDATE SET {added}"
     )
 
 
-_UPSERT_PG = {
-    key: _upsert_pg(table, key)
-    for table, key in (("usage_hourly", "hour_utc"), ("usage_daily", "day_utc"))
-}
+_UPSERT_PG = {table.name: _upsert_pg(table) for table in (rollup_t, daily_t)}
 
 
 async def add_to_rollups(
@@ -198,18 +163,15 @@ async def add_to_rollups(
     if not lines:
         return
     hourly = hourly_rows(agency_id, lines)
-    for table, rows, key in (
-        (rollup_t, hourly, "hour_utc"),
-        (daily_t, daily_rows(hourly), "day_utc"),
-    ):
+    for table, rows in ((rollup_t, hourly), (daily_t, daily_rows(hourly))):
         if conn.dialect.name == "postgresql":
-            columns, upsert = _UPSERT_PG[key]
-            await conn.execute(upsert, {column: [r[column] for r in rows] for column, _ in columns})
+            arrays = {c.name: [r[c.name] for r in rows] for c in table.columns}
+            await conn.execute(_UPSERT_PG[table.name], arrays)
             continue
         statement = _insert(conn, table).values(rows)
         await conn.execute(
             statement.on_conflict_do_update(
-                index_elements=["sub_account_id", "tier", key],
+                index_elements=[c.name for c in table.primary_key.columns],
                 set_={c: table.c[c] + statement.excluded[c] for c in SUMMED_COLUMNS},
             )
         )
