@@ -402,8 +402,8 @@ class RedisBroker:
                     self._handle(raw)
             except asyncio.CancelledError:
                 raise
-            except (redis.RedisError, OSError):
-                log.warning("redis pub/sub connection lost; reconnecting")
+            except (redis.RedisError, OSError) as error:
+                log.warning("redis pub/sub connection lost (%r); reconnecting", error)
                 self._subscribed.clear()
                 await asyncio.sleep(self._reconnect_delay)
                 with contextlib.suppress(redis.RedisError, OSError):

@@ -1,4 +1,5 @@
-"""One execution per live event for subscribers that ask the same thing.
+"""How live events are executed: once per event for subscribers that ask the same thing, and
+without anything left behind per event.
 
 Every subscriber of an event in a process receives the same event object (see
 `schema.monitoring.shared_event`). When several of them sent the same subscription text with
@@ -13,6 +14,8 @@ import asyncio
 from typing import Any
 
 import orjson
+from graphql.execution import Executor
+from graphql.pyutils import RefMap
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from resolvers.context import RequestContext
@@ -29,6 +32,19 @@ class SharedResults:
 
 
 class SharedEventExecution(StrawberryGraphQLCoreExecutionContext):
+    """strawberry's executor: each subscription event memoises its own sub-selections, and
+    identical subscriptions share one execution per event."""
+
+    def build_per_event_executor(self, payload: Any) -> Executor[Any]:
+        # graphql-core 3.3 runs an event on a shallow copy of the subscription's executor, so
+        # every event shared one sub-selection memo keyed by lists built anew per event: each
+        # event added entries, kept for as long as the subscription lived — 3-4 KB per event
+        # delivered (issue 11; tests/api/test_live_memory.py). Each event gets its own.
+        executor = super().build_per_event_executor(payload)
+        executor._relevant_sub_fields = {}
+        executor._stream_usages = RefMap()
+        return executor
+
     def execute_operation(self, serially: bool | None = None) -> Any:
         event = self.root_value
         if serially is not False or not isinstance(event, SharedResults):
