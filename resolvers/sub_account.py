@@ -334,8 +334,10 @@ async def transfer_credits(
         source, destination = await lock_sub_accounts(
             uow, viewer, (from_id, "fromId"), (to_id, "toId")
         )
-        if idempotency_key and await idempotency.recall(
-            uow.conn, scope, idempotency_key, fingerprint
+        # The stored answer is `{}`: a retry is told by the key being there, not by its answer.
+        if (
+            idempotency_key
+            and await idempotency.recall(uow.conn, scope, idempotency_key, fingerprint) is not None
         ):
             uow.nothing_changed()  # a retry: moved once already
             return source, destination
