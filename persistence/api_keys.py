@@ -86,8 +86,9 @@ async def api_key_by_id(conn: AsyncConnection, key_id: uuid.UUID) -> ApiKey | No
 
 async def revoke_api_key(
     conn: AsyncConnection, agency_id: uuid.UUID, key_id: uuid.UUID, now: datetime
-) -> bool:
-    result = await conn.execute(
+) -> str | None:
+    """The revoked key's name; None when the agency has no such live key."""
+    name: str | None = await conn.scalar(
         update(api_key_t)
         .where(
             api_key_t.c.id == key_id,
@@ -95,5 +96,6 @@ async def revoke_api_key(
             api_key_t.c.revoked_at.is_(None),
         )
         .values(revoked_at=now)
+        .returning(api_key_t.c.name)
     )
-    return result.rowcount == 1
+    return name

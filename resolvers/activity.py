@@ -28,6 +28,10 @@ TYPE_NAMES = {
 }
 
 
+def _described(kind: ActivityKind) -> str:
+    return kind.value.lower().replace("_", " ")  # "inbound agent"
+
+
 async def _workable(ctx: RequestContext, sub_account_id: UUID, field: str) -> SubAccount:
     viewer = await ctx.viewer()
     sub_account = await ctx.loaders.sub_account_by_id.load(sub_account_id)
@@ -62,7 +66,7 @@ async def create_activity(
             status or ActivityStatus.ACTIVE,
             now,
         )
-        summary = f"created the {kind.value.lower().replace('_', ' ')} {name} in {sub_account.name}"
+        summary = f"created the {_described(kind)} {name} in {sub_account.name}"
         uow.audit(
             actor,
             AuditNote(AuditKind.ACTIVITY_CREATED, summary, Subject(TYPE_NAMES[kind], activity.id)),
@@ -97,7 +101,8 @@ async def set_activity_status(
 
     async def switch(uow: UnitOfWork) -> None:
         await activities.set_status(uow.conn, activity.id, status)
-        summary = f"set {activity.name} in {sub_account.name} to {status.value}"
+        what = f"the {_described(activity.kind)} {activity.name} in {sub_account.name}"
+        summary = f"set {what} to {status.value}"
         uow.audit(
             actor,
             AuditNote(

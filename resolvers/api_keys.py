@@ -71,11 +71,16 @@ async def revoke_api_key(ctx: RequestContext, global_id: str) -> UUID:
     actor = await ctx.actor()
 
     async def revoke(uow: UnitOfWork) -> None:
-        if not await store.revoke_api_key(uow.conn, viewer.agency_id, key_id, now):
+        name = await store.revoke_api_key(uow.conn, viewer.agency_id, key_id, now)
+        if name is None:
             raise not_found("id", "API key")
         uow.audit(
             actor,
-            AuditNote(AuditKind.API_KEY_REVOKED, "revoked an API key", Subject("ApiKey", key_id)),
+            AuditNote(
+                AuditKind.API_KEY_REVOKED,
+                f"revoked the API key {name!r}",
+                Subject("ApiKey", key_id),
+            ),
         )
 
     await ctx.services.transact(revoke)

@@ -87,7 +87,7 @@ async def sign_up_agency(
             Actor(agency.id, owner.email),
             AuditNote(
                 AuditKind.AGENCY_SIGNED_UP,
-                f"signed {agency.name} up on {agency.plan_name}",
+                f"signed up {agency.name} on the {agency.plan_name} plan",
                 Subject("Agency", agency.id),
             ),
         )

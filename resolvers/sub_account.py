@@ -91,7 +91,11 @@ async def create_sub_account(
         )
         uow.audit(
             actor,
-            AuditNote(AuditKind.SUBACCOUNT_CREATED, f"created {name}", rules.subject(created)),
+            AuditNote(
+                AuditKind.SUBACCOUNT_CREATED,
+                f"created the sub-account {name} (login {email})",
+                rules.subject(created),
+            ),
         )
         return created
 
@@ -188,10 +192,10 @@ async def set_auto_allocation(
             uow.conn, sub_account.id, enabled, basic_minutes, premium_minutes, now
         )
         summary = (
-            f"auto allocation of {sub_account.name}: {basic_minutes} BASIC and "
+            f"set the auto allocation of {sub_account.name} to {basic_minutes} BASIC and "
             f"{premium_minutes} PREMIUM minutes a month"
             if enabled
-            else f"turned auto allocation of {sub_account.name} off"
+            else f"turned the auto allocation of {sub_account.name} off"
         )
         uow.audit(
             actor,
@@ -281,10 +285,12 @@ async def remove(
             (minutes_to_id, "minutesToId"),
             (primary.id, "id"),
         )
-        changed = rules.remove(target, destination, now)
         # Both accounts' balances, locked in the global order before reading what to move:
         # a batch of calls may be debiting the target right now.
         held = await ledger.balances_for_update(uow.conn, [target.id, destination.id])
+        changed = rules.remove(
+            target, destination, {tier: held.get((target.id, tier), 0) for tier in Tier}, now
+        )
         reference = f"removal:{target.id}"
         moves = []
         for tier in Tier:

@@ -268,7 +268,7 @@ async def change_user_role(
             actor,
             AuditNote(
                 AuditKind.USER_ROLE_CHANGED,
-                f"made {target.email} {role.value}",
+                f"changed the role of {target.email} from {target.role.value} to {role.value}",
                 Subject("User", target.id),
             ),
         )
@@ -290,7 +290,9 @@ async def remove_user(ctx: RequestContext, global_id: str) -> User:
         uow.audit(
             actor,
             AuditNote(
-                AuditKind.USER_REMOVED, f"removed {target.email}", Subject("User", target.id)
+                AuditKind.USER_REMOVED,
+                f"removed {target.email} from the team",
+                Subject("User", target.id),
             ),
         )
         return target
