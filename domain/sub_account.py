@@ -214,6 +214,7 @@ def edit(
     if markups != (sub_account.markup_basic_bp, sub_account.markup_premium_bp):
         basic, premium = (bp_to_percent(bp) for bp in markups)
         what.append(f"markup to {basic} % BASIC and {premium} % PREMIUM")
+    # Nothing changed: the use case sees `state == sub_account` and logs nothing.
     summary = f"updated {sub_account.name}: {', '.join(what) or 'nothing'}"
     return Changed(edited, (), AuditNote(AuditKind.SUBACCOUNT_UPDATED, summary, subject(edited)))
 

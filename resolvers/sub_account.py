@@ -142,6 +142,9 @@ async def update_sub_account(
     async def update(uow: UnitOfWork) -> SubAccount:
         [sub_account] = await lock_sub_accounts(uow, viewer, (global_id, "id"))
         changed = rules.edit(sub_account, name, email, markups)
+        if changed.state == sub_account:
+            uow.nothing_changed()  # saved as it was: nothing to log
+            return sub_account
         if changed.state.login_email != sub_account.login_email:
             await _check_email_free(uow, changed.state.login_email)
         await agencies.save_sub_account(uow.conn, changed.state)
