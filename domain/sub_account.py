@@ -210,9 +210,9 @@ def edit(
         what.append(f"name to {edited.name}")
     if edited.login_email != sub_account.login_email:
         what.append(f"login email to {edited.login_email}")
-    markups = (edited.markup_basic_bp, edited.markup_premium_bp)
-    if markups != (sub_account.markup_basic_bp, sub_account.markup_premium_bp):
-        basic, premium = (bp_to_percent(bp) for bp in markups)
+    markup_bps = (edited.markup_basic_bp, edited.markup_premium_bp)
+    if markup_bps != (sub_account.markup_basic_bp, sub_account.markup_premium_bp):
+        basic, premium = (bp_to_percent(bp) for bp in markup_bps)
         what.append(f"markup to {basic} % BASIC and {premium} % PREMIUM")
     # Nothing changed: the use case sees `state == sub_account` and logs nothing.
     summary = f"updated {sub_account.name}: {', '.join(what) or 'nothing'}"
