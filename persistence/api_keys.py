@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from domain.api_key import ApiKey
 from persistence.tables import ApiKeyRow
 
 api_key_t = ApiKeyRow.__table__
-
-
-@dataclass(frozen=True)
-class ApiKey:
-    id: uuid.UUID
-    agency_id: uuid.UUID
-    name: str
-    scopes: frozenset[str]
-    created_at: datetime
 
 
 async def add_api_key(

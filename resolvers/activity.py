@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import replace
 from uuid import UUID
 
+from domain.activity import Activity
 from domain.agency import SubAccount
 from domain.audit import AuditKind, AuditNote, Subject
 from domain.identity import check_name
 from domain.policy import Action, require
 from domain.sub_account import ActivityKind, ActivityStatus, check_changeable
 from persistence import activities
-from persistence.activities import Activity
 from persistence.queries import activities as lists
 from persistence.queries.paging import Page
 from persistence.unit_of_work import UnitOfWork

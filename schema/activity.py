@@ -6,8 +6,8 @@ from typing import Annotated
 
 import strawberry
 
+from domain.activity import Activity as ActivityEntity
 from domain.sub_account import ActivityKind, ActivityStatus
-from persistence.activities import Activity as ActivityEntity
 from persistence.queries.paging import Page
 from resolvers import activity as use_cases
 from resolvers.context import RequestContext

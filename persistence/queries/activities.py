@@ -9,8 +9,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from domain.activity import Activity
 from domain.sub_account import ActivityKind
-from persistence.activities import ACTIVITY_COLUMNS, Activity, activity_from, activity_t
+from persistence.activities import ACTIVITY_COLUMNS, activity_from, activity_t
 from persistence.queries.paging import Page, keyset_page
 
 
