@@ -9,11 +9,11 @@ from domain.activity import Activity
 from domain.agency import SubAccount
 from domain.audit import AuditKind, AuditNote, Subject
 from domain.identity import check_name
+from domain.paging import Page
 from domain.policy import Action, require
 from domain.sub_account import ActivityKind, ActivityStatus, check_changeable
 from persistence import activities
 from persistence.queries import activities as lists
-from persistence.queries.paging import Page
 from persistence.unit_of_work import UnitOfWork
 from resolvers.context import RequestContext
 from resolvers.global_id import from_global_id

@@ -7,9 +7,9 @@ from uuid import UUID
 from domain.api_key import ApiKey
 from domain.audit import Actor, AuditKind, AuditNote, Subject
 from domain.identity import check_name
+from domain.paging import Page
 from domain.policy import Action, Target, require
 from persistence import api_keys as store
-from persistence.queries.paging import Page
 from persistence.queries.team import api_keys_page
 from persistence.unit_of_work import UnitOfWork
 from resolvers.context import RequestContext, Services

@@ -18,12 +18,12 @@ from domain.events import Changed, usage_event
 from domain.identity import check_name, normalize_email
 from domain.ledger import Balance, LedgerKind
 from domain.money import Tier
+from domain.paging import Page
 from domain.policy import POLICY, Action, Scope, Target, Viewer, require
 from domain.pricing import markup_bp
 from domain.transfer import plan_conversion
 from persistence import activities, agencies, idempotency, ledger, live
 from persistence.queries import sub_accounts as lists
-from persistence.queries.paging import Page
 from persistence.unit_of_work import UnitOfWork
 from resolvers.context import RequestContext
 from resolvers.ids import decode, not_found

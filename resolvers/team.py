@@ -16,12 +16,12 @@ from domain.errors import DomainError, ErrorCode
 from domain.events import access_changed
 from domain.identity import check_password
 from domain.invitation import Access, Invitation
+from domain.paging import Page
 from domain.policy import Action, Role, Target, can, require
 from persistence import agencies, users
 from persistence import team as store
 from persistence.mail import compose
 from persistence.queries import team as lists
-from persistence.queries.paging import Page
 from persistence.unit_of_work import UnitOfWork
 from resolvers.context import RequestContext
 from resolvers.ids import decode, decode_many, not_found
