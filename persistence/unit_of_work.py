@@ -30,6 +30,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.audit import Actor, AuditNote
+from domain.errors import TryAgain
 from domain.events import Event, audit_recorded
 from persistence import audit
 from persistence.database import Database
@@ -41,13 +42,6 @@ T = TypeVar("T")
 # PostgreSQL broke a deadlock, or refused a serializable transaction, by rolling this one back:
 # run again, it sees the other's commit and goes through.
 RETRYABLE_SQLSTATES = {"40P01": "deadlock detected", "40001": "serialization failure"}
-
-
-class TryAgain(Exception):
-    """The database kept refusing the transaction for concurrency's sake; it changed nothing.
-
-    Becomes a GraphQL error with extensions.code TRY_AGAIN: the client may simply repeat it.
-    """
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,11 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from domain.agency import sign_up
+from domain.errors import TryAgain
 from persistence import agencies
 from persistence.database import Database
 from persistence.records import agency_t
-from persistence.unit_of_work import RetryPolicy, TryAgain, UnitOfWork, transact
+from persistence.unit_of_work import RetryPolicy, UnitOfWork, transact
 from tests.deadlocks import Opponents
 
 now = lambda: datetime.now(UTC)
