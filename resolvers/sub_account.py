@@ -8,8 +8,6 @@ from datetime import date
 from decimal import Decimal
 from uuid import UUID
 
-from sqlalchemy.exc import IntegrityError
-
 from domain import sub_account as rules
 from domain.agency import BalanceSource, SubAccount, SubAccountKind, SubAccountStatus
 from domain.audit import Actor, AuditKind, AuditNote
@@ -23,6 +21,7 @@ from domain.policy import POLICY, Action, Scope, Target, Viewer, require
 from domain.pricing import markup_bp
 from domain.transfer import plan_conversion
 from persistence import activities, agencies, idempotency, ledger, live
+from persistence.errors import UniqueViolation
 from persistence.queries import sub_accounts as lists
 from persistence.unit_of_work import UnitOfWork
 from resolvers.context import RequestContext
@@ -111,7 +110,7 @@ async def _email_unique(saving: Awaitable[SubAccount]) -> SubAccount:
     """A login email taken by a concurrent request shows as the unique index refusing it."""
     try:
         return await saving
-    except IntegrityError:
+    except UniqueViolation:
         raise DomainError(
             ErrorCode.EMAIL_TAKEN, "That email is already in use.", ("loginEmail",)
         ) from None
@@ -360,7 +359,7 @@ async def transfer_credits(
 
     try:
         return await ctx.services.transact(move)
-    except IntegrityError:
+    except UniqueViolation:
         if not idempotency_key:
             raise
         # A concurrent twin with the same key committed first: this is its retry.

@@ -6,8 +6,6 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 from uuid import UUID
 
-from sqlalchemy.exc import IntegrityError
-
 from domain import invitation as rules
 from domain import team
 from domain.agency import SubAccount, User
@@ -20,6 +18,7 @@ from domain.paging import Page
 from domain.policy import Action, Role, Target, can, require
 from persistence import agencies, users
 from persistence import team as store
+from persistence.errors import UniqueViolation
 from persistence.mail import compose
 from persistence.queries import team as lists
 from persistence.unit_of_work import UnitOfWork
@@ -227,7 +226,7 @@ async def accept_invitation(ctx: RequestContext, secret: str, password: str) -> 
 
     try:
         user = await services.transact(accept)
-    except IntegrityError:
+    except UniqueViolation:
         raise DomainError(ErrorCode.EMAIL_TAKEN, "That email is already in use.") from None
     ctx.sign_in_as(token)
     return user, token
