@@ -12,10 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
 from agencyhub.settings import Settings
-from persistence.records import agency_t
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -111,6 +108,7 @@ def _seed_demo(settings: Settings, args: argparse.Namespace) -> int:
 
 def _create_api_key(settings: Settings, args: argparse.Namespace) -> int:
     from agencyhub.app import running_services
+    from persistence.agencies import agency_exists
     from resolvers.api_keys import issue_api_key
     from resolvers.global_id import from_global_id
 
@@ -125,12 +123,10 @@ def _create_api_key(settings: Settings, args: argparse.Namespace) -> int:
                 return 2
         async with running_services(settings) as (services, relay):
             async with services.database.read() as conn:
-                if (
-                    await conn.scalar(select(agency_t.c.id).where(agency_t.c.id == agency_id))
-                    is None
-                ):
-                    print("agencyhub: no such agency", file=sys.stderr)
-                    return 1
+                known = await agency_exists(conn, agency_id)
+            if not known:
+                print("agencyhub: no such agency", file=sys.stderr)
+                return 1
             key, secret = await issue_api_key(services, agency_id, args.name, None)
             await relay.relay_once()
         print(f"API key {key.name!r} created. Its secret, shown only now:\n{secret}")

@@ -12,6 +12,8 @@ from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
 
+from domain.money import SECONDS_PER_MINUTE, Tier
+
 
 class AuditKind(StrEnum):
     USER_SIGNED_IN = "USER_SIGNED_IN"
@@ -87,3 +89,19 @@ class AuditRecord:
     email: str | None
     subject: Subject | None
     summary: str
+
+
+def minutes_text(seconds: int) -> str:
+    """'8 minutes', '1 minute', '1 min 30 s', '45 s': exact, as the ledger counts."""
+    minutes, rest = divmod(seconds, SECONDS_PER_MINUTE)
+    if not rest:
+        return f"{minutes} minute{'' if minutes == 1 else 's'}"
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
+
+
+def tier_minutes_text(seconds: int, tier: Tier) -> str:
+    """'10 PREMIUM minutes', or '1 min 30 s of PREMIUM' when it is not whole minutes."""
+    minutes, rest = divmod(seconds, SECONDS_PER_MINUTE)
+    if not rest:
+        return f"{minutes} {tier.value} minute{'' if minutes == 1 else 's'}"
+    return f"{minutes_text(seconds)} of {tier.value}"

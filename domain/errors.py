@@ -1,4 +1,6 @@
-"""Business-rule failures and their stable codes, spelled as the API spells them."""
+"""Every failure a client can be told about, and its stable code, spelled as the API spells
+it: business-rule failures (`DomainError` with an `ErrorCode`, shown as userErrors), and the
+ones that end a request or a stream (GraphQL errors with `extensions.code`)."""
 
 from __future__ import annotations
 
@@ -55,3 +57,17 @@ class AccessDenied(Exception):
 
 class NotAuthenticated(Exception):
     """No valid session. Becomes a GraphQL error with extensions.code UNAUTHENTICATED."""
+
+
+class TryAgain(Exception):
+    """The database kept refusing the transaction for concurrency's sake; it changed nothing.
+
+    Becomes a GraphQL error with extensions.code TRY_AGAIN: the client may simply repeat it.
+    Raised by the unit of work (persistence/unit_of_work.py).
+    """
+
+
+class SubscriberTooSlow(Exception):
+    """A live subscriber fell too far behind and was cut off; it should reconnect and resume
+    by sequence. Becomes a GraphQL error with extensions.code SUBSCRIBER_TOO_SLOW. Raised by
+    the broker's fan-out and the outbox's replays."""

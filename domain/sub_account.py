@@ -7,15 +7,18 @@ its unit of work.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 from enum import StrEnum
 
 from domain.agency import Agency, BalanceSource, SubAccount, SubAccountStatus
-from domain.audit import AuditKind, AuditNote, Subject
+from domain.audit import AuditKind, AuditNote, Subject, tier_minutes_text
 from domain.banner import Banner, banner_of
 from domain.errors import DomainError, ErrorCode
 from domain.events import Changed, banner_event
+from domain.money import Tier
+from domain.pricing import bp_to_percent
 
 __all__ = ["Banner", "banner_of"]
 
@@ -129,14 +132,18 @@ def suspend(sub_account: SubAccount, note: str | None, now: datetime) -> Changed
     """Suspends it; a second suspension only edits the note on the banner."""
     if sub_account.status is SubAccountStatus.SUSPENDED:
         edited = replace(sub_account, suspension_note=note)
-        return _announced(
-            edited, AuditKind.SUBACCOUNT_SUSPENDED, f"changed the suspension note of {edited.name}"
+        summary = (
+            f"changed the suspension note of {edited.name} to: {note}"
+            if note
+            else f"removed the suspension note of {edited.name}"
         )
+        return _announced(edited, AuditKind.SUBACCOUNT_SUSPENDED, summary)
     check_suspendable(sub_account)
     suspended = replace(
         sub_account, status=SubAccountStatus.SUSPENDED, suspended_at=now, suspension_note=note
     )
-    return _announced(suspended, AuditKind.SUBACCOUNT_SUSPENDED, f"suspended {suspended.name}")
+    summary = f"suspended {suspended.name}" + (f" (note: {note})" if note else "")
+    return _announced(suspended, AuditKind.SUBACCOUNT_SUSPENDED, summary)
 
 
 def restore(sub_account: SubAccount) -> Changed[SubAccount]:
@@ -147,8 +154,14 @@ def restore(sub_account: SubAccount) -> Changed[SubAccount]:
     return _announced(restored, AuditKind.SUBACCOUNT_RESTORED, f"restored {restored.name}")
 
 
-def remove(sub_account: SubAccount, destination: SubAccount, now: datetime) -> Changed[SubAccount]:
-    """REMOVED, its credits gone (to the primary, by the use case), its banner down."""
+def remove(
+    sub_account: SubAccount,
+    destination: SubAccount,
+    held_seconds: Mapping[Tier, int],
+    now: datetime,
+) -> Changed[SubAccount]:
+    """REMOVED, its credits gone (to the primary, by the use case), its banner down; the
+    audit line says what it held (`held_seconds`, moved to `destination` by the use case)."""
     check_removable(sub_account, destination)
     removed = replace(
         sub_account,
@@ -158,11 +171,18 @@ def remove(sub_account: SubAccount, destination: SubAccount, now: datetime) -> C
         suspended_at=None,
         suspension_note=None,
     )
-    return _announced(
-        removed,
-        AuditKind.SUBACCOUNT_REMOVED,
-        f"removed {removed.name}; its minutes went to {destination.name}",
+    held = [tier_minutes_text(seconds, tier) for tier, seconds in held_seconds.items() if seconds]
+    credits = sub_account.knowledge_pack_credits
+    summary = f"removed {removed.name}; " + (
+        f"its {' and '.join(held)} went to {destination.name}" if held else "it held no minutes"
     )
+    if credits:
+        summary += f"; its {_credits(credits)} went to the primary"
+    return _announced(removed, AuditKind.SUBACCOUNT_REMOVED, summary)
+
+
+def _credits(count: int) -> str:
+    return f"{count} Knowledge Pack credit{'' if count == 1 else 's'}"
 
 
 def edit(
@@ -185,20 +205,17 @@ def edit(
         login_email=sub_account.login_email if login_email is None else login_email,
         **markups,  # type: ignore[arg-type]
     )
-    what = [
-        label
-        for label, changed in (
-            ("name", edited.name != sub_account.name),
-            ("login email", edited.login_email != sub_account.login_email),
-            (
-                "markup",
-                (edited.markup_basic_bp, edited.markup_premium_bp)
-                != (sub_account.markup_basic_bp, sub_account.markup_premium_bp),
-            ),
-        )
-        if changed
-    ]
-    summary = f"updated {', '.join(what) or 'nothing'} of {edited.name}"
+    what = []
+    if edited.name != sub_account.name:
+        what.append(f"name to {edited.name}")
+    if edited.login_email != sub_account.login_email:
+        what.append(f"login email to {edited.login_email}")
+    markup_bps = (edited.markup_basic_bp, edited.markup_premium_bp)
+    if markup_bps != (sub_account.markup_basic_bp, sub_account.markup_premium_bp):
+        basic, premium = (bp_to_percent(bp) for bp in markup_bps)
+        what.append(f"markup to {basic} % BASIC and {premium} % PREMIUM")
+    # Nothing changed: the use case sees `state == sub_account` and logs nothing.
+    summary = f"updated {sub_account.name}: {', '.join(what) or 'nothing'}"
     return Changed(edited, (), AuditNote(AuditKind.SUBACCOUNT_UPDATED, summary, subject(edited)))
 
 
@@ -248,8 +265,5 @@ def move_credits(
         replace(destination, knowledge_pack_credits=destination.knowledge_pack_credits + credits),
     )
     secondary = destination if source.is_primary else source
-    summary = (
-        f"moved {credits} Knowledge Pack credit{'s' if credits != 1 else ''} "
-        f"from {source.name} to {destination.name}"
-    )
+    summary = f"moved {_credits(credits)} from {source.name} to {destination.name}"
     return Changed(moved, (), AuditNote(AuditKind.CREDITS_TRANSFERRED, summary, subject(secondary)))

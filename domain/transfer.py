@@ -7,7 +7,7 @@ from fractions import Fraction
 from uuid import UUID
 
 from domain.agency import SubAccount
-from domain.audit import AuditKind, AuditNote, Subject
+from domain.audit import AuditKind, AuditNote, Subject, minutes_text, tier_minutes_text
 from domain.errors import DomainError, ErrorCode
 from domain.ledger import LedgerKind, Movement
 from domain.money import Tier
@@ -81,15 +81,10 @@ def plan_transfer(
     return plan
 
 
-def _minutes(seconds: int) -> str:
-    minutes, rest = divmod(seconds, 60)
-    return f"{minutes} min" + (f" {rest} s" if rest else "")
-
-
 def transferred(plan: TransferPlan, source: SubAccount, destination: SubAccount) -> AuditNote:
     """The audit line of a transfer: what left, what arrived."""
     summary = (
-        f"moved {_minutes(plan.sent_seconds)} {plan.tier.value} from {source.name} to "
-        f"{destination.name} (arrived as {_minutes(plan.received_seconds)})"
+        f"moved {tier_minutes_text(plan.sent_seconds, plan.tier)} from {source.name} to "
+        f"{destination.name} (arrived as {minutes_text(plan.received_seconds)})"
     )
     return AuditNote(AuditKind.MINUTES_TRANSFERRED, summary, Subject("SubAccount", source.id))

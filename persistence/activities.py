@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from domain.activity import Activity
 from domain.sub_account import ActivityKind, ActivityStatus
 from persistence.tables import ActivityRow
 
@@ -23,17 +23,6 @@ ACTIVITY_COLUMNS = (
     activity_t.c.status,
     activity_t.c.created_at,
 )
-
-
-@dataclass(frozen=True)
-class Activity:
-    id: uuid.UUID
-    agency_id: uuid.UUID
-    sub_account_id: uuid.UUID
-    kind: ActivityKind
-    name: str
-    status: ActivityStatus
-    created_at: datetime
 
 
 def activity_from(row: Any) -> Activity:

@@ -34,6 +34,10 @@ from persistence.tables import AutoAllocationRow
 auto_allocation_t = AutoAllocationRow.__table__
 
 
+async def agency_exists(conn: AsyncConnection, agency_id: uuid.UUID) -> bool:
+    return bool(await conn.scalar(select(exists().where(agency_t.c.id == agency_id))))
+
+
 async def email_in_use(conn: AsyncConnection, email: str) -> bool:
     """Emails are unique across users and sub-account logins of every agency."""
     query = select(

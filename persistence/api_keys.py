@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from domain.api_key import ApiKey
 from persistence.tables import ApiKeyRow
 
 api_key_t = ApiKeyRow.__table__
-
-
-@dataclass(frozen=True)
-class ApiKey:
-    id: uuid.UUID
-    agency_id: uuid.UUID
-    name: str
-    scopes: frozenset[str]
-    created_at: datetime
 
 
 async def add_api_key(
@@ -86,8 +77,9 @@ async def api_key_by_id(conn: AsyncConnection, key_id: uuid.UUID) -> ApiKey | No
 
 async def revoke_api_key(
     conn: AsyncConnection, agency_id: uuid.UUID, key_id: uuid.UUID, now: datetime
-) -> bool:
-    result = await conn.execute(
+) -> str | None:
+    """The revoked key's name; None when the agency has no such live key."""
+    name: str | None = await conn.scalar(
         update(api_key_t)
         .where(
             api_key_t.c.id == key_id,
@@ -95,5 +87,6 @@ async def revoke_api_key(
             api_key_t.c.revoked_at.is_(None),
         )
         .values(revoked_at=now)
+        .returning(api_key_t.c.name)
     )
-    return result.rowcount == 1
+    return name

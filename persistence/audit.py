@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.audit import Actor, AuditKind, AuditNote, AuditRecord, Subject
 from domain.errors import DomainError, ErrorCode
-from persistence.queries.paging import Page
+from domain.paging import Page
 from persistence.tables import AuditLogRow
 
 audit_t = AuditLogRow.__table__

@@ -31,14 +31,12 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from domain.errors import SubscriberTooSlow
+
 log = logging.getLogger(__name__)
 
 CONTROL_CHANNEL = "agencyhub:control"
 NUDGE = b"relay-wake"  # on CONTROL_CHANNEL: a process committed events; relays, look now
-
-
-class SubscriberTooSlow(Exception):
-    """The subscriber's queue overflowed; it should reconnect and resume by sequence."""
 
 
 class Message:

@@ -27,8 +27,9 @@ import orjson
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from domain.errors import SubscriberTooSlow
 from domain.events import Event, encode
-from persistence.broker import Broker, Message, SubscriberTooSlow
+from persistence.broker import Broker, Message
 from persistence.database import Database
 from persistence.tables import OutboxRow
 

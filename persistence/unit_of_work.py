@@ -26,13 +26,15 @@ from datetime import datetime
 from types import TracebackType
 from typing import TypeVar
 
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.audit import Actor, AuditNote
+from domain.errors import TryAgain
 from domain.events import Event, audit_recorded
 from persistence import audit
 from persistence.database import Database
+from persistence.errors import unique_violation
 from persistence.outbox import write_events
 
 log = logging.getLogger(__name__)
@@ -41,13 +43,6 @@ T = TypeVar("T")
 # PostgreSQL broke a deadlock, or refused a serializable transaction, by rolling this one back:
 # run again, it sees the other's commit and goes through.
 RETRYABLE_SQLSTATES = {"40P01": "deadlock detected", "40001": "serialization failure"}
-
-
-class TryAgain(Exception):
-    """The database kept refusing the transaction for concurrency's sake; it changed nothing.
-
-    Becomes a GraphQL error with extensions.code TRY_AGAIN: the client may simply repeat it.
-    """
 
 
 @dataclass(frozen=True)
@@ -136,6 +131,10 @@ class UnitOfWork:
     With `audited=True` (every API mutation: `Services.transact`), committing a change without
     an audit entry is refused (`Unaudited`), so no use case can forget its entry; a use case
     that found nothing to change says so with `nothing_changed()`.
+
+    A unique constraint or primary key refusing a row, in the work or at commit, leaves as
+    `persistence.errors.UniqueViolation` (after the rollback), so callers need not know
+    SQLAlchemy's exceptions.
     """
 
     def __init__(
@@ -186,6 +185,22 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        try:
+            await self._finish(exc_type, exc, tb)
+        except IntegrityError as error:  # at commit, or writing the audit log and outbox
+            if (violation := unique_violation(error)) is None:
+                raise
+            raise violation from error
+        if isinstance(exc, IntegrityError) and (violation := unique_violation(exc)) is not None:
+            raise violation from exc  # rolled back above
+
+    async def _finish(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Commit (with the audit entries and events) when the work succeeded, else roll back."""
         assert self._transaction is not None
         if exc is None and (self._events or self._notes or self._audited):
             try:

@@ -5,15 +5,15 @@ from __future__ import annotations
 from dataclasses import replace
 from uuid import UUID
 
+from domain.activity import Activity
 from domain.agency import SubAccount
 from domain.audit import AuditKind, AuditNote, Subject
 from domain.identity import check_name
+from domain.paging import Page
 from domain.policy import Action, require
 from domain.sub_account import ActivityKind, ActivityStatus, check_changeable
 from persistence import activities
-from persistence.activities import Activity
 from persistence.queries import activities as lists
-from persistence.queries.paging import Page
 from persistence.unit_of_work import UnitOfWork
 from resolvers.context import RequestContext
 from resolvers.global_id import from_global_id
@@ -26,6 +26,10 @@ TYPE_NAMES = {
     ActivityKind.INBOUND_AGENT: "InboundAgent",
     ActivityKind.AUTOMATION: "Automation",
 }
+
+
+def _described(kind: ActivityKind) -> str:
+    return kind.value.lower().replace("_", " ")  # "inbound agent"
 
 
 async def _workable(ctx: RequestContext, sub_account_id: UUID, field: str) -> SubAccount:
@@ -62,7 +66,7 @@ async def create_activity(
             status or ActivityStatus.ACTIVE,
             now,
         )
-        summary = f"created the {kind.value.lower().replace('_', ' ')} {name} in {sub_account.name}"
+        summary = f"created the {_described(kind)} {name} in {sub_account.name}"
         uow.audit(
             actor,
             AuditNote(AuditKind.ACTIVITY_CREATED, summary, Subject(TYPE_NAMES[kind], activity.id)),
@@ -97,7 +101,8 @@ async def set_activity_status(
 
     async def switch(uow: UnitOfWork) -> None:
         await activities.set_status(uow.conn, activity.id, status)
-        summary = f"set {activity.name} in {sub_account.name} to {status.value}"
+        what = f"the {_described(activity.kind)} {activity.name} in {sub_account.name}"
+        summary = f"set {what} to {status.value}"
         uow.audit(
             actor,
             AuditNote(

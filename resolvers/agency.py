@@ -34,7 +34,11 @@ async def update_agency(ctx: RequestContext, name: str | None, time_zone: str | 
         changes = ", ".join(f"{k.replace('_', ' ')} to {v}" for k, v in values.items())
         uow.audit(
             actor,
-            AuditNote(AuditKind.AGENCY_UPDATED, f"set {changes}", Subject("Agency", agency.id)),
+            AuditNote(
+                AuditKind.AGENCY_UPDATED,
+                f"set the agency's {changes}",
+                Subject("Agency", agency.id),
+            ),
         )
         return replace(agency, **values)  # type: ignore[arg-type]
 

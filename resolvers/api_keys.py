@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from uuid import UUID
 
+from domain.api_key import ApiKey
 from domain.audit import Actor, AuditKind, AuditNote, Subject
 from domain.identity import check_name
+from domain.paging import Page
 from domain.policy import Action, Target, require
 from persistence import api_keys as store
-from persistence.api_keys import ApiKey
-from persistence.queries.paging import Page
 from persistence.queries.team import api_keys_page
 from persistence.unit_of_work import UnitOfWork
 from resolvers.context import RequestContext, Services
@@ -71,11 +71,16 @@ async def revoke_api_key(ctx: RequestContext, global_id: str) -> UUID:
     actor = await ctx.actor()
 
     async def revoke(uow: UnitOfWork) -> None:
-        if not await store.revoke_api_key(uow.conn, viewer.agency_id, key_id, now):
+        name = await store.revoke_api_key(uow.conn, viewer.agency_id, key_id, now)
+        if name is None:
             raise not_found("id", "API key")
         uow.audit(
             actor,
-            AuditNote(AuditKind.API_KEY_REVOKED, "revoked an API key", Subject("ApiKey", key_id)),
+            AuditNote(
+                AuditKind.API_KEY_REVOKED,
+                f"revoked the API key {name!r}",
+                Subject("ApiKey", key_id),
+            ),
         )
 
     await ctx.services.transact(revoke)

@@ -8,10 +8,10 @@ from uuid import UUID
 
 from domain.audit import AuditKind, AuditRecord
 from domain.events import EventKind, agency_topic
+from domain.paging import Page
 from domain.policy import Action, Target, Viewer, require
 from persistence import audit
 from persistence.broker import Message
-from persistence.queries.paging import Page
 from resolvers.context import RequestContext
 from resolvers.live import authorized_messages
 from resolvers.monitoring import payload_of

@@ -5,8 +5,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from sqlalchemy.exc import IntegrityError
-
 from domain import agency as rules
 from domain.agency import Agency, SubAccountKind, User
 from domain.audit import Actor, AuditKind, AuditNote, Subject
@@ -15,6 +13,7 @@ from domain.identity import normalize_email
 from domain.ledger import LedgerKind, Movement
 from domain.policy import Role
 from persistence import agencies, jobs, ledger, users
+from persistence.errors import UniqueViolation
 from persistence.unit_of_work import UnitOfWork
 from resolvers.context import RequestContext
 
@@ -87,7 +86,7 @@ async def sign_up_agency(
             Actor(agency.id, owner.email),
             AuditNote(
                 AuditKind.AGENCY_SIGNED_UP,
-                f"signed {agency.name} up on {agency.plan_name}",
+                f"signed up {agency.name} on the {agency.plan_name} plan",
                 Subject("Agency", agency.id),
             ),
         )
@@ -95,7 +94,7 @@ async def sign_up_agency(
 
     try:
         agency, owner = await services.transact(create)
-    except IntegrityError:
+    except UniqueViolation:
         # Two sign-ups raced for one email; the unique constraint decided.
         raise _email_taken("ownerEmail") from None
     ctx.sign_in_as(token)

@@ -6,12 +6,11 @@ from datetime import date, datetime, timedelta
 from functools import partial
 from uuid import UUID
 
-from sqlalchemy.exc import IntegrityError
-
 from domain.billing_cycle import add_months
 from domain.ledger import LedgerKind, Movement
 from domain.money import minutes_to_seconds
 from persistence import jobs, ledger, outbox
+from persistence.errors import UniqueViolation
 from persistence.unit_of_work import UnitOfWork
 from resolvers.context import Services
 
@@ -61,7 +60,7 @@ async def _grant_period(services: Services, agency: jobs.GrantTerms, period: dat
 
     try:
         await services.transact(record, audited=False)  # a job, not a change through the API
-    except IntegrityError:
+    except UniqueViolation:
         return False  # another run granted this period first
     return True
 

@@ -19,6 +19,9 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from domain.errors import DomainError, ErrorCode
 from domain.events import EventKind, user_topic
 from domain.policy import Viewer
+
+# Message is also what the streams below yield: schema/ names it from here, as it may not
+# import persistence/.
 from persistence.broker import Message, Resync
 from persistence.outbox import last_sequence
 from resolvers.context import RequestContext

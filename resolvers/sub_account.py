@@ -8,8 +8,6 @@ from datetime import date
 from decimal import Decimal
 from uuid import UUID
 
-from sqlalchemy.exc import IntegrityError
-
 from domain import sub_account as rules
 from domain.agency import BalanceSource, SubAccount, SubAccountKind, SubAccountStatus
 from domain.audit import Actor, AuditKind, AuditNote
@@ -18,12 +16,13 @@ from domain.events import Changed, usage_event
 from domain.identity import check_name, normalize_email
 from domain.ledger import Balance, LedgerKind
 from domain.money import Tier
+from domain.paging import Page
 from domain.policy import POLICY, Action, Scope, Target, Viewer, require
 from domain.pricing import markup_bp
 from domain.transfer import plan_conversion
 from persistence import activities, agencies, idempotency, ledger, live
+from persistence.errors import UniqueViolation
 from persistence.queries import sub_accounts as lists
-from persistence.queries.paging import Page
 from persistence.unit_of_work import UnitOfWork
 from resolvers.context import RequestContext
 from resolvers.ids import decode, not_found
@@ -91,7 +90,11 @@ async def create_sub_account(
         )
         uow.audit(
             actor,
-            AuditNote(AuditKind.SUBACCOUNT_CREATED, f"created {name}", rules.subject(created)),
+            AuditNote(
+                AuditKind.SUBACCOUNT_CREATED,
+                f"created the sub-account {name} (login {email})",
+                rules.subject(created),
+            ),
         )
         return created
 
@@ -107,7 +110,7 @@ async def _email_unique(saving: Awaitable[SubAccount]) -> SubAccount:
     """A login email taken by a concurrent request shows as the unique index refusing it."""
     try:
         return await saving
-    except IntegrityError:
+    except UniqueViolation:
         raise DomainError(
             ErrorCode.EMAIL_TAKEN, "That email is already in use.", ("loginEmail",)
         ) from None
@@ -138,6 +141,9 @@ async def update_sub_account(
     async def update(uow: UnitOfWork) -> SubAccount:
         [sub_account] = await lock_sub_accounts(uow, viewer, (global_id, "id"))
         changed = rules.edit(sub_account, name, email, markups)
+        if changed.state == sub_account:
+            uow.nothing_changed()  # saved as it was: nothing to log
+            return sub_account
         if changed.state.login_email != sub_account.login_email:
             await _check_email_free(uow, changed.state.login_email)
         await agencies.save_sub_account(uow.conn, changed.state)
@@ -188,10 +194,10 @@ async def set_auto_allocation(
             uow.conn, sub_account.id, enabled, basic_minutes, premium_minutes, now
         )
         summary = (
-            f"auto allocation of {sub_account.name}: {basic_minutes} BASIC and "
+            f"set the auto allocation of {sub_account.name} to {basic_minutes} BASIC and "
             f"{premium_minutes} PREMIUM minutes a month"
             if enabled
-            else f"turned auto allocation of {sub_account.name} off"
+            else f"turned the auto allocation of {sub_account.name} off"
         )
         uow.audit(
             actor,
@@ -281,10 +287,12 @@ async def remove(
             (minutes_to_id, "minutesToId"),
             (primary.id, "id"),
         )
-        changed = rules.remove(target, destination, now)
         # Both accounts' balances, locked in the global order before reading what to move:
         # a batch of calls may be debiting the target right now.
         held = await ledger.balances_for_update(uow.conn, [target.id, destination.id])
+        changed = rules.remove(
+            target, destination, {tier: held.get((target.id, tier), 0) for tier in Tier}, now
+        )
         reference = f"removal:{target.id}"
         moves = []
         for tier in Tier:
@@ -334,8 +342,10 @@ async def transfer_credits(
         source, destination = await lock_sub_accounts(
             uow, viewer, (from_id, "fromId"), (to_id, "toId")
         )
-        if idempotency_key and await idempotency.recall(
-            uow.conn, scope, idempotency_key, fingerprint
+        # The stored answer is `{}`: a retry is told by the key being there, not by its answer.
+        if (
+            idempotency_key
+            and await idempotency.recall(uow.conn, scope, idempotency_key, fingerprint) is not None
         ):
             uow.nothing_changed()  # a retry: moved once already
             return source, destination
@@ -349,7 +359,7 @@ async def transfer_credits(
 
     try:
         return await ctx.services.transact(move)
-    except IntegrityError:
+    except UniqueViolation:
         if not idempotency_key:
             raise
         # A concurrent twin with the same key committed first: this is its retry.

@@ -6,8 +6,6 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 from uuid import UUID
 
-from sqlalchemy.exc import IntegrityError
-
 from domain import invitation as rules
 from domain import team
 from domain.agency import SubAccount, User
@@ -16,12 +14,13 @@ from domain.errors import DomainError, ErrorCode
 from domain.events import access_changed
 from domain.identity import check_password
 from domain.invitation import Access, Invitation
+from domain.paging import Page
 from domain.policy import Action, Role, Target, can, require
 from persistence import agencies, users
 from persistence import team as store
+from persistence.errors import UniqueViolation
 from persistence.mail import compose
 from persistence.queries import team as lists
-from persistence.queries.paging import Page
 from persistence.unit_of_work import UnitOfWork
 from resolvers.context import RequestContext
 from resolvers.ids import decode, decode_many, not_found
@@ -227,7 +226,7 @@ async def accept_invitation(ctx: RequestContext, secret: str, password: str) -> 
 
     try:
         user = await services.transact(accept)
-    except IntegrityError:
+    except UniqueViolation:
         raise DomainError(ErrorCode.EMAIL_TAKEN, "That email is already in use.") from None
     ctx.sign_in_as(token)
     return user, token
@@ -268,7 +267,7 @@ async def change_user_role(
             actor,
             AuditNote(
                 AuditKind.USER_ROLE_CHANGED,
-                f"made {target.email} {role.value}",
+                f"changed the role of {target.email} from {target.role.value} to {role.value}",
                 Subject("User", target.id),
             ),
         )
@@ -290,7 +289,9 @@ async def remove_user(ctx: RequestContext, global_id: str) -> User:
         uow.audit(
             actor,
             AuditNote(
-                AuditKind.USER_REMOVED, f"removed {target.email}", Subject("User", target.id)
+                AuditKind.USER_REMOVED,
+                f"removed {target.email} from the team",
+                Subject("User", target.id),
             ),
         )
         return target

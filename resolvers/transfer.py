@@ -8,8 +8,6 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy.exc import IntegrityError
-
 from domain.agency import SubAccount
 from domain.events import usage_event
 from domain.money import Tier
@@ -17,6 +15,7 @@ from domain.policy import Action, Target, require
 from domain.pricing import minutes_to_whole_seconds
 from domain.transfer import TransferPlan, plan_transfer, transferred
 from persistence import idempotency, ledger, live, transfers
+from persistence.errors import UniqueViolation
 from persistence.unit_of_work import UnitOfWork
 from resolvers.context import RequestContext
 from resolvers.ids import decode, not_found
@@ -65,7 +64,7 @@ async def transfer_minutes(
         return await _transfer(
             ctx, viewer.agency_id, from_id, to_id, tier, sent, scope, idempotency_key, fingerprint
         )
-    except IntegrityError:
+    except UniqueViolation:
         if not idempotency_key:
             raise
         # A concurrent twin with the same key committed first: answer with its result.

@@ -6,9 +6,9 @@ from typing import Annotated
 
 import strawberry
 
+from domain.activity import Activity as ActivityEntity
+from domain.paging import Page
 from domain.sub_account import ActivityKind, ActivityStatus
-from persistence.activities import Activity as ActivityEntity
-from persistence.queries.paging import Page
 from resolvers import activity as use_cases
 from resolvers.context import RequestContext
 from resolvers.global_id import to_global_id

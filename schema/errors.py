@@ -18,9 +18,13 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import MaskErrors
 
-from domain.errors import AccessDenied, DomainError, NotAuthenticated
-from persistence.broker import SubscriberTooSlow
-from persistence.unit_of_work import TryAgain
+from domain.errors import (
+    AccessDenied,
+    DomainError,
+    NotAuthenticated,
+    SubscriberTooSlow,
+    TryAgain,
+)
 
 log = logging.getLogger("agencyhub.errors")
 

@@ -16,10 +16,10 @@ from typing import TypeVar
 import strawberry
 
 from domain.money import seconds_to_minutes
-from persistence.broker import Message
 from resolvers import monitoring
 from resolvers.context import RequestContext
 from resolvers.global_id import to_global_id
+from resolvers.live import Message
 from schema.money import Money
 from schema.sharing import SharedResults
 from schema.sub_account import Banner, MinuteBalance, SubAccount, TierEnum, wallet_of

@@ -1,4 +1,4 @@
-"""Relay connections: PageInfo and a builder turning a persistence Page into edges."""
+"""Relay connections: PageInfo and a builder turning a Page into edges."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 import strawberry
 
-from persistence.queries.paging import Page
+from domain.paging import Page
 
 T = TypeVar("T")
 

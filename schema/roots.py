@@ -17,9 +17,9 @@ from strawberry.extensions import (
 from strawberry.tools import merge_types
 
 from domain import agency as entities
+from domain.activity import Activity as ActivityEntity
+from domain.api_key import ApiKey as ApiKeyEntity
 from domain.invitation import Invitation as InvitationEntity
-from persistence.activities import Activity as ActivityEntity
-from persistence.api_keys import ApiKey as ApiKeyEntity
 from resolvers import viewer as reads
 from resolvers.context import RequestContext
 from schema.activity import ActivityMutations, Automation, Campaign, InboundAgent, to_graphql

@@ -7,8 +7,8 @@ from datetime import datetime
 import strawberry
 
 from domain.agency import Agency as AgencyEntity
+from domain.api_key import ApiKey as ApiKeyEntity
 from domain.invitation import Invitation as InvitationEntity
-from persistence.api_keys import ApiKey as ApiKeyEntity
 from resolvers import api_keys, team
 from resolvers.context import RequestContext
 from resolvers.global_id import to_global_id

@@ -9,9 +9,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from domain.activity import Activity
+from domain.paging import Page
 from domain.sub_account import ActivityKind
-from persistence.activities import ACTIVITY_COLUMNS, Activity, activity_from, activity_t
-from persistence.queries.paging import Page, keyset_page
+from persistence.activities import ACTIVITY_COLUMNS, activity_from, activity_t
+from persistence.queries.paging import keyset_page
 
 
 async def activities_page(

@@ -11,7 +11,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.agency import SubAccount, SubAccountStatus
-from persistence.queries.paging import Page, keyset_page
+from domain.paging import Page
+from persistence.queries.paging import keyset_page
 from persistence.records import LIVE_STATUSES, SUB_ACCOUNT_COLUMNS, sub_account_from, sub_account_t
 from persistence.tables import AutoAllocationRow
 

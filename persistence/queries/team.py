@@ -11,9 +11,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.agency import User
+from domain.api_key import ApiKey
 from domain.invitation import Invitation
-from persistence.api_keys import API_KEY_COLUMNS, ApiKey, api_key_from, api_key_t
-from persistence.queries.paging import Page, keyset_page
+from domain.paging import Page
+from persistence.api_keys import API_KEY_COLUMNS, api_key_from, api_key_t
+from persistence.queries.paging import keyset_page
 from persistence.records import USER_COLUMNS, user_from, user_t
 from persistence.team import INVITATION_COLUMNS, invitation_t, invitations_from_rows
 

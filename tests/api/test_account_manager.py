@@ -286,6 +286,21 @@ async def test_knowledge_pack_credits_move_between_primary_and_a_secondary(app_c
     ]
 
 
+async def test_a_credits_retry_with_the_same_key_moves_the_credits_once(app_client):
+    owner = await make_agency(app_client)  # Agency Lite: 5 credits
+    client_id = await new_client(app_client, owner)
+    request = {"i": {"fromId": owner.primary_id, "toId": client_id, "credits": 2}}
+    request["i"]["idempotencyKey"] = "kp-1"
+    # when the same request is sent twice
+    first = await gql(app_client, CREDITS, request, owner.token)
+    second = await gql(app_client, CREDITS, request, owner.token)
+    # then both succeed and the credits moved once
+    assert first["data"]["transferKnowledgePackCredits"]["userErrors"] == []
+    assert second["data"]["transferKnowledgePackCredits"]["userErrors"] == []
+    assert (await account(app_client, owner, client_id))["knowledgePackCredits"] == 2
+    assert (await account(app_client, owner, owner.primary_id))["knowledgePackCredits"] == 3
+
+
 async def test_balance_source_and_auto_allocation_are_stored(app_client):
     owner = await make_agency(app_client)
     client_id = await new_client(app_client, owner)

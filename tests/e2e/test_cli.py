@@ -3,6 +3,7 @@
 import asyncio
 import os
 import subprocess
+import uuid
 
 import pytest
 
@@ -12,6 +13,8 @@ from tests.factories import gql, make_agency
 pytestmark = pytest.mark.e2e
 
 KEYS = "{ viewer { agency { apiKeys { edges { node { name } } } } } }"
+NEWEST_ENTRY = """{ viewer { agency { auditLog(first: 1) {
+  edges { node { kind email summary } } } } } }"""
 
 
 def run(*args, **env):
@@ -39,10 +42,21 @@ async def test_create_api_key_from_the_command_line(app_client, database_url):
     listed = await gql(app_client, KEYS, token=owner.token)
     edges = listed["data"]["viewer"]["agency"]["apiKeys"]["edges"]
     assert [e["node"]["name"] for e in edges] == ["cli key"]
+    # the audit log says the command line did it, with no user to name
+    logged = await gql(app_client, NEWEST_ENTRY, token=owner.token)
+    [entry] = [e["node"] for e in logged["data"]["viewer"]["agency"]["auditLog"]["edges"]]
+    assert entry == {
+        "kind": "API_KEY_CREATED",
+        "email": None,
+        "summary": "created the API key 'cli key' from the command line",
+    }
     unknown = await asyncio.to_thread(
         run, "create-api-key", "--agency", "nope", "--name", "x", DATABASE_URL=database_url
     )
     assert unknown.returncode == 2 and "global ID or UUID" in unknown.stderr
+    missing = ("create-api-key", "--agency", str(uuid.uuid4()), "--name", "x")
+    nowhere = await asyncio.to_thread(run, *missing, DATABASE_URL=database_url)
+    assert nowhere.returncode == 1 and "no such agency" in nowhere.stderr
 
 
 def test_seed_demo_then_check_ledger_on_a_fresh_embedded_database(tmp_path):

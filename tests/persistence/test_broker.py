@@ -7,7 +7,8 @@ import orjson
 import pytest
 import redis.asyncio as redis
 
-from persistence.broker import Message, RedisBroker, Resync, SubscriberTooSlow
+from domain.errors import SubscriberTooSlow
+from persistence.broker import Message, RedisBroker, Resync
 from persistence.outbox import encode_message
 from tests.conftest import REDIS_URL
 

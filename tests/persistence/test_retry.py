@@ -12,13 +12,14 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select, text, update
-from sqlalchemy.exc import IntegrityError
 
 from domain.agency import sign_up
+from domain.errors import TryAgain
 from persistence import agencies
 from persistence.database import Database
+from persistence.errors import UniqueViolation
 from persistence.records import agency_t
-from persistence.unit_of_work import RetryPolicy, TryAgain, UnitOfWork, transact
+from persistence.unit_of_work import RetryPolicy, UnitOfWork, transact
 from tests.deadlocks import Opponents
 
 now = lambda: datetime.now(UTC)
@@ -157,10 +158,14 @@ async def test_other_errors_are_not_retried(database, caplog):
     caplog.set_level(logging.INFO, "persistence.unit_of_work")
 
     # when it runs through the unit of work
-    with pytest.raises(IntegrityError):
+    with pytest.raises(UniqueViolation) as refused:
         await transact(lambda: UnitOfWork(database, now), duplicate, QUICK)
 
-    # then it ran once
+    # then it ran once, and says which constraint refused it (PostgreSQL names it)
+    if database.is_sqlite:
+        assert refused.value.constraint is None and "agency.id" in refused.value.detail
+    else:
+        assert refused.value.constraint == "pk_agency"
     assert attempts == 1
     assert retry_messages(caplog) == []
     async with database.read() as conn:
