@@ -17,6 +17,13 @@ def wire(sequence, topic, key=None, **payload):
     return encode_message(sequence, topic, "PING", key, orjson.dumps(payload).decode())
 
 
+async def confirmed(*subscriptions):
+    """Until Redis confirmed each subscription: what is published after it then arrives."""
+    async with asyncio.timeout(5):
+        while any(s.pending for s in subscriptions):
+            await asyncio.sleep(0.01)
+
+
 async def messages(subscription, count, timeout=5):
     """The next `count` messages, past any Resync markers."""
 
@@ -33,6 +40,7 @@ async def messages(subscription, count, timeout=5):
 
 async def test_messages_reach_only_the_subscribers_of_their_topic(broker):
     async with broker.subscribe(["t:1"]) as one, broker.subscribe(["t:1", "t:2"]) as both:
+        await confirmed(one, both)
         await broker.publish("t:2", wire(1, "t:2"))
         await broker.publish("t:1", wire(2, "t:1"))
         assert [m.sequence for m in await messages(one, 1)] == [2]
@@ -41,6 +49,7 @@ async def test_messages_reach_only_the_subscribers_of_their_topic(broker):
 
 async def test_every_local_subscriber_shares_one_decoded_message(broker):
     async with broker.subscribe(["t:s"]) as a, broker.subscribe(["t:s"]) as b:
+        await confirmed(a, b)
         await broker.publish("t:s", wire(7, "t:s"))
         [first], [second] = await messages(a, 1), await messages(b, 1)
     assert first is second
@@ -51,6 +60,7 @@ async def test_a_subscriber_that_falls_behind_is_told_and_others_are_not_slowed(
         broker.subscribe(["t:busy"], max_queue=3) as slow,
         broker.subscribe(["t:busy"], max_queue=100) as fast,
     ):
+        await confirmed(slow, fast)
         for n in range(10):
             await broker.publish("t:busy", wire(n + 1, "t:busy"))
         received = await messages(fast, 10)
@@ -64,6 +74,7 @@ async def test_leaving_a_topic_stops_delivery(broker):
     async with broker.subscribe(["t:gone"]):
         pass
     async with broker.subscribe(["t:other"]) as other:
+        await confirmed(other)
         await broker.publish("t:gone", wire(1, "t:gone"))
         await broker.publish("t:other", wire(2, "t:other"))
         assert [m.topic for m in await messages(other, 1)] == ["t:other"]
@@ -75,6 +86,7 @@ async def test_a_keyed_subscriber_is_handed_only_its_key(broker):
         broker.subscribe(["agency:1"], keys={"agency:1": "b"}) as only_b,
         broker.subscribe(["agency:1"]) as everything,
     ):
+        await confirmed(only_b, everything)
         for sequence, key in enumerate(("a", "b", None, "a"), start=1):
             await broker.publish("agency:1", wire(sequence, "agency:1", key))
         assert [m.key for m in await messages(everything, 4)] == ["a", "b", None, "a"]
@@ -88,6 +100,7 @@ async def test_a_subscriber_gets_only_the_messages_it_accepts(broker):
         return message.sequence % 2 == 0
 
     async with broker.subscribe(["agency:2"], accepts=even) as evens:
+        await confirmed(evens)
         for sequence in range(1, 5):
             await broker.publish("agency:2", wire(sequence, "agency:2"))
         assert [m.sequence for m in await messages(evens, 2)] == [2, 4]

@@ -2,6 +2,7 @@
 sequences only grow, on every database and every broker."""
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime
 
 import pytest
@@ -24,6 +25,17 @@ def now():
 def ping(topic, n=0):
     """An event whose payload carries `n` (as an agency total), to tell events apart."""
     return Event(topic, EventKind.AGENCY_TOTALS_UPDATED, AgencyTotals(n, 0))
+
+
+@contextlib.asynccontextmanager
+async def live(broker, topics):
+    """A subscription Redis has confirmed: what is published from now on reaches it (a stream
+    would catch up what came before from the outbox; these tests read the broker raw)."""
+    async with broker.subscribe(topics) as subscription:
+        async with asyncio.timeout(5):
+            while subscription.pending:
+                await asyncio.sleep(0.01)
+        yield subscription
 
 
 def n_of(message):
@@ -54,7 +66,7 @@ async def next_messages(subscription, count, timeout=5):
 async def test_committed_events_reach_subscribers_in_sequence_order(database, broker):
     # given a subscriber and a relay
     relay = OutboxRelay(database, broker, now)
-    async with broker.subscribe(["agency:a"]) as subscription:
+    async with live(broker, ["agency:a"]) as subscription:
         # when two units of work commit events
         for n in range(2):
             async with UnitOfWork(database, now) as uow:
@@ -83,7 +95,7 @@ async def test_a_slow_transaction_with_a_smaller_id_is_not_skipped(database, bro
     if database.is_sqlite:
         pytest.skip("SQLite has one writer: ids are committed in order")
     relay = OutboxRelay(database, broker, now)
-    async with broker.subscribe(["agency:slow"]) as subscription:
+    async with live(broker, ["agency:slow"]) as subscription:
         # given a transaction that takes an outbox id and has not committed yet
         slow = database.transaction()
         conn = await slow.__aenter__()
@@ -120,7 +132,7 @@ async def test_events_wait_in_the_outbox_while_the_broker_is_down(database):
 
     healthy = InProcessBroker()
     later = OutboxRelay(database, healthy, now)
-    async with healthy.subscribe(["agency:a"]) as subscription:
+    async with live(healthy, ["agency:a"]) as subscription:
         assert await later.relay_once() == 1
         [message] = await next_messages(subscription, 1)
     assert message["sequence"] == row.sequence
@@ -145,7 +157,7 @@ async def test_the_background_relay_delivers_after_commit_without_being_called(d
     relay = OutboxRelay(database, broker, now, poll_interval=5)
     relay.start()
     try:
-        async with broker.subscribe(["agency:live"]) as subscription:
+        async with live(broker, ["agency:live"]) as subscription:
             async with UnitOfWork(database, now, lambda: (wakeups.append(1), relay.wake())):
                 pass  # no events: the relay is not woken
             async with UnitOfWork(database, now, lambda: (wakeups.append(1), relay.wake())) as uow:
@@ -195,7 +207,7 @@ async def test_a_commit_in_another_process_wakes_the_relay_at_once(database_url,
     their_relay = OutboxRelay(theirs, their_broker, now)  # not started: it only nudges
     relay.start()
     try:
-        async with my_broker.subscribe(["agency:far"]) as subscription:
+        async with live(my_broker, ["agency:far"]) as subscription:
             await relay.relay_once()  # the start-up round is over
             async with UnitOfWork(theirs, now, their_relay.committed) as uow:
                 uow.publish(ping("agency:far"))
