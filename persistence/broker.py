@@ -98,8 +98,29 @@ class Subscription:
         self.keys = dict(keys or {})  # topic -> the one key wanted there
         self.accepts = accepts
         self.pending: set[str] = set()  # topics whose subscription Redis has not confirmed
+        self._live = asyncio.Event()
+        self._live.set()
         self._queue: asyncio.Queue[Item | _Overflow] = asyncio.Queue(max_queue)
         self._overflowed = False
+
+    def wait_for(self, topics: set[str]) -> None:
+        """These topics are not (or no longer) subscribed until Redis confirms them."""
+        self.pending = set(topics)
+        if self.pending:
+            self._live.clear()
+
+    def confirm(self, topic: str, after: int | None) -> None:
+        """Redis confirmed the topic: catch up what may have been missed on it."""
+        if topic in self.pending:
+            self.pending.discard(topic)
+            self.deliver(Resync(topic, after))
+            if not self.pending:
+                self._live.set()
+
+    async def live(self) -> None:
+        """Until every topic is subscribed: what is published from then on arrives (tests,
+        and anything that must not start before; streams need not wait, they resync)."""
+        await self._live.wait()
 
     def deliver(self, item: Item) -> None:
         if self._overflowed:
@@ -347,11 +368,12 @@ class RedisBroker:
     ) -> AsyncIterator[Subscription]:
         subscription = Subscription(topics, max_queue, accepts, keys)
         first = self._fanout.add(subscription, start)
-        subscription.pending = {
-            t for t in subscription.topics if t in first or self._in_flight.get(t)
-        }
-        if not self._subscribed.is_set():
-            subscription.pending = set(subscription.topics)  # the reconnect will resync them
+        if self._subscribed.is_set():
+            subscription.wait_for(
+                {t for t in subscription.topics if t in first or self._in_flight.get(t)}
+            )
+        else:
+            subscription.wait_for(set(subscription.topics))  # the reconnect will resync them
         try:
             if first:
                 with contextlib.suppress(redis.RedisError, OSError):
@@ -375,7 +397,7 @@ class RedisBroker:
         for topic in self._pubsub.channels if self._pubsub is not None else ():
             self._in_flight[topic.decode()] += 1
         for subscription in self._fanout.all_subscribers():
-            subscription.pending = set(subscription.topics)
+            subscription.wait_for(set(subscription.topics))
 
     def _confirmed(self, topic: str) -> None:
         """Redis confirmed a SUBSCRIBE: once the last one sent is, the topic is live again."""
@@ -386,9 +408,7 @@ class RedisBroker:
         self._in_flight.pop(topic, None)
         after = self._fanout.position.get(topic)
         for subscription in self._fanout.subscribers(topic):
-            if topic in subscription.pending:
-                subscription.pending.discard(topic)
-                subscription.deliver(Resync(topic, after))
+            subscription.confirm(topic, after)
 
     async def _read_forever(self) -> None:
         assert self._pubsub is not None

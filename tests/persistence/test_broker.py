@@ -20,8 +20,8 @@ def wire(sequence, topic, key=None, **payload):
 async def confirmed(*subscriptions):
     """Until Redis confirmed each subscription: what is published after it then arrives."""
     async with asyncio.timeout(5):
-        while any(s.pending for s in subscriptions):
-            await asyncio.sleep(0.01)
+        for subscription in subscriptions:
+            await subscription.live()
 
 
 async def messages(subscription, count, timeout=5):

@@ -33,8 +33,7 @@ async def live(broker, topics):
     would catch up what came before from the outbox; these tests read the broker raw)."""
     async with broker.subscribe(topics) as subscription:
         async with asyncio.timeout(5):
-            while subscription.pending:
-                await asyncio.sleep(0.01)
+            await subscription.live()
         yield subscription
 
 
