@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from agencyhub.settings import Settings
+from agencyhub.settings import ConfigurationError, Settings
 from persistence.records import agency_t
 
 
@@ -26,6 +26,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     try:
         browser_origins(settings)
+        settings.secret()  # before any worker starts: each would stop on it with a traceback
     except ValueError as error:
         print(f"agencyhub: {error}", file=sys.stderr)
         return 2
@@ -216,7 +217,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    return int(args.run(Settings(), args))
+    try:
+        return int(args.run(Settings(), args))
+    except ConfigurationError as error:  # e.g. SECRET_KEY missing for a job on PostgreSQL
+        print(f"agencyhub: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
