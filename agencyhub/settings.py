@@ -6,7 +6,10 @@ broker under `DATA_DIR`, a development secret kept there, and mail written as .e
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
+import tempfile
 from decimal import Decimal
 from pathlib import Path
 
@@ -123,12 +126,7 @@ class Settings(BaseSettings):
                 "tokens with the same key (make one with: python3 -c 'import secrets; "
                 "print(secrets.token_urlsafe(48))')."
             )
-        path = self.data_dir / "secret_key"
-        if not path.exists():
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            path.touch(mode=0o600)
-            path.write_text(secrets.token_urlsafe(48))
-        return path.read_text().strip().encode()
+        return embedded_secret(self.data_dir / "secret_key")
 
     def health_thresholds(self) -> HealthThresholds:
         return HealthThresholds(
@@ -145,3 +143,32 @@ class Settings(BaseSettings):
             dollars_to_micros(self.price_premium_per_minute),
             dollars_to_micros(self.price_web_widget_basic_per_minute),
         )
+
+
+def embedded_secret(path: Path) -> bytes:
+    """The key kept at `path`, made on first use. Processes starting together (workers, a
+    migration beside the server) must all get the same, whole key: it is written to a temporary
+    file and linked into place, so `path` never holds a partial key, and the first link wins."""
+    try:
+        return _read_key(path)
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".secret_key.")  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(secrets.token_urlsafe(48))
+            file.flush()
+            os.fsync(file.fileno())
+        with contextlib.suppress(FileExistsError):  # another process made it first: use theirs
+            os.link(temporary, path)
+    finally:
+        os.unlink(temporary)
+    return _read_key(path)
+
+
+def _read_key(path: Path) -> bytes:
+    key = path.read_text().strip()
+    if not key:
+        raise ConfigurationError(f"{path} is empty: delete it to have a new key made.")
+    return key.encode()
