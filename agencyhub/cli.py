@@ -152,7 +152,7 @@ def _job(name: str) -> Callable[[Settings, argparse.Namespace], int]:
                     done = await jobs.prune_outbox(services, keep)
                     print(f"agencyhub: pruned {done} published event(s)")
                 elif name == "grant-plan-minutes":
-                    done = await jobs.grant_plan_minutes(services, services.clock().date())
+                    done = await jobs.grant_plan_minutes(services)
                     print(f"agencyhub: granted {done} plan period(s)")
                 else:
                     done = await jobs.purge_removed(services)
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     api_key.add_argument("--name", required=True)
     api_key.set_defaults(run=_create_api_key)
     for job, job_help in (
-        ("grant-plan-minutes", "grant each plan period's included minutes once (cron: daily)"),
+        ("grant-plan-minutes", "grant each plan period's included minutes once (cron: hourly)"),
         ("purge-removed", "purge sub-accounts removed longer ago than the retention period"),
         ("prune-outbox", "drop published events older than OUTBOX_RETENTION_HOURS (cron: hourly)"),
     ):
