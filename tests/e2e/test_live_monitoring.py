@@ -2,16 +2,25 @@
 real WebSockets with the graphql-transport-ws protocol."""
 
 import asyncio
+import http.client
 import json
 import os
 import subprocess
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.conftest import REDIS_URL, empty_all_tables
-from tests.e2e.server import AGENCYHUB, production_env, running_server
+from tests.conftest import empty_all_tables
+from tests.e2e.server import (
+    AGENCYHUB,
+    children,
+    production_env,
+    running_server,
+    server_process,
+    serving_process,
+)
 from tests.e2e.test_server_process import SIGN_UP, post, receive, ws_connect
 
 pytestmark = pytest.mark.e2e
@@ -149,33 +158,71 @@ async def test_resuming_after_a_sequence_loses_nothing(two_servers):
 
 
 async def test_serve_with_two_workers_shares_events_between_them(tmp_path, databases):
-    """`WORKERS=2 agencyhub serve`: connections land on either process; the events of a call
-    recorded on one reach a subscriber on the other through Redis, whichever they are."""
+    """`WORKERS=2 agencyhub serve`: two worker processes accept connections, and a call
+    recorded through one of them reaches a screen that the other one serves."""
     await empty_all_tables(databases["postgresql"])
-    env = dict(
-        DATABASE_URL=databases["postgresql"], REDIS_URL=REDIS_URL, SECRET_KEY="e2e", WORKERS="2"
-    )
-    with running_server(tmp_path, **env) as url:
-        token = post(url, SIGN_UP, {"email": "two@e2e.example"})["data"]["signUpAgency"]["token"]
-        created = post(url, CREATE, {"email": "live@c.example"}, token)
-        client = created["data"]["createSubAccount"]["subAccount"]["id"]
-        key = post(url, KEY, token=token)["data"]["createApiKey"]["secret"]
-        sockets = [await ws_connect(url, token) for _ in range(4)]
-        try:
-            for n, ws in enumerate(sockets):
-                assert (await receive(ws))["type"] == "connection_ack"
-                await subscribe(ws, f"u{n}", USAGE, {"id": client})
-            await asyncio.sleep(0.5)
-            for _ in range(3):  # new connections: each may land on either worker
-                post(url, RECORD, {"calls": [a_call(client, 6)]}, key)
-            for ws in sockets:
-                seen = [await next_data(ws, "usageUpdated") for _ in range(3)]
-                assert len({e["sequence"] for e in seen}) == 3
-        finally:
-            for ws in sockets:
+    env = production_env(databases["postgresql"], WORKERS="2")
+    with server_process(tmp_path, **env) as (url, server):
+        port = int(url.rsplit(":", 1)[1])
+        workers = children(server.pid)
+        token, client, key = an_agency_with_a_client(url)
+        # given a screen on each of two worker processes (the OS tells which holds a socket;
+        # the second worker may still be starting when the first answers /healthz)
+        screens = {}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            ws = await ws_connect(url, token)
+            assert (await receive(ws))["type"] == "connection_ack"
+            pid = serving_process(workers, port, ws.local_address[1])
+            if pid in screens:
                 await ws.close()
-    log = next(tmp_path.glob("server-*.log")).read_text()
-    assert "2 worker processes" in log
+                continue
+            screens[pid] = ws
+            if len(screens) == 2:
+                break
+        try:
+            assert len(screens) == 2, "every connection went to one process"
+            for n, ws in enumerate(screens.values()):
+                await subscribe(ws, f"u{n}", USAGE, {"id": client, "after": "0"})
+                # the set-up's transfer, replayed: the stream is live from here on
+                assert premium(await next_data(ws, "usageUpdated")) == 480
+            # when a call is recorded through a connection that the first worker serves
+            first = next(iter(screens))
+            answer = post_through(url, workers, first, RECORD, {"calls": [a_call(client, 6)]}, key)
+            assert answer["data"]["recordCalls"]["accepted"] == 1
+            # then both screens show it: the other worker's through Redis
+            for ws in screens.values():
+                assert premium(await next_data(ws, "usageUpdated")) == 480 - 6
+        finally:
+            for ws in screens.values():
+                await ws.close()
+
+
+def premium(event):
+    return {b["tier"]: b["seconds"] for b in event["balances"]}["PREMIUM"]
+
+
+def post_through(base, workers, pid, query, variables, token):
+    """POST `query` on a connection that worker `pid` accepted (new connections until one
+    lands there; each is asked /healthz first, so the worker has accepted it)."""
+    host, port = base.removeprefix("http://").split(":")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        try:
+            connection.request("GET", "/healthz")
+            connection.getresponse().read()
+            if serving_process(workers, int(port), connection.sock.getsockname()[1]) != pid:
+                continue
+            body = json.dumps({"query": query, "variables": variables})
+            headers = {"content-type": "application/json", "authorization": f"Bearer {token}"}
+            connection.request("POST", "/graphql", body, headers)
+            response = connection.getresponse()
+            assert response.status == 200
+            return json.loads(response.read())
+        finally:
+            connection.close()
+    raise AssertionError(f"no connection landed on worker {pid}")
 
 
 def test_several_workers_need_postgresql_and_redis(tmp_path):
