@@ -1,7 +1,6 @@
 """Live monitoring across two server processes sharing PostgreSQL and Redis, spoken to over
 real WebSockets with the graphql-transport-ws protocol."""
 
-import asyncio
 import http.client
 import json
 import os
@@ -31,13 +30,13 @@ TRANSFER = """mutation($from: ID!, $to: ID!) { transferMinutes(input: {fromId: $
   tier: PREMIUM, minutes: "10"}) { transfer { receivedSeconds } } }"""
 KEY = 'mutation { createApiKey(input: {name: "platform"}) { secret } }'
 RECORD = """mutation($calls: [CallInput!]!) { recordCalls(input: {calls: $calls}) { accepted } }"""
-SUSPEND = """mutation($id: ID!) { suspendSubAccount(input: {id: $id, note: "Overdue"}) {
-  userErrors { code } } }"""
+SUSPEND = """mutation($id: ID!, $note: String) { suspendSubAccount(input: {id: $id,
+  note: $note}) { userErrors { code } } }"""
 USAGE = """subscription($id: ID, $after: String) { usageUpdated(subAccountId: $id,
   afterSequence: $after) { sequence subAccount { id } balances { tier seconds }
   walletBalance { amount } spentThisPeriod { amount } } }"""
-BANNER = """subscription($id: ID!) { bannerChanged(subAccountId: $id) { sequence subAccountId
-  banner { active note } } }"""
+BANNER = """subscription($id: ID!, $after: String) { bannerChanged(subAccountId: $id,
+  afterSequence: $after) { sequence subAccountId banner { active note } } }"""
 
 
 def a_call(sub_account_id, seconds=60):
@@ -96,13 +95,21 @@ def an_agency_with_a_client(base):
     return token, client, key
 
 
+async def watch_usage(ws, client):
+    """Subscribe from the first event on (afterSequence 0) and wait for the set-up's transfer:
+    once the server has shown it, the stream is live and misses nothing committed later."""
+    await subscribe(ws, "u", USAGE, {"id": client, "after": "0"})
+    replayed = await next_data(ws, "usageUpdated")
+    assert {b["tier"]: b["seconds"] for b in replayed["balances"]}["PREMIUM"] == 480
+    return replayed
+
+
 async def test_a_call_recorded_on_one_process_reaches_a_subscriber_on_the_other(two_servers):
     a, b, token, client, key = two_servers
     ws = await ws_connect(b, token)
     try:
         assert (await receive(ws))["type"] == "connection_ack"
-        await subscribe(ws, "u", USAGE, {"id": client})
-        await asyncio.sleep(0.5)
+        await watch_usage(ws, client)
         assert (
             post(a, RECORD, {"calls": [a_call(client, 60)]}, key)["data"]["recordCalls"]["accepted"]
             == 1
@@ -118,17 +125,23 @@ async def test_a_call_recorded_on_one_process_reaches_a_subscriber_on_the_other(
 
 async def test_suspending_pushes_the_banner_to_the_other_process(two_servers):
     a, b, token, client, _ = two_servers
+    # given a first suspension, and a screen on B that has been shown its banner
+    post(a, SUSPEND, {"id": client, "note": "First notice"}, token)
     ws = await ws_connect(b, token)
     try:
         assert (await receive(ws))["type"] == "connection_ack"
-        await subscribe(ws, "b", BANNER, {"id": client})
-        await asyncio.sleep(0.5)
-        post(a, SUSPEND, {"id": client}, token)
+        await subscribe(ws, "b", BANNER, {"id": client, "after": "0"})
+        first = await next_data(ws, "bannerChanged")
+        assert first["banner"] == {"active": True, "note": "First notice"}
+        # when A suspends it again with a new note
+        post(a, SUSPEND, {"id": client, "note": "Overdue"}, token)
         event = await next_data(ws, "bannerChanged")
     finally:
         await ws.close()
+    # then B's screen shows the new banner
     assert event["subAccountId"] == client
     assert event["banner"] == {"active": True, "note": "Overdue"}
+    assert int(event["sequence"]) > int(first["sequence"])
 
 
 async def test_resuming_after_a_sequence_loses_nothing(two_servers):
@@ -136,16 +149,14 @@ async def test_resuming_after_a_sequence_loses_nothing(two_servers):
     ws = await ws_connect(b, token)
     try:
         assert (await receive(ws))["type"] == "connection_ack"
-        await subscribe(ws, "u", USAGE, {"id": client})
-        await asyncio.sleep(0.5)
+        await watch_usage(ws, client)
         post(a, RECORD, {"calls": [a_call(client, 10)]}, key)
         seen = await next_data(ws, "usageUpdated")
     finally:
         await ws.close()
-    # while disconnected, two more calls happen
+    # while disconnected, two more calls happen (their events may still be on their way)
     for _ in range(2):
         post(a, RECORD, {"calls": [a_call(client, 10)]}, key)
-    await asyncio.sleep(0.5)
     ws = await ws_connect(a, token)
     try:
         assert (await receive(ws))["type"] == "connection_ack"
@@ -155,6 +166,8 @@ async def test_resuming_after_a_sequence_loses_nothing(two_servers):
         await ws.close()
     sequences = [int(seen["sequence"])] + [int(m["sequence"]) for m in missed]
     assert sequences == sorted(set(sequences))
+    premium = [{b["tier"]: b["seconds"] for b in m["balances"]}["PREMIUM"] for m in missed]
+    assert premium == [480 - 20, 480 - 30]
 
 
 async def test_serve_with_two_workers_shares_events_between_them(tmp_path, databases):
