@@ -150,11 +150,11 @@ ZONES = ["UTC", "America/New_York", "Asia/Tokyo", "Europe/Berlin", "Australia/Sy
     zone=st.sampled_from(ZONES),
 )
 async def test_range_totals_equal_the_raw_calls_in_any_zone(
-    app_client, setup, database, calls, first, length, zone
+    app_client, clean_setup, database, calls, first, length, zone
 ):
     """Whole UTC days come from the daily rollup, partial days from the hourly one: together
     they count each call of the local range exactly once."""
-    _, client, key = setup
+    _, client, key = await clean_setup()
     start = datetime(2026, 11, 1, tzinfo=UTC)
     batch = [
         call(client, duration=duration, started=start + timedelta(hours=hour, minutes=minute))
