@@ -146,9 +146,9 @@ class Settings(BaseSettings):
 
 
 def embedded_secret(path: Path) -> bytes:
-    """The key kept at `path`, made on first use. Processes starting together (workers, a
-    migration beside the server) must all get the same, whole key: it is written to a temporary
-    file and linked into place, so `path` never holds a partial key, and the first link wins."""
+    """The key kept at `path`, made on first use. Processes starting together (a server and a
+    job, or `seed-demo`) must all get the same, whole key: it is written to a temporary file
+    and linked into place, so `path` never holds a partial key, and the first link wins."""
     try:
         return _read_key(path)
     except FileNotFoundError:
