@@ -94,6 +94,7 @@ def build_broker(settings: Settings) -> Broker:
 @contextlib.asynccontextmanager
 async def running_services(settings: Settings) -> AsyncIterator[tuple[Services, OutboxRelay]]:
     """Database (migrated in the embedded default), broker and relay, closed on exit."""
+    tokens = Tokens(settings.secret())  # first: no SECRET_KEY stops before the database opens
     if settings.is_embedded:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     database = Database(settings.effective_database_url, pool_size=settings.db_pool_size)
@@ -110,7 +111,7 @@ async def running_services(settings: Settings) -> AsyncIterator[tuple[Services, 
                     database=database,
                     broker=broker,
                     passwords=Passwords(settings.argon2_time_cost, settings.argon2_memory_kib),
-                    tokens=Tokens(settings.secret()),
+                    tokens=tokens,
                     clock=utc_now,
                     wake_relay=relay.committed,
                     session_ttl=timedelta(hours=settings.session_ttl_hours),

@@ -12,7 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from agencyhub.settings import Settings
+from agencyhub.settings import ConfigurationError, Settings
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -23,6 +23,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     try:
         browser_origins(settings)
+        settings.secret()  # before any worker starts: each would stop on it with a traceback
     except ValueError as error:
         print(f"agencyhub: {error}", file=sys.stderr)
         return 2
@@ -147,7 +148,7 @@ def _job(name: str) -> Callable[[Settings, argparse.Namespace], int]:
                     done = await jobs.prune_outbox(services, keep)
                     print(f"agencyhub: pruned {done} published event(s)")
                 elif name == "grant-plan-minutes":
-                    done = await jobs.grant_plan_minutes(services, services.clock().date())
+                    done = await jobs.grant_plan_minutes(services)
                     print(f"agencyhub: granted {done} plan period(s)")
                 else:
                     done = await jobs.purge_removed(services)
@@ -202,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     api_key.add_argument("--name", required=True)
     api_key.set_defaults(run=_create_api_key)
     for job, job_help in (
-        ("grant-plan-minutes", "grant each plan period's included minutes once (cron: daily)"),
+        ("grant-plan-minutes", "grant each plan period's included minutes once (cron: hourly)"),
         ("purge-removed", "purge sub-accounts removed longer ago than the retention period"),
         ("prune-outbox", "drop published events older than OUTBOX_RETENTION_HOURS (cron: hourly)"),
     ):
@@ -212,7 +213,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    return int(args.run(Settings(), args))
+    try:
+        return int(args.run(Settings(), args))
+    except ConfigurationError as error:  # e.g. SECRET_KEY missing for a job on PostgreSQL
+        print(f"agencyhub: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -6,11 +6,14 @@ broker under `DATA_DIR`, a development secret kept there, and mail written as .e
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
+import tempfile
 from decimal import Decimal
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain.money import dollars_to_micros
@@ -18,12 +21,17 @@ from domain.pricing import PriceBook
 from domain.reporting import HealthThresholds
 
 
+class ConfigurationError(ValueError):
+    """Settings the server cannot start with; the command line prints it as one line."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
     database_url: str | None = None  # postgresql+asyncpg://… ; default: SQLite in DATA_DIR
     redis_url: str | None = None  # redis://… ; default: in-process broker
-    secret_key: SecretStr | None = None  # default: generated once into DATA_DIR/secret_key
+    # Required with DATABASE_URL; in the embedded default: generated once into DATA_DIR.
+    secret_key: SecretStr | None = None
     stripe_api_key: SecretStr | None = None
     stripe_webhook_secret: SecretStr | None = None
     mail_url: str | None = None  # smtp://user:pass@host:port ; default: .eml files in MAIL_DIR
@@ -78,6 +86,12 @@ class Settings(BaseSettings):
     health_failure_rate: Decimal = Field(default=Decimal("0.2"), ge=0, le=1)
     health_failure_min_calls: int = Field(default=10, ge=1)
 
+    @field_validator("secret_key", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # `SECRET_KEY=` in a .env file would otherwise hash every token with an empty key.
+        return None if isinstance(value, str) and not value.strip() else value
+
     @property
     def effective_database_url(self) -> str:
         if self.database_url:
@@ -101,15 +115,18 @@ class Settings(BaseSettings):
         return self.mail_dir or self.data_dir / "mail"
 
     def secret(self) -> bytes:
-        """The server secret; in the embedded default one is generated and kept on disk."""
+        """The key of every token hash. With DATABASE_URL it must be set: a key generated per
+        host would make each server refuse the others' tokens. The embedded default generates
+        one into DATA_DIR once."""
         if self.secret_key is not None:
             return self.secret_key.get_secret_value().encode()
-        path = self.data_dir / "secret_key"
-        if not path.exists():
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            path.touch(mode=0o600)
-            path.write_text(secrets.token_urlsafe(48))
-        return path.read_text().strip().encode()
+        if not self.is_embedded:
+            raise ConfigurationError(
+                "SECRET_KEY is required with DATABASE_URL: every server process must hash "
+                "tokens with the same key (make one with: python3 -c 'import secrets; "
+                "print(secrets.token_urlsafe(48))')."
+            )
+        return embedded_secret(self.data_dir / "secret_key")
 
     def health_thresholds(self) -> HealthThresholds:
         return HealthThresholds(
@@ -126,3 +143,32 @@ class Settings(BaseSettings):
             dollars_to_micros(self.price_premium_per_minute),
             dollars_to_micros(self.price_web_widget_basic_per_minute),
         )
+
+
+def embedded_secret(path: Path) -> bytes:
+    """The key kept at `path`, made on first use. Processes starting together (a server and a
+    job, or `seed-demo`) must all get the same, whole key: it is written to a temporary file
+    and linked into place, so `path` never holds a partial key, and the first link wins."""
+    try:
+        return _read_key(path)
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".secret_key.")  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(secrets.token_urlsafe(48))
+            file.flush()
+            os.fsync(file.fileno())
+        with contextlib.suppress(FileExistsError):  # another process made it first: use theirs
+            os.link(temporary, path)
+    finally:
+        os.unlink(temporary)
+    return _read_key(path)
+
+
+def _read_key(path: Path) -> bytes:
+    key = path.read_text().strip()
+    if not key:
+        raise ConfigurationError(f"{path} is empty: delete it to have a new key made.")
+    return key.encode()

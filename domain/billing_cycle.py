@@ -30,6 +30,21 @@ def next_anniversary(anchor: date, today: date) -> date:
     return candidate
 
 
+def periods_until(anchor: date, today: date) -> list[date]:
+    """Every period's first day from the anchor up to `today`, today included."""
+    periods, months = [], 0
+    while (start := add_months(anchor, months)) <= today:
+        periods.append(start)
+        months += 1
+    return periods
+
+
+def periods_begun(anchor: date, now: datetime, zone: str) -> list[date]:
+    """The periods begun by `now` where the agency is: each begins at local midnight of its
+    first day in the agency's time zone (`zone`), not at UTC midnight."""
+    return periods_until(anchor, now.astimezone(ZoneInfo(zone)).date())
+
+
 def period_start(anchor: date, today: date) -> date:
     """The first day of the billing period `today` falls in (the anchor, if not started yet)."""
     months = (today.year - anchor.year) * 12 + (today.month - anchor.month)

@@ -26,6 +26,7 @@ class GrantTerms:
     plan_started_on: date
     included_monthly_minutes: int
     included_tier: Tier
+    time_zone: str  # periods begin at local midnight there
 
 
 async def grant_terms(conn: AsyncConnection) -> list[GrantTerms]:
@@ -37,6 +38,7 @@ async def grant_terms(conn: AsyncConnection) -> list[GrantTerms]:
             agency_t.c.plan_started_on,
             agency_t.c.included_monthly_minutes,
             agency_t.c.included_tier,
+            agency_t.c.time_zone,
         )
         .select_from(
             agency_t.join(
@@ -54,6 +56,7 @@ async def grant_terms(conn: AsyncConnection) -> list[GrantTerms]:
             r.plan_started_on,
             r.included_monthly_minutes,
             Tier(r.included_tier),
+            r.time_zone,
         )
         for r in rows
     ]

@@ -17,6 +17,7 @@ from uuid import UUID
 from strawberry.dataloader import DataLoader
 
 from domain.agency import Agency, SubAccount, User
+from domain.api_key import ApiKey
 from domain.audit import Actor
 from domain.errors import AccessDenied, NotAuthenticated
 from domain.ledger import Balance
@@ -24,7 +25,7 @@ from domain.policy import Viewer
 from domain.pricing import PriceBook
 from domain.reporting import HealthThresholds
 from persistence import team
-from persistence.api_keys import ApiKey, api_key_by_secret
+from persistence.api_keys import api_key_by_secret
 from persistence.broker import Broker
 from persistence.database import Database
 from persistence.mail import Mailer
@@ -175,16 +176,9 @@ class RequestContext:
         digest = self.services.tokens.digest(token)
         async with self.services.database.read() as conn:
             session = await load_session(conn, digest, self.services.clock())
+        if session is not None:  # fresher than anything the loaders may hold
+            self.loaders.agency_by_id.prime(session.agency.id, session.agency, force=True)
         return session
-
-    def loaded_agency_zone(self) -> str:
-        """The signed-in agency's time zone once the session is loaded (UTC before, or for an
-        API key): for synchronous fields, which resolve after their parent checked access."""
-        loaded = self._session
-        if loaded is None or not loaded.done() or loaded.cancelled() or loaded.exception():
-            return "UTC"
-        session = loaded.result()
-        return session.agency.time_zone if session is not None else "UTC"
 
     def loaded_viewer(self) -> Viewer | None:
         """The viewer, if the session is loaded already (synchronous code may ask)."""

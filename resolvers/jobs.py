@@ -6,7 +6,7 @@ from datetime import date, datetime, timedelta
 from functools import partial
 from uuid import UUID
 
-from domain.billing_cycle import add_months
+from domain.billing_cycle import periods_begun
 from domain.ledger import LedgerKind, Movement
 from domain.money import minutes_to_seconds
 from persistence import jobs, ledger, outbox
@@ -15,36 +15,30 @@ from persistence.unit_of_work import UnitOfWork
 from resolvers.context import Services
 
 
-def periods_until(anchor: date, today: date) -> list[date]:
-    """Every plan period's first day from the anchor up to today (monthly, clamped)."""
-    periods, months = [], 0
-    while (start := add_months(anchor, months)) <= today:
-        periods.append(start)
-        months += 1
-    return periods
-
-
-async def grant_plan_minutes(services: Services, today: date) -> int:
-    """Grant each agency's included minutes to its primary once per plan period.
+async def grant_plan_minutes(services: Services) -> int:
+    """Grant each agency's included minutes to its primary once per plan period, from the
+    agency's local midnight on (its renewal date turns over there, not at UTC's).
 
     A period already granted is skipped; two jobs racing on one period collide on the
     plan_grant primary key and the loser's transaction (grant included) rolls back.
     """
+    now = services.clock()
     async with services.database.read() as conn:
         terms = await jobs.grant_terms(conn)
     granted = 0
     for agency in terms:
         async with services.database.read() as conn:
             done = await jobs.granted_periods(conn, agency.agency_id)
-        for period in periods_until(agency.plan_started_on, today):
+        for period in periods_begun(agency.plan_started_on, now, agency.time_zone):
             if period not in done:
-                granted += await _grant_period(services, agency, period)
+                granted += await _grant_period(services, agency, period, now)
     return granted
 
 
-async def _grant_period(services: Services, agency: jobs.GrantTerms, period: date) -> bool:
+async def _grant_period(
+    services: Services, agency: jobs.GrantTerms, period: date, now: datetime
+) -> bool:
     """True when this run granted the period, false when another run had."""
-    now = services.clock()
     grant = Movement(
         agency.agency_id,
         agency.primary_id,

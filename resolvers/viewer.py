@@ -9,13 +9,13 @@ from __future__ import annotations
 from datetime import date
 from zoneinfo import ZoneInfo
 
+from domain.activity import Activity
 from domain.agency import Agency, SubAccount, User
+from domain.api_key import ApiKey
 from domain.invitation import Invitation
 from domain.ledger import Balance
 from domain.policy import Action, Target, Viewer, can, require
 from persistence import activities, api_keys, team
-from persistence.activities import Activity
-from persistence.api_keys import ApiKey
 from persistence.queries.session import SessionContext
 from resolvers.context import RequestContext
 from resolvers.global_id import from_global_id
@@ -113,7 +113,16 @@ async def balances(ctx: RequestContext, sub_account: SubAccount) -> list[Balance
     return await ctx.loaders.balances_by_sub_account.load(sub_account.id)
 
 
-def today(ctx: RequestContext, zone: str | None = None) -> date:
-    """Today where the agency is (`zone`, else the signed-in agency's): billing dates and
-    renewals turn over at local midnight, not at UTC midnight."""
-    return ctx.services.clock().astimezone(ZoneInfo(zone or ctx.loaded_agency_zone())).date()
+def today(ctx: RequestContext, zone: str) -> date:
+    """Today in the agency's time zone `zone`: billing dates and renewals turn over at local
+    midnight, not at UTC midnight."""
+    return ctx.services.clock().astimezone(ZoneInfo(zone)).date()
+
+
+async def next_billing_date(ctx: RequestContext, sub_account: SubAccount) -> date:
+    """The zone comes with the sub-account's own agency, read (or primed by the session
+    lookup) through the request's loader: never guessed from what this request happened to
+    load already, which on a socket may be a session from before the zone changed."""
+    agency = await ctx.loaders.agency_by_id.load(sub_account.agency_id)
+    assert agency is not None, "a sub-account's agency outlives it"
+    return sub_account.next_billing_date(today(ctx, agency.time_zone))

@@ -97,8 +97,8 @@ class SubAccount(Node):
     held: strawberry.Private[tuple[Balance, ...] | None] = None
 
     @strawberry.field(description="The monthly anniversary of the subscription start date.")
-    def next_billing_date(self, info: Info) -> date:
-        return self.entity.next_billing_date(reads.today(info.context))
+    async def next_billing_date(self, info: Info) -> date:
+        return await reads.next_billing_date(info.context, self.entity)
 
     @strawberry.field(description="Minutes left per tier, in whole seconds.")
     async def balances(self, info: Info) -> list[MinuteBalance]:

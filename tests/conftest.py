@@ -50,21 +50,34 @@ async def databases(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[d
         await upgrade(database.engine)
         await database.dispose()
     yield urls
+    for cleaner in _cleaners.values():
+        await cleaner.dispose()
+    _cleaners.clear()
     async with admin.connect() as conn:
         await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     await admin.dispose()
 
 
+_cleaners: dict[str, Database] = {}  # one engine per test database, for empty_all_tables
+_RESTART_SEQUENCES = text(
+    "DO $$ DECLARE s record; BEGIN FOR s IN SELECT sequencename FROM pg_sequences "
+    "WHERE schemaname = current_schema() LOOP "
+    "EXECUTE format('ALTER SEQUENCE %I RESTART', s.sequencename); END LOOP; END $$"
+)
+
+
 async def empty_all_tables(url: str) -> None:
-    database = Database(url)
+    """Every table emptied, ids restarting at 1. DELETE, children first: on tables this small
+    PostgreSQL deletes in about a tenth of the time TRUNCATE takes (which recreates files),
+    and every database test, and every hypothesis example that needs a clean state, pays it."""
+    database = _cleaners.get(url)
+    if database is None:
+        database = _cleaners[url] = Database(url)
     async with database.transaction() as conn:
-        tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
-        if database.is_sqlite:
-            for table in tables:
-                await conn.execute(text(f"DELETE FROM {table}"))
-        else:
-            await conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-    await database.dispose()
+        for table in reversed(Base.metadata.sorted_tables):
+            await conn.execute(text(f"DELETE FROM {table.name}"))
+        if not database.is_sqlite:
+            await conn.execute(_RESTART_SEQUENCES)
 
 
 @pytest.fixture(params=BACKENDS)

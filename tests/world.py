@@ -6,12 +6,15 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from domain.agency import SubAccountKind, sign_up
 from domain.invitation import INVITATION_VALIDITY, Access
+from domain.ledger import LedgerKind, Movement
+from domain.money import Tier
 from domain.policy import Role
 from domain.sub_account import ActivityKind, ActivityStatus
-from persistence import activities, agencies, team, users
+from persistence import activities, agencies, ledger, team, users
 from resolvers.context import Services
 from resolvers.global_id import to_global_id
 
@@ -39,19 +42,25 @@ class World:
     tokens: dict[str, str | None] = field(default_factory=dict)
     user_ids: dict[str, uuid.UUID] = field(default_factory=dict)
     password_hash: str = ""
+    made: dict[str, Any] = field(default_factory=dict)  # what a test's set-up added, by name
 
     def gid(self, type_name: str, key: uuid.UUID) -> str:
         return to_global_id(type_name, key)
 
     async def add_user(
-        self, role: Role, agency_id: uuid.UUID | None = None, grants: tuple[uuid.UUID, ...] = ()
+        self,
+        role: Role,
+        agency_id: uuid.UUID | None = None,
+        grants: tuple[uuid.UUID, ...] = (),
+        email: str | None = None,
     ) -> uuid.UUID:
+        """A user whose password is PASSWORD."""
         now = self.services.clock()
         async with self.services.uow() as uow:
             user = await users.add_user(
                 uow.conn,
                 agency_id or self.agency_id,
-                f"{uuid.uuid4().hex[:12]}@team.example",
+                email or f"{uuid.uuid4().hex[:12]}@team.example",
                 self.password_hash,
                 role,
                 now,
@@ -88,21 +97,34 @@ class World:
             )
 
     async def add_invitation(self, agency_id: uuid.UUID | None = None) -> uuid.UUID:
+        return (await self.invite(agency_id))[0]
+
+    async def invite(self, agency_id: uuid.UUID | None = None) -> tuple[uuid.UUID, str, str]:
+        """A pending invitation to join as AGENCY_MEMBER: (its id, the invitee, the secret)."""
         secret = self.services.tokens.new("ahi_")
+        email = f"{uuid.uuid4().hex[:12]}@invitee.example"
         now = self.services.clock()
         owner = self.user_ids["AGENCY_OWNER"]
         async with self.services.uow() as uow:
             invitation = await team.add_invitation(
                 uow.conn,
                 agency_id or self.agency_id,
-                f"{uuid.uuid4().hex[:12]}@invitee.example",
+                email,
                 Access(Role.AGENCY_MEMBER, False, frozenset()),
                 owner,
                 self.services.tokens.digest(secret),
                 now,
                 now + INVITATION_VALIDITY,
             )
-        return invitation.id
+        return invitation.id, email, secret
+
+    async def grant(self, sub_account_id: uuid.UUID, tier: Tier, seconds: int) -> None:
+        """Minutes for a sub-account of the world's agency, as a plan grant brings them."""
+        movement = Movement(
+            self.agency_id, sub_account_id, tier, seconds, LedgerKind.PLAN_GRANT, "world"
+        )
+        async with self.services.uow() as uow:
+            await ledger.apply(uow.conn, [movement], self.services.clock())
 
 
 async def _agency(services: Services, name: str) -> tuple[uuid.UUID, uuid.UUID]:

@@ -7,11 +7,11 @@ import pytest
 from resolvers.api_keys import issue_api_key
 from resolvers.global_id import from_global_id
 from tests.api.test_account_manager import TRANSFER, new_client, transfer_input
+from tests.conftest import empty_all_tables
 from tests.factories import gql, make_agency
 
 
-@pytest.fixture
-async def setup(app_client):
+async def make_setup(app_client):
     """An agency, a client at 25 % holding 480 PREMIUM seconds, and an ingest API key."""
     owner = await make_agency(app_client)
     client = await new_client(app_client, owner, markup="25")
@@ -19,3 +19,20 @@ async def setup(app_client):
     services = app_client.app.state.services
     _, key = await issue_api_key(services, from_global_id(owner.id)[1], "platform", None)
     return owner, client, key
+
+
+@pytest.fixture
+async def setup(app_client):
+    return await make_setup(app_client)
+
+
+@pytest.fixture
+def clean_setup(app_client, database_url):
+    """`setup` for each hypothesis example: `await clean_setup()` empties every table first,
+    so an example sees only its own data and a failing one replays exactly as it ran."""
+
+    async def fresh():
+        await empty_all_tables(database_url)
+        return await make_setup(app_client)
+
+    return fresh

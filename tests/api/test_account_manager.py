@@ -3,9 +3,12 @@ removal and the monthly jobs, through the API the dashboards use."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import event, select
 
 from persistence import agencies
@@ -14,6 +17,9 @@ from persistence.outbox import outbox
 from resolvers import jobs
 from resolvers.global_id import from_global_id
 from tests.factories import PASSWORD, gql, make_agency
+
+UPDATE_AGENCY = """mutation($i: UpdateAgencyInput!) { updateAgency(input: $i) {
+  userErrors { code } } }"""
 
 CREATE = """mutation($i: CreateSubAccountInput!) { createSubAccount(input: $i) {
   subAccount { id name status loginEmail markupPercent(tier: BASIC) }
@@ -500,19 +506,51 @@ async def test_removed_accounts_are_purged_after_the_retention_period(app_client
 # ---- the monthly grant -------------------------------------------------------------------------
 
 
+async def signed_in_again(app_client, owner):
+    """The owner with a new token, after the clock moved past the first one's 14 days."""
+    body = await gql(
+        app_client,
+        "mutation($e: String!, $p: String!) { login(input: {email: $e, password: $p}) { token } }",
+        {"e": owner.email, "p": PASSWORD},
+    )
+    return replace(owner, token=body["data"]["login"]["token"])
+
+
 async def test_plan_minutes_are_granted_once_per_period_however_often_the_job_runs(
     app_client, clock, database
 ):
     owner = await make_agency(app_client, plan="Partner")  # 5,000 BASIC minutes a month
     services = app_client.app.state.services
-    assert await jobs.grant_plan_minutes(services, clock().date()) == 0  # sign-up granted it
-    later = clock().date() + timedelta(days=95)  # three renewals later
-    assert await jobs.grant_plan_minutes(services, later) == 3
-    assert await jobs.grant_plan_minutes(services, later) == 0
-    primary = await account(app_client, owner, owner.primary_id)
+    assert await jobs.grant_plan_minutes(services) == 0  # sign-up granted it
+    clock.advance(timedelta(days=95))  # three renewals later
+    assert await jobs.grant_plan_minutes(services) == 3
+    assert await jobs.grant_plan_minutes(services) == 0
+    primary = await account(app_client, await signed_in_again(app_client, owner), owner.primary_id)
     assert seconds(primary, "BASIC") == 4 * 5000 * 60
     async with database.read() as conn:
         assert await mismatches(conn) == []
+
+
+@pytest.mark.parametrize("zone", ["Pacific/Auckland", "America/Los_Angeles"])
+async def test_the_monthly_grant_comes_at_the_agency_s_local_midnight(app_client, clock, zone):
+    """Auckland's 20 Nov begins at 11:00 UTC on the 19th; Los Angeles' at 08:00 UTC on the
+    20th. The new period's minutes are granted from then on, not from UTC's midnight."""
+    # given an agency that signed up on 20 Oct and keeps its books in `zone`
+    clock.now = datetime(2026, 10, 20, 12, 0, tzinfo=UTC)
+    owner = await make_agency(app_client, plan="Partner")  # 5,000 BASIC minutes a month
+    changed = await gql(app_client, UPDATE_AGENCY, {"i": {"timeZone": zone}}, owner.token)
+    assert changed["data"]["updateAgency"]["userErrors"] == []
+    services = app_client.app.state.services
+    local_midnight = datetime(2026, 11, 20, tzinfo=ZoneInfo(zone)).astimezone(UTC)
+    # when the job runs a minute before the renewal's local midnight, then a minute after
+    clock.now = local_midnight - timedelta(minutes=1)
+    before = await jobs.grant_plan_minutes(services)
+    clock.now = local_midnight + timedelta(minutes=1)
+    after = await jobs.grant_plan_minutes(services)
+    # then November's minutes come with the second run, not the first
+    assert (before, after) == (0, 1)
+    primary = await account(app_client, await signed_in_again(app_client, owner), owner.primary_id)
+    assert seconds(primary, "BASIC") == 2 * 5000 * 60
 
 
 # ---- a constant number of statements for the dashboard list ------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -13,7 +14,9 @@ from agencyhub.settings import Settings
 from domain.reporting import local_range
 from persistence.queries.reports import usage_in_windows
 from persistence.usage import call_t
-from tests.api.test_account_manager import SUSPEND, new_client
+from resolvers.context import RequestContext
+from schema import build_schema
+from tests.api.test_account_manager import SUSPEND, TRANSFER, new_client, transfer_input
 from tests.api.test_usage import RECORD, call
 from tests.factories import gql
 
@@ -147,11 +150,11 @@ ZONES = ["UTC", "America/New_York", "Asia/Tokyo", "Europe/Berlin", "Australia/Sy
     zone=st.sampled_from(ZONES),
 )
 async def test_range_totals_equal_the_raw_calls_in_any_zone(
-    app_client, setup, database, calls, first, length, zone
+    app_client, clean_setup, database, calls, first, length, zone
 ):
     """Whole UTC days come from the daily rollup, partial days from the hourly one: together
     they count each call of the local range exactly once."""
-    _, client, key = setup
+    _, client, key = await clean_setup()
     start = datetime(2026, 11, 1, tzinfo=UTC)
     batch = [
         call(client, duration=duration, started=start + timedelta(hours=hour, minutes=minute))
@@ -277,3 +280,39 @@ async def test_billing_dates_turn_over_at_midnight_where_the_agency_is(app_clien
     assert await next_billing() == "2026-12-20"  # UTC: the 20th has come
     await gql(app_client, UPDATE_AGENCY, {"i": {"timeZone": "America/Los_Angeles"}}, owner.token)
     assert await next_billing() == "2026-11-20"  # not yet there
+
+
+LIVE_BILLING_DATE = """subscription($id: ID, $after: String) { usageUpdated(subAccountId: $id,
+  afterSequence: $after) { subAccount { nextBillingDate } } }"""
+
+
+async def test_a_live_screen_shows_billing_dates_in_the_agency_s_zone_of_now(
+    app_client, setup, clock
+):
+    """A socket signs in once; its agency's zone must come with the data it is shown, not
+    with the session it signed in with (that session still says UTC)."""
+    owner, _, _ = setup
+    services = app_client.app.state.services
+    clock.now = datetime(2026, 10, 20, 12, 0, tzinfo=UTC)
+    client = await new_client(app_client, owner, "Kiwi")  # billing anchor: 20 Oct
+    # given a live screen signed in while the agency was on UTC (connection_init)
+    context = RequestContext(services, None, long_lived=True)
+    context.connection_params = {"authorization": f"Bearer {owner.token}"}
+    assert (await context.session()).agency.time_zone == "UTC"
+    # when the agency moves to Auckland, where 19 Nov 12:00 UTC is already 20 Nov 01:00
+    await gql(app_client, UPDATE_AGENCY, {"i": {"timeZone": "Pacific/Auckland"}}, owner.token)
+    clock.now = datetime(2026, 11, 19, 12, 0, tzinfo=UTC)
+    moved = await gql(
+        app_client, TRANSFER, transfer_input(owner.primary_id, client, "1"), owner.token
+    )
+    assert moved["data"]["transferMinutes"]["userErrors"] == []
+    # then the transfer's event, replayed to the screen, shows Auckland's next anniversary
+    stream = await build_schema().subscribe(
+        LIVE_BILLING_DATE, variable_values={"id": client, "after": "0"}, context_value=context
+    )
+    try:
+        result = await asyncio.wait_for(anext(stream), 10)
+    finally:
+        await stream.aclose()
+    assert result.errors is None, result.errors
+    assert result.data["usageUpdated"]["subAccount"] == {"nextBillingDate": "2026-12-20"}

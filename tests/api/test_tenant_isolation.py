@@ -14,6 +14,7 @@ from sqlalchemy import text
 from domain.policy import Role
 from resolvers.api_keys import issue_api_key
 from resolvers.global_id import to_global_id
+from tests.conftest import empty_all_tables
 from tests.factories import gql
 from tests.world import World, build_world
 
@@ -66,8 +67,19 @@ ID_ARGUMENTS: dict[str, tuple[str, Any]] = {
 
 
 @pytest.fixture
-async def fuzz_world(app_client):
-    world = await build_world(app_client.app.state.services)
+def fuzz_world(app_client, database_url):
+    """`await fuzz_world()` in each hypothesis example: empty tables, then a new world, so an
+    example sees nothing an earlier one did and a failing one replays exactly as it ran."""
+
+    async def fresh() -> World:
+        await empty_all_tables(database_url)
+        return await _fuzz_world(app_client.app.state.services)
+
+    return fresh
+
+
+async def _fuzz_world(services) -> World:
+    world = await build_world(services)
     outsider = world.outsider_agency_id
     world.foreign_keys = [  # type: ignore[attr-defined]
         outsider,
@@ -129,7 +141,7 @@ def realise(world: World, drawn: tuple[str, Any, Any]) -> str:
 )
 @given(drawn=foreign_id)
 async def test_foreign_ids_reveal_and_change_nothing(app_client, fuzz_world, argument, drawn):
-    world = fuzz_world
+    world = await fuzz_world()
     before = await snapshot(world)
     assert len(before["users"]) == 2 and before["invitations"] and before["keys"]
     query, make = ID_ARGUMENTS[argument]

@@ -150,9 +150,9 @@ async def test_inbound_web_widget_calls_on_basic_cost_the_widget_rate(app_client
     )
 )
 async def test_rollups_equal_the_raw_calls_and_balances_equal_grants_minus_debits(
-    app_client, setup, database, batches
+    app_client, clean_setup, database, batches
 ):
-    owner, client, key = setup
+    owner, client, key = await clean_setup()
     start = datetime(2026, 11, 1, tzinfo=UTC)
     for batch in batches:
         calls = [

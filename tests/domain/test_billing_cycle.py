@@ -1,9 +1,16 @@
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.billing_cycle import add_months, next_anniversary
+from domain.billing_cycle import (
+    add_months,
+    next_anniversary,
+    period_start,
+    period_started_at,
+    periods_begun,
+    periods_until,
+)
 
 
 def test_month_end_anchor_clamps_to_each_months_last_day():
@@ -44,10 +51,6 @@ def test_next_anniversary_is_the_first_clamped_monthly_date_after_today(anchor, 
 
 
 def test_a_period_starts_at_local_midnight_in_the_agency_zone():
-    from datetime import UTC, datetime
-
-    from domain.billing_cycle import period_started_at
-
     anchor = date(2026, 1, 5)
     now = datetime(2026, 11, 5, 3, 0, tzinfo=UTC)  # still 4 Nov, 19:00, in Los Angeles
     assert period_started_at(anchor, now, "UTC") == datetime(2026, 11, 5, tzinfo=UTC)
@@ -55,3 +58,38 @@ def test_a_period_starts_at_local_midnight_in_the_agency_zone():
     assert period_started_at(anchor, now, "America/Los_Angeles") == datetime(
         2026, 10, 5, 7, 0, tzinfo=UTC
     )
+
+
+def test_periods_until_lists_each_clamped_first_day_up_to_today_included():
+    anchor = date(2026, 1, 31)
+    assert periods_until(anchor, date(2026, 1, 30)) == []  # not begun yet
+    assert periods_until(anchor, date(2026, 1, 31)) == [anchor]
+    assert periods_until(anchor, date(2026, 3, 30)) == [anchor, date(2026, 2, 28)]
+    assert periods_until(anchor, date(2026, 3, 31)) == [
+        anchor,
+        date(2026, 2, 28),
+        date(2026, 3, 31),  # from the anchor, not from 28 Feb
+    ]
+
+
+@given(
+    anchor=st.dates(min_value=date(2000, 1, 1), max_value=date(2090, 12, 31)),
+    offset=st.integers(min_value=0, max_value=1500),
+)
+def test_periods_until_ends_with_the_period_today_falls_in(anchor, offset):
+    today = anchor + timedelta(days=offset)
+    periods = periods_until(anchor, today)
+    assert periods[0] == anchor and periods[-1] == period_start(anchor, today)
+    assert periods == sorted(set(periods)) and len(periods) == len(set(periods))
+
+
+def test_a_plan_period_begins_at_local_midnight_where_the_agency_is():
+    anchor = date(2026, 10, 20)
+    # 19 Nov 11:30 UTC is 20 Nov 00:30 in Auckland: November's period has begun there
+    now = datetime(2026, 11, 19, 11, 30, tzinfo=UTC)
+    assert periods_begun(anchor, now, "UTC") == [anchor]
+    assert periods_begun(anchor, now, "Pacific/Auckland") == [anchor, date(2026, 11, 20)]
+    # 20 Nov 07:30 UTC is still 19 Nov in Los Angeles: not yet
+    later = datetime(2026, 11, 20, 7, 30, tzinfo=UTC)
+    assert periods_begun(anchor, later, "UTC") == [anchor, date(2026, 11, 20)]
+    assert periods_begun(anchor, later, "America/Los_Angeles") == [anchor]

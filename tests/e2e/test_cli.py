@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 
+from tests.conftest import REDIS_URL
 from tests.e2e.server import AGENCYHUB
 from tests.factories import gql, make_agency
 
@@ -88,3 +89,26 @@ def test_export_schema_writes_the_sdl(tmp_path):
     done = run("export-schema", str(out))
     assert done.returncode == 0
     assert "type Query" in out.read_text()
+
+
+@pytest.mark.parametrize(
+    "command", [["serve"], ["serve", "--workers", "2"], ["grant-plan-minutes"]]
+)
+def test_postgresql_without_secret_key_stops_with_one_line(tmp_path, databases, command):
+    # given the production shape with SECRET_KEY forgotten
+    environment = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
+    environment.update(DATABASE_URL=databases["postgresql"], REDIS_URL=REDIS_URL)
+    # when the server (or a job) starts
+    done = subprocess.run(
+        [AGENCYHUB, *command],
+        env=environment,
+        cwd=tmp_path,  # no .env file here
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    # then it stops at once, naming the setting, instead of generating a key of its own
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("agencyhub: SECRET_KEY is required"), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not (tmp_path / "data" / "secret_key").exists()

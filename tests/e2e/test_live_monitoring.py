@@ -1,17 +1,25 @@
 """Live monitoring across two server processes sharing PostgreSQL and Redis, spoken to over
 real WebSockets with the graphql-transport-ws protocol."""
 
-import asyncio
+import http.client
 import json
 import os
 import subprocess
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.conftest import REDIS_URL, empty_all_tables
-from tests.e2e.server import AGENCYHUB, production_env, running_server
+from tests.conftest import empty_all_tables
+from tests.e2e.server import (
+    AGENCYHUB,
+    children,
+    production_env,
+    running_server,
+    server_process,
+    serving_process,
+)
 from tests.e2e.test_server_process import SIGN_UP, post, receive, ws_connect
 
 pytestmark = pytest.mark.e2e
@@ -22,13 +30,13 @@ TRANSFER = """mutation($from: ID!, $to: ID!) { transferMinutes(input: {fromId: $
   tier: PREMIUM, minutes: "10"}) { transfer { receivedSeconds } } }"""
 KEY = 'mutation { createApiKey(input: {name: "platform"}) { secret } }'
 RECORD = """mutation($calls: [CallInput!]!) { recordCalls(input: {calls: $calls}) { accepted } }"""
-SUSPEND = """mutation($id: ID!) { suspendSubAccount(input: {id: $id, note: "Overdue"}) {
-  userErrors { code } } }"""
+SUSPEND = """mutation($id: ID!, $note: String) { suspendSubAccount(input: {id: $id,
+  note: $note}) { userErrors { code } } }"""
 USAGE = """subscription($id: ID, $after: String) { usageUpdated(subAccountId: $id,
   afterSequence: $after) { sequence subAccount { id } balances { tier seconds }
   walletBalance { amount } spentThisPeriod { amount } } }"""
-BANNER = """subscription($id: ID!) { bannerChanged(subAccountId: $id) { sequence subAccountId
-  banner { active note } } }"""
+BANNER = """subscription($id: ID!, $after: String) { bannerChanged(subAccountId: $id,
+  afterSequence: $after) { sequence subAccountId banner { active note } } }"""
 
 
 def a_call(sub_account_id, seconds=60):
@@ -87,13 +95,21 @@ def an_agency_with_a_client(base):
     return token, client, key
 
 
+async def watch_usage(ws, client):
+    """Subscribe from the first event on (afterSequence 0) and wait for the set-up's transfer:
+    once the server has shown it, the stream is live and misses nothing committed later."""
+    await subscribe(ws, "u", USAGE, {"id": client, "after": "0"})
+    replayed = await next_data(ws, "usageUpdated")
+    assert {b["tier"]: b["seconds"] for b in replayed["balances"]}["PREMIUM"] == 480
+    return replayed
+
+
 async def test_a_call_recorded_on_one_process_reaches_a_subscriber_on_the_other(two_servers):
     a, b, token, client, key = two_servers
     ws = await ws_connect(b, token)
     try:
         assert (await receive(ws))["type"] == "connection_ack"
-        await subscribe(ws, "u", USAGE, {"id": client})
-        await asyncio.sleep(0.5)
+        await watch_usage(ws, client)
         assert (
             post(a, RECORD, {"calls": [a_call(client, 60)]}, key)["data"]["recordCalls"]["accepted"]
             == 1
@@ -109,17 +125,23 @@ async def test_a_call_recorded_on_one_process_reaches_a_subscriber_on_the_other(
 
 async def test_suspending_pushes_the_banner_to_the_other_process(two_servers):
     a, b, token, client, _ = two_servers
+    # given a first suspension, and a screen on B that has been shown its banner
+    post(a, SUSPEND, {"id": client, "note": "First notice"}, token)
     ws = await ws_connect(b, token)
     try:
         assert (await receive(ws))["type"] == "connection_ack"
-        await subscribe(ws, "b", BANNER, {"id": client})
-        await asyncio.sleep(0.5)
-        post(a, SUSPEND, {"id": client}, token)
+        await subscribe(ws, "b", BANNER, {"id": client, "after": "0"})
+        first = await next_data(ws, "bannerChanged")
+        assert first["banner"] == {"active": True, "note": "First notice"}
+        # when A suspends it again with a new note
+        post(a, SUSPEND, {"id": client, "note": "Overdue"}, token)
         event = await next_data(ws, "bannerChanged")
     finally:
         await ws.close()
+    # then B's screen shows the new banner
     assert event["subAccountId"] == client
     assert event["banner"] == {"active": True, "note": "Overdue"}
+    assert int(event["sequence"]) > int(first["sequence"])
 
 
 async def test_resuming_after_a_sequence_loses_nothing(two_servers):
@@ -127,16 +149,14 @@ async def test_resuming_after_a_sequence_loses_nothing(two_servers):
     ws = await ws_connect(b, token)
     try:
         assert (await receive(ws))["type"] == "connection_ack"
-        await subscribe(ws, "u", USAGE, {"id": client})
-        await asyncio.sleep(0.5)
+        await watch_usage(ws, client)
         post(a, RECORD, {"calls": [a_call(client, 10)]}, key)
         seen = await next_data(ws, "usageUpdated")
     finally:
         await ws.close()
-    # while disconnected, two more calls happen
+    # while disconnected, two more calls happen (their events may still be on their way)
     for _ in range(2):
         post(a, RECORD, {"calls": [a_call(client, 10)]}, key)
-    await asyncio.sleep(0.5)
     ws = await ws_connect(a, token)
     try:
         assert (await receive(ws))["type"] == "connection_ack"
@@ -146,36 +166,76 @@ async def test_resuming_after_a_sequence_loses_nothing(two_servers):
         await ws.close()
     sequences = [int(seen["sequence"])] + [int(m["sequence"]) for m in missed]
     assert sequences == sorted(set(sequences))
+    premium = [{b["tier"]: b["seconds"] for b in m["balances"]}["PREMIUM"] for m in missed]
+    assert premium == [480 - 20, 480 - 30]
 
 
 async def test_serve_with_two_workers_shares_events_between_them(tmp_path, databases):
-    """`WORKERS=2 agencyhub serve`: connections land on either process; the events of a call
-    recorded on one reach a subscriber on the other through Redis, whichever they are."""
+    """`WORKERS=2 agencyhub serve`: two worker processes accept connections, and a call
+    recorded through one of them reaches a screen that the other one serves."""
     await empty_all_tables(databases["postgresql"])
-    env = dict(
-        DATABASE_URL=databases["postgresql"], REDIS_URL=REDIS_URL, SECRET_KEY="e2e", WORKERS="2"
-    )
-    with running_server(tmp_path, **env) as url:
-        token = post(url, SIGN_UP, {"email": "two@e2e.example"})["data"]["signUpAgency"]["token"]
-        created = post(url, CREATE, {"email": "live@c.example"}, token)
-        client = created["data"]["createSubAccount"]["subAccount"]["id"]
-        key = post(url, KEY, token=token)["data"]["createApiKey"]["secret"]
-        sockets = [await ws_connect(url, token) for _ in range(4)]
-        try:
-            for n, ws in enumerate(sockets):
-                assert (await receive(ws))["type"] == "connection_ack"
-                await subscribe(ws, f"u{n}", USAGE, {"id": client})
-            await asyncio.sleep(0.5)
-            for _ in range(3):  # new connections: each may land on either worker
-                post(url, RECORD, {"calls": [a_call(client, 6)]}, key)
-            for ws in sockets:
-                seen = [await next_data(ws, "usageUpdated") for _ in range(3)]
-                assert len({e["sequence"] for e in seen}) == 3
-        finally:
-            for ws in sockets:
+    env = production_env(databases["postgresql"], WORKERS="2")
+    with server_process(tmp_path, **env) as (url, server):
+        port = int(url.rsplit(":", 1)[1])
+        workers = children(server.pid)
+        token, client, key = an_agency_with_a_client(url)
+        # given a screen on each of two worker processes (the OS tells which holds a socket;
+        # the second worker may still be starting when the first answers /healthz)
+        screens = {}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            ws = await ws_connect(url, token)
+            assert (await receive(ws))["type"] == "connection_ack"
+            pid = serving_process(workers, port, ws.local_address[1])
+            if pid in screens:
                 await ws.close()
-    log = next(tmp_path.glob("server-*.log")).read_text()
-    assert "2 worker processes" in log
+                continue
+            screens[pid] = ws
+            if len(screens) == 2:
+                break
+        try:
+            assert len(screens) == 2, "every connection went to one process"
+            for n, ws in enumerate(screens.values()):
+                await subscribe(ws, f"u{n}", USAGE, {"id": client, "after": "0"})
+                # the set-up's transfer, replayed: the stream is live from here on
+                assert premium(await next_data(ws, "usageUpdated")) == 480
+            # when a call is recorded through a connection that the first worker serves
+            first = next(iter(screens))
+            answer = post_through(url, workers, first, RECORD, {"calls": [a_call(client, 6)]}, key)
+            assert answer["data"]["recordCalls"]["accepted"] == 1
+            # then both screens show it: the other worker's through Redis
+            for ws in screens.values():
+                assert premium(await next_data(ws, "usageUpdated")) == 480 - 6
+        finally:
+            for ws in screens.values():
+                await ws.close()
+
+
+def premium(event):
+    return {b["tier"]: b["seconds"] for b in event["balances"]}["PREMIUM"]
+
+
+def post_through(base, workers, pid, query, variables, token):
+    """POST `query` on a connection that worker `pid` accepted (new connections until one
+    lands there; each is asked /healthz first, so the worker has accepted it)."""
+    host, port = base.removeprefix("http://").split(":")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        try:
+            connection.request("GET", "/healthz")
+            connection.getresponse().read()
+            if serving_process(workers, int(port), connection.sock.getsockname()[1]) != pid:
+                continue
+            body = json.dumps({"query": query, "variables": variables})
+            headers = {"content-type": "application/json", "authorization": f"Bearer {token}"}
+            connection.request("POST", "/graphql", body, headers)
+            response = connection.getresponse()
+            assert response.status == 200
+            return json.loads(response.read())
+        finally:
+            connection.close()
+    raise AssertionError(f"no connection landed on worker {pid}")
 
 
 def test_several_workers_need_postgresql_and_redis(tmp_path):

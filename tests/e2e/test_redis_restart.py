@@ -2,7 +2,6 @@
 outbox, /readyz says the broker is down, and a subscriber gets every event once Redis is back
 live, on the same socket."""
 
-import asyncio
 import shutil
 import subprocess
 import time
@@ -79,8 +78,9 @@ async def test_a_redis_restart_loses_no_event_for_a_connected_screen(tmp_path, d
             # given a screen on process B watching the client, one event already received
             ws = await ws_connect(b, token)
             assert (await receive(ws))["type"] == "connection_ack"
-            await subscribe(ws, "u", USAGE, {"id": client})
-            await asyncio.sleep(0.5)
+            await subscribe(ws, "u", USAGE, {"id": client, "after": "0"})
+            replayed = await next_data(ws, "usageUpdated")  # the transfer: live from here on
+            assert {x["tier"]: x["seconds"] for x in replayed["balances"]}["PREMIUM"] == 600
             post(a, RECORD, {"calls": [a_call(client, 10)]}, key)
             before = await next_data(ws, "usageUpdated")
 

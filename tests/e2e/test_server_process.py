@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import time
 
 import httpx
 import pytest
@@ -21,6 +22,7 @@ LOGIN = """mutation($email: String!, $password: String!) {
   login(input: {email: $email, password: $password}) { token userErrors { code } } }"""
 VIEWER = "{ viewer { user { email role } agency { name primarySubAccount { kind } } } }"
 AUDIT = "subscription { auditEvents { sequence kind email occurredAt } }"
+PROBE = 'mutation { createApiKey(input: {name: "probe"}) { userErrors { code } } }'
 
 
 def post(base, query, variables=None, token=None):
@@ -56,6 +58,37 @@ async def receive(ws, timeout=10):
             await ws.send(json.dumps({"type": "pong"}))
 
 
+async def watch_audit(base, ws, owner_token):
+    """Subscribe to the audit feed and return once it is live. The feed takes no
+    afterSequence, and the server says nothing when it has taken a subscription in: events
+    committed before that are not the stream's. So the owner makes probe events (API keys)
+    until one shows; every event committed after it reaches the stream. Late probes are
+    skipped by `next_audit`."""
+    await ws.send(json.dumps({"id": "audit", "type": "subscribe", "payload": {"query": AUDIT}}))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert post(base, PROBE, token=owner_token)["data"]["createApiKey"]["userErrors"] == []
+        try:
+            while True:  # events sequenced just before the probe may come first: skip them
+                message = await receive(ws, timeout=1)
+                assert message["type"] == "next", message
+                if message["payload"]["data"]["auditEvents"]["kind"] == "API_KEY_CREATED":
+                    return
+        except TimeoutError:
+            continue  # that probe was committed before the subscription: another one
+    raise TimeoutError("the audit feed showed no probe in 30 s")
+
+
+async def next_audit(ws):
+    """The next audit event that is not a probe."""
+    while True:
+        message = await receive(ws)
+        assert message["type"] == "next", message
+        event = message["payload"]["data"]["auditEvents"]
+        if event["kind"] != "API_KEY_CREATED":
+            return event
+
+
 @pytest.fixture
 async def postgres_server(tmp_path, databases):
     """The production shape: PostgreSQL + Redis. (The embedded default is tested below.)"""
@@ -76,18 +109,16 @@ async def test_sign_up_log_in_and_see_own_sign_in_live_over_websocket(postgres_s
     ws = await ws_connect(base, token)
     try:
         assert (await receive(ws))["type"] == "connection_ack"
-        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": AUDIT}}))
-        await asyncio.sleep(0.3)  # let the subscription reach Redis
+        await watch_audit(base, ws, token)
         # when someone signs in with a wrong password, then correctly
         wrong = post(base, LOGIN, {"email": "live@e2e.example", "password": "wrong-password!"})
         assert wrong["data"]["login"]["userErrors"] == [{"code": "INVALID_CREDENTIALS"}]
         right = post(base, LOGIN, {"email": "live@e2e.example", "password": PASSWORD})
         assert right["data"]["login"]["token"]
         # then both events arrive, through outbox → relay → Redis → socket, in order
-        first, second = await receive(ws), await receive(ws)
+        events = [await next_audit(ws), await next_audit(ws)]
     finally:
         await ws.close()
-    events = [m["payload"]["data"]["auditEvents"] for m in (first, second)]
     assert [e["kind"] for e in events] == ["SIGN_IN_FAILED", "USER_SIGNED_IN"]
     assert int(events[0]["sequence"]) < int(events[1]["sequence"])
 
@@ -188,8 +219,7 @@ async def _watching_admin(base, mail_dir, owner_token, email):
     ]
     ws = await ws_connect(base, accepted["token"])
     assert (await receive(ws))["type"] == "connection_ack"
-    await ws.send(json.dumps({"id": "w", "type": "subscribe", "payload": {"query": AUDIT}}))
-    await asyncio.sleep(0.3)
+    await watch_audit(base, ws, owner_token)
     return ws, accepted["user"]["id"]
 
 

@@ -1,8 +1,9 @@
 """The ledger invariant over random sequences of grants, transfers and removal moves.
 
-Each example builds a fresh agency (a primary at 0 % and three secondaries with distinct
-markups), applies a random sequence through `persistence.ledger.apply` in units of work, and
-checks after every step, on PostgreSQL and on SQLite:
+Each example empties the tables and builds a fresh agency (a primary at 0 % and three
+secondaries with distinct markups), applies a random sequence through
+`persistence.ledger.apply` in units of work, and checks after every step, on PostgreSQL and
+on SQLite:
 - balances equal the sums of their ledger entries (`ledger.mismatches` is empty);
 - balances equal a model of what each step should do, and a refused step changes nothing;
 - no balance is negative;
@@ -27,6 +28,7 @@ from domain.pricing import PriceBook, client_price_per_minute, convert_seconds, 
 from domain.transfer import plan_conversion, plan_transfer
 from persistence import agencies, ledger
 from persistence.unit_of_work import UnitOfWork
+from tests.conftest import empty_all_tables
 
 now = lambda: datetime.now(UTC)
 PRICES = PriceBook()
@@ -164,7 +166,12 @@ def seconds_to_send(amount: tuple[str, int], held: int) -> int:
     ),
     steps=operations,
 )
-async def test_ledger_sums_equal_balances_and_only_grants_create_value(database, markups, steps):
+async def test_ledger_sums_equal_balances_and_only_grants_create_value(
+    database_url, database, markups, steps
+):
+    # each example on empty tables: the ledger-wide check sees only this example's entries,
+    # and a failing example replays exactly as it ran
+    await empty_all_tables(database_url)
     agency_id, accounts = await new_agency(database, markups)
     primary = accounts[0]
     model: Balances = {(a.id, tier): 0 for a in accounts for tier in Tier}
