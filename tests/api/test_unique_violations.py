@@ -88,9 +88,7 @@ async def test_a_transfer_twin_that_commits_second_answers_like_a_retry(app_clie
     assert {b["tier"]: b["seconds"] for b in balances}["PREMIUM"] == 500 * 60 - 300
 
 
-async def test_a_plan_period_granted_by_another_run_is_not_granted_again(
-    app_client, clock, monkeypatch
-):
+async def test_a_plan_period_granted_by_another_run_is_not_granted_again(app_client, monkeypatch):
     # given an agency whose first period was granted at sign-up
     await make_agency(app_client, plan="Partner")
     services = app_client.app.state.services
@@ -101,4 +99,4 @@ async def test_a_plan_period_granted_by_another_run_is_not_granted_again(
 
     monkeypatch.setattr(job_queries, "granted_periods", nothing_granted)
     # then the plan_grant key refuses it, and the run reports nothing granted
-    assert await jobs.grant_plan_minutes(services, clock().date()) == 0
+    assert await jobs.grant_plan_minutes(services) == 0
