@@ -27,6 +27,7 @@ from persistence.unit_of_work import UnitOfWork
 from resolvers.context import RequestContext
 from resolvers.ids import decode, not_found
 from resolvers.paging import MAX_SUB_ACCOUNT_PAGE_SIZE, page_size
+from resolvers.viewer import today
 
 MAX_AUTO_ALLOCATION_MINUTES = 1_000_000
 
@@ -71,6 +72,7 @@ async def create_sub_account(
     email = normalize_email(login_email, "loginEmail")
     markup = markup_bp(markup_percent) if markup_percent is not None else 0
     now = ctx.services.clock()
+    local_today = today(ctx, (await ctx.require_session()).agency.time_zone)
 
     async def create(uow: UnitOfWork) -> SubAccount:
         agency = await agencies.agency_for_update(uow.conn, viewer.agency_id)
@@ -83,7 +85,7 @@ async def create_sub_account(
             SubAccountKind.SECONDARY,
             name,
             email,
-            start or now.date(),
+            start or local_today,  # the anchor is a date in the agency's zone
             0,
             now,
             markup,

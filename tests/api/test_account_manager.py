@@ -647,3 +647,21 @@ async def test_a_suspended_clients_own_users_still_read_everything(app_client):
     assert "errors" not in seen
     node = seen["data"]["node"]
     assert node["banner"]["note"] == "Overdue" and node["campaigns"]["totalCount"] == 1
+
+
+START = """query($id: ID!) { node(id: $id) { ... on SubAccount { subscriptionStartDate } } }"""
+
+
+async def test_a_new_client_starts_on_the_agencys_local_date(app_client, clock):
+    # given an agency in Auckland, at an hour when Auckland is a day ahead of UTC
+    owner = await make_agency(app_client)
+    zone = {"i": {"timeZone": "Pacific/Auckland"}}
+    assert (await gql(app_client, UPDATE_AGENCY, zone, owner.token))["data"]["updateAgency"][
+        "userErrors"
+    ] == []
+    clock.now = datetime(2026, 11, 30, 20, 0, tzinfo=UTC)  # 09:00 on Dec 1 in Auckland
+    # when a client is created without a start date
+    client = await new_client(app_client, owner, "Kiwi")
+    # then its billing cycle starts on Auckland's date, not UTC's
+    found = await gql(app_client, START, {"id": client}, owner.token)
+    assert found["data"]["node"]["subscriptionStartDate"] == "2026-12-01"
