@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from enum import StrEnum
 from uuid import UUID
@@ -118,4 +118,14 @@ def sign_up(
         plan=plan,
         started_on=now.date(),
         included_seconds=minutes_to_seconds(plan.included_monthly_minutes),
+    )
+
+
+def edit_agency(agency: Agency, name: str | None, time_zone: str | None) -> Agency:
+    """The agency renamed, or set to cut its days in another zone (validated by the caller's
+    input checks: `check_name`, `check_time_zone`)."""
+    return replace(
+        agency,
+        name=agency.name if name is None else name,
+        time_zone=agency.time_zone if time_zone is None else time_zone,
     )

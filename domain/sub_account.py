@@ -91,6 +91,20 @@ def check_restorable(sub_account: SubAccount) -> None:
         raise DomainError(ErrorCode.NOT_SUSPENDED, "This sub-account is not suspended.", ("id",))
 
 
+def check_auto_allocatable(sub_account: SubAccount, field: str = "subAccountId") -> None:
+    """Auto allocation buys minutes at base cost for a live, unsuspended secondary."""
+    check_changeable(sub_account, field)
+    if sub_account.is_primary:
+        raise DomainError(
+            ErrorCode.INVALID_INPUT, "Auto allocation buys minutes for a secondary.", (field,)
+        )
+
+
+def check_previewable(sub_account: SubAccount) -> None:
+    """What removing it would move: asked only of what may be removed."""
+    _not_primary(sub_account, "removed", "subAccountId")
+
+
 def check_removable(sub_account: SubAccount, destination: SubAccount) -> None:
     """Removal works on suspended sub-accounts too; the minutes need a live destination."""
     _not_primary(sub_account, "removed")
@@ -106,12 +120,12 @@ def check_removable(sub_account: SubAccount, destination: SubAccount) -> None:
         )
 
 
-def _not_primary(sub_account: SubAccount, what: str) -> None:
+def _not_primary(sub_account: SubAccount, what: str, field: str = "id") -> None:
     if sub_account.is_primary:
         raise DomainError(
             ErrorCode.PRIMARY_NOT_REMOVABLE,
             f"The primary sub-account cannot be {what}.",
-            ("id",),
+            (field,),
         )
 
 

@@ -139,6 +139,11 @@ async def update_agency(conn: AsyncConnection, agency_id: uuid.UUID, **values: A
     await conn.execute(update(agency_t).where(agency_t.c.id == agency_id).values(**values))
 
 
+async def save_agency(conn: AsyncConnection, agency: Agency) -> None:
+    """Write the agency's own settings as its entity has them."""
+    await update_agency(conn, agency.id, name=agency.name, time_zone=agency.time_zone)
+
+
 async def live_secondaries(conn: AsyncConnection, agency_id: uuid.UUID) -> int:
     return int(
         await conn.scalar(

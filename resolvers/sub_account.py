@@ -185,13 +185,7 @@ async def set_auto_allocation(
 
     async def store(uow: UnitOfWork) -> SubAccount:
         [sub_account] = await lock_sub_accounts(uow, viewer, (global_id, "subAccountId"))
-        rules.check_changeable(sub_account, "subAccountId")
-        if sub_account.is_primary:
-            raise DomainError(
-                ErrorCode.INVALID_INPUT,
-                "Auto allocation buys minutes for a secondary.",
-                ("subAccountId",),
-            )
+        rules.check_auto_allocatable(sub_account)
         await agencies.save_auto_allocation(
             uow.conn, sub_account.id, enabled, basic_minutes, premium_minutes, now
         )
@@ -254,12 +248,7 @@ async def removal_preview(ctx: RequestContext, global_id: str) -> RemovalPreview
     sub_account = await ctx.loaders.sub_account_by_id.load(decode(global_id, "SubAccount", "id"))
     if sub_account is None or sub_account.agency_id != viewer.agency_id:
         raise not_found("subAccountId", "sub-account")
-    if sub_account.is_primary:
-        raise DomainError(
-            ErrorCode.PRIMARY_NOT_REMOVABLE,
-            "The primary sub-account cannot be removed.",
-            ("subAccountId",),
-        )
+    rules.check_previewable(sub_account)
     balances = await ctx.loaders.balances_by_sub_account.load(sub_account.id)
     return RemovalPreview(balances, sub_account.knowledge_pack_credits, line_count=0)
 
