@@ -8,8 +8,8 @@ from datetime import date, datetime
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import bindparam, func, select, text, tuple_
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.agency import Agency, SubAccount
@@ -91,18 +91,25 @@ async def add_period_use(
     return current, agency_seconds
 
 
+# One row per agency and plan period; text, so it is prepared once (the dialects' insert with
+# ON CONFLICT has no cache key and would be compiled for every batch: persistence/arrays.py).
+_ADD_AGENCY_USE = text(
+    f"INSERT INTO {agency_period_t.name} (agency_id, period_start, seconds)"
+    " VALUES (:agency_id, :period_start, :seconds)"
+    " ON CONFLICT (agency_id, period_start) DO UPDATE SET"
+    f" seconds = {agency_period_t.name}.seconds + excluded.seconds"
+    " RETURNING seconds"
+).bindparams(
+    bindparam("agency_id", type_=agency_period_t.c.agency_id.type),
+    bindparam("period_start", type_=agency_period_t.c.period_start.type),
+)
+
+
 async def _add_agency_use(
     conn: AsyncConnection, agency_id: UUID, first_day: date, seconds: int
 ) -> int:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    insert = dialect.insert(agency_period_t).values(
-        agency_id=agency_id, period_start=first_day, seconds=seconds
-    )
     total = await conn.scalar(
-        insert.on_conflict_do_update(
-            index_elements=["agency_id", "period_start"],
-            set_={"seconds": agency_period_t.c.seconds + insert.excluded.seconds},
-        ).returning(agency_period_t.c.seconds)
+        _ADD_AGENCY_USE, {"agency_id": agency_id, "period_start": first_day, "seconds": seconds}
     )
     return int(total or 0)
 

@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, TextClause
+from sqlalchemy import Table, TextClause, and_, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from domain.agency import Agency, SubAccount, SubAccountKind, SubAccountStatus
 from domain.money import Tier
 from domain.pricing import to_micros
 from domain.usage import CallStatus, ReportedCall, RollupLine
 from persistence.arrays import insert_unnested
+from persistence.records import (
+    AGENCY_COLUMNS,
+    SUB_ACCOUNT_COLUMNS,
+    agency_from,
+    agency_t,
+    sub_account_from,
+    sub_account_t,
+)
 from persistence.tables import CallRow, UsageDailyRow, UsageHourlyRow
 
 call_t = CallRow.__table__
@@ -26,6 +36,56 @@ STATUS_COLUMNS = {
     CallStatus.BUSY: "busy",
     CallStatus.VOICEMAIL: "voicemail",
 }
+
+
+@dataclass(frozen=True)
+class BatchContext:
+    """What billing a batch needs to know first, read in two statements."""
+
+    agency: Agency
+    active_sub_accounts: int  # for the agency totals its events carry (a batch changes none)
+    primary: SubAccount
+    accounts: dict[uuid.UUID, SubAccount]  # the batch's sub-accounts found in the agency
+
+
+_ACTIVE = (
+    select(func.count())
+    .where(
+        sub_account_t.c.agency_id == agency_t.c.id,
+        sub_account_t.c.status == SubAccountStatus.ACTIVE.value,
+    )
+    .scalar_subquery()
+)
+
+
+async def batch_context(
+    conn: AsyncConnection, agency_id: uuid.UUID, sub_account_ids: list[uuid.UUID]
+) -> BatchContext:
+    row = (
+        await conn.execute(
+            select(*AGENCY_COLUMNS, _ACTIVE.label("active")).where(agency_t.c.id == agency_id)
+        )
+    ).one()
+    rows = await conn.execute(
+        select(*SUB_ACCOUNT_COLUMNS).where(
+            or_(
+                sub_account_t.c.id.in_(sub_account_ids),
+                and_(
+                    sub_account_t.c.agency_id == agency_id,
+                    sub_account_t.c.kind == SubAccountKind.PRIMARY.value,
+                ),
+            )
+        )
+    )
+    found = [sub_account_from(r) for r in rows]
+    [primary] = [s for s in found if s.is_primary and s.agency_id == agency_id]
+    wanted = set(sub_account_ids)
+    return BatchContext(
+        agency_from(row),
+        int(row.active),
+        primary,
+        {s.id: s for s in found if s.id in wanted and s.agency_id == agency_id},
+    )
 
 
 def _insert(conn: AsyncConnection, table: object) -> postgresql.Insert | sqlite.Insert:

@@ -22,11 +22,6 @@ from domain.usage import (
     rejection,
 )
 from persistence import ledger, live, usage
-from persistence.queries.loaders import (
-    agencies_by_id,
-    primary_sub_accounts_by_agency,
-    sub_accounts_by_id,
-)
 from persistence.unit_of_work import UnitOfWork
 from resolvers.api_keys import INGEST_SCOPE
 from resolvers.context import RequestContext
@@ -52,10 +47,8 @@ async def record_calls(ctx: RequestContext, calls: list[ReportedCall]) -> Record
     async def bill_batch(uow: UnitOfWork) -> Recorded:
         result = Recorded()  # built afresh if the transaction runs again
         ids = sorted({c.sub_account_id for c in calls if c.sub_account_id is not None})
-        found = await sub_accounts_by_id(uow.conn, ids)
-        accounts = {a.id: a for a in found if a is not None and a.agency_id == key.agency_id}
-        [primary] = await primary_sub_accounts_by_agency(uow.conn, [key.agency_id])
-        assert primary is not None
+        batch = await usage.batch_context(uow.conn, key.agency_id, ids)
+        accounts, primary, agency = batch.accounts, batch.primary, batch.agency
         candidates: dict[str, ReportedCall] = {}
         for call in calls:
             refused = rejection(
@@ -92,8 +85,6 @@ async def record_calls(ctx: RequestContext, calls: list[ReportedCall]) -> Record
         if movements:
             await ledger.apply_locked(uow.conn, movements, now)
         await usage.add_to_rollups(uow.conn, key.agency_id, billed.rollups)
-        [agency] = await agencies_by_id(uow.conn, [key.agency_id])
-        assert agency is not None
         touched = [
             primary if sub_account_id == primary.id else accounts[sub_account_id]
             for sub_account_id in sorted(callers | funders)
@@ -111,8 +102,8 @@ async def record_calls(ctx: RequestContext, calls: list[ReportedCall]) -> Record
                 _last_call(billed, sub_account),
             )
             uow.publish(usage_event(snapshot, EventKind.USAGE_UPDATED))
-        active = await live.active_sub_accounts(uow.conn, agency.id)
-        uow.publish(totals_event(agency.id, AgencyTotals(agency_seconds, active)))
+        totals = AgencyTotals(agency_seconds, batch.active_sub_accounts)
+        uow.publish(totals_event(agency.id, totals))
         return result
 
     # Not audited: the platform's usage reports are the call records themselves.
