@@ -15,11 +15,23 @@ from typing import Any
 from agencyhub.settings import ConfigurationError, Settings
 
 
+def websocket_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's WebSocket settings for this app (`serve` and the benchmarks use them)."""
+    from agencyhub.websocket import SmallDeflate
+
+    return {
+        "ws": SmallDeflate,  # uvicorn's websockets-sansio, deflate with small windows
+        "ws_per_message_deflate": settings.ws_per_message_deflate,
+        # The app's graphql-transport-ws pings keep idle sockets alive and find dead peers;
+        # uvicorn's WebSocket pings would double the work (agencyhub/websocket.py).
+        **({"ws_ping_interval": None} if settings.ws_keepalive_seconds > 0 else {}),
+    }
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from agencyhub.app import browser_origins, create_app
-    from agencyhub.websocket import SmallDeflate
 
     try:
         browser_origins(settings)
@@ -40,8 +52,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         "port": args.port or settings.port,
         "loop": "auto",  # uvloop when installed
         "http": "auto",  # httptools when installed
-        "ws": SmallDeflate,  # uvicorn's websockets-sansio, deflate with small windows
-        "ws_per_message_deflate": settings.ws_per_message_deflate,
+        **websocket_options(settings),
         "log_level": "info",
         "access_log": settings.access_log,
         "proxy_headers": True,

@@ -324,6 +324,7 @@ class Publisher:
 @dataclass
 class Layout:
     targets: list[str]  # sub-account ids, in publish order (agencies interleaved)
+    watched: list[str]  # the targets the load goes to
     key_of: dict[str, str]  # sub-account id -> its agency's ingest key
     sub_target: list[str]  # subscription index -> sub-account id
     subs_of: dict[str, list[int]]  # sub-account id -> subscription indexes
@@ -337,21 +338,32 @@ class Layout:
         return server
 
 
-def lay_out(agencies: list[dict[str, Any]], subscriptions: int, per_connection: int) -> Layout:
+def lay_out(
+    agencies: list[dict[str, Any]],
+    subscriptions: int,
+    per_connection: int,
+    watched: int = 0,
+    watchers: int = 0,
+) -> Layout:
+    """Subscriptions over sub-accounts: `watchers` on each of the first `watched` (the ones the
+    load goes to; all of them when `watched` is 0) and the rest spread evenly over the others."""
     longest = max(len(a["targets"]) for a in agencies)
     targets = [a["targets"][k] for k in range(longest) for a in agencies if k < len(a["targets"])]
     count = len(targets)
+    watched = watched or count
+    share = {gid: watchers for gid in targets[:watched]} if watched < count else {}
+    rest, idle = subscriptions - sum(share.values()), targets[len(share) :]
+    for n, gid in enumerate(idle):
+        share[gid] = rest // len(idle) + (1 if n < rest % len(idle) else 0)
     sub_target: list[str] = []
     subs_of: dict[str, list[int]] = defaultdict(list)
     by_agency: list[list[int]] = [[] for _ in agencies]
     key_of = {}
-    position_of = {gid: n for n, gid in enumerate(targets)}
     rng = random.Random(7)
     for a, agency in enumerate(agencies):
         for gid in agency["targets"]:
             key_of[gid] = agency["key"]
-            position = position_of[gid]
-            for _ in range(subscriptions // count + (1 if position < subscriptions % count else 0)):
+            for _ in range(share[gid]):
                 j = len(sub_target)
                 sub_target.append(gid)
                 subs_of[gid].append(j)
@@ -364,7 +376,7 @@ def lay_out(agencies: list[dict[str, Any]], subscriptions: int, per_connection: 
             sockets.append(
                 (len(sockets) % 2, agency["token"], subs[start : start + per_connection])
             )
-    return Layout(targets, key_of, sub_target, dict(subs_of), sockets)
+    return Layout(targets, targets[:watched], key_of, sub_target, dict(subs_of), sockets)
 
 
 # --------------------------------------------------------------------------------------------
@@ -419,6 +431,7 @@ class WebSocketSubscribers(Received):
                     compression=self.compression,
                     open_timeout=120,
                     max_size=2**20,
+                    ping_interval=None,  # as browsers: no WebSocket pings of their own
                 )
                 init = {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
                 await ws.send(orjson.dumps(init).decode())
@@ -796,7 +809,7 @@ async def redis_baseline(args: argparse.Namespace, publisher: Publisher) -> dict
         {"targets": channels[a :: args.agencies], "key": "", "token": ""}
         for a in range(args.agencies)
     ]
-    layout = lay_out(agencies, args.subscriptions, args.per_connection)
+    layout = lay_out(agencies, args.subscriptions, args.per_connection, args.watched, args.watchers)
     subscribers = RedisSubscribers(args.redis, layout.sub_target, layout.server_of_subscription())
     await subscribers.start()
     try:
@@ -810,13 +823,16 @@ async def redis_baseline(args: argparse.Namespace, publisher: Publisher) -> dict
             return plan
 
         warmup = await publisher.run(
-            "redis", url=args.redis, plan=numbered(layout.targets), rate=args.rate
+            "redis",
+            url=args.redis,
+            plan=numbered([c for c in layout.targets if layout.subs_of.get(c)]),
+            rate=args.rate,
         )
         all_ready = await wait_for(lambda: subscribers.ready == subscribers.subscriptions, 60)
         before = cpu_snapshot([], publisher.pid)
         t0 = time.monotonic()
         count = int(args.rate * args.seconds)
-        plan = numbered([layout.targets[i % len(layout.targets)] for i in range(count)])
+        plan = numbered([layout.watched[i % len(layout.watched)] for i in range(count)])
         load = await publisher.run("redis", url=args.redis, plan=plan, rate=args.rate)
         records = by_key([("warmup", warmup), ("load", load)])
         expected = expected_total(records, layout.subs_of)
@@ -949,7 +965,7 @@ async def fanout_run(
     agencies = await seed(args, urls)
     seeding_s = round(time.monotonic() - t0, 1)
     print(f"seeded {args.agencies} agencies, {args.sub_accounts} sub-accounts in {seeding_s}s")
-    layout = lay_out(agencies, args.subscriptions, args.per_connection)
+    layout = lay_out(agencies, args.subscriptions, args.per_connection, args.watched, args.watchers)
     server_of = layout.server_of_subscription()
 
     # The seeding's own events (transfers) must be out before anyone subscribes: one reaching
@@ -976,7 +992,11 @@ async def fanout_run(
     rss_subscribed = [rss_kib(pid) for pid in pids]
 
     try:
-        plan = [(i % 2, layout.key_of[gid], gid) for i, gid in enumerate(layout.targets)]
+        plan = [
+            (i % 2, layout.key_of[gid], gid)
+            for i, gid in enumerate(layout.targets)
+            if layout.subs_of.get(gid)
+        ]
         t0 = time.monotonic()
         warmup = await publisher.run("http", servers=urls, plan=plan, rate=args.rate)
         warmup_wait = await wait_for(
@@ -995,7 +1015,7 @@ async def fanout_run(
         count = int(args.rate * args.seconds)
         plan = [
             (i % 2, layout.key_of[gid], gid)
-            for i, gid in ((i, layout.targets[i % len(layout.targets)]) for i in range(count))
+            for i, gid in ((i, layout.watched[i % len(layout.watched)]) for i in range(count))
         ]
         problems_before = Counter(subscribers.problems)
         before = cpu_snapshot(pids, publisher.pid)
@@ -1022,7 +1042,8 @@ async def fanout_run(
             "agencies": args.agencies,
             "sub_accounts": len(layout.targets),
             "subscriptions": len(layout.sub_target),
-            "subscriptions_per_sub_account": args.subscriptions / len(layout.targets),
+            "watched_sub_accounts": len(layout.watched),
+            "subscriptions_per_watched": [len(layout.subs_of.get(g, ())) for g in layout.watched],
             "sockets": len(layout.sockets),
             "sockets_open": len(subscribers.sockets),
             "subscriptions_per_server": [per_server[0], per_server[1]],
@@ -1097,11 +1118,15 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--subscriptions", type=int, default=10_000)
-    parser.add_argument("--per-connection", type=int, default=10)
+    parser.add_argument("--per-connection", type=int, default=1)
     parser.add_argument("--sub-accounts", type=int, default=1_000)
     parser.add_argument("--agencies", type=int, default=10)
+    parser.add_argument(
+        "--watched", type=int, default=20, help="sub-accounts the load goes to (0: all)"
+    )
+    parser.add_argument("--watchers", type=int, default=5, help="subscriptions per watched one")
     parser.add_argument("--rate", type=float, default=100, help="events (calls) per second")
-    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument(
         "--drain", type=float, default=180, help="at most this long for late deliveries"
     )
@@ -1123,8 +1148,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.agencies > args.sub_accounts:
         parser.error("--agencies must not exceed --sub-accounts")
-    if args.subscriptions < args.sub_accounts:
-        parser.error("--subscriptions must be at least --sub-accounts")
+    if args.watched > args.sub_accounts:
+        parser.error("--watched must not exceed --sub-accounts")
 
     import redis
 

@@ -33,6 +33,10 @@ def main() -> None:
 
     import uvicorn
 
+    from agencyhub.cli import websocket_options
+    from agencyhub.settings import Settings
+
+    settings = Settings()
     if args.workers > 1:  # as `agencyhub serve --workers N`: each builds its app from the env
         uvicorn.run(
             "agencyhub.app:create_app",
@@ -40,19 +44,18 @@ def main() -> None:
             workers=args.workers,
             host=args.host,
             port=args.port,
-            ws="websockets-sansio",
+            **websocket_options(settings),
             **UVICORN_OPTIONS,
         )
         return
 
     from agencyhub.app import create_app
-    from agencyhub.settings import Settings
 
     uvicorn.run(
-        create_app(Settings()),
+        create_app(settings),
         host=args.host,
         port=args.port,
-        ws="websockets-sansio",  # as in `agencyhub serve`; unused by this benchmark
+        **websocket_options(settings),  # as in `agencyhub serve`
         **UVICORN_OPTIONS,
     )
 

@@ -314,8 +314,11 @@ class RedisBroker:
     async def start(self) -> None:
         self._client = redis.Redis.from_url(self._url, socket_connect_timeout=2)
         # No silent retries on the listening connection: a reconnect must be seen (on_connect).
+        # RESP2: redis-py 8 reads RESP3 pub/sub pushes through a handler that formats every
+        # message for a debug log whether or not it is on (a third of a server's CPU at 100
+        # events/s to 10,000 sockets, BENCHMARKS.md "Fan-out").
         self._listener = redis.Redis.from_url(
-            self._url, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0)
+            self._url, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0), protocol=2
         )
         self._pubsub = _PubSub(self, self._listener.connection_pool)
         self._reader = asyncio.create_task(self._read_forever(), name="redis-broker-reader")

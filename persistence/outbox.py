@@ -22,9 +22,10 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Any
 
 import orjson
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import ARRAY, bindparam, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.errors import SubscriberTooSlow
@@ -38,13 +39,30 @@ log = logging.getLogger(__name__)
 RELAY_LOCK_KEY = 0x0A6E_0C1B  # any constant shared by every process of this service
 outbox = OutboxRow.__table__
 
-_SEQUENCE_PG = text(
+# One statement (its own transaction) per round on PostgreSQL: number the oldest new rows on
+# from the last sequence and return them, after any sequenced earlier but not yet published
+# (the SELECT sees the rows as they were before the UPDATE, so none comes twice).
+_COLUMNS = "id, sequence, topic, kind, key, payload"
+_NEXT_PG = text(
     "WITH new AS ("
     "  SELECT id, row_number() OVER (ORDER BY id) AS n FROM outbox"
     "  WHERE sequence IS NULL ORDER BY id LIMIT :batch),"
-    " last AS (SELECT coalesce(max(sequence), 0) AS sequence FROM outbox)"
-    " UPDATE outbox SET sequence = last.sequence + new.n FROM new, last"
-    " WHERE outbox.id = new.id"
+    " last AS (SELECT coalesce(max(sequence), 0) AS sequence FROM outbox),"
+    " numbered AS ("
+    "  UPDATE outbox SET sequence = last.sequence + new.n FROM new, last"
+    "  WHERE outbox.id = new.id RETURNING outbox.*)"
+    f" SELECT {_COLUMNS} FROM ("
+    f"  SELECT {_COLUMNS} FROM outbox WHERE sequence IS NOT NULL AND published_at IS NULL"
+    f"  UNION ALL SELECT {_COLUMNS} FROM numbered) AS waiting"
+    " ORDER BY sequence LIMIT :batch"
+)
+# Marks what went out and lets the lock go, in one statement.
+_PUBLISHED_PG = text(
+    "WITH done AS (UPDATE outbox SET published_at = :now WHERE id = ANY(:ids))"
+    " SELECT pg_advisory_unlock(:lock)"
+).bindparams(
+    bindparam("ids", type_=ARRAY(outbox.c.id.type)),
+    bindparam("now", type_=outbox.c.published_at.type),
 )
 
 
@@ -160,23 +178,40 @@ class OutboxRelay:
         if self._database.is_sqlite:
             await self._sequence_new_rows()
             return await self._publish_sequenced_rows()
-        async with self._database.read() as lock_conn:
-            locked = await lock_conn.scalar(select(func.pg_try_advisory_lock(RELAY_LOCK_KEY)))
-            if not locked:
-                return 0  # another process's relay is active; this one stands by
+        # PostgreSQL: three statements on one autocommit connection (lock; number and read;
+        # mark and unlock) where there were a dozen round trips on four: at 100 events/s the
+        # relay's rounds were a fifth of a server's CPU (BENCHMARKS.md "Fan-out").
+        async with self._database.read() as conn:
             try:
-                await self._sequence_new_rows()
-                return await self._publish_sequenced_rows()
-            finally:
-                await lock_conn.execute(select(func.pg_advisory_unlock(RELAY_LOCK_KEY)))
-                await lock_conn.commit()
+                if not await conn.scalar(select(func.pg_try_advisory_lock(RELAY_LOCK_KEY))):
+                    return 0  # another process's relay is active; this one stands by
+                rows = (await conn.execute(_NEXT_PG, {"batch": self._batch_size})).all()
+                published: list[int] = []
+                try:
+                    await self._publish(rows)
+                    published = [r.id for r in rows]
+                finally:
+                    await conn.execute(
+                        _PUBLISHED_PG,
+                        {"ids": published, "now": self._now(), "lock": RELAY_LOCK_KEY},
+                    )
+                return len(published)
+            except BaseException:
+                # Whatever failed, the session's lock must not go back to the pool with the
+                # connection: closing it releases the lock on the server.
+                await conn.invalidate()
+                raise
+
+    async def _publish(self, rows: Sequence[Any]) -> None:
+        # One round trip for the whole batch: a relay on a busy event loop that awaited
+        # each row's publish fell behind at ~85 events/s.
+        await self._broker.publish_many(
+            [(r.topic, encode_message(r.sequence, r.topic, r.kind, r.key, r.payload)) for r in rows]
+        )
 
     async def _sequence_new_rows(self) -> None:
+        """SQLite: one relay, one process; number the oldest new rows one by one."""
         async with self._database.transaction() as conn:
-            if not self._database.is_sqlite:
-                # One statement: the oldest new rows, numbered on from the last sequence.
-                await conn.execute(_SEQUENCE_PG, {"batch": self._batch_size})
-                return
             new_ids = (
                 await conn.scalars(
                     select(outbox.c.id)
@@ -213,14 +248,7 @@ class OutboxRelay:
             ).all()
         published: list[int] = []
         try:
-            # One round trip for the whole batch: a relay on a busy event loop that awaited
-            # each row's publish fell behind at ~85 events/s.
-            await self._broker.publish_many(
-                [
-                    (r.topic, encode_message(r.sequence, r.topic, r.kind, r.key, r.payload))
-                    for r in rows
-                ]
-            )
+            await self._publish(rows)
             published = [r.id for r in rows]
         finally:
             if published:

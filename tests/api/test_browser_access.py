@@ -9,10 +9,12 @@ import json
 import pytest
 import uvicorn
 import websockets
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.frames import Frame, Opcode
 
 from agencyhub.app import create_app
-from agencyhub.websocket import SmallDeflate
+from agencyhub.cli import websocket_options
+from agencyhub.websocket import _DeflatePerMessage
 from tests.conftest import make_settings
 from tests.e2e.server import free_port
 
@@ -77,7 +79,11 @@ async def serving(settings):
     """The app behind uvicorn on a free local port, with the server's WebSocket protocol."""
     port = free_port()
     config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, ws=SmallDeflate, log_level="warning"
+        create_app(settings),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        **websocket_options(settings),  # as `agencyhub serve`
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
@@ -122,11 +128,57 @@ async def test_a_quiet_socket_gets_keep_alive_pings_as_text(tmp_path, databases)
     settings = make_settings(tmp_path, databases["sqlite"], ws_keepalive_seconds=0.2)
     async with serving(settings) as url:
         ws = await connected(url)
+        frames = []
         try:
-            frames = [await asyncio.wait_for(ws.recv(), 2) for _ in range(2)]
+            for _ in range(3):  # answered each time, as graphql-ws and gql do
+                frames.append(await asyncio.wait_for(ws.recv(), 2))
+                await ws.send(json.dumps({"type": "pong"}))
         finally:
             await ws.close()
-    assert frames == ['{"type":"ping"}'] * 2
+    assert frames == ['{"type":"ping"}'] * 3
+
+
+async def test_a_socket_that_does_not_answer_pings_is_closed_as_a_dead_peer(tmp_path, databases):
+    settings = make_settings(tmp_path, databases["sqlite"], ws_keepalive_seconds=0.2)
+    async with serving(settings) as url:
+        ws = await connected(url)
+        assert await asyncio.wait_for(ws.recv(), 2) == '{"type":"ping"}'
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 2)  # no pong sent
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1011
+
+
+def test_keep_alive_pings_replace_uvicorns_own(tmp_path, databases):
+    on = make_settings(tmp_path, databases["sqlite"], ws_keepalive_seconds=15)
+    off = make_settings(tmp_path, databases["sqlite"], ws_keepalive_seconds=0)
+    assert websocket_options(on)["ws_ping_interval"] is None
+    assert "ws_ping_interval" not in websocket_options(off)  # uvicorn's pings stay on
+
+
+async def test_deflate_is_negotiated_without_context_takeover(server):
+    ws = await websockets.connect(
+        server, subprotocols=["graphql-transport-ws"], compression="deflate"
+    )
+    try:
+        (deflate,) = ws.protocol.extensions
+        # Both sides start every message afresh: no compressor state lives on an idle socket.
+        assert deflate.local_no_context_takeover and deflate.remote_no_context_takeover
+        assert deflate.remote_max_window_bits == 9
+        await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "connection_ack"
+    finally:
+        await ws.close()
+
+
+def test_small_messages_go_uncompressed_and_no_compressor_outlives_its_message():
+    deflate = _DeflatePerMessage(True, True, 9, 9, {"memLevel": 1})
+    ping = deflate.encode(Frame(Opcode.TEXT, b'{"type":"ping"}'))
+    assert not ping.rsv1 and ping.data == b'{"type":"ping"}'
+    event = b'{"type":"next","id":"1","payload":{"data":' + b'"x",' * 60 + b'"x"}}'
+    compressed = deflate.encode(Frame(Opcode.TEXT, event))
+    assert compressed.rsv1 and len(compressed.data) < len(event)
+    assert not hasattr(deflate, "encoder")
+    assert _DeflatePerMessage(True, True, 9, 9).decode(compressed).data == event
 
 
 async def test_no_pings_when_keep_alive_is_off(tmp_path, databases):
