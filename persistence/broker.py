@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -85,7 +85,12 @@ Item = Message | Resync
 
 
 class Subscription:
-    """One subscriber's bounded queue of messages and resync markers."""
+    """One subscriber's bounded mailbox of messages and resync markers.
+
+    Not an asyncio.Queue: that is four deques (~3 KB) per subscriber whether anything waits or
+    not, and an idle monitoring screen should cost next to nothing. Here an idle subscription
+    holds no buffer, and at most one future while its stream waits.
+    """
 
     def __init__(
         self,
@@ -98,46 +103,59 @@ class Subscription:
         self.keys = dict(keys or {})  # topic -> the one key wanted there
         self.accepts = accepts
         self.pending: set[str] = set()  # topics whose subscription Redis has not confirmed
-        self._live = asyncio.Event()
-        self._live.set()
-        self._queue: asyncio.Queue[Item | _Overflow] = asyncio.Queue(max_queue)
+        self._max_queue = max_queue
+        self._items: deque[Item | _Overflow] | None = None
+        self._waiter: asyncio.Future[None] | None = None  # the stream, waiting for an item
+        self._live: asyncio.Future[None] | None = None  # live(), waiting for confirmations
         self._overflowed = False
 
     def wait_for(self, topics: set[str]) -> None:
         """These topics are not (or no longer) subscribed until Redis confirms them."""
         self.pending = set(topics)
-        if self.pending:
-            self._live.clear()
 
     def confirm(self, topic: str, after: int | None) -> None:
         """Redis confirmed the topic: catch up what may have been missed on it."""
         if topic in self.pending:
             self.pending.discard(topic)
             self.deliver(Resync(topic, after))
-            if not self.pending:
-                self._live.set()
+            if not self.pending and self._live is not None and not self._live.done():
+                self._live.set_result(None)
 
     async def live(self) -> None:
         """Until every topic is subscribed: what is published from then on arrives (tests,
         and anything that must not start before; streams need not wait, they resync)."""
-        await self._live.wait()
+        while self.pending:
+            if self._live is None or self._live.done():
+                self._live = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._live)
 
     def deliver(self, item: Item) -> None:
         if self._overflowed:
             return
-        try:
-            self._queue.put_nowait(item)
-        except asyncio.QueueFull:
-            self._overflowed = True
-            while not self._queue.empty():
-                self._queue.get_nowait()
-            self._queue.put_nowait(_OVERFLOW)
+        if self._items is None:
+            self._items = deque()
+        if len(self._items) >= self._max_queue:
+            self._overflowed = True  # what waits is dropped: the stream must resume
+            self._items.clear()
+            self._items.append(_OVERFLOW)
+        else:
+            self._items.append(item)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     def __aiter__(self) -> AsyncIterator[Item]:
         return self
 
     async def __anext__(self) -> Item:
-        item = await self._queue.get()
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        item = self._items.popleft()
+        if not self._items:
+            self._items = None  # nothing kept while idle
         if isinstance(item, _Overflow):
             raise SubscriberTooSlow("too many events were waiting; resume with afterSequence")
         return item

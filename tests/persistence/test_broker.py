@@ -92,7 +92,7 @@ async def test_a_keyed_subscriber_is_handed_only_its_key(broker):
         assert [m.key for m in await messages(everything, 4)] == ["a", "b", None, "a"]
         assert [m.key for m in await messages(only_b, 1)] == ["b"]
         # the others were never queued for it (at most a Resync marker is)
-        assert not any(isinstance(i, Message) for i in only_b._queue._queue)
+        assert not any(isinstance(i, Message) for i in only_b._items or ())
 
 
 async def test_a_subscriber_gets_only_the_messages_it_accepts(broker):
