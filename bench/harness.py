@@ -453,6 +453,31 @@ def global_key(global_id: str) -> Any:
     return decoded[1]
 
 
+def sequential(
+    server: Server, body: bytes, headers: dict[str, str], warmup: int, requests: int
+) -> dict[str, Any]:
+    """`warmup` then `requests` POSTs of `body` one at a time on one keep-alive connection,
+    timed at the client, the CPU by group (`cpu_used`) around the measured ones. Status -1 is
+    a 200 with GraphQL errors."""
+    statuses, latencies, size = set(), [], 0
+    with httpx.Client(base_url=server.url, timeout=120) as client:
+        for _ in range(warmup):
+            client.post("/graphql", content=body, headers=headers)
+        with cpu_used([server.process.pid]) as cpu:
+            for _ in range(requests):
+                started = time.perf_counter()
+                response = client.post("/graphql", content=body, headers=headers)
+                latencies.append(time.perf_counter() - started)
+                statuses.add(-1 if b'"errors"' in response.content else response.status_code)
+                size = len(response.content)
+    return summary_ms(latencies) | {
+        "server_cpu_ms_per_request": round(1000 * cpu["app server"] / requests, 2),
+        "cpu_seconds": cpu,
+        "statuses": sorted(statuses),
+        "response_bytes": size,
+    }
+
+
 # ---- wrk -----------------------------------------------------------------------------------------
 
 # Put before each script's own Lua: sums a counter (or finds a sample) over wrk's threads in
