@@ -6,6 +6,7 @@ garbage collector, pyinstrument). BENCHMARKS.md, "The Account Manager list of 50
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import gc
 import time
 from fractions import Fraction
@@ -195,14 +196,7 @@ async def raw_sql(session: Session, agency_id: Any, warmup: int, requests: int) 
 
 
 async def timed(client: httpx.AsyncClient, body: bytes, headers: dict, requests: int) -> dict:
-    spent = []
-    for _ in range(requests):
-        started = time.perf_counter()
-        response = await client.post("/graphql", content=body, headers=headers)
-        spent.append(time.perf_counter() - started)
-        if b'"errors"' in response.content:
-            raise RuntimeError(f"in-process request failed: {response.text[:300]}")
-    return harness.summary_ms(spent)
+    return harness.summary_ms(await harness.posts(client, body, headers, requests))
 
 
 async def in_process(session: Session, args: Any, token: str, profile: bool) -> dict[str, Any]:
@@ -243,9 +237,9 @@ async def in_process(session: Session, args: Any, token: str, profile: bool) -> 
             )
         if profile:
             html = harness.RESULTS_DIR / f"dashboard-profile-{session.started}.html"
-            found["profile"] = await harness.profile_posts(
-                client, headers, BODY, args.profile_requests, html
-            )
+            n = args.profile_requests
+            load = functools.partial(harness.posts, client, BODY, headers, n)
+            found["profile"] = await harness.profiled(load, n, html)
     return found
 
 
@@ -314,9 +308,6 @@ def main() -> int:
                 f"  {row['p50_ms']:8.1f} / {row['p95_ms']:6.1f} ms  {row['garbage_collector']}"
                 f" ({row['full_collections_per_request']} full collections per request)"
             )
-        if profile:
-            harness.print_profile(found["profile"])
-            found["profile"].pop("text")
         targets = {
             "statements": {"target": TARGET_STATEMENTS, "measured": statements},
             "p95_ms": {"target": TARGET_P95_MS, "measured": http["p95_ms"]},

@@ -285,14 +285,15 @@ def cpu_used(server_pids: Sequence[int]) -> Iterator[dict[str, float]]:
 # ---- one benchmark run ---------------------------------------------------------------------------
 
 
-def arguments(doc: str | None, database: str) -> argparse.ArgumentParser:
+def arguments(doc: str | None, database: str, keep_option: bool = True) -> argparse.ArgumentParser:
     """A parser with the options every benchmark has."""
     parser = argparse.ArgumentParser(
         description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--pg", default=DEFAULT_PG, help="user@host:port of PostgreSQL")
     parser.add_argument("--database", default=database)
-    parser.add_argument("--keep-database", action="store_true")
+    if keep_option:
+        parser.add_argument("--keep-database", action="store_true")
     parser.add_argument("--output", type=Path, help="JSON results file")
     return parser
 
@@ -756,11 +757,45 @@ SERVER_LAYERS += ("pydantic", "other libraries", "agencyhub code")
 EVENT_LOOP = "event loop (uvloop C code, incl. idle wait)"
 
 
-def profile_summary(profiler: Any, html: Path, top: int = 25) -> dict[str, Any]:
+async def posts(
+    client: httpx.AsyncClient, body: bytes, headers: dict[str, str], requests: int
+) -> list[float]:
+    """`requests` POSTs of `body` one at a time, each one's seconds; stops on an error answer."""
+    spent = []
+    for _ in range(requests):
+        started = time.perf_counter()
+        response = await client.post("/graphql", content=body, headers=headers)
+        spent.append(time.perf_counter() - started)
+        if response.status_code != 200 or b'"errors"' in response.content:
+            raise RuntimeError(f"in-process request failed: {response.text[:500]}")
+    return spent
+
+
+async def profiled(load: Callable[[], Awaitable[object]], requests: int, html: Path) -> dict:
+    """`load` (of `requests` requests) run as it is and then under pyinstrument: ms per request
+    both ways and the profile (`profile_summary`), which is printed."""
+    from pyinstrument import Profiler
+
+    started = time.perf_counter()
+    await load()
+    plain = time.perf_counter() - started
+    profiler = Profiler(interval=0.0005, async_mode="disabled")
+    profiler.start()
+    started = time.perf_counter()
+    await load()
+    elapsed = time.perf_counter() - started
+    profiler.stop()
+    return {
+        "requests": requests,
+        "ms_per_request": round(1000 * plain / requests, 3),
+        "ms_per_request_profiled": round(1000 * elapsed / requests, 3),
+    } | profile_summary(profiler, html)
+
+
+def profile_summary(profiler: Any, html: Path) -> dict[str, Any]:
     """Self time by layer and by function, inclusive time by function (all, agencyhub's,
-    SQLAlchemy's) of a pyinstrument profile; its HTML report written to `html`."""
-    session = profiler.last_session
-    root = session.root_frame(trim_stem=False)
+    SQLAlchemy's) of a pyinstrument profile, printed; its HTML report written to `html`."""
+    root = profiler.last_session.root_frame(trim_stem=False)
     layer_self: dict[str, float] = defaultdict(float)
     self_time: dict[str, float] = defaultdict(float)
     inclusive: dict[str, float] = defaultdict(float)
@@ -788,62 +823,31 @@ def profile_summary(profiler: Any, html: Path, top: int = 25) -> dict[str, Any]:
             walk(child, name, layer, open_names | {name})
 
     walk(root, "root", "other", frozenset())
-    total = root.time
 
-    def rows(times: dict[str, float], key: str, n: int, layers: set[str] | None = None) -> list:
+    def rows(times: dict[str, float], n: int, layers: Sequence[str] | None = None) -> list:
         ranked = sorted(times.items(), key=lambda kv: kv[1], reverse=True)
-        if layers is not None:
-            ranked = [(k, v) for k, v in ranked if layer_of[k] in layers]
+        ranked = [(k, v) for k, v in ranked if layers is None or layer_of[k] in layers]
         return [
-            {key: k, "seconds": round(v, 3), "percent": round(100 * v / total, 1)}
-            | ({} if key == "layer" else {"layer": layer_of[k]})
+            ({"function": k, "layer": layer_of[k]} if k in layer_of else {"layer": k})
+            | {"seconds": round(v, 3), "percent": round(100 * v / root.time, 1)}
             for k, v in ranked[:n]
         ]
 
-    server = set(SERVER_LAYERS)
+    summary = {
+        "html": str(html.relative_to(ROOT)),
+        "profiled_seconds": round(root.time, 3),
+        "layers_self": rows(layer_self, len(layer_self)),
+        "top_self": rows(self_time, 25),
+        "top_inclusive": rows(inclusive, 25, SERVER_LAYERS),
+        "top_inclusive_agencyhub": rows(inclusive, 15, ["agencyhub code"]),
+        "top_inclusive_sqlalchemy": rows(inclusive, 15, ["sqlalchemy"]),
+    }
+    print(profiler.output_text(unicode=True, color=False, show_all=False))
+    for key in ("layers_self", "top_self", "top_inclusive", "top_inclusive_agencyhub"):
+        print(f"\n{key.replace('_', ' ')} (C calls count for their caller's layer):")
+        for row in summary[key]:
+            name = row.get("function", row["layer"])
+            print(f"  {row['percent']:5.1f}%  {row['seconds']:8.3f}s  {name}")
     html.parent.mkdir(parents=True, exist_ok=True)
     html.write_text(profiler.output_html())
-    return {
-        "html": str(html.relative_to(ROOT)),
-        "profiled_seconds": round(total, 3),
-        "layers_self": rows(layer_self, "layer", len(layer_self)),
-        "top_self": rows(self_time, "function", top),
-        "top_inclusive": rows(inclusive, "function", top, server),
-        "top_inclusive_agencyhub": rows(inclusive, "function", 15, {"agencyhub code"}),
-        "top_inclusive_sqlalchemy": rows(inclusive, "function", 15, {"sqlalchemy"}),
-        "text": profiler.output_text(unicode=True, color=False, show_all=False),
-    }
-
-
-async def profile_posts(
-    client: httpx.AsyncClient, headers: dict[str, str], body: bytes, requests: int, html: Path
-) -> dict[str, Any]:
-    """`requests` POSTs of `body` one at a time under pyinstrument (`profile_summary`)."""
-    from pyinstrument import Profiler
-
-    profiler = Profiler(interval=0.0005, async_mode="disabled")
-    started = time.perf_counter()
-    profiler.start()
-    for _ in range(requests):
-        await client.post("/graphql", content=body, headers=headers)
-    profiler.stop()
-    elapsed = time.perf_counter() - started
-    summary = profile_summary(profiler, html)
-    return {
-        "requests": requests,
-        "ms_per_request_profiled": round(1000 * elapsed / requests, 2),
-    } | summary
-
-
-def print_profile(summary: dict[str, Any], text: bool = True) -> None:
-    if text:
-        print(summary["text"])
-    for title, key, label in (
-        ("self time by layer (C calls count for their caller's layer)", "layers_self", "layer"),
-        ("top functions by self time", "top_self", "function"),
-        ("top app and library functions by inclusive time", "top_inclusive", "function"),
-        ("top agencyhub functions by inclusive time", "top_inclusive_agencyhub", "function"),
-    ):
-        print(f"\n{title}:")
-        for row in summary[key]:
-            print(f"  {row['percent']:5.1f}%  {row['seconds']:8.3f}s  {row[label]}")
+    return summary

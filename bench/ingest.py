@@ -169,8 +169,6 @@ def over_http(args: Any) -> int:
 def in_process(args: Any) -> int:
     """`--batches` batches posted one at a time through httpx.ASGITransport, unprofiled and
     then under pyinstrument."""
-    from pyinstrument import Profiler
-
     with Session("profile_ingest", args) as session:
 
         async def run() -> dict[str, Any]:
@@ -183,39 +181,36 @@ def in_process(args: Any) -> int:
                     calls = [{**c, "externalId": uuid.uuid4().hex} for c in template]
                     return orjson.dumps({"query": RECORD, "variables": {"calls": calls}})
 
-                async def post(count: int) -> float:
-                    bodies = [body() for _ in range(count)]  # built before the clock
-                    started = time.perf_counter()
-                    for content in bodies:
+                # The bodies of the warm-up, the unprofiled and the profiled run, before the clock.
+                runs = iter([[body() for _ in range(n)] for n in (3, args.batches, args.batches)])
+
+                async def load() -> None:
+                    for content in next(runs):
                         response = await client.post("/graphql", content=content, headers=headers)
                         answer = orjson.loads(response.content)["data"]["recordCalls"]
                         assert answer["accepted"] == args.batch, response.content[:300]
-                    return time.perf_counter() - started
 
-                await post(3)  # warm-up
-                plain = await post(args.batches)
-                profiler = Profiler(interval=0.0005, async_mode="disabled")
-                profiler.start()
-                profiled = await post(args.batches)
-                profiler.stop()
-            calls = args.batches * args.batch
-            html = harness.RESULTS_DIR / f"profile_ingest-{session.started}.html"
-            return {
-                "calls_per_second_in_process": round(calls / plain, 1),
-                "ms_per_batch": round(plain / args.batches * 1000, 1),
-                "calls_per_second_profiled": round(calls / profiled, 1),
-                **harness.profile_summary(profiler, html),
-            }
+                await load()
+                html = harness.RESULTS_DIR / f"profile_ingest-{session.started}.html"
+                return await harness.profiled(load, args.batches, html)
 
         found = harness.run_async(run)
-        harness.print_profile(found)
-        found.pop("text")
+        rates = [
+            round(args.batch * 1000 / found[k], 1)
+            for k in ("ms_per_request", "ms_per_request_profiled")
+        ]
         print(
-            f"\nunprofiled: {found['calls_per_second_in_process']:,.0f} calls/s"
-            f" ({found['ms_per_batch']} ms/batch); profiled:"
-            f" {found['calls_per_second_profiled']:,.0f} calls/s"
+            f"\nunprofiled: {rates[0]:,.0f} calls/s ({found['ms_per_request']:.1f} ms/batch);"
+            f" profiled: {rates[1]:,.0f} calls/s"
         )
-        session.write({"settings": vars(args), **found})
+        session.write(
+            {
+                "settings": vars(args),
+                "calls_per_second_in_process": rates[0],
+                "calls_per_second_profiled": rates[1],
+                **found,
+            }
+        )
     return 0
 
 
