@@ -319,14 +319,22 @@ class Session:
         self.workdir = Path(tempfile.mkdtemp(prefix=f"agencyhub-bench-{self.name}-"))
         self.loadavg_before = os.getloadavg()
         self.tree_at_start = working_tree()
-        if self.fresh:
-            print(f"database {self.database}: recreating and migrating", flush=True)
-            self.pg_version = run_async(lambda: recreate_database(self.pg, self.database))
-            self.created = True
-            migrate(self.url, self.workdir)
-        else:
-            self.pg_version = run_async(lambda: self.fetchval("SHOW server_version"))
+        try:
+            if self.fresh:
+                print(f"database {self.database}: recreating and migrating", flush=True)
+                self.pg_version = run_async(lambda: recreate_database(self.pg, self.database))
+                self.created = True
+                migrate(self.url, self.workdir)
+            else:
+                self.pg_version = run_async(self._server_version)
+        except BaseException as error:
+            self.__exit__(type(error), error, None)
+            raise
         return self
+
+    async def _server_version(self) -> str:
+        async with connect(self.pg) as conn:
+            return str(await conn.fetchval("SHOW server_version"))
 
     def __exit__(self, kind: object, error: BaseException | None, tb: object) -> None:
         if error is not None:
@@ -367,7 +375,7 @@ class Session:
         return connect(self.pg, self.database)
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
-        async with connect(self.pg, self.database if self.created else "postgres") as conn:
+        async with connect(self.pg, self.database) as conn:
             return await conn.fetchval(sql, *args)
 
     def write(self, result: dict[str, Any]) -> Path:
@@ -843,8 +851,13 @@ def profile_summary(profiler: Any, html: Path) -> dict[str, Any]:
         "top_inclusive_sqlalchemy": rows(inclusive, 15, ["sqlalchemy"]),
     }
     print(profiler.output_text(unicode=True, color=False, show_all=False))
-    for key in ("layers_self", "top_self", "top_inclusive", "top_inclusive_agencyhub"):
-        print(f"\n{key.replace('_', ' ')} (C calls count for their caller's layer):")
+    for key, title in (
+        ("layers_self", "self time by layer (C calls count for their caller's layer)"),
+        ("top_self", "top functions by self time"),
+        ("top_inclusive", "top app and library functions by inclusive time"),
+        ("top_inclusive_agencyhub", "top agencyhub functions by inclusive time"),
+    ):
+        print(f"\n{title}:")
         for row in summary[key]:
             name = row.get("function", row["layer"])
             print(f"  {row['percent']:5.1f}%  {row['seconds']:8.3f}s  {name}")

@@ -716,7 +716,7 @@ def main() -> int:
             f"  INSUFFICIENT_MINUTES {counts['insufficient']}; GraphQL errors / non-200 / other"
             f" {counts['graphql_errors']} / {counts['non_200']} / {counts['other_user_errors']}\n"
             f"transfer transaction via asyncpg/s: {sql_transfer['per_second']:.1f}\n"
-            f"raw UPDATE/s asyncpg / pgbench: {raw['per_second']:.1f} / {by_pgbench}\n"
+            f"raw UPDATE/s asyncpg / pgbench: {raw['per_second']:.1f} / {by_pgbench or 0:.1f}\n"
             f"ratio transfers / raw UPDATE: {ratio or 0:.1%} (pgbench {ratio_pgbench or 0:.1%})\n"
             f"invariant violations: {len(checked['violations'])}\n"
             f"target >= {TARGET_TRANSFERS_PER_SECOND} transfers/s with 0 violations:"

@@ -10,7 +10,6 @@ import os
 import sys
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import harness
@@ -116,9 +115,11 @@ def verify(graphql_url: str, bare_url: str, token: str) -> tuple[bytes, bytes]:
     return g_body, b_body
 
 
-def measure(server: Server, path: str, token: str, expected: bytes, args: Any, no: int) -> Run:
+def measure(
+    session: Session, server: Server, path: str, token: str, expected: bytes, args: Any, no: int
+) -> Run:
     """A checked warm-up, then the measured run with the server's CPU around it."""
-    url, workdir = server.url + path, Path(server.log_path).parent
+    url, workdir = server.url + path, session.workdir
     values = {"BODY": BODY.decode(), "TOKEN": token}
     plain = harness.lua_script(workdir / f"{server.name}.lua", LUA_REQUEST, **values)
     warmup = None
@@ -169,7 +170,7 @@ def over_http(args: Any) -> int:
         runs = []
         for no in range(1, args.rounds + 1):
             for name, (server, path) in targets.items():
-                runs.append(run := measure(server, path, token, bodies[name], args, no))
+                runs.append(run := measure(session, server, path, token, bodies[name], args, no))
                 print(
                     f"  round {no} {name:<8} {run.requests_per_second:9.1f} req/s  p50"
                     f" {run.p50_ms:7.2f} ms  p99 {run.p99_ms:7.2f} ms  server CPU"
