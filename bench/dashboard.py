@@ -257,14 +257,10 @@ def main() -> int:
         prices = session.settings().price_book()
         [server] = session.start("graphql")
         started = time.monotonic()
-
-        async def sign_up() -> Any:
-            async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
-                return await harness.sign_up_on_plan(
-                    client, "Dashboard Bench", "dashboard@example.com", PLAN
-                )
-
-        agency = harness.run_async(sign_up)
+        agency = harness.over_api(
+            server.url,
+            lambda c: harness.sign_up_on_plan(c, "Dashboard Bench", "dashboard@example.com", PLAN),
+        )
         agency_id = harness.global_key(agency.agency_gid)
         made = harness.run_async(lambda: seed_secondaries(session.url, agency_id))
         seed_seconds = time.monotonic() - started

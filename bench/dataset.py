@@ -664,12 +664,7 @@ def generate(server_url: str, pg: str, database: str, options: Options) -> dict[
         f" {options.copiers} COPY connection(s)",
         flush=True,
     )
-
-    async def api() -> Setup:
-        async with httpx.AsyncClient(base_url=server_url, timeout=120) as client:
-            return await create_agency(client, options, today)
-
-    setup = harness.run_async(api)
+    setup = harness.over_api(server_url, lambda client: create_agency(client, options, today))
     print(
         f"  API: agency and {len(setup.secondary_ids) + 1} sub-accounts in {setup.seconds:.1f} s"
         f" ({len(setup.suspended)} suspended, {len(setup.agency_funded)} agency-funded)",

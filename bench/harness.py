@@ -452,6 +452,16 @@ async def sign_up_on_plan(
     )
 
 
+def over_api(url: str, work: Callable[[httpx.AsyncClient], Awaitable[T]]) -> T:
+    """`work(client)` with an HTTP client on the server at `url`, run to completion."""
+
+    async def run() -> T:
+        async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+            return await work(client)
+
+    return run_async(run)
+
+
 def global_key(global_id: str) -> Any:
     """The UUID inside a Relay global ID."""
     from resolvers.global_id import from_global_id

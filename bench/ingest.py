@@ -5,6 +5,7 @@ in-process (pyinstrument). BENCHMARKS.md, "Usage ingestion through recordCalls".
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import time
@@ -139,12 +140,8 @@ def over_http(args: Any) -> int:
         if args.server_workers > 1:
             argv, env["REDIS_URL"] = [*argv, "--workers", str(args.server_workers)], args.redis
         [server] = session.start("graphql", argv=argv, env=env)
-
-        async def prepare() -> tuple[Any, str, list[str]]:
-            async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
-                return await set_up(client, args.sub_accounts)
-
-        agency, key, targets = harness.run_async(prepare)
+        prepare = functools.partial(set_up, sub_accounts=args.sub_accounts)
+        agency, key, targets = harness.over_api(server.url, prepare)
         spread = load(session, server.url, key, targets, "spread", args)
         print(f"spread over {len(targets)} clients: {spread}", flush=True)
         hot = load(session, server.url, key, targets[:1], "hot", args)

@@ -459,12 +459,7 @@ def main() -> int:
             print(f"reusing {args.database}: {kept['options']}, made {kept['generated_at']}")
             if kept["generated_at"][:10] != datetime.now(UTC).date().isoformat():
                 print("  WARNING: generated on another day: the range's last days have no calls")
-
-            async def sign_in() -> str:
-                async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
-                    return await dataset.login(client, kept["owner_email"])
-
-            token = harness.run_async(sign_in)
+            token = harness.over_api(server.url, lambda c: dataset.login(c, kept["owner_email"]))
         agency_id = uuid.UUID(data["agency_id"])
         time_zone = data["options"]["time_zone"]
         thresholds = session.settings().health_thresholds()

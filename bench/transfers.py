@@ -608,12 +608,7 @@ def main() -> int:
         prices = session.settings().price_book()
         [server] = session.start("graphql")
         started = time.monotonic()
-
-        async def prepare() -> dict[str, Any]:
-            async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
-                return await set_up(client, session.url)
-
-        setup = harness.run_async(prepare)
+        setup = harness.over_api(server.url, lambda client: set_up(client, session.url))
         seed_seconds = time.monotonic() - started
         print(
             f"seeded in {seed_seconds:.1f}s: 1 agency ({PLAN}), primary + {len(MARKUPS)}"

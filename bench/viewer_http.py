@@ -149,12 +149,7 @@ def over_http(args: Any) -> int:
         [graphql] = session.start("graphql")
         [bare] = session.start("bare", argv=[sys.executable, str(BARE_VIEWER)])
         started = time.monotonic()
-
-        async def sign_ups() -> str:
-            async with httpx.AsyncClient(base_url=graphql.url, timeout=60) as client:
-                return await seed(client, args.agencies)
-
-        token = harness.run_async(sign_ups)
+        token = harness.over_api(graphql.url, lambda client: seed(client, args.agencies))
         seed_seconds = time.monotonic() - started
         counts = harness.run_async(lambda: harness.row_counts(args.pg, args.database, TABLES))
         print(f"seeded in {seed_seconds:.1f}s: {counts}", flush=True)
