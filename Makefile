@@ -57,6 +57,8 @@ format: install
 schema: install
 	$(BIN)/agencyhub export-schema schema.graphql
 
+## make bench: the viewer benchmark of BENCHMARKS.md. Every script in bench/ runs the same way,
+## from the repository root: .venv/bin/python bench/<script>.py (they import bench/harness.py).
 bench: install services
 	$(BIN)/python bench/viewer_http.py
 

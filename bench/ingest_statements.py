@@ -1,33 +1,34 @@
-"""Ingestion's call insert as text (persistence/arrays.py) against the same statement built
-with SQLAlchemy Core, CPU per execution on a real PostgreSQL connection.
-
-    .venv/bin/python bench/ingest_statements.py [--executions 200] [--rounds 6]
-
-Both insert `--batch` new calls per statement (1 and 50 by default) through `unnest()`; the
-two forms alternate round by round on the same connection so a busy machine skews both alike.
-Reports the median CPU microseconds per statement and SQLAlchemy's compiled-cache status.
+"""Ingestion's call insert as text (persistence/arrays.py) against the same statement built with
+SQLAlchemy Core: CPU per execution on a real PostgreSQL connection, for batches of `--batches`
+calls through `unnest()`, the two forms alternating round by round on the same connection.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
+import statistics
 import time
 import uuid
 from datetime import UTC, datetime
-from statistics import median
 from typing import Any
 
-from _common import DEFAULT_PG, RESULTS_DIR, run_async, sqlalchemy_url, timestamp
+import harness
+from harness import Session
 from sqlalchemy import Uuid, bindparam, column, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from persistence.database import Database
-from persistence.migrate import upgrade
 from persistence.types import UTCDateTime
 from persistence.usage import _CALL_ARRAYS, _INSERT_CALLS_PG, call_t
+
+AGENCY = """INSERT INTO agency (id, name, plan_name, billing_model, included_monthly_minutes,
+ included_tier, plan_started_on, time_zone, created_at) VALUES (:a, 'bench', 'Agency Lite',
+ 'CONSUMPTION', 0, 'PREMIUM', '2026-01-01', 'UTC', now())"""
+SUB_ACCOUNT = """INSERT INTO sub_account (id, agency_id, kind, name, login_email, status,
+ subscription_start_date, balance_source, knowledge_pack_credits, markup_basic_bp,
+ markup_premium_bp, created_at) VALUES (:s, :a, 'SECONDARY', 'c', 'c@bench.example', 'ACTIVE',
+ '2026-01-01', 'CUSTOMER', 0, 0, 0, now())"""
 
 
 def core_statement() -> Any:
@@ -50,92 +51,57 @@ def core_statement() -> Any:
     )
 
 
-async def measure(args: argparse.Namespace) -> dict[str, Any]:
-    admin = create_async_engine(sqlalchemy_url(args.pg, "postgres"), isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)'))
-        await conn.execute(text(f'CREATE DATABASE "{args.database}"'))
-    database = Database(sqlalchemy_url(args.pg, args.database))
+async def measure(url: str, args: Any) -> dict[str, Any]:
+    database = Database(url)
+    agency, sub_account = uuid.uuid4(), uuid.uuid4()
+    async with database.transaction() as conn:
+        await conn.execute(text(AGENCY), {"a": agency})
+        await conn.execute(text(SUB_ACCOUNT), {"s": sub_account, "a": agency})
+
+    def params(n: int) -> dict[str, Any]:
+        now = datetime.now(UTC)
+        same = {"sub_account_id": sub_account, "direction": "OUTBOUND", "channel": "PHONE"}
+        same |= {"status": "COMPLETED", "tier": "BASIC", "started_at": now, "duration_seconds": 60}
+        arrays = {k: [v] * n for k, v in same.items()}
+        ids = [uuid.uuid4().hex for _ in range(n)]
+        return {"agency_id": agency, "recorded_at": now, "external_id": ids, **arrays}
+
+    forms = {"text": _INSERT_CALLS_PG, "core": core_statement()}
+    results: dict[str, Any] = {}
     try:
-        await upgrade(database.engine)
-        agency, sub_account = uuid.uuid4(), uuid.uuid4()
-        async with database.transaction() as conn:
-            await conn.execute(
-                text(
-                    "INSERT INTO agency (id, name, plan_name, billing_model,"
-                    " included_monthly_minutes, included_tier, plan_started_on, time_zone,"
-                    " created_at) VALUES (:a, 'bench', 'Agency Lite', 'CONSUMPTION', 0,"
-                    " 'PREMIUM', '2026-01-01', 'UTC', now())"
-                ),
-                {"a": agency},
-            )
-            await conn.execute(
-                text(
-                    "INSERT INTO sub_account (id, agency_id, kind, name, login_email, status,"
-                    " subscription_start_date, balance_source, knowledge_pack_credits,"
-                    " markup_basic_bp, markup_premium_bp, created_at) VALUES (:s, :a,"
-                    " 'SECONDARY', 'c', 'c@bench.example', 'ACTIVE', '2026-01-01', 'CUSTOMER',"
-                    " 0, 0, 0, now())"
-                ),
-                {"s": sub_account, "a": agency},
-            )
-
-        def params(n: int) -> dict[str, Any]:
-            now = datetime.now(UTC)
-            return {
-                "agency_id": agency,
-                "recorded_at": now,
-                "external_id": [uuid.uuid4().hex for _ in range(n)],
-                "sub_account_id": [sub_account] * n,
-                "direction": ["OUTBOUND"] * n,
-                "channel": ["PHONE"] * n,
-                "status": ["COMPLETED"] * n,
-                "tier": ["BASIC"] * n,
-                "started_at": [now] * n,
-                "duration_seconds": [60] * n,
-            }
-
-        forms = {"text": _INSERT_CALLS_PG, "core": core_statement()}
-        results: dict[str, Any] = {}
         for batch in args.batches:
             cpu: dict[str, list[float]] = {name: [] for name in forms}
             cache: dict[str, str] = {}
             for round_ in range(args.rounds):
-                order = list(forms) if round_ % 2 == 0 else list(reversed(forms))
-                for name in order:
+                for name in list(forms) if round_ % 2 == 0 else list(reversed(forms)):
                     async with database.transaction() as conn:
-                        t0 = time.process_time()
+                        started = time.process_time()
                         for _ in range(args.executions):
                             result = await conn.execute(forms[name], params(batch))
                             cache[name] = str(result.context.cache_hit)
                             assert len(result.scalars().all()) == batch
-                        cpu[name].append((time.process_time() - t0) / args.executions * 1e6)
+                        spent = time.process_time() - started
+                        cpu[name].append(spent / args.executions * 1e6)
             results[f"batch_{batch}"] = {
-                name: {"median_cpu_us": round(median(v)), "min_cpu_us": round(min(v))}
+                name: {"median_cpu_us": round(statistics.median(v)), "min_cpu_us": round(min(v))}
                 | {"compiled_cache": cache[name]}
                 for name, v in cpu.items()
             }
-        return results
     finally:
         await database.dispose()
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)'))
-        await admin.dispose()
+    return results
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--executions", type=int, default=200)
+    parser = harness.arguments(__doc__, "agencyhub_bench_statements")
+    parser.add_argument("--executions", type=int, default=200, help="per round")
     parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 50])
-    parser.add_argument("--pg", default=DEFAULT_PG)
-    parser.add_argument("--database", default="agencyhub_bench_statements")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 50], help="calls each")
     args = parser.parse_args()
-    output = {"benchmark": "ingest_statements", **run_async(lambda: measure(args))}
-    text_out = json.dumps(output, indent=2)
-    print(text_out)
-    RESULTS_DIR.mkdir(exist_ok=True)
-    (RESULTS_DIR / f"ingest-statements-{timestamp()}.json").write_text(text_out)
+    with Session("ingest_statements", args) as session:
+        results = harness.run_async(lambda: measure(session.url, args))
+        print(json.dumps(results, indent=2))
+        session.write({"settings": vars(args), **results})
     return 0
 
 

@@ -1,42 +1,10 @@
-"""`transferMinutes` through the API under concurrency, next to the raw UPDATE rate of the same
-database, with the ledger's invariants checked afterwards.
-
-    .venv/bin/python bench/transfers.py [--duration 15] [--connections 32] [--profile auto]
-    .venv/bin/python bench/transfers.py --pyspy-report bench/results/transfers-pyspy-<ts>.txt
-
-Creates a fresh database (agencyhub_bench_transfers), migrates it and starts the app in one
-uvicorn process (bench/serve_app.py). Signs up one agency on "Agency Unlimited" through the
-API, grants its primary extra PREMIUM minutes directly (a PLAN_GRANT through
-persistence.ledger.apply, with its ledger entry) when the seeding needs more than the 2,000 the
-plan includes, creates 9 secondaries with `createSubAccount` (markups 0, 5, ... 40 %) and seeds
-each with `transferMinutes` from the primary. Counts the SQL statements of one transfer
-in-process (create_app, a before_cursor_execute listener on both engines).
-
-Then wrk (`-t1 -c32`, a Lua script with the 10 global IDs and the bearer token embedded) sends
-`transferMinutes` between random pairs of the 10 sub-accounts, both directions, 1-5 minutes,
-for a warm-up and then `--duration` seconds. A response counts as a transfer only when
-`transfer` is not null; INSUFFICIENT_MINUTES, other user errors, GraphQL `errors` and non-200
-answers are counted apart. The CPU of the server, PostgreSQL and wrk, and PostgreSQL's
-transaction and WAL counters, are read around the measured run. With `--profile auto` (the
-default) a second run of the same load under py-spy follows when the 500 transfers/s target is
-missed.
-
-Afterwards: `agencyhub check-ledger` must exit 0, no balance may be negative, every
-minute_transfer row must match its two ledger entries, and the agencies' total value (seconds
-at each account's client price, domain.pricing) must not have grown. Then, with the app
-stopped, the references on the same database: (1) the transfer's write transaction issued by
-asyncpg directly (32 connections, no GraphQL, no SQLAlchemy, no relay); (2) single-row UPDATEs
-`UPDATE balance SET seconds = seconds + 1 WHERE sub_account_id = $1 AND tier = 'PREMIUM'`
-from 32 asyncpg connections in autocommit, and (3) the same UPDATE with pgbench when it is
-installed. (2) and (3) change balances without ledger entries, so they run last.
-
-Prints a table, writes bench/results/transfers-<timestamp>.json, drops the database.
-Needs wrk, PostgreSQL (`--pg`, default postgres@127.0.0.1:5432); py-spy for the profile.
+"""`transferMinutes` through the API under concurrency (wrk), the ledger's invariants checked
+afterwards, next to the same write transaction and a raw single-row UPDATE from asyncpg and
+pgbench on the same database. BENCHMARKS.md, "transferMinutes under concurrency".
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import datetime as dt
 import json
@@ -44,8 +12,6 @@ import random
 import re
 import shutil
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -56,149 +22,60 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import harness
 import httpx
-from _account_manager import (
-    OTHER_CPU_WARNING,
-    cpu_by_group,
-    cpu_delta,
-    global_key,
-    gql,
-    one_line,
-    sign_up_on_plan,
-    statements_of,
-    summary_ms,
-    working_tree,
-)
-from _common import (
-    BENCH_DIR,
-    BIN,
-    DEFAULT_PG,
-    RESULTS_DIR,
-    ROOT,
-    app_env,
-    app_settings,
-    asyncpg_dsn,
-    drop_database,
-    loadavg,
-    machine_info,
-    migrate,
-    recreate_database,
-    run_async,
-    sqlalchemy_url,
-    timestamp,
-)
-from viewer_http import Server, parse_wrk
+from harness import ROOT, SITE, Server, Session
 
 TARGET_TRANSFERS_PER_SECOND = 500
 PLAN = "Agency Unlimited"
 PLAN_MINUTES = 2000  # PREMIUM minutes the plan grants the primary at sign-up
 MARKUPS = tuple(str(5 * n) for n in range(9))  # percent, one per secondary
-SECONDS_PER_MINUTE = 60
+SEED_MINUTES, PRIMARY_KEEPS = 1000, 1000  # per secondary; the primary's after seeding
+MIN_MINUTES, MAX_MINUTES = 1, 5  # per transfer
+RANDOM_SEED = 20261123
+PROFILE_SECONDS, SQL_WARMUP_SECONDS = 8, 2
+COUNTS = ("transfers", "insufficient", "graphql_errors", "other_user_errors", "non_200")
 
 CREATE = """mutation($i: CreateSubAccountInput!) { createSubAccount(input: $i) {
   subAccount { id markupPercent(tier: PREMIUM) } userErrors { code message field } } }"""
 TRANSFER = """mutation($i: TransferMinutesInput!) { transferMinutes(input: $i) {
   transfer { id sentSeconds receivedSeconds } userErrors { code } } }"""
-# The load's operation: the same, on one line (it is embedded in the Lua script).
-LOAD_MUTATION = " ".join(TRANSFER.split())
-
+LOAD_MUTATION = " ".join(TRANSFER.split())  # on one line, embedded in the Lua script
+# Each request moves MIN..MAX minutes between a random ordered pair of IDS; a response counts
+# as a transfer only when `transfer` is not null.
 LUA = """
--- generated by bench/transfers.py
-local ids = {{ {ids} }}
-local prefix = [==[{prefix}]==]
-local min_minutes, max_minutes = {min_minutes}, {max_minutes}
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = [==[Bearer {token}]==]
-
-local threads = {{}}
-function setup(thread)
-  table.insert(threads, thread)
-  thread:set("thread_no", #threads)
-end
-
-function init(args)
-  math.randomseed({seed} + 7919 * thread_no)
-end
-
-transfers = 0
-insufficient = 0
-graphql_errors = 0
-other_user_errors = 0
-non_200 = 0
+wrk.headers["Authorization"] = "Bearer " .. TOKEN
+function init(args) math.randomseed(SEED + 7919 * thread_no) end
+transfers, insufficient, graphql_errors, other_user_errors, non_200 = 0, 0, 0, 0, 0
 sample = ""
-
 function request()
-  local n = #ids
-  local a = math.random(n)
-  local b = math.random(n - 1)
+  local a = math.random(#IDS)
+  local b = math.random(#IDS - 1)
   if b >= a then b = b + 1 end
-  local minutes = math.random(min_minutes, max_minutes)
-  local body = prefix .. ids[a] .. '","toId":"' .. ids[b]
-    .. '","tier":"PREMIUM","minutes":"' .. minutes .. '"}}}}}}'
+  local minutes = math.random(MIN_MINUTES, MAX_MINUTES)
+  local body = PREFIX .. IDS[a] .. '","toId":"' .. IDS[b]
+    .. '","tier":"PREMIUM","minutes":"' .. minutes .. '"}}}'
   return wrk.format(nil, nil, nil, body)
 end
-
 function response(status, headers, body)
-  if status ~= 200 then
-    non_200 = non_200 + 1
-    if sample == "" then sample = status .. " " .. string.sub(body, 1, 300) end
-  elseif string.find(body, '"errors"', 1, true) then
-    graphql_errors = graphql_errors + 1
-    if sample == "" then sample = string.sub(body, 1, 300) end
-  elseif string.find(body, '"transfer":{{', 1, true) then
-    transfers = transfers + 1
-  elseif string.find(body, '"INSUFFICIENT_MINUTES"', 1, true) then
-    insufficient = insufficient + 1
-  else
-    other_user_errors = other_user_errors + 1
-    if sample == "" then sample = string.sub(body, 1, 300) end
+  local kind = "other_user_errors"
+  if status ~= 200 then kind = "non_200"
+  elseif string.find(body, '"errors"', 1, true) then kind = "graphql_errors"
+  elseif string.find(body, '"transfer":{', 1, true) then kind = "transfers"
+  elseif string.find(body, '"INSUFFICIENT_MINUTES"', 1, true) then kind = "insufficient"
+  end
+  _G[kind] = _G[kind] + 1
+  if sample == "" and kind ~= "transfers" and kind ~= "insufficient" then
+    sample = status .. " " .. string.sub(body, 1, 300)
   end
 end
-
 function done(summary, latency, requests)
-  local names = {{ "transfers", "insufficient", "graphql_errors", "other_user_errors", "non_200" }}
-  local line = "BENCH_COUNTS"
-  local first = ""
-  for _, name in ipairs(names) do
-    local total = 0
-    for _, thread in ipairs(threads) do total = total + thread:get(name) end
-    line = line .. " " .. name .. "=" .. total
-  end
-  for _, thread in ipairs(threads) do
-    if first == "" then first = thread:get("sample") end
-  end
-  io.write(line .. "\\n")
-  if first ~= "" then io.write("BENCH_SAMPLE " .. first .. "\\n") end
+  for _, name in ipairs(COUNTS) do report(name, total(name)) end
+  report("sample", first("sample"))
 end
 """
-
-
-# ---- setup through the API ---------------------------------------------------------------------
-
-
-async def top_up_primary(url: str, agency_gid: str, primary_gid: str, minutes: int) -> None:
-    """Extra PREMIUM minutes for the primary: a PLAN_GRANT movement with its ledger entry."""
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    from domain.ledger import LedgerKind, Movement
-    from domain.money import Tier
-    from persistence import ledger
-
-    engine = create_async_engine(url)
-    try:
-        async with engine.begin() as conn:
-            grant = Movement(
-                global_key(agency_gid),
-                global_key(primary_gid),
-                Tier.PREMIUM,
-                minutes * SECONDS_PER_MINUTE,
-                LedgerKind.PLAN_GRANT,
-                "bench:top-up",
-            )
-            await ledger.apply(conn, [grant], dt.datetime.now(dt.UTC))
-    finally:
-        await engine.dispose()
 
 
 def transfer_variables(source: str, destination: str, minutes: int) -> dict[str, Any]:
@@ -207,259 +84,126 @@ def transfer_variables(source: str, destination: str, minutes: int) -> dict[str,
     }
 
 
-async def set_up(args: argparse.Namespace, base_url: str, db_url: str) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
-        agency = await sign_up_on_plan(client, "Transfers Bench", "transfers@example.com", PLAN)
-        needed = args.seed_minutes * len(MARKUPS) + args.primary_keeps
-        top_up = max(0, needed - PLAN_MINUTES)
-        if top_up:
-            await top_up_primary(db_url, agency.agency_gid, agency.primary_gid, top_up)
-        secondaries: list[dict[str, str]] = []
-        for n, markup in enumerate(MARKUPS):
-            body = await gql(
-                client,
-                CREATE,
-                {
-                    "i": {
-                        "name": f"Client {n} ({markup} %)",
-                        "loginEmail": f"client{n}@transfers.example",
-                        "markupPercent": markup,
-                    }
-                },
-                agency.token,
-            )
-            payload = body["data"]["createSubAccount"]
-            if payload["userErrors"]:
-                raise RuntimeError(f"createSubAccount failed: {payload}")
-            secondaries.append(payload["subAccount"])
-        for secondary in secondaries:
-            body = await gql(
-                client,
-                TRANSFER,
-                transfer_variables(agency.primary_gid, secondary["id"], args.seed_minutes),
-                agency.token,
-            )
-            payload = body["data"]["transferMinutes"]
-            if payload["userErrors"] or not payload["transfer"]:
-                raise RuntimeError(f"seeding transfer failed: {payload}")
+async def set_up(client: httpx.AsyncClient, db_url: str) -> dict[str, Any]:
+    """The agency, extra PREMIUM minutes for its primary (a PLAN_GRANT with its ledger entry,
+    written directly), 9 secondaries each seeded by a transfer from the primary."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from domain.ledger import LedgerKind, Movement
+    from domain.money import Tier
+    from persistence import ledger
+
+    agency = await harness.sign_up_on_plan(client, "Transfers Bench", "transfers@example.com", PLAN)
+    top_up = max(0, SEED_MINUTES * len(MARKUPS) + PRIMARY_KEEPS - PLAN_MINUTES)
+    engine = create_async_engine(db_url)
+    async with engine.begin() as conn:
+        ids = harness.global_key(agency.agency_gid), harness.global_key(agency.primary_gid)
+        grant = Movement(*ids, Tier.PREMIUM, top_up * 60, LedgerKind.PLAN_GRANT, "bench:top-up")
+        await ledger.apply(conn, [grant], dt.datetime.now(dt.UTC))
+    await engine.dispose()
+    secondaries = []
+    for n, markup in enumerate(MARKUPS):
+        name, email = f"Client {n} ({markup} %)", f"client{n}@transfers.example"
+        created = {"i": {"name": name, "loginEmail": email, "markupPercent": markup}}
+        payload = (await harness.gql(client, CREATE, created, agency.token))["data"]
+        if payload["createSubAccount"]["userErrors"]:
+            raise RuntimeError(f"createSubAccount failed: {payload}")
+        secondaries.append(payload["createSubAccount"]["subAccount"])
+        seeding = transfer_variables(agency.primary_gid, secondaries[-1]["id"], SEED_MINUTES)
+        payload = (await harness.gql(client, TRANSFER, seeding, agency.token))["data"]
+        if not payload["transferMinutes"]["transfer"]:
+            raise RuntimeError(f"seeding transfer failed: {payload}")
     return {
         "token": agency.token,
-        "agency_gid": agency.agency_gid,
-        "primary_gid": agency.primary_gid,
         "ids": [agency.primary_gid] + [s["id"] for s in secondaries],
         "markups_percent": ["0"] + [s["markupPercent"] for s in secondaries],
         "top_up_minutes": top_up,
     }
 
 
-async def statements_of_one_transfer(
-    db_url: str, data_dir: Path, token: str, source: str, destination: str
-) -> dict[str, Any]:
-    """The SQL one transferMinutes request sends, counted in-process (no uvicorn)."""
-    from agencyhub.app import create_app
-
-    app = create_app(app_settings(db_url, data_dir))
-    async with app.router.lifespan_context(app):
-        database = app.state.services.database
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
-            variables = transfer_variables(source, destination, 1)
-            await gql(client, TRANSFER, variables, token)  # first use: pools, caches
-            await asyncio.sleep(1.0)  # the relay publishes that one's events
-            with statements_of(database) as seen:
-                body = await gql(client, TRANSFER, variables, token)
-                await asyncio.sleep(1.0)  # and this one's: its statements are listed apart
+async def statements_of_one_transfer(session: Session, token: str, ids: list[str]) -> dict:
+    """The SQL one transferMinutes request sends, and what the outbox relay then sends for it,
+    counted in-process."""
+    async with harness.in_process_app(session.url, session.workdir) as (client, services):
+        variables = transfer_variables(ids[0], ids[1], 1)
+        await harness.gql(client, TRANSFER, variables, token)  # first use: pools, caches
+        await asyncio.sleep(1.0)  # the relay publishes that one's events
+        with harness.statements_of(services.database) as seen:
+            body = await harness.gql(client, TRANSFER, variables, token)
+            await asyncio.sleep(1.0)  # and this one's: its statements are listed apart
     if not body["data"]["transferMinutes"]["transfer"]:
         raise RuntimeError(f"the counted transfer failed: {body}")
+    listed = {
+        k: [harness.one_line(s.sql) for s in seen if s.kind == k]
+        for k in ("request", "control", "relay")
+    }
     return {
-        "request_statements": len(seen["request"]),
-        "request": [one_line(s) for s in seen["request"]],
-        "transaction_control_seen_by_listener": [one_line(s) for s in seen["control"]],
-        "relay_statements_after_one_transfer": len(seen["relay"]),
-        "relay": [one_line(s) for s in seen["relay"]],
+        "request_statements": len(listed["request"]),
+        "request": listed["request"],
+        "transaction_control_seen_by_listener": listed["control"],
+        "relay_statements_after_one_transfer": len(listed["relay"]),
+        "relay": listed["relay"],
     }
 
 
-# ---- measuring -------------------------------------------------------------------------------
-
-
-def write_lua(workdir: Path, setup: dict[str, Any], args: argparse.Namespace) -> Path:
-    prefix = '{"query":' + json.dumps(LOAD_MUTATION) + ',"variables":{"i":{"fromId":"'
-    for value in (setup["token"], *setup["ids"]):
-        if not re.fullmatch(r"[A-Za-z0-9_=-]+", value):
-            raise ValueError(f"cannot embed {value!r} in the Lua script")
-    script = workdir / "transfers.lua"
-    script.write_text(
-        LUA.format(
-            ids=", ".join(f'"{i}"' for i in setup["ids"]),
-            prefix=prefix,
-            token=setup["token"],
-            min_minutes=args.min_minutes,
-            max_minutes=args.max_minutes,
-            seed=args.seed,
-        )
-    )
-    return script
-
-
-def run_wrk(url: str, script: Path, seconds: int, connections: int) -> dict[str, Any]:
-    argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "--latency"]
-    result = subprocess.run([*argv, "-s", str(script), url], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"wrk failed ({result.returncode}):\n{result.stdout}{result.stderr}")
-    parsed = parse_wrk(result.stdout)
-    counts = re.search(r"^BENCH_COUNTS (.*)$", result.stdout, re.MULTILINE)
-    if counts is None:
-        raise RuntimeError(f"wrk output without the Lua counts:\n{result.stdout}")
-    parsed["counts"] = {k: int(v) for k, v in (kv.split("=") for kv in counts[1].split())}
-    sample = re.search(r"^BENCH_SAMPLE (.*)$", result.stdout, re.MULTILINE)
-    parsed["sample_unexpected_response"] = sample[1] if sample else None
-    parsed["transfers_per_second"] = round(parsed["counts"]["transfers"] / parsed["seconds"], 1)
-    parsed["wrk_output"] = result.stdout
-    return parsed
-
+# ---- the load ------------------------------------------------------------------------------------
 
 PG_STATS = """
 SELECT d.xact_commit, d.xact_rollback, d.tup_inserted, d.tup_updated, d.deadlocks,
        w.wal_records, w.wal_bytes, w.wal_write, w.wal_sync
-FROM pg_stat_database d, pg_stat_wal w WHERE d.datname = $1
+FROM pg_stat_database d, pg_stat_wal w WHERE d.datname = current_database()
 """
 
 
-async def pg_stats(pg: str, database: str) -> dict[str, int]:
-    conn = await asyncpg.connect(asyncpg_dsn(pg, "postgres"))
-    try:
-        row = await conn.fetchrow(PG_STATS, database)
-        return {k: int(v) for k, v in dict(row).items()}
-    finally:
-        await conn.close()
+def run_wrk(server: Server, script: Path, seconds: int, connections: int) -> dict[str, Any]:
+    run = harness.wrk(server.url + "/graphql", script, seconds, connections)
+    lua = run.pop("lua")
+    run["counts"] = {name: lua[name] for name in COUNTS}
+    run["sample_unexpected_response"] = lua.get("sample")
+    run["transfers_per_second"] = round(run["counts"]["transfers"] / run["seconds"], 1)
+    return run
 
 
-def measure_load(
-    args: argparse.Namespace, server: Server, script: Path, db_url: str
-) -> dict[str, Any]:
-    """The warm-up, then the measured run with CPU and PostgreSQL counters around it."""
-    url = server.url + "/graphql"
-    warmup = run_wrk(url, script, args.warmup, args.connections) if args.warmup else None
+async def database_counters(session: Session) -> dict[str, int]:
+    async with session.connect() as conn:
+        found = dict(await conn.fetchrow(PG_STATS))
+        found["transfers"] = await conn.fetchval("SELECT count(*) FROM minute_transfer")
+    return {k: int(v) for k, v in found.items()}
+
+
+def measure_load(session: Session, server: Server, script: Path, args: Any) -> dict[str, Any]:
+    """The warm-up, then the measured run with CPU and PostgreSQL's counters around it."""
+    warmup = run_wrk(server, script, args.warmup, args.connections) if args.warmup else None
     time.sleep(args.stats_settle)  # backends flush their statistics when idle
-    stats_before = run_async(lambda: pg_stats(args.pg, args.database))
-    transfers_before = run_async(lambda: count_transfers(args.pg, args.database))
-    cpu_before = cpu_by_group(server.process.pid)
-    run = run_wrk(url, script, args.duration, args.connections)
-    cpu = cpu_delta(cpu_before, cpu_by_group(server.process.pid))
-    if cpu["other processes"] > OTHER_CPU_WARNING * args.duration:
-        print(
-            f"  WARNING: other processes used {cpu['other processes']} s of CPU during the run:"
-            " the machine was not idle",
-            flush=True,
-        )
+    before = harness.run_async(lambda: database_counters(session))
+    with harness.cpu_used([server.process.pid]) as cpu:
+        run = run_wrk(server, script, args.duration, args.connections)
     time.sleep(args.stats_settle)
-    stats = run_async(lambda: pg_stats(args.pg, args.database))
-    transfers_after = run_async(lambda: count_transfers(args.pg, args.database))
-    delta = {k: stats[k] - stats_before[k] for k in stats}
-    committed = transfers_after - transfers_before
-    per_transfer = {
-        f"{k}_per_transfer": round(v / committed, 2) if committed else None
-        for k, v in delta.items()
-    }
+    after = harness.run_async(lambda: database_counters(session))
+    committed = after.pop("transfers") - before.pop("transfers")
+    delta = {k: after[k] - before[k] for k in after}
     return {
-        "warmup": _trim(warmup) if warmup else None,
-        "run": _trim(run),
+        "warmup": warmup,
+        "run": run,
         "cpu_seconds": cpu,
         "server_cpu_ms_per_request": (
             round(1000 * cpu["app server"] / run["requests"], 3) if run["requests"] else None
         ),
         "transfers_committed_in_database": committed,
         "postgresql_counters": delta,
-        "postgresql_counters_per_committed_transfer": per_transfer,
+        "postgresql_counters_per_committed_transfer": {
+            f"{k}_per_transfer": round(v / committed, 2) if committed else None
+            for k, v in delta.items()
+        },
         "note": "PostgreSQL counters include the idle seconds after the run "
         f"({args.stats_settle}s) in which the outbox relay polls twice a second",
     }
 
 
-def _trim(run: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in run.items() if k != "wrk_output"}
+# ---- py-spy --------------------------------------------------------------------------------------
 
-
-async def count_transfers(pg: str, database: str) -> int:
-    conn = await asyncpg.connect(asyncpg_dsn(pg, database))
-    try:
-        return int(await conn.fetchval("SELECT count(*) FROM minute_transfer"))
-    finally:
-        await conn.close()
-
-
-# ---- profiling -------------------------------------------------------------------------------
-
-SITE = "/site-packages/"
-LAYERS = (
-    ("strawberry", SITE + "strawberry/"),
-    ("graphql-core", SITE + "graphql/"),
-    ("sqlalchemy", SITE + "sqlalchemy/"),
-    ("asyncpg", SITE + "asyncpg/"),
-    ("starlette", SITE + "starlette/"),
-    ("uvicorn", SITE + "uvicorn/"),
-    ("other libraries", SITE),
-    ("agencyhub code", str(ROOT) + "/"),
-    ("asyncio / stdlib", "/lib/python3"),
-)
-
-
-def profile_under_load(
-    args: argparse.Namespace, server: Server, script: Path, workdir: Path
-) -> dict[str, Any]:
-    """The same load again with py-spy attached to the server for `--profile-seconds`."""
-    if shutil.which("py-spy", path=str(BIN)) is None and shutil.which("py-spy") is None:
-        return {"skipped": "py-spy not installed"}
-    py_spy = shutil.which("py-spy", path=str(BIN)) or "py-spy"
-    raw = workdir / "transfers.pyspy.txt"
-    seconds = min(args.profile_seconds, max(1, args.duration - 2))
-    argv = [
-        py_spy,
-        "record",
-        "-p",
-        str(server.process.pid),
-        "-d",
-        str(seconds),
-        "-r",
-        "250",
-        "-f",
-        "raw",
-        "--full-filenames",
-        "--nolineno",
-        "--gil",
-        "-o",
-        str(raw),
-    ]
-    spy_result: dict[str, Any] = {}
-
-    def spy() -> None:
-        time.sleep(1)  # into the run
-        done = subprocess.run(argv, capture_output=True, text=True)
-        spy_result["returncode"] = done.returncode
-        spy_result["stderr"] = done.stderr[-500:]
-
-    thread = threading.Thread(target=spy)
-    thread.start()
-    run = run_wrk(server.url + "/graphql", script, args.duration, args.connections)
-    thread.join()
-    if spy_result.get("returncode") != 0 or not raw.exists():
-        return {"failed": spy_result, "run": _trim(run)}
-    keep = RESULTS_DIR / f"transfers-pyspy-{args.started}.txt"
-    keep.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(raw, keep)
-    return {
-        "run_under_py_spy": _trim(run),
-        "py_spy_seconds": seconds,
-        "raw_file": str(keep.relative_to(BENCH_DIR.parent)),
-        **analyse_pyspy(keep, args.top),
-    }
-
-
-# Where a transfer request's server CPU goes: samples (GIL held) whose stack includes the
-# function, in py-spy's `function (file)` naming. SQLAlchemy runs each statement's
-# execution in a greenlet that py-spy shows as a stack of its own (not under the caller),
-# so those are a step of their own here.
+# Where a transfer's server CPU goes: the samples (GIL held) whose stack holds the function.
+# SQLAlchemy runs each statement in a greenlet that py-spy shows as a stack of its own.
 STEPS = (
     ("HTTP request (uvicorn, Starlette, strawberry view)", "RequestResponseCycle.run_asgi", ""),
     ("  GraphQL execution (parse/validate cached)", "Schema.execute", ""),
@@ -474,92 +218,116 @@ STEPS = (
     ("      unit of work exit (INSERT outbox, COMMIT, release)", "UnitOfWork.__aexit__", ""),
     ("outbox relay (background)", "OutboxRelay._run", ""),
 )
+GREENLETS = "SQLAlchemy statement execution in greenlets (every statement's sync half)"
+CONSTRUCTION = "(across the above) building SQLAlchemy statement objects in app code"
 
 
-def analyse_pyspy(raw: Path, top_n: int) -> dict[str, Any]:
-    """Layers, steps and top frames of a py-spy raw (collapsed stacks) file."""
-    stacks = [line.rsplit(" ", 1) for line in raw.read_text().splitlines() if line.strip()]
-    samples = [(stack.split(";"), int(count)) for stack, count in stacks]
+def profile_under_load(session: Session, server: Server, script: Path, args: Any) -> dict:
+    """The same load again with py-spy recording the server for PROFILE_SECONDS."""
+    py_spy = shutil.which("py-spy", path=str(harness.BIN)) or shutil.which("py-spy")
+    if py_spy is None:
+        return {"skipped": "py-spy not installed"}
+    raw = harness.RESULTS_DIR / f"transfers-pyspy-{session.started}.txt"
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    seconds = min(PROFILE_SECONDS, max(1, args.duration - 2))
+    argv = [py_spy, "record", "-p", str(server.process.pid), "-d", str(seconds), "-r", "250"]
+    argv += ["-f", "raw", "--full-filenames", "--nolineno", "--gil", "-o", str(raw)]
+    spied: dict[str, Any] = {}
+
+    def spy() -> None:
+        time.sleep(1)  # into the run
+        done = subprocess.run(argv, capture_output=True, text=True)
+        spied.update(returncode=done.returncode, stderr=done.stderr[-500:])
+
+    thread = threading.Thread(target=spy)
+    thread.start()
+    run = run_wrk(server, script, args.duration, args.connections)
+    thread.join()
+    if spied.get("returncode") != 0 or not raw.exists():
+        return {"failed": spied, "run": run}
+    report = analyse_pyspy(raw)
+    return {
+        "run_under_py_spy": run,
+        "py_spy_seconds": seconds,
+        "raw_file": str(raw.relative_to(ROOT)),
+        **report,
+    }
+
+
+def analyse_pyspy(raw: Path, top_n: int = 25) -> dict[str, Any]:
+    """Steps, layers and top frames of a py-spy raw (collapsed stacks) file."""
+    samples = [
+        (stack.split(";"), int(count))
+        for stack, count in (
+            line.rsplit(" ", 1) for line in raw.read_text().splitlines() if line.strip()
+        )
+    ]
     total = sum(count for _, count in samples)
     self_time: dict[str, int] = defaultdict(int)
     inclusive: dict[str, int] = defaultdict(int)
-    layer_self: dict[str, int] = defaultdict(int)
-    functions: dict[str, int] = defaultdict(int)
-    greenlet = construction = 0
+    layers: dict[str, int] = defaultdict(int)
+    steps: dict[str, int] = defaultdict(int)
     for frames, count in samples:
         self_time[frames[-1]] += count
-        layer_self[layer_of(frames)] += count
+        layers[layer_of(frames)] += count
         for frame in set(frames):
             inclusive[frame] += count
-        for _, function, path in STEPS:
+        for label, function, path in STEPS:
             if any(f.startswith(function + " (") and path in f for f in frames):
-                functions[function] += count
+                steps[label] += count
         if not frames[0].startswith("<module>") and any(SITE + "sqlalchemy/" in f for f in frames):
-            greenlet += count
+            steps[GREENLETS] += count
         if builds_statement(frames):
-            construction += count
+            steps[CONSTRUCTION] += count
 
-    def pct(samples_: int) -> float:
-        return round(100 * samples_ / total, 1)
+    def pct(n: int) -> float:
+        return round(100 * n / total, 1)
 
-    def top(counts: dict[str, int], n: int) -> list[dict[str, Any]]:
-        ranked = sorted(counts.items(), key=lambda kv: kv[1], reverse=True)[:n]
+    def top(counts: dict[str, int]) -> list[dict[str, Any]]:
+        ranked = sorted(counts.items(), key=lambda kv: kv[1], reverse=True)[:top_n]
         return [{"percent": pct(c), "samples": c, "frame": short(f)} for f, c in ranked]
 
-    steps = [{"step": label, "percent": pct(functions[name])} for label, name, _ in STEPS]
-    steps.append(
-        {
-            "step": "SQLAlchemy statement execution in greenlets (every statement's sync half)",
-            "percent": pct(greenlet),
-        }
-    )
-    steps.append(
-        {
-            "step": "(across the above) building SQLAlchemy statement objects in app code",
-            "percent": pct(construction),
-        }
-    )
+    labels = [label for label, _, _ in STEPS] + [GREENLETS, CONSTRUCTION]
     return {
         "samples": total,
         "by_layer_self": [
             {"layer": k, "percent": pct(v)}
-            for k, v in sorted(layer_self.items(), key=lambda kv: kv[1], reverse=True)
+            for k, v in sorted(layers.items(), key=lambda kv: -kv[1])
         ],
-        "by_step_inclusive": steps,
-        "top_self": top(self_time, top_n),
+        "by_step_inclusive": [{"step": label, "percent": pct(steps[label])} for label in labels],
+        "top_self": top(self_time),
         "top_inclusive": top(
-            {k: v for k, v in inclusive.items() if not k.startswith(("<module>", "run ("))},
-            top_n,
+            {k: v for k, v in inclusive.items() if not k.startswith(("<module>", "run ("))}
         ),
     }
 
 
+def is_app_frame(frame: str) -> bool:
+    path = frame.partition(" (")[2]
+    return path.startswith(f"{ROOT}/") and "/.venv/" not in path and "/bench/" not in path
+
+
 def builds_statement(frames: list[str]) -> bool:
-    """The innermost app frame is calling into SQLAlchemy's statement construction (sql/),
-    not into execution: `update(...).where(...)`, `insert(...).values(...)`, `select(...)`."""
+    """The innermost app frame calls into SQLAlchemy's statement construction (sql/), not into
+    execution: `update(...).where(...)`, `insert(...).values(...)`, `select(...)`."""
     app = [i for i, f in enumerate(frames) if is_app_frame(f)]
-    if not app:
-        return False
-    below = frames[app[-1] + 1 :]
+    below = frames[app[-1] + 1 :] if app else []
     return (
         bool(below)
-        and any(SITE + "sqlalchemy/sql/" in f for f in below[:1])
+        and SITE + "sqlalchemy/sql/" in below[0]
         and not any(
             SITE + "sqlalchemy/engine/" in f or SITE + "sqlalchemy/ext/" in f for f in below
         )
     )
 
 
-def is_app_frame(frame: str) -> bool:
-    path = frame.partition(" (")[2]
-    return path.startswith(str(ROOT) + "/") and "/.venv/" not in path and "/bench/" not in path
-
-
 def layer_of(frames: list[str]) -> str:
-    """The layer of the innermost frame that has a file we know."""
+    """The layer (harness.LAYERS, plus uvicorn) of the innermost frame with a file we know."""
     for frame in reversed(frames):
-        for name, marker in LAYERS:
-            if marker in frame:
+        if SITE + "uvicorn/" in frame:
+            return "uvicorn"
+        for name, prefixes in harness.LAYERS:
+            if any(p in frame for p in prefixes):
                 return name
     return "other"
 
@@ -567,36 +335,27 @@ def layer_of(frames: list[str]) -> str:
 def short(frame: str) -> str:
     """`function (path)` with the path from its package on."""
     function, paren, path = frame.partition(" (")
-    for marker in (SITE, str(ROOT) + "/", "/lib/python3.11/"):
+    for marker in (SITE, f"{ROOT}/", "/lib/python3.11/"):
         if marker in path:
             return function + paren + path.partition(marker)[2]
     return frame
 
 
-# ---- invariants ------------------------------------------------------------------------------
+def print_pyspy(report: dict[str, Any]) -> None:
+    print(f"{report['samples']} samples; by step (inclusive):")
+    for row in report["by_step_inclusive"]:
+        print(f"  {row['percent']:5.1f}%  {row['step']}")
+    for title, key, label in (
+        ("by layer (self)", "by_layer_self", "layer"),
+        ("top frames (self)", "top_self", "frame"),
+        ("top frames (inclusive)", "top_inclusive", "frame"),
+    ):
+        print(f"{title}:")
+        for row in report[key][:15]:
+            print(f"  {row['percent']:5.1f}%  {row[label]}")
 
 
-async def total_value(pg: str, database: str, prices: Any) -> tuple[Fraction, int, int]:
-    """(every account's seconds at its own client price, negative balances, total seconds)."""
-    from domain.money import Tier
-    from domain.pricing import client_price_per_minute
-
-    conn = await asyncpg.connect(asyncpg_dsn(pg, database))
-    try:
-        rows = await conn.fetch(
-            "SELECT b.tier, b.seconds, s.markup_basic_bp, s.markup_premium_bp"
-            " FROM balance b JOIN sub_account s ON s.id = b.sub_account_id"
-        )
-    finally:
-        await conn.close()
-    total = Fraction(0)
-    negative = 0
-    for tier, seconds, basic_bp, premium_bp in rows:
-        negative += seconds < 0
-        markup = basic_bp if tier == "BASIC" else premium_bp
-        total += seconds * client_price_per_minute(prices.base_per_minute(Tier(tier)), markup)
-    return total / SECONDS_PER_MINUTE, negative, sum(r["seconds"] for r in rows)
-
+# ---- invariants ----------------------------------------------------------------------------------
 
 TRANSFER_LEDGER_MISMATCHES = """
 SELECT count(*) FROM minute_transfer t
@@ -610,44 +369,34 @@ WHERE NOT EXISTS (SELECT 1 FROM ledger_entry l WHERE l.reference = 'transfer:' |
 """
 
 
-async def transfer_ledger_mismatches(pg: str, database: str) -> int:
-    conn = await asyncpg.connect(asyncpg_dsn(pg, database))
-    try:
-        return int(await conn.fetchval(TRANSFER_LEDGER_MISMATCHES))
-    finally:
-        await conn.close()
-
-
-def check_ledger(db_url: str, workdir: Path) -> tuple[int, str]:
-    done = subprocess.run(
-        [str(BIN / "agencyhub"), "check-ledger"],
-        env=app_env(db_url, workdir),
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-    )
-    return done.returncode, (done.stdout + done.stderr).strip()
-
-
-def invariants(
-    args: argparse.Namespace,
-    db_url: str,
-    workdir: Path,
-    prices: Any,
-    value_before: Fraction,
-    transfers_since: int,
-) -> dict[str, Any]:
-    code, output = check_ledger(db_url, workdir)
-    value_after, negative, seconds_after = run_async(
-        lambda: total_value(args.pg, args.database, prices)
-    )
-    unmatched = run_async(lambda: transfer_ledger_mismatches(args.pg, args.database))
-    # Each transfer loses under one second at the destination's price (rounding down).
+def price(prices: Any, tier: str, markup_bp: int) -> Fraction:
     from domain.money import Tier
     from domain.pricing import client_price_per_minute
 
-    top_price = client_price_per_minute(prices.base_per_minute(Tier.PREMIUM), 4000)
-    max_loss = transfers_since * top_price / SECONDS_PER_MINUTE
+    return client_price_per_minute(prices.base_per_minute(Tier(tier)), markup_bp)
+
+
+async def total_value(session: Session, prices: Any) -> tuple[Fraction, int, int]:
+    """(every account's seconds at its own client price, negative balances, total seconds)."""
+    async with session.connect() as conn:
+        rows = await conn.fetch(
+            "SELECT b.tier, b.seconds, s.markup_basic_bp, s.markup_premium_bp"
+            " FROM balance b JOIN sub_account s ON s.id = b.sub_account_id"
+        )
+    value = sum(
+        (s * price(prices, t, basic if t == "BASIC" else premium) for t, s, basic, premium in rows),
+        Fraction(0),
+    )
+    return value / 60, sum(r["seconds"] < 0 for r in rows), sum(r["seconds"] for r in rows)
+
+
+def invariants(session: Session, prices: Any, value_before: Fraction, transfers: int) -> dict:
+    checked = session.cli("check-ledger")
+    code, output = checked.returncode, (checked.stdout + checked.stderr).strip()
+    value_after, negative, seconds_after = harness.run_async(lambda: total_value(session, prices))
+    unmatched = harness.run_async(lambda: session.fetchval(TRANSFER_LEDGER_MISMATCHES))
+    # Each transfer loses under one second at the destination's price (rounding down).
+    max_loss = transfers * price(prices, "PREMIUM", 4000) / 60
     violations = []
     if code != 0:
         violations.append(f"check-ledger exited {code}: {output}")
@@ -673,20 +422,7 @@ def invariants(
     }
 
 
-# ---- the references on the same database -----------------------------------------------------
-
-
-async def account_rows(pg: str, database: str, ids: list[uuid.UUID]) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(asyncpg_dsn(pg, database))
-    try:
-        return list(
-            await conn.fetch(
-                "SELECT id, agency_id, markup_premium_bp FROM sub_account WHERE id = ANY($1)", ids
-            )
-        )
-    finally:
-        await conn.close()
-
+# ---- the references on the same database, the app stopped ---------------------------------------
 
 LOCK_SQL = (
     "SELECT id, agency_id, kind, name, status, markup_basic_bp, markup_premium_bp"
@@ -716,202 +452,147 @@ OUTBOX_SQL = (
 UPDATE_SQL = (
     "UPDATE balance SET seconds = seconds + 1 WHERE sub_account_id = $1 AND tier = 'PREMIUM'"
 )
+Operation = Callable[[asyncpg.Connection, random.Random], Awaitable[str]]
 
 
-async def sql_load(
-    dsn: str,
-    connections: int,
-    seconds: float,
-    warmup: float,
-    op: Callable[[asyncpg.Connection, random.Random], Awaitable[str]],
-) -> dict[str, Any]:
-    """`connections` asyncpg connections running `op(conn, rng)` back to back, for `warmup`
-    seconds and then `seconds` measured; `op` returns its outcome ("ok" counts)."""
-    conns = [await asyncpg.connect(dsn) for _ in range(connections)]
+async def sql_load(session: Session, args: Any, op: Operation) -> dict[str, Any]:
+    """`--connections` asyncpg connections running `op` back to back, for a warm-up and then
+    `--duration` seconds; `op` returns its outcome ("ok" counts)."""
+    conns = [await asyncpg.connect(session.dsn) for _ in range(args.connections)]
     latencies: list[float] = []
     outcomes: dict[str, int] = defaultdict(int)
 
     async def worker(conn: asyncpg.Connection, n: int, deadline: float, record: bool) -> None:
         rng = random.Random(n)
         while time.perf_counter() < deadline:
-            t0 = time.perf_counter()
+            started = time.perf_counter()
             outcome = await op(conn, rng)
             if record:
-                latencies.append(time.perf_counter() - t0)
+                latencies.append(time.perf_counter() - started)
                 outcomes[outcome] += 1
 
-    try:
-        if warmup > 0:
-            deadline = time.perf_counter() + warmup
-            await asyncio.gather(*(worker(c, n, deadline, False) for n, c in enumerate(conns)))
+    async def run(seconds: float, record: bool) -> float:
         started = time.perf_counter()
         deadline = started + seconds
-        await asyncio.gather(*(worker(c, n, deadline, True) for n, c in enumerate(conns)))
-        elapsed = time.perf_counter() - started
+        await asyncio.gather(*(worker(c, n, deadline, record) for n, c in enumerate(conns)))
+        return time.perf_counter() - started
+
+    try:
+        await run(SQL_WARMUP_SECONDS, False)
+        elapsed = await run(args.duration, True)
     finally:
         for conn in conns:
             await conn.close()
-    done = outcomes.get("ok", 0)
     return {
-        "connections": connections,
+        "connections": args.connections,
         "seconds": round(elapsed, 2),
         "outcomes": dict(outcomes),
-        "per_second": round(done / elapsed, 1),
-        "latency": summary_ms(latencies) if latencies else None,
+        "per_second": round(outcomes.get("ok", 0) / elapsed, 1),
+        "latency": harness.summary_ms(latencies) if latencies else None,
     }
-
-
-async def sql_transfers(
-    args: argparse.Namespace, ids: list[uuid.UUID], base: int
-) -> dict[str, Any]:
-    """The transfer's write transaction, statement for statement, from asyncpg directly."""
-    accounts = await account_rows(args.pg, args.database, ids)
-    agency_id = accounts[0]["agency_id"]
-    markup = {r["id"]: r["markup_premium_bp"] for r in accounts}
-
-    async def op(conn: asyncpg.Connection, rng: random.Random) -> str:
-        source, destination = rng.sample(ids, 2)
-        sent = rng.randint(args.min_minutes, args.max_minutes) * SECONDS_PER_MINUTE
-        received = sent * (10_000 + markup[source]) // (10_000 + markup[destination])
-        transfer_id = uuid.uuid4()
-        reference = f"transfer:{transfer_id}"
-        now = dt.datetime.now(dt.UTC)
-        moves = sorted(((source, -sent), (destination, received)))
-        try:
-            async with conn.transaction():
-                await conn.fetch(LOCK_SQL, sorted((source, destination)), agency_id)
-                for sub_account_id, delta in moves:
-                    status = await conn.execute(
-                        DEBIT_SQL if delta < 0 else CREDIT_SQL, sub_account_id, delta
-                    )
-                    if status != "UPDATE 1":
-                        raise InsufficientError
-                await conn.execute(
-                    LEDGER_SQL, agency_id, source, -sent, reference, destination, received, now
-                )
-                await conn.execute(
-                    MINUTE_TRANSFER_SQL,
-                    transfer_id,
-                    agency_id,
-                    source,
-                    destination,
-                    sent,
-                    received,
-                    base,
-                    markup[source],
-                    markup[destination],
-                    now,
-                )
-                await conn.execute(
-                    OUTBOX_SQL,
-                    f"sub_account:{source}",
-                    json.dumps({"sub_account_id": str(source)}),
-                    f"sub_account:{destination}",
-                    json.dumps({"sub_account_id": str(destination)}),
-                    now,
-                )
-        except InsufficientError:
-            return "insufficient"
-        return "ok"
-
-    dsn = asyncpg_dsn(args.pg, args.database)
-    return await sql_load(dsn, args.connections, args.duration, args.sql_warmup, op)
 
 
 class InsufficientError(Exception):
     pass
 
 
-async def raw_updates(args: argparse.Namespace, ids: list[uuid.UUID]) -> dict[str, Any]:
+async def sql_transfers(session: Session, args: Any, ids: list[uuid.UUID], base: int) -> dict:
+    """The transfer's write transaction, statement for statement, from asyncpg directly."""
+    async with session.connect() as conn:
+        rows = await conn.fetch(
+            "SELECT id, agency_id, markup_premium_bp FROM sub_account WHERE id = ANY($1)", ids
+        )
+    agency_id, markup = rows[0]["agency_id"], {r["id"]: r["markup_premium_bp"] for r in rows}
+
+    async def op(conn: asyncpg.Connection, rng: random.Random) -> str:
+        source, destination = rng.sample(ids, 2)
+        sent = rng.randint(MIN_MINUTES, MAX_MINUTES) * 60
+        received = sent * (10_000 + markup[source]) // (10_000 + markup[destination])
+        transfer_id, now = uuid.uuid4(), dt.datetime.now(dt.UTC)
+        try:
+            async with conn.transaction():
+                await conn.fetch(LOCK_SQL, sorted((source, destination)), agency_id)
+                for sub_account_id, delta in sorted(((source, -sent), (destination, received))):
+                    sql = DEBIT_SQL if delta < 0 else CREDIT_SQL
+                    if await conn.execute(sql, sub_account_id, delta) != "UPDATE 1":
+                        raise InsufficientError
+                reference = f"transfer:{transfer_id}"
+                await conn.execute(
+                    LEDGER_SQL, agency_id, source, -sent, reference, destination, received, now
+                )
+                await conn.execute(
+                    MINUTE_TRANSFER_SQL, transfer_id, agency_id, source, destination, sent,
+                    received, base, markup[source], markup[destination], now,
+                )  # fmt: skip
+                topics = [
+                    (f"sub_account:{i}", json.dumps({"sub_account_id": str(i)}))
+                    for i in (source, destination)
+                ]
+                await conn.execute(OUTBOX_SQL, *topics[0], *topics[1], now)
+        except InsufficientError:
+            return "insufficient"
+        return "ok"
+
+    return await sql_load(session, args, op)
+
+
+async def raw_updates(session: Session, args: Any, ids: list[uuid.UUID]) -> dict[str, Any]:
     async def op(conn: asyncpg.Connection, rng: random.Random) -> str:
         await conn.execute(UPDATE_SQL, rng.choice(ids))
         return "ok"
 
-    dsn = asyncpg_dsn(args.pg, args.database)
-    return await sql_load(dsn, args.connections, args.duration, args.sql_warmup, op)
+    return await sql_load(session, args, op)
 
 
-def pgbench_updates(
-    args: argparse.Namespace, ids: list[uuid.UUID], workdir: Path
-) -> dict[str, Any]:
+def pgbench_updates(session: Session, args: Any, ids: list[uuid.UUID]) -> dict[str, Any]:
     pgbench = shutil.which("pgbench")
     if pgbench is None:
         return {"skipped": "pgbench not installed"}
-    script = workdir / "update.sql"
-    array = ",".join(str(i) for i in ids)
+    script = session.workdir / "update.sql"
     script.write_text(
         f"\\set n random(1, {len(ids)})\n"
         "UPDATE balance SET seconds = seconds + 1"
-        f" WHERE sub_account_id = ('{{{array}}}'::uuid[])[:n] AND tier = 'PREMIUM';\n"
+        f" WHERE sub_account_id = ('{{{','.join(map(str, ids))}}}'::uuid[])[:n]"
+        " AND tier = 'PREMIUM';\n"
     )
     user, _, hostport = args.pg.partition("@")
     host, _, port = hostport.partition(":")
-    argv = [
-        pgbench,
-        "-h",
-        host,
-        "-p",
-        port or "5432",
-        "-U",
-        user,
-        "-n",
-        "-M",
-        "prepared",
-        "-c",
-        str(args.connections),
-        "-j",
-        "2",
-        "-T",
-        str(args.duration),
-        "-f",
-        str(script),
-        args.database,
-    ]
+    argv = [pgbench, "-h", host, "-p", port or "5432", "-U", user, "-n", "-M", "prepared"]
+    argv += ["-c", str(args.connections), "-j", "2", "-T", str(args.duration)]
+    argv += ["-f", str(script), args.database]
     done = subprocess.run(argv, capture_output=True, text=True)
     if done.returncode != 0:
         return {"failed": (done.stdout + done.stderr)[-1000:]}
-    tps = re.search(r"^tps = ([\d.]+)", done.stdout, re.MULTILINE)
-    latency = re.search(r"^latency average = ([\d.]+) ms", done.stdout, re.MULTILINE)
-    processed = re.search(r"number of transactions actually processed: (\d+)", done.stdout)
+
+    def find(pattern: str, kind: type) -> Any:
+        match = re.search(pattern, done.stdout, re.MULTILINE)
+        return kind(match[1]) if match else None
+
     return {
         "command": " ".join(argv),
-        "per_second": float(tps[1]) if tps else None,
-        "latency_average_ms": float(latency[1]) if latency else None,
-        "transactions": int(processed[1]) if processed else None,
+        "per_second": find(r"^tps = ([\d.]+)", float),
+        "latency_average_ms": find(r"^latency average = ([\d.]+) ms", float),
+        "transactions": find(r"number of transactions actually processed: (\d+)", int),
     }
 
 
-# ---- main ------------------------------------------------------------------------------------
+# ---- main ----------------------------------------------------------------------------------------
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = harness.arguments(__doc__, "agencyhub_bench_transfers")
     parser.add_argument("--duration", type=int, default=15, help="seconds of measured load")
     parser.add_argument("--warmup", type=int, default=3, help="seconds of load before it")
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--seed-minutes", type=int, default=1000, help="per secondary")
-    parser.add_argument("--primary-keeps", type=int, default=1000, help="minutes, after seeding")
-    parser.add_argument("--min-minutes", type=int, default=1)
-    parser.add_argument("--max-minutes", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=20261123, help="of the random pairs")
     parser.add_argument(
         "--profile",
         choices=("auto", "always", "never"),
         default="auto",
         help="py-spy run after the measured one (auto: when the target is missed)",
     )
-    parser.add_argument("--profile-seconds", type=int, default=8)
-    parser.add_argument("--top", type=int, default=25, help="rows of the profile tables")
-    parser.add_argument("--sql-warmup", type=float, default=2, help="seconds, SQL references")
     parser.add_argument(
         "--stats-settle", type=float, default=11, help="idle seconds before reading pg_stat"
     )
-    parser.add_argument("--pg", default=DEFAULT_PG, help="user@host:port of PostgreSQL")
-    parser.add_argument("--database", default="agencyhub_bench_transfers")
-    parser.add_argument("--keep-database", action="store_true")
-    parser.add_argument("--output", type=Path, help="JSON results file")
     parser.add_argument(
         "--pyspy-report",
         type=Path,
@@ -920,231 +601,153 @@ def main() -> int:
     )
     args = parser.parse_args()
     if args.pyspy_report:
-        report = analyse_pyspy(args.pyspy_report, args.top)
-        print(f"{report['samples']} samples; by step (inclusive):")
-        for row in report["by_step_inclusive"]:
-            print(f"  {row['percent']:5.1f}%  {row['step']}")
-        for title, key, label in (
-            ("by layer (self)", "by_layer_self", "layer"),
-            ("top frames (self)", "top_self", "frame"),
-            ("top frames (inclusive)", "top_inclusive", "frame"),
-        ):
-            print(f"{title}:")
-            for row in report[key]:
-                print(f"  {row['percent']:5.1f}%  {row[label]}")
+        print_pyspy(analyse_pyspy(args.pyspy_report))
         return 0
-    if shutil.which("wrk") is None:
-        print("wrk is not installed: sudo apt-get install -y wrk", file=sys.stderr)
-        return 2
-
-    args.started = timestamp()
-    load_before = loadavg()
-    workdir = Path(tempfile.mkdtemp(prefix="agencyhub-bench-transfers-"))
-    server: Server | None = None
-    database_created = False
-    try:
-        print(f"database {args.database}: recreating and migrating", flush=True)
-        pg_version = run_async(lambda: recreate_database(args.pg, args.database))
-        database_created = True
-        db_url = sqlalchemy_url(args.pg, args.database)
-        migrate(db_url, workdir)
-        prices = app_settings(db_url, workdir).price_book()
-
-        server = Server(
-            "graphql",
-            [sys.executable, str(BENCH_DIR / "serve_app.py")],
-            app_env(db_url, workdir),
-            workdir,
-        )
-        server.wait_ready()
-        t0 = time.monotonic()
-        setup = run_async(lambda: set_up(args, server.url, db_url))
-        seed_seconds = time.monotonic() - t0
+    harness.require_wrk()
+    with Session("transfers", args) as session:
+        prices = session.settings().price_book()
+        [server] = session.start("graphql")
+        started = time.monotonic()
+        setup = harness.over_api(server.url, lambda client: set_up(client, session.url))
+        seed_seconds = time.monotonic() - started
         print(
             f"seeded in {seed_seconds:.1f}s: 1 agency ({PLAN}), primary + {len(MARKUPS)}"
-            f" secondaries (markups {', '.join(setup['markups_percent'])} %),"
-            f" {args.seed_minutes} PREMIUM minutes each from the primary"
-            f" (top-up PLAN_GRANT {setup['top_up_minutes']} min)",
+            f" secondaries (markups {', '.join(setup['markups_percent'])} %), {SEED_MINUTES}"
+            f" PREMIUM minutes each from the primary (top-up {setup['top_up_minutes']} min)",
             flush=True,
         )
-        statements = run_async(
-            lambda: statements_of_one_transfer(
-                db_url, workdir, setup["token"], setup["ids"][0], setup["ids"][1]
-            )
+        statements = harness.run_async(
+            lambda: statements_of_one_transfer(session, setup["token"], setup["ids"])
         )
         print(
             f"one transferMinutes request: {statements['request_statements']} SQL statements"
-            f" besides transaction control; the outbox relay then ran"
+            " besides transaction control; the outbox relay then ran"
             f" {statements['relay_statements_after_one_transfer']} for it",
             flush=True,
         )
         for statement in statements["request"]:
             print(f"    {statement[:150]}")
-
-        value_before, negative_before, _ = run_async(
-            lambda: total_value(args.pg, args.database, prices)
-        )
-        if negative_before:
+        value_before, negative, _ = harness.run_async(lambda: total_value(session, prices))
+        if negative:
             raise RuntimeError("negative balances before the load")
-        transfers_before = run_async(lambda: count_transfers(args.pg, args.database))
-        script = write_lua(workdir, setup, args)
-
+        count = "SELECT count(*) FROM minute_transfer"
+        transfers_before = harness.run_async(lambda: session.fetchval(count))
+        prefix = f'{{"query":{json.dumps(LOAD_MUTATION)},"variables":{{"i":{{"fromId":"'
+        script = harness.lua_script(
+            session.workdir / "transfers.lua",
+            LUA,
+            TOKEN=setup["token"],
+            IDS=setup["ids"],
+            PREFIX=prefix,
+            MIN_MINUTES=MIN_MINUTES,
+            MAX_MINUTES=MAX_MINUTES,
+            SEED=RANDOM_SEED,
+            COUNTS=COUNTS,
+        )
         print(
-            f"wrk -t1 -c{args.connections} -d{args.duration}s transferMinutes, random pairs"
-            f" of {len(setup['ids'])}, {args.min_minutes}-{args.max_minutes} min"
-            f" ({args.warmup}s warm-up first)",
+            f"wrk -t1 -c{args.connections} -d{args.duration}s transferMinutes, random pairs of"
+            f" {len(setup['ids'])}, {MIN_MINUTES}-{MAX_MINUTES} min ({args.warmup}s warm-up)",
             flush=True,
         )
-        load = measure_load(args, server, script, db_url)
+        load = measure_load(session, server, script, args)
         run = load["run"]
         print(
-            f"  {run['transfers_per_second']:.1f} transfers/s"
-            f" ({run['requests_per_second']:.1f} req/s) p50 {run['p50_ms']:.1f} ms"
-            f" p99 {run['p99_ms']:.1f} ms; counts {run['counts']};"
-            f" server CPU {load['server_cpu_ms_per_request']} ms/req; CPU s {load['cpu_seconds']}",
+            f"  {run['transfers_per_second']:.1f} transfers/s ({run['requests_per_second']:.1f}"
+            f" req/s) p50 {run['p50_ms']:.1f} ms p99 {run['p99_ms']:.1f} ms; counts"
+            f" {run['counts']}; server CPU {load['server_cpu_ms_per_request']} ms/req;"
+            f" CPU s {load['cpu_seconds']}",
             flush=True,
         )
         print(f"  PostgreSQL per transfer: {load['postgresql_counters_per_committed_transfer']}")
-
         missed = run["transfers_per_second"] < TARGET_TRANSFERS_PER_SECOND
         profile = None
         if args.profile == "always" or (args.profile == "auto" and missed):
-            print(f"profiling the server under the same load (py-spy, {args.profile_seconds}s)")
-            profile = profile_under_load(args, server, script, workdir)
+            print(f"profiling the server under the same load (py-spy, {PROFILE_SECONDS}s)")
+            profile = profile_under_load(session, server, script, args)
             if "by_layer_self" in profile:
-                for row in profile["by_step_inclusive"]:
-                    print(f"  {row['percent']:5.1f}%  {row['step']}")
-                print("  by layer (self):")
-                for row in profile["by_layer_self"]:
-                    print(f"  {row['percent']:5.1f}%  {row['layer']}")
-                print("  top frames by self samples:")
-                for row in profile["top_self"][:15]:
-                    print(f"  {row['percent']:5.1f}%  {row['frame']}")
+                print_pyspy(profile)
             else:
-                print(f"  profile failed: {profile}")
-
-        transfers_since = run_async(lambda: count_transfers(args.pg, args.database))
-        checked = invariants(
-            args, db_url, workdir, prices, value_before, transfers_since - transfers_before
-        )
+                print(f"  profile: {profile}")
+        moved = harness.run_async(lambda: session.fetchval(count)) - transfers_before
+        checked = invariants(session, prices, value_before, moved)
         print(
-            f"invariants after {transfers_since - transfers_before} transfers:"
-            f" violations {len(checked['violations'])} {checked['violations'] or ''};"
-            f" {checked['check_ledger_output']}; negative balances"
-            f" {checked['negative_balances']}; value lost to rounding"
+            f"invariants after {moved} transfers: violations {len(checked['violations'])}"
+            f" {checked['violations'] or ''}; {checked['check_ledger_output']}; negative"
+            f" balances {checked['negative_balances']}; value lost to rounding"
             f" {checked['value_lost_to_rounding_usd']} USD",
             flush=True,
         )
-        server.stop()
-        server = None
+        session.stop_servers()
 
-        keys = [global_key(g) for g in setup["ids"]]
+        keys = [harness.global_key(g) for g in setup["ids"]]
         print(f"reference 1: the transfer transaction from asyncpg, {args.connections} conns")
-        sql_transfer = run_async(
-            lambda: sql_transfers(args, keys, prices.premium_micros_per_minute)
-        )
+        base = prices.premium_micros_per_minute
+        sql_transfer = harness.run_async(lambda: sql_transfers(session, args, keys, base))
         print(f"  {sql_transfer['per_second']:.1f}/s {sql_transfer}")
         ledger_after_sql = {
-            "transfers_without_matching_ledger_entries": run_async(
-                lambda: transfer_ledger_mismatches(args.pg, args.database)
+            "transfers_without_matching_ledger_entries": harness.run_async(
+                lambda: session.fetchval(TRANSFER_LEDGER_MISMATCHES)
             ),
-            "check_ledger_exit_code": check_ledger(db_url, workdir)[0],
+            "check_ledger_exit_code": session.cli("check-ledger").returncode,
         }
         print(f"  ledger after it: {ledger_after_sql}")
         print(f"reference 2: single-row UPDATE from asyncpg, {args.connections} conns, autocommit")
-        raw = run_async(lambda: raw_updates(args, keys))
+        raw = harness.run_async(lambda: raw_updates(session, args, keys))
         print(f"  {raw['per_second']:.1f}/s {raw}")
         print("reference 3: the same UPDATE with pgbench")
-        bench = pgbench_updates(args, keys, workdir)
+        bench = pgbench_updates(session, args, keys)
         print(f"  {bench}")
-        load_after = loadavg()
 
         ratio = run["transfers_per_second"] / raw["per_second"] if raw["per_second"] else None
-        ratio_pgbench = (
-            run["transfers_per_second"] / bench["per_second"] if bench.get("per_second") else None
-        )
+        by_pgbench = bench.get("per_second")
+        ratio_pgbench = run["transfers_per_second"] / by_pgbench if by_pgbench else None
         counts = run["counts"]
         failures = counts["graphql_errors"] + counts["non_200"] + counts["other_user_errors"]
         failures += sum(run["socket_errors"].values())
-        print()
-        print(f"transfers/s (API, wrk -c{args.connections}):  {run['transfers_per_second']:.1f}")
-        print(f"  latency p50 / p99:               {run['p50_ms']:.1f} / {run['p99_ms']:.1f} ms")
-        print(f"  INSUFFICIENT_MINUTES answers:    {counts['insufficient']}")
-        print(
-            f"  GraphQL errors / non-200 / other: {counts['graphql_errors']} /"
-            f" {counts['non_200']} / {counts['other_user_errors']}"
-        )
-        print(f"transfer transaction via asyncpg/s: {sql_transfer['per_second']:.1f}")
-        print(f"raw UPDATE/s (asyncpg):            {raw['per_second']:.1f}")
-        print(f"raw UPDATE/s (pgbench):            {bench.get('per_second')}")
-        if ratio is not None:
-            print(
-                f"ratio transfers / raw UPDATE:      {ratio:.1%} (pgbench: "
-                f"{'' if ratio_pgbench is None else f'{ratio_pgbench:.1%}'})"
-            )
-        print(f"invariant violations: {len(checked['violations'])}")
         target_met = not missed and not checked["violations"]
         print(
+            f"\ntransfers/s (API, wrk -c{args.connections}): {run['transfers_per_second']:.1f}"
+            f"  (p50 / p99 {run['p50_ms']:.1f} / {run['p99_ms']:.1f} ms)\n"
+            f"  INSUFFICIENT_MINUTES {counts['insufficient']}; GraphQL errors / non-200 / other"
+            f" {counts['graphql_errors']} / {counts['non_200']} / {counts['other_user_errors']}\n"
+            f"transfer transaction via asyncpg/s: {sql_transfer['per_second']:.1f}\n"
+            f"raw UPDATE/s asyncpg / pgbench: {raw['per_second']:.1f} / {by_pgbench or 0:.1f}\n"
+            f"ratio transfers / raw UPDATE: {ratio or 0:.1%} (pgbench {ratio_pgbench or 0:.1%})\n"
+            f"invariant violations: {len(checked['violations'])}\n"
             f"target >= {TARGET_TRANSFERS_PER_SECOND} transfers/s with 0 violations:"
             f" {'met' if target_met else 'MISSED'}"
         )
-        print(f"load average before {load_before}, after {load_after}")
-
-        result = {
-            "benchmark": "transfers",
-            "started_at": args.started,
-            "machine": machine_info(pg_version),
-            "working_tree": working_tree(),
-            "settings": {
-                k: v
-                for k, v in vars(args).items()
-                if k not in ("output", "started", "keep_database")
-            },
-            "dataset": {
-                "agencies": 1,
-                "plan": PLAN,
-                "sub_accounts": len(setup["ids"]),
-                "markups_percent": setup["markups_percent"],
-                "seed_minutes_per_secondary": args.seed_minutes,
-                "top_up_plan_grant_minutes": setup["top_up_minutes"],
-            },
-            "seed_seconds": round(seed_seconds, 1),
-            "load_mutation": LOAD_MUTATION,
-            "statements_per_transfer": statements,
-            "load": load,
-            "profile": profile,
-            "invariants": checked,
-            "invariant_violations": len(checked["violations"]),
-            "reference_sql_transfer": sql_transfer,
-            "ledger_after_sql_transfers": ledger_after_sql,
-            "reference_raw_update_asyncpg": raw,
-            "reference_raw_update_pgbench": bench,
-            "transfers_per_second": run["transfers_per_second"],
-            "ratio_to_raw_update": round(ratio, 4) if ratio is not None else None,
-            "ratio_to_raw_update_pgbench": (
-                round(ratio_pgbench, 4) if ratio_pgbench is not None else None
-            ),
-            "target_transfers_per_second": TARGET_TRANSFERS_PER_SECOND,
-            "target_met": target_met,
-            "failed_requests": failures,
-            "loadavg_before": load_before,
-            "loadavg_after": load_after,
-        }
-        output = args.output or RESULTS_DIR / f"transfers-{args.started}.json"
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(result, indent=2, default=str) + "\n")
-        print(f"wrote {output}")
+        session.write(
+            {
+                "settings": {k: v for k, v in vars(args).items() if k != "output"},
+                "dataset": {
+                    "agencies": 1,
+                    "plan": PLAN,
+                    "sub_accounts": len(setup["ids"]),
+                    "markups_percent": setup["markups_percent"],
+                    "seed_minutes_per_secondary": SEED_MINUTES,
+                    "top_up_plan_grant_minutes": setup["top_up_minutes"],
+                },
+                "seed_seconds": round(seed_seconds, 1),
+                "load_mutation": LOAD_MUTATION,
+                "statements_per_transfer": statements,
+                "load": load,
+                "profile": profile,
+                "invariants": checked,
+                "invariant_violations": len(checked["violations"]),
+                "reference_sql_transfer": sql_transfer,
+                "ledger_after_sql_transfers": ledger_after_sql,
+                "reference_raw_update_asyncpg": raw,
+                "reference_raw_update_pgbench": bench,
+                "transfers_per_second": run["transfers_per_second"],
+                "ratio_to_raw_update": round(ratio, 4) if ratio is not None else None,
+                "ratio_to_raw_update_pgbench": round(ratio_pgbench, 4) if ratio_pgbench else None,
+                "target_transfers_per_second": TARGET_TRANSFERS_PER_SECOND,
+                "target_met": target_met,
+                "failed_requests": failures,
+            }
+        )
         return 1 if failures or checked["violations"] else 0
-    except BaseException:
-        if server is not None:
-            print(f"--- server log (tail) ---\n{server.log_tail()}", file=sys.stderr)
-        raise
-    finally:
-        if server is not None:
-            server.stop()
-        if database_created and not args.keep_database:
-            run_async(lambda: drop_database(args.pg, args.database))
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
