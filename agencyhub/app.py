@@ -91,9 +91,6 @@ def build_broker(settings: Settings) -> Broker:
     return RedisBroker(settings.redis_url) if settings.redis_url else InProcessBroker()
 
 
-GC_THRESHOLDS = (2_000, 10, 100)
-
-
 @contextlib.asynccontextmanager
 async def running_services(settings: Settings) -> AsyncIterator[tuple[Services, OutboxRelay]]:
     """Database (migrated in the embedded default), broker and relay, closed on exit."""
@@ -170,12 +167,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
             # (measured: about half of a 500-client list's time went to full collections).
             gc.collect()
             gc.freeze()
-            # With 10,000 open sockets a process holds ~1.5 M objects, and under load the
-            # default thresholds (700, 10, 10) ran full collections that paused the loop for
-            # 0.3-3 s. A larger youngest generation lets a request's objects die before they
-            # are promoted, and full collections wait for 100 middle ones: pauses under the
-            # same load stayed under 150 ms (BENCHMARKS.md, "Fan-out").
-            gc.set_threshold(*GC_THRESHOLDS)
             try:
                 yield
             finally:
