@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -235,51 +235,68 @@ class Server:
         self._log.close()
 
 
-def cpu_by_group(server_pids: Sequence[int]) -> dict[str, float]:
-    """CPU seconds so far: the servers (with their children), PostgreSQL, every other process,
-    this script's exited children (wrk, pgbench, py-spy), and the machine's split."""
-    servers = set()
-    for pid in server_pids:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            servers |= {pid, *(p.pid for p in psutil.Process(pid).children(recursive=True))}
-    groups: dict[str, float] = defaultdict(float)
+def cpu_by_group(groups: Mapping[str, Sequence[int]]) -> dict[str, float]:
+    """CPU seconds so far: each of `groups` (processes with their children), this script,
+    PostgreSQL, Redis, every other process, this script's exited children (wrk, pgbench), and
+    the machine's split."""
+    group_of: dict[int, str] = {}
+    for name, pids in groups.items():
+        for pid in pids:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                tree = [pid, *(p.pid for p in psutil.Process(pid).children(recursive=True))]
+                group_of.update(dict.fromkeys(tree, name))
+    used: dict[str, float] = defaultdict(float)
     for process in psutil.process_iter(["name", "cpu_times"]):
-        times = process.info["cpu_times"]
-        if times is None or process.pid == os.getpid():
+        times, name = process.info["cpu_times"], process.info["name"] or ""
+        if times is None:
             continue
-        if process.pid in servers:
-            group = "app server"
-        elif process.info["name"] == "postgres":
+        if process.pid in group_of:
+            group = group_of[process.pid]
+        elif process.pid == os.getpid():
+            group = "this script"
+        elif name == "postgres":
             group = "postgresql"
+        elif name.startswith("redis-server"):
+            group = "redis"
         else:
             group = "other processes"
-        groups[group] += times.user + times.system
+        used[group] += times.user + times.system
     me = psutil.Process().cpu_times()
-    groups["this script's children (wrk)"] = me.children_user + me.children_system
+    used["this script's children (wrk)"] = me.children_user + me.children_system
     machine = psutil.cpu_times()
-    groups["machine user+nice"] = machine.user + machine.nice
-    groups["machine system"] = machine.system
-    groups["machine irq+softirq"] = machine.irq + machine.softirq
-    groups["machine idle+iowait"] = machine.idle + machine.iowait
-    groups["machine steal"] = machine.steal
-    return dict(groups)
+    used["machine busy"] = machine.user + machine.nice + machine.system + machine.steal
+    used["machine busy"] += machine.irq + machine.softirq
+    used["machine irq+softirq+steal"] = machine.irq + machine.softirq + machine.steal
+    used["machine idle+iowait"] = machine.idle + machine.iowait
+    return dict(used)
 
 
 @contextlib.contextmanager
-def cpu_used(server_pids: Sequence[int]) -> Iterator[dict[str, float]]:
-    """Fills the yielded dict with the CPU seconds by group (`cpu_by_group`) spent in the block;
-    warns when other processes took more than OTHER_CPU_WARNING of a core meanwhile."""
+def cpu_used(groups: Mapping[str, Sequence[int]]) -> Iterator[dict[str, float]]:
+    """Fills the yielded dict with the CPU seconds by group (`cpu_by_group`) spent in the block,
+    with "unattributed (processes that ended)" (busy time no living process accounts for) and
+    "wall_seconds"; warns when other processes took more than OTHER_CPU_WARNING of a core."""
     used: dict[str, float] = {}
-    before, started = cpu_by_group(server_pids), time.monotonic()
+    before, started = cpu_by_group(groups), time.monotonic()
     yield used
-    after = cpu_by_group(server_pids)
+    after, wall = cpu_by_group(groups), time.monotonic() - started
     used.update({k: round(v - before.get(k, 0.0), 2) for k, v in after.items()})
-    if used.get("other processes", 0.0) > OTHER_CPU_WARNING * (time.monotonic() - started):
+    processes = sum(v for k, v in used.items() if not k.startswith("machine"))
+    busy = used["machine busy"] - used["machine irq+softirq+steal"]
+    used["unattributed (processes that ended)"] = round(busy - processes, 2)
+    used["wall_seconds"] = round(wall, 2)
+    if used.get("other processes", 0.0) > OTHER_CPU_WARNING * wall:
         print(
             f"  WARNING: other processes used {used['other processes']} s of CPU during the run:"
             " the machine was not idle",
             flush=True,
         )
+
+
+def cores(used: dict[str, float]) -> dict[str, float]:
+    """`cpu_used`'s seconds as cores: seconds per wall-clock second."""
+    wall = used["wall_seconds"]
+    return {k: round(v / wall, 2) for k, v in used.items() if k != "wall_seconds" and wall > 0}
 
 
 # ---- one benchmark run ---------------------------------------------------------------------------
@@ -482,7 +499,7 @@ def sequential(
     with httpx.Client(base_url=server.url, timeout=120) as client:
         for _ in range(warmup):
             client.post("/graphql", content=body, headers=headers)
-        with cpu_used([server.process.pid]) as cpu:
+        with cpu_used({"app server": [server.process.pid]}) as cpu:
             for _ in range(requests):
                 started = time.perf_counter()
                 response = client.post("/graphql", content=body, headers=headers)

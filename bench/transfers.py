@@ -176,7 +176,7 @@ def measure_load(session: Session, server: Server, script: Path, args: Any) -> d
     warmup = run_wrk(server, script, args.warmup, args.connections) if args.warmup else None
     time.sleep(args.stats_settle)  # backends flush their statistics when idle
     before = harness.run_async(lambda: database_counters(session))
-    with harness.cpu_used([server.process.pid]) as cpu:
+    with harness.cpu_used({"app server": [server.process.pid]}) as cpu:
         run = run_wrk(server, script, args.duration, args.connections)
     time.sleep(args.stats_settle)
     after = harness.run_async(lambda: database_counters(session))
