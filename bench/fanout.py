@@ -684,8 +684,8 @@ async def seed(args: argparse.Namespace, urls: list[str]) -> list[dict[str, Any]
 async def wait_outbox_empty(session: Session, limit_s: float) -> int:
     """Waits until every outbox event is published (or `limit_s`); returns how many are not."""
     async with session.connect() as conn:
-        t0 = time.monotonic()
-        while (left := int(await conn.fetchval(UNPUBLISHED))) and time.monotonic() - t0 < limit_s:  # noqa: ASYNC110
+        deadline = time.monotonic() + limit_s
+        while (left := int(await conn.fetchval(UNPUBLISHED))) and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.2)
         return left
 

@@ -221,7 +221,6 @@ class Server:
         return self.usage().cpu_seconds
 
     def log_tail(self, lines: int = 40) -> str:
-        self._log.flush()
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self) -> None:
