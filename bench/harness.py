@@ -705,7 +705,6 @@ async def in_process_app(
 @dataclass(frozen=True)
 class Statement:
     sql: str
-    parameters: Any
     seconds: float  # from the cursor's execute to its return, the round trip included
     kind: str  # "request", "control" (BEGIN, COMMIT, …) or "relay" (the outbox relay's)
 
@@ -736,7 +735,7 @@ def statements_of(database: Any) -> Iterator[list[Statement]]:
         started = conn.info.get("bench_started")
         if started:  # a statement already running when the listeners came has none
             spent = time.perf_counter() - started.pop()
-            seen.append(Statement(sql, parameters, spent, _kind(sql)))
+            seen.append(Statement(sql, spent, _kind(sql)))
 
     listeners = [(e, n, f) for e in engines for n, f in (("before", before), ("after", after))]
     for engine, name, listener in listeners:
@@ -827,8 +826,8 @@ async def profiled(load: Callable[[], Awaitable[object]], requests: int, html: P
 
 
 def profile_summary(profiler: Any, html: Path) -> dict[str, Any]:
-    """Self time by layer and by function, inclusive time by function (all, agencyhub's,
-    SQLAlchemy's) of a pyinstrument profile, printed; its HTML report written to `html`."""
+    """Self time by layer and by function and inclusive time by function of a pyinstrument
+    profile, printed; its HTML report written to `html`."""
     root = profiler.last_session.root_frame(trim_stem=False)
     layer_self: dict[str, float] = defaultdict(float)
     self_time: dict[str, float] = defaultdict(float)
@@ -873,15 +872,12 @@ def profile_summary(profiler: Any, html: Path) -> dict[str, Any]:
         "layers_self": rows(layer_self, len(layer_self)),
         "top_self": rows(self_time, 25),
         "top_inclusive": rows(inclusive, 25, SERVER_LAYERS),
-        "top_inclusive_agencyhub": rows(inclusive, 15, ["agencyhub code"]),
-        "top_inclusive_sqlalchemy": rows(inclusive, 15, ["sqlalchemy"]),
     }
     print(profiler.output_text(unicode=True, color=False, show_all=False))
     for key, title in (
         ("layers_self", "self time by layer (C calls count for their caller's layer)"),
         ("top_self", "top functions by self time"),
         ("top_inclusive", "top app and library functions by inclusive time"),
-        ("top_inclusive_agencyhub", "top agencyhub functions by inclusive time"),
     ):
         print(f"\n{title}:")
         for row in summary[key]:
