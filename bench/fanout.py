@@ -31,16 +31,11 @@ import httpx
 import orjson
 from harness import Server, Session
 
-CREATE = """mutation($i: CreateSubAccountInput!) { createSubAccount(input: $i) {
-  subAccount { id } userErrors { code message } } }"""
-GRANT = """mutation($i: TransferMinutesInput!) { transferMinutes(input: $i) {
-  transfer { id } userErrors { code message } } }"""
-KEY = 'mutation { createApiKey(input: {name: "fanout"}) { secret } }'
+PLAN = "Agency Unlimited"
 RECORD = """mutation($calls: [CallInput!]!) { recordCalls(input: {calls: $calls}) {
   accepted duplicates rejected { code } } }"""
 USAGE = """subscription($id: ID) { usageUpdated(subAccountId: $id) {
   sequence subAccount { id } walletBalance { amount } } }"""
-UNPUBLISHED = "SELECT count(*) FROM outbox WHERE published_at IS NULL"
 CALL_SECONDS = 6
 ERROR_SAMPLES = 5
 
@@ -293,27 +288,12 @@ class WebSocketSubscribers(Received):
         self.closing = False
 
     async def open(self, url: str, token: str, subs: list[int], gate: asyncio.Semaphore) -> None:
-        from websockets.asyncio.client import connect
-
+        subscriptions = [(str(j), USAGE, {"id": self.layout.sub_target[j]}) for j in subs]
+        options = {"compression": self.compression, "open_timeout": 120, "max_size": 2**20}
+        options["ping_interval"] = None  # no WebSocket pings of its own, as browsers
         async with gate:
             try:
-                ws = await connect(
-                    url.replace("http", "ws", 1) + "/graphql",
-                    subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
-                    compression=self.compression,
-                    open_timeout=120,
-                    max_size=2**20,
-                    ping_interval=None,  # as browsers: no WebSocket pings of their own
-                )
-                init = {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
-                await ws.send(orjson.dumps(init).decode())
-                ack = orjson.loads(await asyncio.wait_for(ws.recv(decode=False), 120))
-                if ack.get("type") != "connection_ack":
-                    raise RuntimeError(f"no connection_ack: {ack}")
-                for j in subs:
-                    payload = {"query": USAGE, "variables": {"id": self.layout.sub_target[j]}}
-                    message = {"id": str(j), "type": "subscribe", "payload": payload}
-                    await ws.send(orjson.dumps(message).decode())
+                ws = await harness.subscribe(url, token, subscriptions, **options)
             except Exception as exc:
                 self.problem("socket_open_failed", repr(exc))
                 return
@@ -642,9 +622,8 @@ async def seed(args: argparse.Namespace, urls: list[str]) -> list[dict[str, Any]
 
         async def sign_up(a: int) -> Any:
             async with gate:
-                email = f"fanout{a}@bench.example"
-                plan = "Agency Unlimited"
-                return await harness.sign_up_on_plan(clients[a % 2], f"Fanout {a}", email, plan)
+                name, email = f"Fanout {a}", f"fanout{a}@bench.example"
+                return await harness.sign_up_on_plan(clients[a % 2], name, email, PLAN)
 
         signed = await asyncio.gather(*(sign_up(a) for a in range(args.agencies)))
         per, extra = divmod(args.sub_accounts, args.agencies)
@@ -652,42 +631,24 @@ async def seed(args: argparse.Namespace, urls: list[str]) -> list[dict[str, Any]
         gate = asyncio.Semaphore(8)
 
         async def sub_account(a: int, n: int) -> str:
-            agency, client = signed[a], clients[n % 2]
-            minutes = max(1, min(10, 1800 // max(1, sizes[a])))
+            token, client = signed[a].token, clients[n % 2]
             async with gate:
-                made = {"name": f"Client {a}-{n}", "loginEmail": f"c{a}-{n}@fanout.example"}
-                body = await harness.gql(client, CREATE, {"i": made}, agency.token)
-                payload = body["data"]["createSubAccount"]
-                if payload["userErrors"]:
-                    raise RuntimeError(f"createSubAccount: {payload['userErrors']}")
-                gid = str(payload["subAccount"]["id"])
-                grant = {"fromId": agency.primary_gid, "toId": gid, "tier": "PREMIUM"}
-                grant["minutes"] = str(minutes)
-                body = await harness.gql(client, GRANT, {"i": grant}, agency.token)
-                if body["data"]["transferMinutes"]["userErrors"]:
-                    raise RuntimeError(f"transferMinutes: {body['data']['transferMinutes']}")
+                name, email = f"Client {a}-{n}", f"c{a}-{n}@fanout.example"
+                gid = await harness.create_sub_account(client, token, name, email)
+                minutes = max(1, min(10, 1800 // max(1, sizes[a])))
+                primary = signed[a].primary_gid
+                await harness.transfer(client, token, primary, gid, minutes, "PREMIUM")
                 return gid
 
         agencies = []
         for a, agency in enumerate(signed):
             targets = await asyncio.gather(*(sub_account(a, n) for n in range(sizes[a])))
-            key = (await harness.gql(clients[0], KEY, token=agency.token))["data"]
-            agencies.append(
-                {"token": agency.token, "key": key["createApiKey"]["secret"], "targets": targets}
-            )
+            key = await harness.api_key(clients[0], agency.token)
+            agencies.append({"token": agency.token, "key": key, "targets": targets})
         return agencies
     finally:
         for client in clients:
             await client.aclose()
-
-
-async def wait_outbox_empty(session: Session, limit_s: float) -> int:
-    """Waits until every outbox event is published (or `limit_s`); returns how many are not."""
-    async with session.connect() as conn:
-        deadline = time.monotonic() + limit_s
-        while (left := int(await conn.fetchval(UNPUBLISHED))) and time.monotonic() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.2)
-        return left
 
 
 async def outbox_stamps(session: Session) -> dict[int, tuple[float, float | None]]:
@@ -715,7 +676,7 @@ async def fanout_run(
     layout = lay_out(agencies, args)
     # The seeding's own events must be out before anyone subscribes: one reaching a new
     # subscription would count as an unexpected event.
-    unpublished = await wait_outbox_empty(session, 30)
+    unpublished = await session.wait_outbox_published(30)
     await asyncio.sleep(2)
     rss_before = rss_kib(servers)
     subscribers = WebSocketSubscribers(layout, None if args.compression == "none" else "deflate")
@@ -742,7 +703,7 @@ async def fanout_run(
 
     try:
         warmup = await warm_up(args, layout, subscribers, publish)
-        await wait_outbox_empty(session, 60)  # the servers' backlog too
+        await session.wait_outbox_published(60)  # the servers' backlog too
         await asyncio.sleep(args.idle)
         rss_idle = rss_kib(servers)
         groups = {"server processes": [s.process.pid for s in servers]}

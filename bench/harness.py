@@ -394,6 +394,16 @@ class Session:
         async with connect(self.pg, self.database) as conn:
             return await conn.fetchval(sql, *args)
 
+    async def wait_outbox_published(self, limit_s: float) -> int:
+        """Waits until the app's relay has published every outbox event, or `limit_s`; returns
+        how many are left."""
+        unpublished = "SELECT count(*) FROM outbox WHERE published_at IS NULL"
+        async with self.connect() as conn:
+            deadline = time.monotonic() + limit_s
+            while (left := await conn.fetchval(unpublished)) and time.monotonic() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.2)
+            return int(left)
+
     def write(self, result: dict[str, Any]) -> Path:
         """The results file: the run's name, start, machine and code, then `result`."""
         load_after = os.getloadavg()
@@ -417,15 +427,8 @@ class Session:
 
 # ---- GraphQL over HTTP ---------------------------------------------------------------------------
 
-SIGN_UP = """
-mutation SignUp($input: SignUpAgencyInput!) {
-  signUpAgency(input: $input) {
-    token
-    agency { id primarySubAccount { id } }
-    userErrors { code message field }
-  }
-}
-"""
+SIGN_UP = """mutation SignUp($input: SignUpAgencyInput!) { signUpAgency(input: $input) {
+  token agency { id primarySubAccount { id } } userErrors { code message field } } }"""
 
 
 @dataclass(frozen=True)
@@ -466,6 +469,68 @@ async def sign_up_on_plan(
     return BenchAgency(
         payload["token"], payload["agency"]["id"], payload["agency"]["primarySubAccount"]["id"]
     )
+
+
+CREATE_SUB_ACCOUNT = """mutation($i: CreateSubAccountInput!) { createSubAccount(input: $i) {
+  subAccount { id } userErrors { code message } } }"""
+TRANSFER = """mutation($i: TransferMinutesInput!) { transferMinutes(input: $i) {
+  transfer { id } userErrors { code message } } }"""
+API_KEY = 'mutation { createApiKey(input: {name: "bench"}) { secret } }'
+
+
+async def mutate(
+    client: httpx.AsyncClient, query: str, variables: dict[str, Any], token: str
+) -> dict[str, Any]:
+    """A mutation's payload (its only field); raises on GraphQL errors or userErrors."""
+    [(field, payload)] = (await gql(client, query, variables, token))["data"].items()
+    if payload.get("userErrors"):
+        raise RuntimeError(f"{field} failed: {payload['userErrors']}")
+    return dict(payload)
+
+
+async def create_sub_account(
+    client: httpx.AsyncClient, token: str, name: str, email: str, **fields: str
+) -> str:
+    """A secondary sub-account made through `createSubAccount`; its global ID."""
+    made = {"name": name, "loginEmail": email, **fields}
+    return str((await mutate(client, CREATE_SUB_ACCOUNT, {"i": made}, token))["subAccount"]["id"])
+
+
+async def transfer(
+    client: httpx.AsyncClient, token: str, source: str, to: str, minutes: int, tier: str
+) -> None:
+    """`minutes` of `tier` moved by `transferMinutes`; raises unless the transfer was made."""
+    moved = {"fromId": source, "toId": to, "tier": tier, "minutes": str(minutes)}
+    if not (await mutate(client, TRANSFER, {"i": moved}, token))["transfer"]:
+        raise RuntimeError(f"no transfer of {moved}")
+
+
+async def api_key(client: httpx.AsyncClient, token: str) -> str:
+    """A new ingest API key's secret."""
+    return str((await gql(client, API_KEY, token=token))["data"]["createApiKey"]["secret"])
+
+
+async def subscribe(
+    url: str, token: str, subscriptions: Sequence[tuple[str, str, dict[str, Any]]], **options: Any
+) -> Any:
+    """A graphql-transport-ws socket to the app at `url`, initialised with `token`, with the
+    `subscriptions` (id, query, variables) sent; `options` go to websockets' `connect`."""
+    from websockets.asyncio.client import connect
+
+    ws = await connect(
+        url.replace("http", "ws", 1) + "/graphql",
+        subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+        **options,
+    )
+    init = {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
+    await ws.send(json.dumps(init))
+    ack = json.loads(await asyncio.wait_for(ws.recv(), 120))
+    if ack.get("type") != "connection_ack":
+        raise RuntimeError(f"no connection_ack: {ack}")
+    for id_, query, variables in subscriptions:
+        payload = {"query": query, "variables": variables}
+        await ws.send(json.dumps({"id": id_, "type": "subscribe", "payload": payload}))
+    return ws
 
 
 def over_api(url: str, work: Callable[[httpx.AsyncClient], Awaitable[T]]) -> T:

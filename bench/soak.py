@@ -25,18 +25,18 @@ from harness import Server, Session
 
 from resolvers.global_id import from_global_id
 
-CREATE = """mutation($i: CreateSubAccountInput!) { createSubAccount(input: $i) {
-  subAccount { id } userErrors { code message } } }"""
 SOURCE = """mutation($i: SetBalanceSourceInput!) { setBalanceSource(input: $i) {
   userErrors { code } } }"""
 TRANSFER = """mutation($i: TransferMinutesInput!) { transferMinutes(input: $i) {
   transfer { id sentSeconds } userErrors { code message } } }"""
-KEY = 'mutation { createApiKey(input: {name: "soak"}) { secret } }'
 RECORD = """mutation($calls: [CallInput!]!) { recordCalls(input: {calls: $calls}) {
   accepted duplicates rejected { externalId code } } }"""
 VIEWER = "{ viewer { agency { name primarySubAccount { balances { tier seconds } } } } }"
 REPORT = """query($from: Date!, $to: Date!) { viewer { agency { report(range: {from: $from,
   to: $to}) { totalMinutesUsed clients(first: 50) { totalCount } } } } }"""
+TOTALS = """SELECT (SELECT count(*) FROM call), (SELECT coalesce(sum(duration_seconds), 0)
+  FROM call), (SELECT coalesce(sum(calls), 0) FROM usage_hourly), (SELECT coalesce(sum(seconds),
+  0) FROM usage_hourly), (SELECT count(*) FROM minute_transfer)"""
 USAGE = """subscription($id: ID) { usageUpdated(subAccountId: $id) { sequence
   subAccount { id } balances { tier seconds } } }"""
 
@@ -111,24 +111,20 @@ def a_call(sub_account: str, rng: random.Random) -> dict[str, Any]:
 
 
 async def seed(urls: list[str], sub_accounts: int) -> dict[str, Any]:
+    """An agency on Partner, `sub_accounts` clients with 100 BASIC minutes each from the
+    primary, half of them billing the agency (their calls debit the primary), an ingest key."""
     async with httpx.AsyncClient(base_url=urls[0], timeout=60) as client:
         agency = await harness.sign_up_on_plan(client, "Soak", "soak@bench.example", "Partner")
-        token = agency.token
-        ids = []
+        token, ids = agency.token, []
         for n in range(sub_accounts):
-            body = await harness.gql(
-                client,
-                CREATE,
-                {"i": {"name": f"Client {n}", "loginEmail": f"c{n}@soak.example"}},
-                token,
+            gid = await harness.create_sub_account(
+                client, token, f"Client {n}", f"c{n}@soak.example"
             )
-            ids.append(body["data"]["createSubAccount"]["subAccount"]["id"])
-        for n, gid in enumerate(ids):
-            if n % 2:  # half of them bill the agency: their calls debit the primary
-                await harness.gql(client, SOURCE, {"i": {"id": gid, "source": "AGENCY"}}, token)
-            grant = {"fromId": agency.primary_gid, "toId": gid, "tier": "BASIC", "minutes": "100"}
-            await harness.gql(client, TRANSFER, {"i": grant}, token)
-        key = (await harness.gql(client, KEY, token=token))["data"]["createApiKey"]["secret"]
+            if n % 2:
+                await harness.mutate(client, SOURCE, {"i": {"id": gid, "source": "AGENCY"}}, token)
+            await harness.transfer(client, token, agency.primary_gid, gid, 100, "BASIC")
+            ids.append(gid)
+        key = await harness.api_key(client, token)
     return {"token": token, "key": key, "primary": agency.primary_gid, "sub_accounts": ids}
 
 
@@ -142,18 +138,7 @@ class Watchers:
         self.tasks: list[asyncio.Task[None]] = []
 
     async def open(self, url: str, token: str, sub_account: str, n: int) -> None:
-        from websockets.asyncio.client import connect
-
-        ws = await connect(
-            url.replace("http", "ws", 1) + "/graphql", subprotocols=["graphql-transport-ws"]
-        )  # type: ignore[list-item]
-        init = {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
-        await ws.send(orjson.dumps(init).decode())
-        assert orjson.loads(await ws.recv())["type"] == "connection_ack"
-        payload = {"query": USAGE, "variables": {"id": sub_account}}
-        await ws.send(
-            orjson.dumps({"id": str(n), "type": "subscribe", "payload": payload}).decode()
-        )
+        ws = await harness.subscribe(url, token, [(str(n), USAGE, {"id": sub_account})])
         self.sockets.append(ws)
         self.tasks.append(asyncio.create_task(self.read(ws, sub_account)))
 
@@ -221,13 +206,8 @@ async def load(
     async def transfer() -> None:
         source, destination = rng.sample(everyone, 2)
         idempotency_key = uuid.uuid4().hex
-        i = {
-            "fromId": source,
-            "toId": destination,
-            "tier": "BASIC",
-            "minutes": str(rng.randint(1, 5)),
-            "idempotencyKey": idempotency_key,
-        }
+        i = {"fromId": source, "toId": destination, "tier": "BASIC"}
+        i |= {"minutes": str(rng.randint(1, 5)), "idempotencyKey": idempotency_key}
         for _ in range(2 if rng.random() < 0.1 else 1):  # some retried with the same key
             data = await post(
                 traffic, clients[next(turn) % 2], "transferMinutes", TRANSFER, {"i": i}, token
@@ -255,12 +235,8 @@ async def load(
     async def sample_memory(until: float) -> None:
         t0 = time.monotonic()
         while time.monotonic() < until + args.settle:
-            rss.append(
-                {
-                    "t": round(time.monotonic() - t0, 1),
-                    **{s.name: s.usage().rss_bytes // 1024 for s in servers},
-                }
-            )
+            sample = {s.name: s.usage().rss_bytes // 1024 for s in servers}
+            rss.append({"t": round(time.monotonic() - t0, 1), **sample})
             await asyncio.sleep(args.sample_seconds)
 
     until = time.monotonic() + args.minutes * 60
@@ -287,21 +263,11 @@ async def checks(
     session: Session, args: argparse.Namespace, result: dict[str, Any]
 ) -> dict[str, Any]:
     traffic: Traffic = result["traffic"]
+    await session.wait_outbox_published(20)  # events still on their way out
+    await asyncio.sleep(2)
     async with session.connect() as conn:
-        for _ in range(100):  # events still on their way out
-            if not await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"):
-                break
-            await asyncio.sleep(0.2)
-        await asyncio.sleep(2)
-        calls = int(await conn.fetchval("SELECT count(*) FROM call"))
-        rolled = int(await conn.fetchval("SELECT coalesce(sum(calls), 0) FROM usage_hourly"))
-        seconds = int(await conn.fetchval("SELECT coalesce(sum(duration_seconds), 0) FROM call"))
-        rolled_seconds = int(
-            await conn.fetchval("SELECT coalesce(sum(seconds), 0) FROM usage_hourly")
-        )
-        transfers = (
-            int(await conn.fetchval("SELECT count(*) FROM minute_transfer")) - args.seeded_transfers
-        )
+        calls, seconds, rolled, rolled_seconds, transfers = await conn.fetchrow(TOTALS)
+        transfers -= args.seeded_transfers
         mismatched = await conn.fetch(
             "SELECT b.sub_account_id, b.tier, b.seconds, coalesce(l.total, 0) AS ledger"
             " FROM balance b LEFT JOIN (SELECT sub_account_id, tier, sum(delta_seconds) AS total"

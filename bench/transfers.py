@@ -36,8 +36,6 @@ RANDOM_SEED = 20261123
 PROFILE_SECONDS, SQL_WARMUP_SECONDS = 8, 2
 COUNTS = ("transfers", "insufficient", "graphql_errors", "other_user_errors", "non_200")
 
-CREATE = """mutation($i: CreateSubAccountInput!) { createSubAccount(input: $i) {
-  subAccount { id markupPercent(tier: PREMIUM) } userErrors { code message field } } }"""
 TRANSFER = """mutation($i: TransferMinutesInput!) { transferMinutes(input: $i) {
   transfer { id sentSeconds receivedSeconds } userErrors { code } } }"""
 LOAD_MUTATION = " ".join(TRANSFER.split())  # on one line, embedded in the Lua script
@@ -78,12 +76,6 @@ end
 """
 
 
-def transfer_variables(source: str, destination: str, minutes: int) -> dict[str, Any]:
-    return {
-        "i": {"fromId": source, "toId": destination, "tier": "PREMIUM", "minutes": str(minutes)}
-    }
-
-
 async def set_up(client: httpx.AsyncClient, db_url: str) -> dict[str, Any]:
     """The agency, extra PREMIUM minutes for its primary (a PLAN_GRANT with its ledger entry,
     written directly), 9 secondaries each seeded by a transfer from the primary."""
@@ -101,31 +93,22 @@ async def set_up(client: httpx.AsyncClient, db_url: str) -> dict[str, Any]:
         grant = Movement(*ids, Tier.PREMIUM, top_up * 60, LedgerKind.PLAN_GRANT, "bench:top-up")
         await ledger.apply(conn, [grant], dt.datetime.now(dt.UTC))
     await engine.dispose()
-    secondaries = []
+    ids = [agency.primary_gid]
     for n, markup in enumerate(MARKUPS):
         name, email = f"Client {n} ({markup} %)", f"client{n}@transfers.example"
-        created = {"i": {"name": name, "loginEmail": email, "markupPercent": markup}}
-        payload = (await harness.gql(client, CREATE, created, agency.token))["data"]
-        if payload["createSubAccount"]["userErrors"]:
-            raise RuntimeError(f"createSubAccount failed: {payload}")
-        secondaries.append(payload["createSubAccount"]["subAccount"])
-        seeding = transfer_variables(agency.primary_gid, secondaries[-1]["id"], SEED_MINUTES)
-        payload = (await harness.gql(client, TRANSFER, seeding, agency.token))["data"]
-        if not payload["transferMinutes"]["transfer"]:
-            raise RuntimeError(f"seeding transfer failed: {payload}")
-    return {
-        "token": agency.token,
-        "ids": [agency.primary_gid] + [s["id"] for s in secondaries],
-        "markups_percent": ["0"] + [s["markupPercent"] for s in secondaries],
-        "top_up_minutes": top_up,
-    }
+        made = await harness.create_sub_account(
+            client, agency.token, name, email, markupPercent=markup
+        )
+        await harness.transfer(client, agency.token, ids[0], made, SEED_MINUTES, "PREMIUM")
+        ids.append(made)
+    return {"token": agency.token, "ids": ids, "top_up_minutes": top_up}
 
 
 async def statements_of_one_transfer(session: Session, token: str, ids: list[str]) -> dict:
     """The SQL one transferMinutes request sends, and what the outbox relay then sends for it,
     counted in-process."""
     async with harness.in_process_app(session.url, session.workdir) as (client, services):
-        variables = transfer_variables(ids[0], ids[1], 1)
+        variables = {"i": {"fromId": ids[0], "toId": ids[1], "tier": "PREMIUM", "minutes": "1"}}
         await harness.gql(client, TRANSFER, variables, token)  # first use: pools, caches
         await asyncio.sleep(1.0)  # the relay publishes that one's events
         with harness.statements_of(services.database) as seen:
@@ -478,7 +461,7 @@ def main() -> int:
         seed_seconds = time.monotonic() - started
         print(
             f"seeded in {seed_seconds:.1f}s: 1 agency ({PLAN}), primary + {len(MARKUPS)}"
-            f" secondaries (markups {', '.join(setup['markups_percent'])} %), {SEED_MINUTES}"
+            f" secondaries (markups {', '.join(MARKUPS)} %), {SEED_MINUTES}"
             f" PREMIUM minutes each from the primary (top-up {setup['top_up_minutes']} min)",
             flush=True,
         )
@@ -587,7 +570,7 @@ def main() -> int:
                     "agencies": 1,
                     "plan": PLAN,
                     "sub_accounts": len(setup["ids"]),
-                    "markups_percent": setup["markups_percent"],
+                    "markups_percent": ["0", *MARKUPS],
                     "seed_minutes_per_secondary": SEED_MINUTES,
                     "top_up_plan_grant_minutes": setup["top_up_minutes"],
                 },
