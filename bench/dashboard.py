@@ -1,13 +1,12 @@
 """The Account Manager's list of 500 clients: latency over HTTP, SQL statements per request and
-the raw SQL time of the same data; in-process, where the time goes (fields per node, the
-garbage collector, pyinstrument). BENCHMARKS.md, "The Account Manager list of 500 clients".
+the raw SQL time of the same data; in-process, a pyinstrument profile when the p95 target is
+missed. BENCHMARKS.md, "The Account Manager list of 500 clients".
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
-import gc
 import time
 from fractions import Fraction
 from typing import Any
@@ -26,18 +25,6 @@ DASHBOARD = """{ viewer { agency { subAccounts(first: 500) { totalCount edges { 
   clientPricePerMinute(tier: PREMIUM) { amount } markupPercent(tier: BASIC)
   banner { active note } autoAllocation { enabled } nextBillingDate } } } } } }"""
 BODY = orjson.dumps({"query": DASHBOARD})
-# The same list with more and more fields per node, up to DASHBOARD's: where the time goes.
-NODE_FIELDS = (
-    ("id", "id"),
-    (
-        "+ name status markupPercent banner nextBillingDate",
-        "name status markupPercent(tier: BASIC) banner { active note } nextBillingDate",
-    ),
-    ("+ clientPricePerMinute (sync, computed)", "clientPricePerMinute(tier: PREMIUM) { amount }"),
-    ("+ balances (async, DataLoader)", "balances { tier seconds }"),
-    ("+ walletBalance (async, DataLoader)", "walletBalance { amount }"),
-    ("+ autoAllocation (async, DataLoader) = DASHBOARD", "autoAllocation { enabled }"),
-)
 # The data the list shows, in one statement, in the list's order.
 RAW_SQL = """
 SELECT s.id, s.name, s.status, s.markup_basic_bp, s.markup_premium_bp, s.suspension_note,
@@ -195,46 +182,16 @@ async def raw_sql(session: Session, agency_id: Any, warmup: int, requests: int) 
     return harness.summary_ms(latencies) | {"rows": rows}
 
 
-async def timed(client: httpx.AsyncClient, body: bytes, headers: dict, requests: int) -> dict:
-    return harness.summary_ms(await harness.posts(client, body, headers, requests))
-
-
 async def in_process(session: Session, args: Any, token: str, profile: bool) -> dict[str, Any]:
-    """Statements per request; the list by the fields asked for each node; by garbage
-    collector setting (left as it was found); optionally a pyinstrument profile."""
+    """Statements per request and the in-process latency; optionally a pyinstrument profile."""
     headers = {"content-type": "application/json", "authorization": f"Bearer {token}"}
     async with harness.in_process_app(session.url, session.workdir) as (client, services):
         await client.post("/graphql", content=BODY, headers=headers)  # pools, caches
         found = await harness.counted_requests(
             client, services.database, BODY, headers, args.count_requests
         )
-        found["in_process_latency"] = await timed(client, BODY, headers, args.count_requests)
-        found["by_node_fields"], fields = [], ""
-        for label, more in NODE_FIELDS:
-            fields += " " + more
-            query = "{ viewer { agency { subAccounts(first: 500) { totalCount edges { node {"
-            body = orjson.dumps({"query": f"{query}{fields} }} }} }} }} }} }}"})
-            await client.post("/graphql", content=body, headers=headers)
-            found["by_node_fields"].append(
-                {"fields": label, **await timed(client, body, headers, args.variant_requests)}
-            )
-        found["garbage_collector"] = []
-        for label in ("as configured", "collector off", "gc.freeze() after start-up"):
-            if label == "collector off":
-                gc.disable()
-            elif label.startswith("gc.freeze"):
-                gc.collect()
-                gc.freeze()
-            full_before = gc.get_stats()[2]["collections"]
-            try:
-                spent = await timed(client, BODY, headers, args.gc_requests)
-            finally:
-                gc.enable()
-                gc.unfreeze()
-            full = (gc.get_stats()[2]["collections"] - full_before) / args.gc_requests
-            found["garbage_collector"].append(
-                {"garbage_collector": label, "full_collections_per_request": round(full, 2)} | spent
-            )
+        spent = await harness.posts(client, BODY, headers, args.count_requests)
+        found["in_process_latency"] = harness.summary_ms(spent)
         if profile:
             html = harness.RESULTS_DIR / f"dashboard-profile-{session.started}.html"
             n = args.profile_requests
@@ -248,8 +205,6 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=200, help="measured, one at a time")
     parser.add_argument("--warmup", type=int, default=20, help="unmeasured requests first")
     parser.add_argument("--count-requests", type=int, default=5, help="in-process, counted")
-    parser.add_argument("--variant-requests", type=int, default=20, help="in-process, per row")
-    parser.add_argument("--gc-requests", type=int, default=30, help="in-process, per GC setting")
     parser.add_argument("--profile", choices=("auto", "always", "never"), default="auto")
     parser.add_argument("--profile-requests", type=int, default=30)
     args = parser.parse_args()
@@ -295,15 +250,6 @@ def main() -> int:
         print(f"in-process: {found['statements_per_request']} SQL statements per request:")
         for statement in found["statements"]:
             print(f"    {statement[:150]}")
-        print("in-process median by the fields asked for each of the 500 nodes:")
-        for row in found["by_node_fields"]:
-            print(f"  {row['p50_ms']:8.1f} ms  {row['fields']}")
-        print("in-process, the full list by garbage collector setting (p50 / p95):")
-        for row in found["garbage_collector"]:
-            print(
-                f"  {row['p50_ms']:8.1f} / {row['p95_ms']:6.1f} ms  {row['garbage_collector']}"
-                f" ({row['full_collections_per_request']} full collections per request)"
-            )
         targets = {
             "statements": {"target": TARGET_STATEMENTS, "measured": statements},
             "p95_ms": {"target": TARGET_P95_MS, "measured": http["p95_ms"]},

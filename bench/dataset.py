@@ -48,8 +48,6 @@ ID_MULTIPLIER = 0x9E3779B97F4A7C15
 ID_MASK = (1 << 64) - 1
 TABLES = ("call", "usage_hourly", "usage_daily")
 
-CREATE = """mutation($i: CreateSubAccountInput!) { createSubAccount(input: $i) {
-  subAccount { id } userErrors { code message } } }"""
 UPDATE = """mutation($i: UpdateSubAccountInput!) { updateSubAccount(input: $i) {
   subAccount { id } userErrors { code message } } }"""
 SOURCE = """mutation($id: ID!) { setBalanceSource(input: {id: $id, source: AGENCY}) {
@@ -140,13 +138,6 @@ class Setup:
 # ---- 1. the agency and its sub-accounts, through the API ----------------------------------------
 
 
-async def _ok(client: httpx.AsyncClient, query: str, variables: dict, token: str, name: str) -> Any:
-    payload = (await harness.gql(client, query, variables, token))["data"][name]
-    if payload.get("userErrors"):
-        raise RuntimeError(f"{name} failed: {payload['userErrors']}")
-    return payload
-
-
 async def create_agency(client: httpx.AsyncClient, options: Options, today: date) -> Setup:
     """The agency in its time zone; its secondaries (markups 0-40 %, subscriptions started in
     the past), a different BASIC markup for every third, every 20th paid from the agency's
@@ -157,7 +148,7 @@ async def create_agency(client: httpx.AsyncClient, options: Options, today: date
     token = agency.token
     if options.time_zone != "UTC":
         zone = {"i": {"timeZone": options.time_zone}}
-        await _ok(client, UPDATE_AGENCY, zone, token, "updateAgency")
+        await harness.mutate(client, UPDATE_AGENCY, zone, token)
     gate = asyncio.Semaphore(4)
     secondaries = options.sub_accounts - 1
     made: list[str] = [""] * secondaries
@@ -165,18 +156,17 @@ async def create_agency(client: httpx.AsyncClient, options: Options, today: date
     async def one(n: int) -> None:
         async with gate:
             start = today - timedelta(days=options.days + rng.randrange(0, 400))
-            fields = {"name": f"Client {n:04d}", "loginEmail": f"client{n:04d}@report.example"}
-            fields |= {"subscriptionStartDate": start.isoformat(), "markupPercent": str(n % 9 * 5)}
-            payload = await _ok(client, CREATE, {"i": fields}, token, "createSubAccount")
-            gid = made[n] = payload["subAccount"]["id"]
+            name, email = f"Client {n:04d}", f"client{n:04d}@report.example"
+            fields = {"subscriptionStartDate": start.isoformat(), "markupPercent": str(n % 9 * 5)}
+            gid = made[n] = await harness.create_sub_account(client, token, name, email, **fields)
             if n % 3 == 0:
                 markup = {"id": gid, "basicMarkupPercent": f"{(n % 9) * 5 + 2.5:.2f}"}
-                await _ok(client, UPDATE, {"i": markup}, token, "updateSubAccount")
+                await harness.mutate(client, UPDATE, {"i": markup}, token)
             if n % 20 == 7:
-                await _ok(client, SOURCE, {"id": gid}, token, "setBalanceSource")
+                await harness.mutate(client, SOURCE, {"id": gid}, token)
             if n % 50 == 49:
                 note = {"id": gid, "note": f"Invoice {n} is 30+ days overdue"}
-                await _ok(client, SUSPEND, note, token, "suspendSubAccount")
+                await harness.mutate(client, SUSPEND, note, token)
 
     await asyncio.gather(*(one(n) for n in range(secondaries)))
     ids = [harness.global_key(g) for g in made]

@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -221,7 +221,6 @@ class Server:
         return self.usage().cpu_seconds
 
     def log_tail(self, lines: int = 40) -> str:
-        self._log.flush()
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self) -> None:
@@ -235,51 +234,68 @@ class Server:
         self._log.close()
 
 
-def cpu_by_group(server_pids: Sequence[int]) -> dict[str, float]:
-    """CPU seconds so far: the servers (with their children), PostgreSQL, every other process,
-    this script's exited children (wrk, pgbench, py-spy), and the machine's split."""
-    servers = set()
-    for pid in server_pids:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            servers |= {pid, *(p.pid for p in psutil.Process(pid).children(recursive=True))}
-    groups: dict[str, float] = defaultdict(float)
+def cpu_by_group(groups: Mapping[str, Sequence[int]]) -> dict[str, float]:
+    """CPU seconds so far: each of `groups` (processes with their children), this script,
+    PostgreSQL, Redis, every other process, this script's exited children (wrk, pgbench), and
+    the machine's split."""
+    group_of: dict[int, str] = {}
+    for name, pids in groups.items():
+        for pid in pids:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                tree = [pid, *(p.pid for p in psutil.Process(pid).children(recursive=True))]
+                group_of.update(dict.fromkeys(tree, name))
+    used: dict[str, float] = defaultdict(float)
     for process in psutil.process_iter(["name", "cpu_times"]):
-        times = process.info["cpu_times"]
-        if times is None or process.pid == os.getpid():
+        times, name = process.info["cpu_times"], process.info["name"] or ""
+        if times is None:
             continue
-        if process.pid in servers:
-            group = "app server"
-        elif process.info["name"] == "postgres":
+        if process.pid in group_of:
+            group = group_of[process.pid]
+        elif process.pid == os.getpid():
+            group = "this script"
+        elif name == "postgres":
             group = "postgresql"
+        elif name.startswith("redis-server"):
+            group = "redis"
         else:
             group = "other processes"
-        groups[group] += times.user + times.system
+        used[group] += times.user + times.system
     me = psutil.Process().cpu_times()
-    groups["this script's children (wrk)"] = me.children_user + me.children_system
+    used["this script's children (wrk)"] = me.children_user + me.children_system
     machine = psutil.cpu_times()
-    groups["machine user+nice"] = machine.user + machine.nice
-    groups["machine system"] = machine.system
-    groups["machine irq+softirq"] = machine.irq + machine.softirq
-    groups["machine idle+iowait"] = machine.idle + machine.iowait
-    groups["machine steal"] = machine.steal
-    return dict(groups)
+    used["machine busy"] = machine.user + machine.nice + machine.system + machine.steal
+    used["machine busy"] += machine.irq + machine.softirq
+    used["machine irq+softirq+steal"] = machine.irq + machine.softirq + machine.steal
+    used["machine idle+iowait"] = machine.idle + machine.iowait
+    return dict(used)
 
 
 @contextlib.contextmanager
-def cpu_used(server_pids: Sequence[int]) -> Iterator[dict[str, float]]:
-    """Fills the yielded dict with the CPU seconds by group (`cpu_by_group`) spent in the block;
-    warns when other processes took more than OTHER_CPU_WARNING of a core meanwhile."""
+def cpu_used(groups: Mapping[str, Sequence[int]]) -> Iterator[dict[str, float]]:
+    """Fills the yielded dict with the CPU seconds by group (`cpu_by_group`) spent in the block,
+    with "unattributed (processes that ended)" (busy time no living process accounts for) and
+    "wall_seconds"; warns when other processes took more than OTHER_CPU_WARNING of a core."""
     used: dict[str, float] = {}
-    before, started = cpu_by_group(server_pids), time.monotonic()
+    before, started = cpu_by_group(groups), time.monotonic()
     yield used
-    after = cpu_by_group(server_pids)
+    after, wall = cpu_by_group(groups), time.monotonic() - started
     used.update({k: round(v - before.get(k, 0.0), 2) for k, v in after.items()})
-    if used.get("other processes", 0.0) > OTHER_CPU_WARNING * (time.monotonic() - started):
+    processes = sum(v for k, v in used.items() if not k.startswith("machine"))
+    busy = used["machine busy"] - used["machine irq+softirq+steal"]
+    used["unattributed (processes that ended)"] = round(busy - processes, 2)
+    used["wall_seconds"] = round(wall, 2)
+    if used.get("other processes", 0.0) > OTHER_CPU_WARNING * wall:
         print(
             f"  WARNING: other processes used {used['other processes']} s of CPU during the run:"
             " the machine was not idle",
             flush=True,
         )
+
+
+def cores(used: dict[str, float]) -> dict[str, float]:
+    """`cpu_used`'s seconds as cores: seconds per wall-clock second."""
+    wall = used["wall_seconds"]
+    return {k: round(v / wall, 2) for k, v in used.items() if k != "wall_seconds" and wall > 0}
 
 
 # ---- one benchmark run ---------------------------------------------------------------------------
@@ -378,6 +394,16 @@ class Session:
         async with connect(self.pg, self.database) as conn:
             return await conn.fetchval(sql, *args)
 
+    async def wait_outbox_published(self, limit_s: float) -> int:
+        """Waits until the app's relay has published every outbox event, or `limit_s`; returns
+        how many are left."""
+        unpublished = "SELECT count(*) FROM outbox WHERE published_at IS NULL"
+        async with self.connect() as conn:
+            deadline = time.monotonic() + limit_s
+            while (left := await conn.fetchval(unpublished)) and time.monotonic() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.2)
+            return int(left)
+
     def write(self, result: dict[str, Any]) -> Path:
         """The results file: the run's name, start, machine and code, then `result`."""
         load_after = os.getloadavg()
@@ -401,15 +427,8 @@ class Session:
 
 # ---- GraphQL over HTTP ---------------------------------------------------------------------------
 
-SIGN_UP = """
-mutation SignUp($input: SignUpAgencyInput!) {
-  signUpAgency(input: $input) {
-    token
-    agency { id primarySubAccount { id } }
-    userErrors { code message field }
-  }
-}
-"""
+SIGN_UP = """mutation SignUp($input: SignUpAgencyInput!) { signUpAgency(input: $input) {
+  token agency { id primarySubAccount { id } } userErrors { code message field } } }"""
 
 
 @dataclass(frozen=True)
@@ -452,6 +471,68 @@ async def sign_up_on_plan(
     )
 
 
+CREATE_SUB_ACCOUNT = """mutation($i: CreateSubAccountInput!) { createSubAccount(input: $i) {
+  subAccount { id } userErrors { code message } } }"""
+TRANSFER = """mutation($i: TransferMinutesInput!) { transferMinutes(input: $i) {
+  transfer { id } userErrors { code message } } }"""
+API_KEY = 'mutation { createApiKey(input: {name: "bench"}) { secret } }'
+
+
+async def mutate(
+    client: httpx.AsyncClient, query: str, variables: dict[str, Any], token: str
+) -> dict[str, Any]:
+    """A mutation's payload (its only field); raises on GraphQL errors or userErrors."""
+    [(field, payload)] = (await gql(client, query, variables, token))["data"].items()
+    if payload.get("userErrors"):
+        raise RuntimeError(f"{field} failed: {payload['userErrors']}")
+    return dict(payload)
+
+
+async def create_sub_account(
+    client: httpx.AsyncClient, token: str, name: str, email: str, **fields: str
+) -> str:
+    """A secondary sub-account made through `createSubAccount`; its global ID."""
+    made = {"name": name, "loginEmail": email, **fields}
+    return str((await mutate(client, CREATE_SUB_ACCOUNT, {"i": made}, token))["subAccount"]["id"])
+
+
+async def transfer(
+    client: httpx.AsyncClient, token: str, source: str, to: str, minutes: int, tier: str
+) -> None:
+    """`minutes` of `tier` moved by `transferMinutes`; raises unless the transfer was made."""
+    moved = {"fromId": source, "toId": to, "tier": tier, "minutes": str(minutes)}
+    if not (await mutate(client, TRANSFER, {"i": moved}, token))["transfer"]:
+        raise RuntimeError(f"no transfer of {moved}")
+
+
+async def api_key(client: httpx.AsyncClient, token: str) -> str:
+    """A new ingest API key's secret."""
+    return str((await gql(client, API_KEY, token=token))["data"]["createApiKey"]["secret"])
+
+
+async def subscribe(
+    url: str, token: str, subscriptions: Sequence[tuple[str, str, dict[str, Any]]], **options: Any
+) -> Any:
+    """A graphql-transport-ws socket to the app at `url`, initialised with `token`, with the
+    `subscriptions` (id, query, variables) sent; `options` go to websockets' `connect`."""
+    from websockets.asyncio.client import connect
+
+    ws = await connect(
+        url.replace("http", "ws", 1) + "/graphql",
+        subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+        **options,
+    )
+    init = {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
+    await ws.send(json.dumps(init))
+    ack = json.loads(await asyncio.wait_for(ws.recv(), 120))
+    if ack.get("type") != "connection_ack":
+        raise RuntimeError(f"no connection_ack: {ack}")
+    for id_, query, variables in subscriptions:
+        payload = {"query": query, "variables": variables}
+        await ws.send(json.dumps({"id": id_, "type": "subscribe", "payload": payload}))
+    return ws
+
+
 def over_api(url: str, work: Callable[[httpx.AsyncClient], Awaitable[T]]) -> T:
     """`work(client)` with an HTTP client on the server at `url`, run to completion."""
 
@@ -482,7 +563,7 @@ def sequential(
     with httpx.Client(base_url=server.url, timeout=120) as client:
         for _ in range(warmup):
             client.post("/graphql", content=body, headers=headers)
-        with cpu_used([server.process.pid]) as cpu:
+        with cpu_used({"app server": [server.process.pid]}) as cpu:
             for _ in range(requests):
                 started = time.perf_counter()
                 response = client.post("/graphql", content=body, headers=headers)
@@ -689,7 +770,6 @@ async def in_process_app(
 @dataclass(frozen=True)
 class Statement:
     sql: str
-    parameters: Any
     seconds: float  # from the cursor's execute to its return, the round trip included
     kind: str  # "request", "control" (BEGIN, COMMIT, …) or "relay" (the outbox relay's)
 
@@ -720,7 +800,7 @@ def statements_of(database: Any) -> Iterator[list[Statement]]:
         started = conn.info.get("bench_started")
         if started:  # a statement already running when the listeners came has none
             spent = time.perf_counter() - started.pop()
-            seen.append(Statement(sql, parameters, spent, _kind(sql)))
+            seen.append(Statement(sql, spent, _kind(sql)))
 
     listeners = [(e, n, f) for e in engines for n, f in (("before", before), ("after", after))]
     for engine, name, listener in listeners:
@@ -811,8 +891,8 @@ async def profiled(load: Callable[[], Awaitable[object]], requests: int, html: P
 
 
 def profile_summary(profiler: Any, html: Path) -> dict[str, Any]:
-    """Self time by layer and by function, inclusive time by function (all, agencyhub's,
-    SQLAlchemy's) of a pyinstrument profile, printed; its HTML report written to `html`."""
+    """Self time by layer and by function and inclusive time by function of a pyinstrument
+    profile, printed; its HTML report written to `html`."""
     root = profiler.last_session.root_frame(trim_stem=False)
     layer_self: dict[str, float] = defaultdict(float)
     self_time: dict[str, float] = defaultdict(float)
@@ -857,15 +937,12 @@ def profile_summary(profiler: Any, html: Path) -> dict[str, Any]:
         "layers_self": rows(layer_self, len(layer_self)),
         "top_self": rows(self_time, 25),
         "top_inclusive": rows(inclusive, 25, SERVER_LAYERS),
-        "top_inclusive_agencyhub": rows(inclusive, 15, ["agencyhub code"]),
-        "top_inclusive_sqlalchemy": rows(inclusive, 15, ["sqlalchemy"]),
     }
     print(profiler.output_text(unicode=True, color=False, show_all=False))
     for key, title in (
         ("layers_self", "self time by layer (C calls count for their caller's layer)"),
         ("top_self", "top functions by self time"),
         ("top_inclusive", "top app and library functions by inclusive time"),
-        ("top_inclusive_agencyhub", "top agencyhub functions by inclusive time"),
     ):
         print(f"\n{title}:")
         for row in summary[key]:

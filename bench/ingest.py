@@ -18,11 +18,6 @@ import httpx
 import orjson
 from harness import Session
 
-CREATE = """mutation($i: CreateSubAccountInput!) { createSubAccount(input: $i) {
-  subAccount { id } userErrors { code } } }"""
-GRANT = """mutation($i: TransferMinutesInput!) { transferMinutes(input: $i) {
-  transfer { id } userErrors { code } } }"""
-KEY = 'mutation { createApiKey(input: {name: "bench"}) { secret } }'
 RECORD = """mutation($calls: [CallInput!]!) { recordCalls(input: {calls: $calls}) {
   accepted duplicates rejected { code } } }"""
 # Each request: the batch with a fresh externalId for every call; each response must have
@@ -75,19 +70,16 @@ def batch_of(targets: list[str], size: int, rng: random.Random) -> list[dict[str
 
 async def set_up(client: httpx.AsyncClient, sub_accounts: int) -> tuple[Any, str, list[str]]:
     """The agency, `sub_accounts` clients with 10 PREMIUM minutes each, an ingest key."""
-    agency = await harness.sign_up_on_plan(
-        client, "Ingest", "ingest@example.com", "Agency Unlimited"
-    )
+    plan = "Agency Unlimited"
+    agency = await harness.sign_up_on_plan(client, "Ingest", "ingest@example.com", plan)
     targets = []
     for n in range(sub_accounts):
-        created = {"i": {"name": f"Client {n}", "loginEmail": f"c{n}@ingest.example"}}
-        body = await harness.gql(client, CREATE, created, agency.token)
-        target = body["data"]["createSubAccount"]["subAccount"]["id"]
-        grant = {"fromId": agency.primary_gid, "toId": target, "tier": "PREMIUM", "minutes": "10"}
-        await harness.gql(client, GRANT, {"i": grant}, agency.token)
-        targets.append(target)
-    key = (await harness.gql(client, KEY, token=agency.token))["data"]["createApiKey"]["secret"]
-    return agency, key, targets
+        made = await harness.create_sub_account(
+            client, agency.token, f"Client {n}", f"c{n}@ingest.example"
+        )
+        await harness.transfer(client, agency.token, agency.primary_gid, made, 10, "PREMIUM")
+        targets.append(made)
+    return agency, await harness.api_key(client, agency.token), targets
 
 
 def load(session: Session, url: str, key: str, targets: list[str], name: str, args: Any) -> dict:

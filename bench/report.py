@@ -1,14 +1,13 @@
 """The agency report over a large usage history (dataset.py): latency over HTTP, sequential and
 concurrent, checked first against raw SQL; the raw SQL of its aggregates; in-process, its SQL
-statements counted and timed, the resolver's steps, EXPLAIN of the slowest statement and a
-pyinstrument profile. BENCHMARKS.md, "The agency report over 10,000,000 calls".
+statements counted and timed against its Python, the resolver's steps and a pyinstrument
+profile. BENCHMARKS.md, "The agency report over 10,000,000 calls".
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import gc
 import time
 import uuid
 from collections import defaultdict
@@ -207,41 +206,26 @@ async def concurrent(url: str, headers: dict, body: bytes, clients: int, request
 
 
 async def raw_sql(session: Session, agency_id: uuid.UUID, spans: dict, args: Any) -> dict:
-    """The report's three rollup aggregates with asyncpg (prepared), in a row and each; the
-    range's aggregate over the raw `call` table; their plans."""
-    windows_args = {name: rollup_args(agency_id, w) for name, w in spans.items()}
+    """The report's three rollup aggregates with asyncpg (prepared), in a row; the range's
+    aggregate over the raw `call` table."""
+    windows_args = [rollup_args(agency_id, w) for w in spans.values()]
     now = (agency_id, spans["now"].start_utc, spans["now"].end_utc)
-    each: dict[str, list[float]] = {name: [] for name in windows_args}
-    together, rows, spent = [], {}, []
+    rollups, calls = [], []
     async with session.connect() as conn:
-        statement, calls = await conn.prepare(RAW_ROLLUP), await conn.prepare(RAW_CALLS)
+        statement, raw_calls = await conn.prepare(RAW_ROLLUP), await conn.prepare(RAW_CALLS)
         for _ in range(args.warmup + args.requests):
             started = time.perf_counter()
-            for name, a in windows_args.items():
-                one = time.perf_counter()
-                rows[name] = len(await statement.fetch(*a))
-                each[name].append(time.perf_counter() - one)
-            together.append(time.perf_counter() - started)
-        await calls.fetch(*now)  # warm the cache once
+            for a in windows_args:
+                await statement.fetch(*a)
+            rollups.append(time.perf_counter() - started)
+        await raw_calls.fetch(*now)  # warm the cache once
         for _ in range(args.raw_call_requests):
             started = time.perf_counter()
-            call_rows = len(await calls.fetch(*now))
-            spent.append(time.perf_counter() - started)
-        plans = {}
-        for key, sql, params in (
-            ("raw_call_table_plan", RAW_CALLS, now),
-            ("rollups_30_days_plan", RAW_ROLLUP, windows_args["now"]),
-        ):
-            plan = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", *params)
-            plans[key] = [r[0] for r in plan]
+            call_rows = len(await raw_calls.fetch(*now))
+            calls.append(time.perf_counter() - started)
     return {
-        "rollups_three_windows": harness.summary_ms(together[args.warmup :]),
-        "rollups_by_window": {
-            name: harness.summary_ms(v[args.warmup :]) | {"rows": rows[name]}
-            for name, v in each.items()
-        },
-        "raw_call_table_30_days": harness.summary_ms(spent) | {"rows": call_rows},
-        **plans,
+        "rollups_three_windows": harness.summary_ms(rollups[args.warmup :]),
+        "raw_call_table_30_days": harness.summary_ms(calls) | {"rows": call_rows},
     }
 
 
@@ -253,8 +237,8 @@ async def in_process(
     agency_id: uuid.UUID,
     profile: bool,
 ) -> dict[str, Any]:
-    """Statements per request; each request split into SQL and Python, by statement; EXPLAIN of
-    the slowest statement; the resolver's steps; optionally (--profile) a pyinstrument profile."""
+    """Statements per request; each request's time split into SQL and Python; the resolver's
+    steps; optionally (--profile) a pyinstrument profile."""
     headers, body = request
     async with harness.in_process_app(session.url, session.workdir) as (client, services):
         database = services.database
@@ -262,48 +246,18 @@ async def in_process(
             await client.post("/graphql", content=body, headers=headers)  # pools, caches
         found = await harness.counted_requests(client, database, body, headers, args.count_requests)
         totals, sql = [], []
-        by_place: dict[int, list[float]] = defaultdict(list)
-        sent: dict[int, harness.Statement] = {}
-        full_collections = gc.get_stats()[2]["collections"]
         for _ in range(args.timed_requests):
             with harness.statements_of(database) as seen:
                 started = time.perf_counter()
                 await client.post("/graphql", content=body, headers=headers)
                 totals.append(time.perf_counter() - started)
-            own = [s for s in seen if s.kind == "request"]
-            sql.append(sum(s.seconds for s in own))
-            for place, statement in enumerate(own, 1):
-                by_place[place].append(statement.seconds)
-                sent[place] = statement
-        full = (gc.get_stats()[2]["collections"] - full_collections) / len(totals)
-        found["full_gc_collections_per_request"] = round(full, 2)
+            sql.append(sum(s.seconds for s in seen if s.kind == "request"))
         found["in_process_latency"] = harness.summary_ms(totals)
         found["sql_ms_per_request"] = harness.summary_ms(sql)
         found["sql_share_of_request"] = round(sum(sql) / sum(totals), 3)
         found["python_ms_per_request_mean"] = round(
             1000 * (sum(totals) - sum(sql)) / len(totals), 2
         )
-        found["statement_timings"] = [
-            {
-                "place": place,
-                "statement": harness.one_line(sent[place].sql, 300),
-                "parameters": [harness.one_line(str(p), 60) for p in sent[place].parameters][:8],
-                **harness.summary_ms(v),
-            }
-            for place, v in sorted(by_place.items())
-        ]
-        if by_place:
-            slowest = sent[max(by_place, key=lambda k: sum(by_place[k]))]
-            async with database._read_engine.connect() as conn:
-                driver = (await conn.get_raw_connection()).driver_connection
-                plan = await driver.fetch(
-                    f"EXPLAIN (ANALYZE, BUFFERS) {slowest.sql}", *slowest.parameters
-                )
-            found["slowest_statement"] = {
-                "sql": slowest.sql,
-                "parameters": [str(p) for p in slowest.parameters],
-                "explain": [r[0] for r in plan],
-            }
         found["stages"] = await stages(database, agency_id, spans, services.health, args.stage_runs)
         if profile:
             html = harness.RESULTS_DIR / f"report-profile-{session.started}.html"
@@ -386,11 +340,9 @@ async def stages(
 
 def print_found(http: dict, parallel: dict, raw: dict, found: dict, args: Any) -> None:
     three, calls = raw["rollups_three_windows"], raw["raw_call_table_30_days"]
-    for name, row in raw["rollups_by_window"].items():
-        print(f"raw SQL, rollups, {name:<9} p50 {row['p50_ms']:7.2f} ms  ({row['rows']} rows)")
     print(f"in-process: {found['statements_per_request']} SQL statements per request:")
-    for row in found["statement_timings"]:
-        print(f"  #{row['place']} p50 {row['p50_ms']:7.2f} ms  {row['statement'][:110]}")
+    for statement in found["statements"]:
+        print(f"    {statement[:150]}")
     print(
         f"in-process: {found['in_process_latency']['p50_ms']} ms per request (p50), of which"
         f" SQL {found['sql_ms_per_request']['p50_ms']} ms ({found['sql_share_of_request']:.0%}"
@@ -402,10 +354,6 @@ def print_found(http: dict, parallel: dict, raw: dict, found: dict, args: Any) -
             f"  {row['total_ms']:8.2f} ms = SQL {row['sql_ms']:7.2f} + Python"
             f" {row['python_ms']:7.2f}  {row['step']}"
         )
-    if "slowest_statement" in found:
-        print("EXPLAIN (ANALYZE, BUFFERS) of the slowest statement:")
-        for line in found["slowest_statement"]["explain"]:
-            print(f"    {line}")
     print(f"\n{'':<44}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}")
     for label, row in (
         ("GraphQL over HTTP, sequential", http),

@@ -1,22 +1,8 @@
-"""Soak: mixed traffic on two server processes (PostgreSQL + Redis) for a while, the way a
-production deployment sees it; errors by kind, RSS per process over time, and at the end the
-invariants: every accepted call billed exactly once, no transfer doubled, balances equal to the
-ledger, every event delivered to the watching screens.
-
-    .venv/bin/python bench/soak.py [--minutes 5] [--calls-per-second 669] [--batch 50]
-                                   [--transfers-per-second 20] [--reads-per-second 10]
-                                   [--idle-subscriptions 300] [--watchers 5]
-
-Traffic (one load process, asyncio): `recordCalls` batches of `--batch` calls spread over the
-ingest sub-accounts, 5 % of them re-sent (duplicates); `transferMinutes` between random pairs of
-ALL sub-accounts (so transfers and ingestion lock the same rows), each with an idempotency key,
-10 % retried with the same key; `viewer` and 30-day agency report reads; `--idle-subscriptions`
-`usageUpdated` subscriptions on sub-accounts that get no calls and `--watchers` on ingest
-sub-accounts, one per WebSocket. Half the sub-accounts bill the agency (their calls debit the
-primary, which transfers also move). Requests alternate between the two servers.
-
-Writes bench/results/soak-<timestamp>.json and prints it; exits 1 when an invariant fails or
-any request failed.
+"""Soak: mixed traffic on two server processes (PostgreSQL + Redis) for `--minutes`: errors by
+kind, latency per operation, RSS per process over time, and at the end the invariants (every
+accepted call stored and rolled up once, no transfer doubled, balances equal to the ledger, every
+event delivered in order to the watching screens). BENCHMARKS.md, "Soak", says what it sends.
+Exits 1 when an invariant fails or any request failed.
 """
 
 from __future__ import annotations
@@ -26,51 +12,31 @@ import asyncio
 import json
 import random
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import asyncpg
+import harness
 import httpx
 import orjson
-from _account_manager import gql, sign_up_on_plan, summary_ms
-from _common import (
-    BENCH_DIR,
-    BIN,
-    DEFAULT_PG,
-    RESULTS_DIR,
-    app_env,
-    asyncpg_dsn,
-    drop_database,
-    loadavg,
-    machine_info,
-    migrate,
-    recreate_database,
-    run_async,
-    sqlalchemy_url,
-    timestamp,
-)
-from fanout import rss_kib
-from viewer_http import Server
+from harness import Server, Session
 
 from resolvers.global_id import from_global_id
 
-CREATE = """mutation($i: CreateSubAccountInput!) { createSubAccount(input: $i) {
-  subAccount { id } userErrors { code message } } }"""
 SOURCE = """mutation($i: SetBalanceSourceInput!) { setBalanceSource(input: $i) {
   userErrors { code } } }"""
 TRANSFER = """mutation($i: TransferMinutesInput!) { transferMinutes(input: $i) {
   transfer { id sentSeconds } userErrors { code message } } }"""
-KEY = 'mutation { createApiKey(input: {name: "soak"}) { secret } }'
 RECORD = """mutation($calls: [CallInput!]!) { recordCalls(input: {calls: $calls}) {
   accepted duplicates rejected { externalId code } } }"""
 VIEWER = "{ viewer { agency { name primarySubAccount { balances { tier seconds } } } } }"
 REPORT = """query($from: Date!, $to: Date!) { viewer { agency { report(range: {from: $from,
   to: $to}) { totalMinutesUsed clients(first: 50) { totalCount } } } } }"""
+TOTALS = """SELECT (SELECT count(*) FROM call), (SELECT coalesce(sum(duration_seconds), 0)
+  FROM call), (SELECT coalesce(sum(calls), 0) FROM usage_hourly), (SELECT coalesce(sum(seconds),
+  0) FROM usage_hourly), (SELECT count(*) FROM minute_transfer)"""
 USAGE = """subscription($id: ID) { usageUpdated(subAccountId: $id) { sequence
   subAccount { id } balances { tier seconds } } }"""
 
@@ -145,24 +111,20 @@ def a_call(sub_account: str, rng: random.Random) -> dict[str, Any]:
 
 
 async def seed(urls: list[str], sub_accounts: int) -> dict[str, Any]:
+    """An agency on Partner, `sub_accounts` clients with 100 BASIC minutes each from the
+    primary, half of them billing the agency (their calls debit the primary), an ingest key."""
     async with httpx.AsyncClient(base_url=urls[0], timeout=60) as client:
-        agency = await sign_up_on_plan(client, "Soak", "soak@bench.example", "Partner")
-        token = agency.token
-        ids = []
+        agency = await harness.sign_up_on_plan(client, "Soak", "soak@bench.example", "Partner")
+        token, ids = agency.token, []
         for n in range(sub_accounts):
-            body = await gql(
-                client,
-                CREATE,
-                {"i": {"name": f"Client {n}", "loginEmail": f"c{n}@soak.example"}},
-                token,
+            gid = await harness.create_sub_account(
+                client, token, f"Client {n}", f"c{n}@soak.example"
             )
-            ids.append(body["data"]["createSubAccount"]["subAccount"]["id"])
-        for n, gid in enumerate(ids):
-            if n % 2:  # half of them bill the agency: their calls debit the primary
-                await gql(client, SOURCE, {"i": {"id": gid, "source": "AGENCY"}}, token)
-            grant = {"fromId": agency.primary_gid, "toId": gid, "tier": "BASIC", "minutes": "100"}
-            await gql(client, TRANSFER, {"i": grant}, token)
-        key = (await gql(client, KEY, token=token))["data"]["createApiKey"]["secret"]
+            if n % 2:
+                await harness.mutate(client, SOURCE, {"i": {"id": gid, "source": "AGENCY"}}, token)
+            await harness.transfer(client, token, agency.primary_gid, gid, 100, "BASIC")
+            ids.append(gid)
+        key = await harness.api_key(client, token)
     return {"token": token, "key": key, "primary": agency.primary_gid, "sub_accounts": ids}
 
 
@@ -176,18 +138,7 @@ class Watchers:
         self.tasks: list[asyncio.Task[None]] = []
 
     async def open(self, url: str, token: str, sub_account: str, n: int) -> None:
-        from websockets.asyncio.client import connect
-
-        ws = await connect(
-            url.replace("http", "ws", 1) + "/graphql", subprotocols=["graphql-transport-ws"]
-        )  # type: ignore[list-item]
-        init = {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
-        await ws.send(orjson.dumps(init).decode())
-        assert orjson.loads(await ws.recv())["type"] == "connection_ack"
-        payload = {"query": USAGE, "variables": {"id": sub_account}}
-        await ws.send(
-            orjson.dumps({"id": str(n), "type": "subscribe", "payload": payload}).decode()
-        )
+        ws = await harness.subscribe(url, token, [(str(n), USAGE, {"id": sub_account})])
         self.sockets.append(ws)
         self.tasks.append(asyncio.create_task(self.read(ws, sub_account)))
 
@@ -255,13 +206,8 @@ async def load(
     async def transfer() -> None:
         source, destination = rng.sample(everyone, 2)
         idempotency_key = uuid.uuid4().hex
-        i = {
-            "fromId": source,
-            "toId": destination,
-            "tier": "BASIC",
-            "minutes": str(rng.randint(1, 5)),
-            "idempotencyKey": idempotency_key,
-        }
+        i = {"fromId": source, "toId": destination, "tier": "BASIC"}
+        i |= {"minutes": str(rng.randint(1, 5)), "idempotencyKey": idempotency_key}
         for _ in range(2 if rng.random() < 0.1 else 1):  # some retried with the same key
             data = await post(
                 traffic, clients[next(turn) % 2], "transferMinutes", TRANSFER, {"i": i}, token
@@ -289,12 +235,8 @@ async def load(
     async def sample_memory(until: float) -> None:
         t0 = time.monotonic()
         while time.monotonic() < until + args.settle:
-            rss.append(
-                {
-                    "t": round(time.monotonic() - t0, 1),
-                    **{s.name: rss_kib(s.process.pid) for s in servers},
-                }
-            )
+            sample = {s.name: s.usage().rss_bytes // 1024 for s in servers}
+            rss.append({"t": round(time.monotonic() - t0, 1), **sample})
             await asyncio.sleep(args.sample_seconds)
 
     until = time.monotonic() + args.minutes * 60
@@ -317,24 +259,15 @@ async def load(
     }
 
 
-async def checks(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:
+async def checks(
+    session: Session, args: argparse.Namespace, result: dict[str, Any]
+) -> dict[str, Any]:
     traffic: Traffic = result["traffic"]
-    conn = await asyncpg.connect(asyncpg_dsn(args.pg, args.database))
-    try:
-        for _ in range(100):  # events still on their way out
-            if not await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"):
-                break
-            await asyncio.sleep(0.2)
-        await asyncio.sleep(2)
-        calls = int(await conn.fetchval("SELECT count(*) FROM call"))
-        rolled = int(await conn.fetchval("SELECT coalesce(sum(calls), 0) FROM usage_hourly"))
-        seconds = int(await conn.fetchval("SELECT coalesce(sum(duration_seconds), 0) FROM call"))
-        rolled_seconds = int(
-            await conn.fetchval("SELECT coalesce(sum(seconds), 0) FROM usage_hourly")
-        )
-        transfers = (
-            int(await conn.fetchval("SELECT count(*) FROM minute_transfer")) - args.seeded_transfers
-        )
+    await session.wait_outbox_published(20)  # events still on their way out
+    await asyncio.sleep(2)
+    async with session.connect() as conn:
+        calls, seconds, rolled, rolled_seconds, transfers = await conn.fetchrow(TOTALS)
+        transfers -= args.seeded_transfers
         mismatched = await conn.fetch(
             "SELECT b.sub_account_id, b.tier, b.seconds, coalesce(l.total, 0) AS ledger"
             " FROM balance b LEFT JOIN (SELECT sub_account_id, tier, sum(delta_seconds) AS total"
@@ -349,8 +282,6 @@ async def checks(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, 
                 str(from_global_id(gid)[1]),
             )
             expected[gid] = [int(r["sequence"]) for r in rows]
-    finally:
-        await conn.close()
     watchers: Watchers = result["watchers"]
     delivery = {}
     for gid, sequences in expected.items():
@@ -390,7 +321,7 @@ async def checks(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, 
     }
 
 
-async def run(args: argparse.Namespace, servers: list[Server]) -> dict[str, Any]:
+async def run(session: Session, args: argparse.Namespace, servers: list[Server]) -> dict[str, Any]:
     urls = [s.url for s in servers]
     seeded = await seed(urls, args.sub_accounts)
     args.seeded_transfers = args.sub_accounts  # one BASIC transfer each
@@ -399,7 +330,7 @@ async def run(args: argparse.Namespace, servers: list[Server]) -> dict[str, Any]
     result = await load(args, urls, seeded, servers)
     cpu = {s.name: round(s.cpu_seconds() - c, 1) for s, c in zip(servers, cpu0, strict=True)}
     load_cpu = round(time.process_time() - load_cpu0, 1)
-    verdicts = await checks(args, result)
+    verdicts = await checks(session, args, result)
     await result["watchers"].close()
     traffic: Traffic = result["traffic"]
     rss = result["rss_kib"]
@@ -415,20 +346,17 @@ async def run(args: argparse.Namespace, servers: list[Server]) -> dict[str, Any]
         **verdicts,
         "errors_by_kind": dict(traffic.errors),
         "error_samples": dict(traffic.samples),
-        "latency_ms": {op: summary_ms(v) for op, v in traffic.latency.items()},
+        "latency_ms": {op: harness.summary_ms(v) for op, v in traffic.latency.items()},
         "requests": {op: len(v) for op, v in traffic.latency.items()},
         "seconds": result["seconds"],
         "cpu_seconds": {**cpu, "load_generator": load_cpu},
         "rss_kib_growth": growth,
         "rss_kib_timeline": rss,
-        "loadavg_end": loadavg(),
     }
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = harness.arguments(__doc__, "agencyhub_bench_soak")
     parser.add_argument("--minutes", type=float, default=5)
     parser.add_argument("--calls-per-second", type=float, default=669)
     parser.add_argument("--batch", type=int, default=50)
@@ -440,41 +368,18 @@ def main() -> int:
     parser.add_argument("--watchers", type=int, default=5)
     parser.add_argument("--sample-seconds", type=float, default=5)
     parser.add_argument("--settle", type=float, default=30, help="RSS sampled this long after")
-    parser.add_argument("--pg", default=DEFAULT_PG)
-    parser.add_argument("--database", default="agencyhub_bench_soak")
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/14")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/14", help="flushed first")
     args = parser.parse_args()
-
     import redis
 
-    started = timestamp()
-    workdir = Path(tempfile.mkdtemp(prefix="agencyhub-bench-soak-"))
-    servers: list[Server] = []
-    output: dict[str, Any] = {"benchmark": "soak", "started_at": started, "settings": vars(args)}
-    pg_version = run_async(lambda: recreate_database(args.pg, args.database))
-    try:
-        db_url = sqlalchemy_url(args.pg, args.database)
-        migrate(db_url, workdir)
+    with Session("soak", args) as session:
         redis.Redis.from_url(args.redis).flushdb()
-        env = {**app_env(db_url, workdir), "REDIS_URL": args.redis}
-        for name in ("server-a", "server-b"):
-            argv = [str(BIN / "python"), str(BENCH_DIR / "serve_app.py")]
-            servers.append(Server(name, argv, env, workdir))
-        for server in servers:
-            server.wait_ready()
-        output["machine"] = machine_info(pg_version)
-        output["soak"] = run_async(lambda: run(args, servers))
-    finally:
+        servers = session.start("server-a", "server-b", env=session.env(REDIS_URL=args.redis))
+        soak = harness.run_async(lambda: run(session, args, servers))
+        session.stop_servers()
         logs = {s.name: s.log_tail(20) for s in servers}
-        for server in servers:
-            server.stop()
-        run_async(lambda: drop_database(args.pg, args.database))
-    output["server_log_tails"] = logs
-    text = json.dumps(output, indent=2, default=str)
-    print(text)
-    RESULTS_DIR.mkdir(exist_ok=True)
-    (RESULTS_DIR / f"soak-{started}.json").write_text(text)
-    soak = output["soak"]
+        print(json.dumps(soak, indent=2, default=str))
+        session.write({"settings": vars(args), "soak": soak, "server_log_tails": logs})
     ok = all(soak["invariants"].values()) and not soak["errors_by_kind"]
     print("PASS" if ok else "FAIL", soak["invariants"], soak["errors_by_kind"], file=sys.stderr)
     return 0 if ok else 1

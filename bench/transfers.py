@@ -24,7 +24,7 @@ from typing import Any
 import asyncpg
 import harness
 import httpx
-from harness import ROOT, SITE, Server, Session
+from harness import Server, Session
 
 TARGET_TRANSFERS_PER_SECOND = 500
 PLAN = "Agency Unlimited"
@@ -36,8 +36,6 @@ RANDOM_SEED = 20261123
 PROFILE_SECONDS, SQL_WARMUP_SECONDS = 8, 2
 COUNTS = ("transfers", "insufficient", "graphql_errors", "other_user_errors", "non_200")
 
-CREATE = """mutation($i: CreateSubAccountInput!) { createSubAccount(input: $i) {
-  subAccount { id markupPercent(tier: PREMIUM) } userErrors { code message field } } }"""
 TRANSFER = """mutation($i: TransferMinutesInput!) { transferMinutes(input: $i) {
   transfer { id sentSeconds receivedSeconds } userErrors { code } } }"""
 LOAD_MUTATION = " ".join(TRANSFER.split())  # on one line, embedded in the Lua script
@@ -78,12 +76,6 @@ end
 """
 
 
-def transfer_variables(source: str, destination: str, minutes: int) -> dict[str, Any]:
-    return {
-        "i": {"fromId": source, "toId": destination, "tier": "PREMIUM", "minutes": str(minutes)}
-    }
-
-
 async def set_up(client: httpx.AsyncClient, db_url: str) -> dict[str, Any]:
     """The agency, extra PREMIUM minutes for its primary (a PLAN_GRANT with its ledger entry,
     written directly), 9 secondaries each seeded by a transfer from the primary."""
@@ -101,31 +93,22 @@ async def set_up(client: httpx.AsyncClient, db_url: str) -> dict[str, Any]:
         grant = Movement(*ids, Tier.PREMIUM, top_up * 60, LedgerKind.PLAN_GRANT, "bench:top-up")
         await ledger.apply(conn, [grant], dt.datetime.now(dt.UTC))
     await engine.dispose()
-    secondaries = []
+    ids = [agency.primary_gid]
     for n, markup in enumerate(MARKUPS):
         name, email = f"Client {n} ({markup} %)", f"client{n}@transfers.example"
-        created = {"i": {"name": name, "loginEmail": email, "markupPercent": markup}}
-        payload = (await harness.gql(client, CREATE, created, agency.token))["data"]
-        if payload["createSubAccount"]["userErrors"]:
-            raise RuntimeError(f"createSubAccount failed: {payload}")
-        secondaries.append(payload["createSubAccount"]["subAccount"])
-        seeding = transfer_variables(agency.primary_gid, secondaries[-1]["id"], SEED_MINUTES)
-        payload = (await harness.gql(client, TRANSFER, seeding, agency.token))["data"]
-        if not payload["transferMinutes"]["transfer"]:
-            raise RuntimeError(f"seeding transfer failed: {payload}")
-    return {
-        "token": agency.token,
-        "ids": [agency.primary_gid] + [s["id"] for s in secondaries],
-        "markups_percent": ["0"] + [s["markupPercent"] for s in secondaries],
-        "top_up_minutes": top_up,
-    }
+        made = await harness.create_sub_account(
+            client, agency.token, name, email, markupPercent=markup
+        )
+        await harness.transfer(client, agency.token, ids[0], made, SEED_MINUTES, "PREMIUM")
+        ids.append(made)
+    return {"token": agency.token, "ids": ids, "top_up_minutes": top_up}
 
 
 async def statements_of_one_transfer(session: Session, token: str, ids: list[str]) -> dict:
     """The SQL one transferMinutes request sends, and what the outbox relay then sends for it,
     counted in-process."""
     async with harness.in_process_app(session.url, session.workdir) as (client, services):
-        variables = transfer_variables(ids[0], ids[1], 1)
+        variables = {"i": {"fromId": ids[0], "toId": ids[1], "tier": "PREMIUM", "minutes": "1"}}
         await harness.gql(client, TRANSFER, variables, token)  # first use: pools, caches
         await asyncio.sleep(1.0)  # the relay publishes that one's events
         with harness.statements_of(services.database) as seen:
@@ -176,7 +159,7 @@ def measure_load(session: Session, server: Server, script: Path, args: Any) -> d
     warmup = run_wrk(server, script, args.warmup, args.connections) if args.warmup else None
     time.sleep(args.stats_settle)  # backends flush their statistics when idle
     before = harness.run_async(lambda: database_counters(session))
-    with harness.cpu_used([server.process.pid]) as cpu:
+    with harness.cpu_used({"app server": [server.process.pid]}) as cpu:
         run = run_wrk(server, script, args.duration, args.connections)
     time.sleep(args.stats_settle)
     after = harness.run_async(lambda: database_counters(session))
@@ -202,28 +185,10 @@ def measure_load(session: Session, server: Server, script: Path, args: Any) -> d
 
 # ---- py-spy --------------------------------------------------------------------------------------
 
-# Where a transfer's server CPU goes: the samples (GIL held) whose stack holds the function.
-# SQLAlchemy runs each statement in a greenlet that py-spy shows as a stack of its own.
-STEPS = (
-    ("HTTP request (uvicorn, Starlette, strawberry view)", "RequestResponseCycle.run_asgi", ""),
-    ("  GraphQL execution (parse/validate cached)", "Schema.execute", ""),
-    ("    transferMinutes resolver", "TransferMutations.transfer_minutes", ""),
-    ("      session lookup", "RequestContext._load_session", ""),
-    ("      lock both sub-accounts (SELECT ... FOR UPDATE)", "_locked", "resolvers/sub_account.py"),
-    (
-        "      ledger.apply (2 UPDATE balance, INSERT ledger_entry)",
-        "apply",
-        "persistence/ledger.py",
-    ),
-    ("      unit of work exit (INSERT outbox, COMMIT, release)", "UnitOfWork.__aexit__", ""),
-    ("outbox relay (background)", "OutboxRelay._run", ""),
-)
-GREENLETS = "SQLAlchemy statement execution in greenlets (every statement's sync half)"
-CONSTRUCTION = "(across the above) building SQLAlchemy statement objects in app code"
-
 
 def profile_under_load(session: Session, server: Server, script: Path, args: Any) -> dict:
-    """The same load again with py-spy recording the server for PROFILE_SECONDS."""
+    """The same load again with py-spy recording the server's stacks (GIL held) for
+    PROFILE_SECONDS into bench/results/, in py-spy's raw (collapsed stacks) format."""
     py_spy = shutil.which("py-spy", path=str(harness.BIN)) or shutil.which("py-spy")
     if py_spy is None:
         return {"skipped": "py-spy not installed"}
@@ -245,114 +210,7 @@ def profile_under_load(session: Session, server: Server, script: Path, args: Any
     thread.join()
     if spied.get("returncode") != 0 or not raw.exists():
         return {"failed": spied, "run": run}
-    report = analyse_pyspy(raw)
-    return {
-        "run_under_py_spy": run,
-        "py_spy_seconds": seconds,
-        "raw_file": str(raw.relative_to(ROOT)),
-        **report,
-    }
-
-
-def analyse_pyspy(raw: Path, top_n: int = 25) -> dict[str, Any]:
-    """Steps, layers and top frames of a py-spy raw (collapsed stacks) file."""
-    samples = [
-        (stack.split(";"), int(count))
-        for stack, count in (
-            line.rsplit(" ", 1) for line in raw.read_text().splitlines() if line.strip()
-        )
-    ]
-    total = sum(count for _, count in samples)
-    self_time: dict[str, int] = defaultdict(int)
-    inclusive: dict[str, int] = defaultdict(int)
-    layers: dict[str, int] = defaultdict(int)
-    steps: dict[str, int] = defaultdict(int)
-    for frames, count in samples:
-        self_time[frames[-1]] += count
-        layers[layer_of(frames)] += count
-        for frame in set(frames):
-            inclusive[frame] += count
-        for label, function, path in STEPS:
-            if any(f.startswith(function + " (") and path in f for f in frames):
-                steps[label] += count
-        if not frames[0].startswith("<module>") and any(SITE + "sqlalchemy/" in f for f in frames):
-            steps[GREENLETS] += count
-        if builds_statement(frames):
-            steps[CONSTRUCTION] += count
-
-    def pct(n: int) -> float:
-        return round(100 * n / total, 1)
-
-    def top(counts: dict[str, int]) -> list[dict[str, Any]]:
-        ranked = sorted(counts.items(), key=lambda kv: kv[1], reverse=True)[:top_n]
-        return [{"percent": pct(c), "samples": c, "frame": short(f)} for f, c in ranked]
-
-    labels = [label for label, _, _ in STEPS] + [GREENLETS, CONSTRUCTION]
-    return {
-        "samples": total,
-        "by_layer_self": [
-            {"layer": k, "percent": pct(v)}
-            for k, v in sorted(layers.items(), key=lambda kv: -kv[1])
-        ],
-        "by_step_inclusive": [{"step": label, "percent": pct(steps[label])} for label in labels],
-        "top_self": top(self_time),
-        "top_inclusive": top(
-            {k: v for k, v in inclusive.items() if not k.startswith(("<module>", "run ("))}
-        ),
-    }
-
-
-def is_app_frame(frame: str) -> bool:
-    path = frame.partition(" (")[2]
-    return path.startswith(f"{ROOT}/") and "/.venv/" not in path and "/bench/" not in path
-
-
-def builds_statement(frames: list[str]) -> bool:
-    """The innermost app frame calls into SQLAlchemy's statement construction (sql/), not into
-    execution: `update(...).where(...)`, `insert(...).values(...)`, `select(...)`."""
-    app = [i for i, f in enumerate(frames) if is_app_frame(f)]
-    below = frames[app[-1] + 1 :] if app else []
-    return (
-        bool(below)
-        and SITE + "sqlalchemy/sql/" in below[0]
-        and not any(
-            SITE + "sqlalchemy/engine/" in f or SITE + "sqlalchemy/ext/" in f for f in below
-        )
-    )
-
-
-def layer_of(frames: list[str]) -> str:
-    """The layer (harness.LAYERS, plus uvicorn) of the innermost frame with a file we know."""
-    for frame in reversed(frames):
-        if SITE + "uvicorn/" in frame:
-            return "uvicorn"
-        for name, prefixes in harness.LAYERS:
-            if any(p in frame for p in prefixes):
-                return name
-    return "other"
-
-
-def short(frame: str) -> str:
-    """`function (path)` with the path from its package on."""
-    function, paren, path = frame.partition(" (")
-    for marker in (SITE, f"{ROOT}/", "/lib/python3.11/"):
-        if marker in path:
-            return function + paren + path.partition(marker)[2]
-    return frame
-
-
-def print_pyspy(report: dict[str, Any]) -> None:
-    print(f"{report['samples']} samples; by step (inclusive):")
-    for row in report["by_step_inclusive"]:
-        print(f"  {row['percent']:5.1f}%  {row['step']}")
-    for title, key, label in (
-        ("by layer (self)", "by_layer_self", "layer"),
-        ("top frames (self)", "top_self", "frame"),
-        ("top frames (inclusive)", "top_inclusive", "frame"),
-    ):
-        print(f"{title}:")
-        for row in report[key][:15]:
-            print(f"  {row['percent']:5.1f}%  {row[label]}")
+    return {"run_under_py_spy": run, "py_spy_seconds": seconds, "raw_file": str(raw)}
 
 
 # ---- invariants ----------------------------------------------------------------------------------
@@ -593,16 +451,7 @@ def main() -> int:
     parser.add_argument(
         "--stats-settle", type=float, default=11, help="idle seconds before reading pg_stat"
     )
-    parser.add_argument(
-        "--pyspy-report",
-        type=Path,
-        metavar="FILE",
-        help="only print the analysis of a py-spy raw file this script saved, and exit",
-    )
     args = parser.parse_args()
-    if args.pyspy_report:
-        print_pyspy(analyse_pyspy(args.pyspy_report))
-        return 0
     harness.require_wrk()
     with Session("transfers", args) as session:
         prices = session.settings().price_book()
@@ -612,7 +461,7 @@ def main() -> int:
         seed_seconds = time.monotonic() - started
         print(
             f"seeded in {seed_seconds:.1f}s: 1 agency ({PLAN}), primary + {len(MARKUPS)}"
-            f" secondaries (markups {', '.join(setup['markups_percent'])} %), {SEED_MINUTES}"
+            f" secondaries (markups {', '.join(MARKUPS)} %), {SEED_MINUTES}"
             f" PREMIUM minutes each from the primary (top-up {setup['top_up_minutes']} min)",
             flush=True,
         )
@@ -664,10 +513,7 @@ def main() -> int:
         if args.profile == "always" or (args.profile == "auto" and missed):
             print(f"profiling the server under the same load (py-spy, {PROFILE_SECONDS}s)")
             profile = profile_under_load(session, server, script, args)
-            if "by_layer_self" in profile:
-                print_pyspy(profile)
-            else:
-                print(f"  profile: {profile}")
+            print(f"  profile: {profile.get('raw_file') or profile}")
         moved = harness.run_async(lambda: session.fetchval(count)) - transfers_before
         checked = invariants(session, prices, value_before, moved)
         print(
@@ -724,7 +570,7 @@ def main() -> int:
                     "agencies": 1,
                     "plan": PLAN,
                     "sub_accounts": len(setup["ids"]),
-                    "markups_percent": setup["markups_percent"],
+                    "markups_percent": ["0", *MARKUPS],
                     "seed_minutes_per_secondary": SEED_MINUTES,
                     "top_up_plan_grant_minutes": setup["top_up_minutes"],
                 },

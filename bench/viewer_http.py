@@ -6,7 +6,6 @@ same JSON (bare_viewer.py), loaded by wrk; with --profile, where it spends its t
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -24,7 +23,6 @@ BODY = orjson.dumps({"query": VIEWER_QUERY})
 TABLES = ("agency", "sub_account", "app_user", "auth_session", "ledger_entry")
 TARGET_RATIO = 0.70
 BARE_VIEWER = harness.BENCH_DIR / "bare_viewer.py"
-CLK_TCK = os.sysconf("SC_CLK_TCK")  # fanout.py imports it (and Server) from here, until ported
 
 # The measured runs send only this: a Lua response() hook costs wrk CPU per response, and on
 # 2 cores that CPU is taken from the server and PostgreSQL.
