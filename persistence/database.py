@@ -3,7 +3,9 @@
 PostgreSQL is the production path. On SQLite (the embedded default) there is one writer at a
 time: write transactions start with BEGIN IMMEDIATE and wait on the busy timeout, so
 concurrent requests queue instead of failing with "database is locked" (past the timeout,
-the unit of work answers TRY_AGAIN).
+the unit of work answers TRY_AGAIN). On PostgreSQL, a request that waits longer than
+`pool_timeout` for a connection (the server is saturated) is answered TRY_AGAIN too, not
+"Unexpected error": nothing was done, and repeating it later is the right move.
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from domain.errors import TryAgain
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _WRITE = "agencyhub_write"
@@ -22,7 +27,12 @@ _WRITE = "agencyhub_write"
 
 class Database:
     def __init__(
-        self, url: str, *, pool_size: int = 10, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        pool_timeout: float = 30,
+        busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
     ) -> None:
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
@@ -33,7 +43,9 @@ class Database:
         else:
             # A fixed pool: "overflow" connections are opened and closed again under sustained
             # load, and a new PostgreSQL connection costs far more than waiting for one.
-            self.engine = create_async_engine(self.url, pool_size=pool_size, max_overflow=0)
+            self.engine = create_async_engine(
+                self.url, pool_size=pool_size, max_overflow=0, pool_timeout=pool_timeout
+            )
         # Reads are single statements (a DataLoader batch, a page): on PostgreSQL they get a
         # pool of their own in autocommit, which saves the BEGIN and ROLLBACK round trips
         # around each one (and resetting the isolation level at every checkout).
@@ -44,6 +56,7 @@ class Database:
                 self.url,
                 pool_size=pool_size,
                 max_overflow=0,
+                pool_timeout=pool_timeout,
                 isolation_level="AUTOCOMMIT",
             )
         )
@@ -51,13 +64,13 @@ class Database:
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A short-lived connection for one read or one DataLoader batch."""
-        async with self._read_engine.connect() as conn:
+        async with _connected(self._read_engine) as conn:
             yield conn
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction: committed when the block ends cleanly, rolled back otherwise."""
-        async with self.engine.connect() as conn:
+        async with _connected(self.engine) as conn:
             conn = await conn.execution_options(**{_WRITE: True})
             async with conn.begin():
                 yield conn
@@ -70,6 +83,19 @@ class Database:
         await self.engine.dispose()
         if self._read_engine is not self.engine:
             await self._read_engine.dispose()
+
+
+@asynccontextmanager
+async def _connected(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    conn = engine.connect()
+    try:
+        await conn.start()
+    except sa_exc.TimeoutError as error:  # every pooled connection stayed busy
+        raise TryAgain("The server is busy; try again in a moment.") from error
+    try:
+        yield conn
+    finally:
+        await conn.close()
 
 
 def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:

@@ -198,3 +198,23 @@ async def test_sqlite_busy_past_its_timeout_is_try_again_without_more_waiting(da
     assert attempts == 0
     [(level, message)] = retry_messages(caplog)
     assert level == "WARNING" and "database is locked" in message
+
+
+@postgresql_only
+@pytest.mark.parametrize("way_in", ["transaction", "read"])
+async def test_no_free_connection_in_time_is_try_again_not_an_unexpected_error(
+    database_url, way_in
+):
+    # given a pool of one connection that someone holds
+    database = Database(database_url, pool_size=1, pool_timeout=0.2)
+    try:
+        async with getattr(database, way_in)():
+            # when another request waits longer than the pool timeout for a connection
+            with pytest.raises(TryAgain, match="busy"):
+                async with getattr(database, way_in)():
+                    pass  # pragma: no cover - never reached
+        # then, once the connection is free again, the next one gets through
+        async with getattr(database, way_in)() as conn:
+            assert await conn.scalar(text("SELECT 1")) == 1
+    finally:
+        await database.dispose()
