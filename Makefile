@@ -22,9 +22,9 @@ run: install
 	$(BIN)/agencyhub serve
 
 ## make test: install (with the clients the end-to-end tests drive), make sure PostgreSQL and
-## Redis are up, run the whole suite.
+## Redis are up, run the whole suite: one pytest-xdist worker per core, each with its own databases.
 test: install services clients
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto
 
 services:
 	./scripts/services.sh
