@@ -22,9 +22,10 @@ run: install
 	$(BIN)/agencyhub serve
 
 ## make test: install (with the clients the end-to-end tests drive), make sure PostgreSQL and
-## Redis are up, run the whole suite: one pytest-xdist worker per core, each with its own databases.
+## Redis are up, run the whole suite: one pytest-xdist worker per core, each with its own databases
+## (tests marked xdist_group share one worker: loadgroup).
 test: install services clients
-	$(BIN)/python -m pytest -n auto
+	$(BIN)/python -m pytest -n auto --dist loadgroup
 
 services:
 	./scripts/services.sh

@@ -12,6 +12,10 @@ from persistence.broker import Message, RedisBroker, Resync
 from persistence.outbox import encode_message
 from tests.conftest import REDIS_URL
 
+# Redis pub/sub channels are shared by every database number: these files use fixed topic
+# names, so under pytest-xdist they run on one worker (`--dist loadgroup`), one at a time.
+pytestmark = pytest.mark.xdist_group("fixed-redis-channels")
+
 
 def wire(sequence, topic, key=None, **payload):
     return encode_message(sequence, topic, "PING", key, orjson.dumps(payload).decode())

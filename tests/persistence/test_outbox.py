@@ -15,6 +15,10 @@ from persistence.outbox import OutboxRelay, write_events
 from persistence.tables import OutboxRow
 from persistence.unit_of_work import UnitOfWork
 
+# Redis pub/sub channels are shared by every database number: these files use fixed topic
+# names, so under pytest-xdist they run on one worker (`--dist loadgroup`), one at a time.
+pytestmark = pytest.mark.xdist_group("fixed-redis-channels")
+
 outbox = OutboxRow.__table__
 
 
