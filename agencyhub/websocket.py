@@ -117,6 +117,8 @@ class KeptAliveHandler(BaseGraphQLTransportWSHandler[Any, Any]):
 
     def cut(self) -> None:
         self.keep_alive.forget(self)
+        if self._pinging is not None:
+            self._pinging.cancel()  # a ping still waiting to go out: a dead peer reads none
         self._pinging = asyncio.create_task(self._close_dead())
 
     async def _close_dead(self) -> None:
