@@ -8,7 +8,7 @@ balance), and delivering it reads nothing from the database. Payloads are plain 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -105,6 +105,44 @@ def period_use(
         current,
         agency_current,
     )
+
+
+def combined_use(uses: Sequence[PeriodUse]) -> PeriodUse:
+    """Several batches' use as one write: what writing them one after another would add."""
+    sub_accounts: dict[tuple[UUID, date], tuple[int, int]] = {}
+    by_agency: dict[date, int] = defaultdict(int)
+    current: dict[UUID, date] = {}
+    for use in uses:
+        for key, (seconds, spent) in use.sub_accounts.items():
+            before = sub_accounts.get(key, (0, 0))
+            sub_accounts[key] = (before[0] + seconds, before[1] + spent)
+        for first_day, seconds in use.agency.items():
+            by_agency[first_day] += seconds
+        current |= use.current
+    return PeriodUse(sub_accounts, dict(by_agency), current, uses[-1].agency_current)
+
+
+def use_after_each(
+    uses: Sequence[PeriodUse], this_period: dict[UUID, tuple[int, int]], agency_seconds: int
+) -> list[tuple[dict[UUID, tuple[int, int]], int]]:
+    """Given the current-period figures after all of `uses` were written (in order), the
+    figures right after each one: each touched sub-account's (seconds, spent) and the agency's
+    seconds, less what the later ones added."""
+    after: list[tuple[dict[UUID, tuple[int, int]], int]] = []
+    later_sub: dict[UUID, tuple[int, int]] = defaultdict(lambda: (0, 0))
+    later_agency = 0
+    for use in reversed(uses):
+        figures = {}
+        for sub_account_id in use.current:
+            total, added = this_period[sub_account_id], later_sub[sub_account_id]
+            figures[sub_account_id] = (total[0] - added[0], total[1] - added[1])
+        after.append((figures, agency_seconds - later_agency))
+        for (sub_account_id, first_day), (seconds, spent) in use.sub_accounts.items():
+            if use.current.get(sub_account_id) == first_day:
+                added = later_sub[sub_account_id]
+                later_sub[sub_account_id] = (added[0] + seconds, added[1] + spent)
+        later_agency += use.agency.get(use.agency_current, 0)
+    return after[::-1]
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -157,6 +157,35 @@ class BatchBill:
     overage: dict[UUID, int]  # per calling sub-account
     last_calls: dict[UUID, tuple[ReportedCall, int]]  # latest-starting call, its overage
 
+    def touched(self) -> set[UUID]:
+        """The sub-accounts whose calls these were, and those that paid for them."""
+        return {account_id for account_id, _ in self.debits} | {
+            account_id for account_id, _, _ in self.rollups
+        }
+
+
+@dataclass(frozen=True)
+class BilledInTurn:
+    bill: BatchBill
+    balances_after: dict[tuple[UUID, Tier], int]
+
+
+def bill_in_turn(
+    batches: list[list[ReportedCall]],
+    accounts: dict[UUID, SubAccount],
+    primary_id: UUID,
+    balances: dict[tuple[UUID, Tier], int],
+    prices: PriceBook,
+) -> list[BilledInTurn]:
+    """Batches billed together as if each were billed alone, in turn: each against what the
+    ones before it left, and the balances it leaves."""
+    billed = []
+    for calls in batches:
+        batch_bill = bill(calls, accounts, primary_id, balances, prices)
+        balances = {key: left - batch_bill.debits.get(key, 0) for key, left in balances.items()}
+        billed.append(BilledInTurn(batch_bill, balances))
+    return billed
+
 
 def bill(
     calls: list[ReportedCall],

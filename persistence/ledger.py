@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from uuid import UUID
@@ -79,8 +80,9 @@ async def apply(conn: AsyncConnection, movements: Sequence[Movement], now: datet
 
 
 # A whole batch of movements in two statements (PostgreSQL): for ingestion, which debits up to
-# a thousand balances per batch and has already locked them in order (balances_for_update).
-# Each array holds one value per movement, named after the column it goes to.
+# a thousand balances per transaction and has already locked them in order
+# (balances_for_update). Each array holds one value per balance or per movement, named after
+# the column it goes to.
 _MOVED = (ledger_t.c.sub_account_id, ledger_t.c.tier, ledger_t.c.delta_seconds)
 _APPLY_MANY_PG = text(
     "WITH moved AS ("
@@ -93,38 +95,43 @@ _APPLY_MANY_PG = text(
 )
 _LEDGER_MANY_PG = insert_unnested(
     ledger_t,
-    (ledger_t.c.agency_id, *_MOVED, ledger_t.c.kind),
-    constants=(ledger_t.c.reference, ledger_t.c.created_at),
+    (ledger_t.c.agency_id, *_MOVED, ledger_t.c.kind, ledger_t.c.reference),
+    constants=(ledger_t.c.created_at,),
 )
 
 
 async def apply_locked(conn: AsyncConnection, movements: Sequence[Movement], now: datetime) -> None:
     """`apply` for a caller that already holds the balance rows' locks, taken in order.
 
-    Same rule (no balance below zero, else nothing moves), in two statements on PostgreSQL.
+    Each balance changes once, by the sum of its movements, and not below zero (else nothing
+    moves); each movement is its own ledger entry, in the order given. Two statements on
+    PostgreSQL. For debits (ingestion), as here, the sum's check is each movement's check.
     """
-    if conn.dialect.name != "postgresql" or len({m.reference for m in movements}) != 1:
+    if conn.dialect.name != "postgresql":
         await apply(conn, movements, now)
         return
-    keys = [(m.sub_account_id, m.tier) for m in movements]
-    if len(set(keys)) != len(keys):  # one UPDATE row per balance: merge in `apply` instead
-        await apply(conn, movements, now)
-        return
-    arrays = {
-        "sub_account_id": [m.sub_account_id for m in movements],
-        "tier": [m.tier.value for m in movements],
-        "delta_seconds": [m.delta_seconds for m in movements],
-    }
-    moved = await conn.scalar(_APPLY_MANY_PG, arrays)
-    if moved != len(movements):
+    net: dict[tuple[UUID, Tier], int] = defaultdict(int)
+    for m in movements:
+        net[m.sub_account_id, m.tier] += m.delta_seconds
+    moved = await conn.scalar(
+        _APPLY_MANY_PG,
+        {
+            "sub_account_id": [account_id for account_id, _ in net],
+            "tier": [tier.value for _, tier in net],
+            "delta_seconds": list(net.values()),
+        },
+    )
+    if moved != len(net):
         raise DomainError(ErrorCode.INSUFFICIENT_MINUTES, "Not enough minutes left.")
     await conn.execute(
         _LEDGER_MANY_PG,
         {
-            **arrays,
             "agency_id": [m.agency_id for m in movements],
+            "sub_account_id": [m.sub_account_id for m in movements],
+            "tier": [m.tier.value for m in movements],
+            "delta_seconds": [m.delta_seconds for m in movements],
             "kind": [m.kind.value for m in movements],
-            "reference": movements[0].reference,
+            "reference": [m.reference for m in movements],
             "created_at": now,
         },
     )

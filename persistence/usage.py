@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -181,6 +182,22 @@ def hourly_rows(
     return rows
 
 
+def _summed(batches: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Batches' hourly rows as one row per (sub-account, tier, hour), in that order."""
+    if len(batches) == 1:
+        return batches[0]
+    rows: dict[tuple[uuid.UUID, str, datetime], dict[str, Any]] = {}
+    for row in (row for batch in batches for row in batch):
+        key = (row["sub_account_id"], row["tier"], row["hour_utc"])
+        into = rows.get(key)
+        if into is None:
+            rows[key] = dict(row)
+        else:
+            for c in SUMMED_COLUMNS:
+                into[c] += row[c]
+    return [rows[k] for k in sorted(rows)]
+
+
 def daily_rows(hourly: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The same rows summed per UTC day: a day is exactly the sum of its (rounded) hours."""
     days: dict[tuple[uuid.UUID, str, datetime], dict[str, Any]] = {}
@@ -217,12 +234,13 @@ _UPSERT_PG = {table.name: _upsert_pg(table) for table in (rollup_t, daily_t)}
 async def add_to_rollups(
     conn: AsyncConnection,
     agency_id: uuid.UUID,
-    lines: dict[tuple[uuid.UUID, Tier, datetime], RollupLine],
+    batches: Sequence[dict[tuple[uuid.UUID, Tier, datetime], RollupLine]],
 ) -> None:
-    """One upsert per rollup table for the whole batch: each row adds to what is there."""
-    if not lines:
+    """One upsert per rollup table for the batches billed together: each row adds to what is
+    there. Each batch's money is rounded on its own, as if it had been written alone."""
+    hourly = _summed([hourly_rows(agency_id, lines) for lines in batches if lines])
+    if not hourly:
         return
-    hourly = hourly_rows(agency_id, lines)
     for table, rows in ((rollup_t, hourly), (daily_t, daily_rows(hourly))):
         if conn.dialect.name == "postgresql":
             arrays = {c.name: [r[c.name] for r in rows] for c in table.columns}

@@ -24,6 +24,7 @@ from domain.ledger import Balance
 from domain.policy import Viewer
 from domain.pricing import PriceBook
 from domain.reporting import HealthThresholds
+from domain.usage import MAX_BATCH
 from persistence import team
 from persistence.api_keys import api_key_by_secret
 from persistence.broker import Broker
@@ -36,6 +37,7 @@ from persistence.queries.session import SessionContext, load_session
 from persistence.queries.sub_accounts import AutoAllocation
 from persistence.rate_limit import RateLimiter
 from persistence.unit_of_work import RetryPolicy, UnitOfWork, transact
+from resolvers.group_commit import GroupCommit
 from resolvers.security import API_KEY_PREFIX, Passwords, Tokens, bearer_token
 
 K = TypeVar("K")
@@ -71,6 +73,8 @@ class Services:
     removed_retention: timedelta = timedelta(days=30)
     health: HealthThresholds = field(default_factory=HealthThresholds)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # Small recordCalls requests of one agency, billed together (resolvers/group_commit.py).
+    ingestion_groups: GroupCommit = field(default_factory=lambda: GroupCommit(MAX_BATCH))
 
     @cached_property
     def replays(self) -> Replays:

@@ -2,29 +2,39 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from domain.agency import SubAccount
 from domain.errors import DomainError, ErrorCode
 from domain.events import EventKind, totals_event, usage_event
 from domain.ledger import Balance, LedgerKind, Movement
-from domain.live import AgencyTotals, LastCall, UsageSnapshot, period_use
+from domain.live import (
+    AgencyTotals,
+    LastCall,
+    UsageSnapshot,
+    combined_use,
+    period_use,
+    use_after_each,
+)
 from domain.money import Tier
 from domain.usage import (
     MAX_BATCH,
     REJECTION_MESSAGES,
     BatchBill,
+    BilledInTurn,
     Rejection,
     ReportedCall,
-    bill,
+    bill_in_turn,
     funding_account,
     rejection,
 )
 from persistence import ledger, live, usage
 from persistence.unit_of_work import UnitOfWork
 from resolvers.api_keys import INGEST_SCOPE
-from resolvers.context import RequestContext
+from resolvers.context import RequestContext, Services
 
 
 @dataclass
@@ -34,92 +44,152 @@ class Recorded:
     rejected: list[tuple[str, Rejection]] = field(default_factory=list)
 
 
+# A request of at most this many calls waits for its agency's group (resolvers/group_commit.py);
+# a larger one is a batch already and runs alone, beside others.
+GROUPED_UP_TO = 100
+
+
 async def record_calls(ctx: RequestContext, calls: list[ReportedCall]) -> Recorded:
-    """Idempotent on externalId; a failure half-way leaves nothing half-billed."""
+    """Idempotent on externalId; a failure half-way leaves nothing half-billed.
+
+    Small requests of one agency that arrive together are billed in one transaction, each as
+    if it had run alone right after the one before it (its duplicates, balances, events)."""
     key = await ctx.require_api_key(INGEST_SCOPE)
     if len(calls) > MAX_BATCH:
         raise DomainError(
             ErrorCode.INVALID_INPUT, f"Send at most {MAX_BATCH} calls per batch.", ("calls",)
         )
     services = ctx.services
+    billing = functools.partial(_bill_batches, services, key.agency_id)
+    if len(calls) > GROUPED_UP_TO:
+        [recorded] = await billing([calls])
+        return recorded
+    group = ("recordCalls", key.agency_id)
+    return await services.ingestion_groups.submit(group, calls, billing, len(calls))
+
+
+async def _bill_batches(
+    services: Services, agency_id: uuid.UUID, batches: list[list[ReportedCall]]
+) -> list[Recorded]:
+    """Bill `batches` in one transaction, in order; one result for each."""
     now = services.clock()
 
-    async def bill_batch(uow: UnitOfWork) -> Recorded:
-        result = Recorded()  # built afresh if the transaction runs again
-        ids = sorted({c.sub_account_id for c in calls if c.sub_account_id is not None})
-        batch = await usage.batch_context(uow.conn, key.agency_id, ids)
-        accounts, primary, agency = batch.accounts, batch.primary, batch.agency
-        candidates: dict[str, ReportedCall] = {}
-        for call in calls:
-            refused = rejection(
-                call, accounts.get(call.sub_account_id) if call.sub_account_id else None, now
-            )
-            if refused is not None:
-                result.rejected.append((call.external_id, refused))
-            elif call.external_id in candidates:
-                result.duplicates += 1  # the same call twice in one batch
-            else:
-                candidates[call.external_id] = call
+    async def bill_all(uow: UnitOfWork) -> list[Recorded]:
+        ids = sorted({c.sub_account_id for b in batches for c in b if c.sub_account_id})
+        batch = await usage.batch_context(uow.conn, agency_id, ids)
+        accounts, primary = batch.accounts, batch.primary
+        results, claimed = _claim(batches, accounts, now)  # built afresh on a rerun
         new_ids = await usage.insert_new_calls(
-            uow.conn, key.agency_id, list(candidates.values()), now
+            uow.conn, agency_id, [call for _, call in claimed.values()], now
         )
-        result.duplicates += len(candidates) - len(new_ids)
-        new_calls = [c for external_id, c in candidates.items() if external_id in new_ids]
-        result.accepted = len(new_calls)
-        if not new_calls:
-            return result
-        funders = {
-            funding_account(accounts[c.sub_account_id], primary.id)  # type: ignore[index]
-            for c in new_calls
-        }
-        callers = {c.sub_account_id for c in new_calls if c.sub_account_id is not None}
+        accepted = _accept(results, claimed, new_ids)
+        if not accepted:
+            return results
         # Locked: the balances debited, and those the events report (exact as of commit).
-        balances = await ledger.balances_for_update(uow.conn, funders | callers)
-        billed = bill(new_calls, accounts, primary.id, balances, services.prices)
-        reference = f"usage:{uuid.uuid4()}"
-        movements = [
-            Movement(key.agency_id, account_id, tier, -seconds, LedgerKind.USAGE, reference)
-            for (account_id, tier), seconds in billed.debits.items()
-            if seconds
-        ]
+        balances = await ledger.balances_for_update(
+            uow.conn,
+            {s for calls in accepted for c in calls for s in _billed_to(c, accounts, primary)},
+        )
+        billed = bill_in_turn(accepted, accounts, primary.id, balances, services.prices)
+        movements = [m for b in billed for m in _movements(agency_id, b.bill)]
         if movements:
             await ledger.apply_locked(uow.conn, movements, now)
-        await usage.add_to_rollups(uow.conn, key.agency_id, billed.rollups)
-        touched = [
-            primary if sub_account_id == primary.id else accounts[sub_account_id]
-            for sub_account_id in sorted(callers | funders)
-        ]
-        this_period, agency_seconds = await live.add_period_use(
-            uow.conn, agency.id, period_use(billed.rollups, touched, agency, now)
-        )
-        for sub_account in touched:
-            seconds, spent = this_period[sub_account.id]
-            snapshot = UsageSnapshot(
-                sub_account,
-                _balances_after(sub_account, balances, billed),
-                spent,
-                seconds,
-                _last_call(billed, sub_account),
-            )
-            uow.publish(usage_event(snapshot, EventKind.USAGE_UPDATED))
-        totals = AgencyTotals(agency_seconds, batch.active_sub_accounts)
-        uow.publish(totals_event(agency.id, totals))
-        return result
+        await usage.add_to_rollups(uow.conn, agency_id, [b.bill.rollups for b in billed])
+        await _announce(uow, batch, billed, now)
+        return results
 
     # Not audited: the platform's usage reports are the call records themselves.
-    return await services.transact(bill_batch, audited=False)
+    return await services.transact(bill_all, audited=False)
 
 
-def _balances_after(
-    sub_account: SubAccount, before: dict[tuple[uuid.UUID, Tier], int], billed: BatchBill
+def _claim(
+    batches: list[list[ReportedCall]], accounts: dict[uuid.UUID, SubAccount], now: datetime
+) -> tuple[list[Recorded], dict[str, tuple[int, ReportedCall]]]:
+    """Each batch's rejections and repeats; the calls left to insert, by external id, with the
+    batch that claimed each first (a call sent twice in the group is the later one's duplicate)."""
+    results = [Recorded() for _ in batches]
+    claimed: dict[str, tuple[int, ReportedCall]] = {}
+    for n, (calls, result) in enumerate(zip(batches, results, strict=True)):
+        for call in calls:
+            account = accounts.get(call.sub_account_id) if call.sub_account_id else None
+            refused = rejection(call, account, now)
+            if refused is not None:
+                result.rejected.append((call.external_id, refused))
+            elif call.external_id in claimed:
+                result.duplicates += 1
+            else:
+                claimed[call.external_id] = (n, call)
+    return results, claimed
+
+
+def _accept(
+    results: list[Recorded], claimed: dict[str, tuple[int, ReportedCall]], new_ids: set[str]
+) -> list[list[ReportedCall]]:
+    """Counts each batch's new calls and its duplicates of stored ones; the batches' new calls
+    (batches with none left out)."""
+    new_calls: list[list[ReportedCall]] = [[] for _ in results]
+    for external_id, (n, call) in claimed.items():
+        if external_id in new_ids:
+            new_calls[n].append(call)
+        else:
+            results[n].duplicates += 1
+    for result, calls in zip(results, new_calls, strict=True):
+        result.accepted = len(calls)
+    return [calls for calls in new_calls if calls]
+
+
+def _billed_to(
+    call: ReportedCall, accounts: dict[uuid.UUID, SubAccount], primary: SubAccount
+) -> tuple[uuid.UUID, uuid.UUID]:
+    """The sub-account that made an accepted call, and the one whose balance pays for it."""
+    caller = accounts[call.sub_account_id]  # type: ignore[index]
+    return caller.id, funding_account(caller, primary.id)
+
+
+def _movements(agency_id: uuid.UUID, billed: BatchBill) -> list[Movement]:
+    """A batch's own ledger entries, under one reference, as if it had run alone."""
+    reference = f"usage:{uuid.uuid4()}"
+    return [
+        Movement(agency_id, account_id, tier, -seconds, LedgerKind.USAGE, reference)
+        for (account_id, tier), seconds in billed.debits.items()
+        if seconds
+    ]
+
+
+async def _announce(
+    uow: UnitOfWork, batch: usage.BatchContext, billed: list[BilledInTurn], now: datetime
+) -> None:
+    """Adds the batches' use to the period counters, and publishes each batch's events with
+    the figures right after it: those of the sub-accounts it touched, and the agency's."""
+    agency, primary, accounts = batch.agency, batch.primary, batch.accounts
+    touched = [
+        [primary if s == primary.id else accounts[s] for s in sorted(b.bill.touched())]
+        for b in billed
+    ]
+    uses = [
+        period_use(b.bill.rollups, t, agency, now) for b, t in zip(billed, touched, strict=True)
+    ]
+    this_period, agency_seconds = await live.add_period_use(uow.conn, agency.id, combined_use(uses))
+    figures = use_after_each(uses, this_period, agency_seconds)
+    for (period, agency_period), one, sub_accounts in zip(figures, billed, touched, strict=True):
+        for sub_account in sub_accounts:
+            seconds, spent = period[sub_account.id]
+            snapshot = UsageSnapshot(
+                sub_account,
+                _balances_of(sub_account, one.balances_after),
+                spent,
+                seconds,
+                _last_call(one.bill, sub_account),
+            )
+            uow.publish(usage_event(snapshot, EventKind.USAGE_UPDATED))
+        totals = AgencyTotals(agency_period, batch.active_sub_accounts)
+        uow.publish(totals_event(agency.id, totals))
+
+
+def _balances_of(
+    sub_account: SubAccount, balances: dict[tuple[uuid.UUID, Tier], int]
 ) -> tuple[Balance, ...]:
-    return tuple(
-        Balance(
-            tier,
-            before.get((sub_account.id, tier), 0) - billed.debits.get((sub_account.id, tier), 0),
-        )
-        for tier in Tier
-    )
+    return tuple(Balance(tier, balances.get((sub_account.id, tier), 0)) for tier in Tier)
 
 
 def _last_call(billed: BatchBill, sub_account: SubAccount) -> LastCall | None:

@@ -221,6 +221,36 @@ async def test_concurrent_batches_on_one_hot_account_never_overdraw(app_client, 
     assert overage == 40 * 35 - 480
 
 
+async def test_single_calls_sent_at_once_share_transactions_and_each_is_answered_as_alone(
+    app_client, setup, database
+):
+    """How platforms report calls, one per request as each ends: concurrent requests of one
+    agency are billed in shared transactions (resolvers/group_commit.py), yet each answers for
+    its own call, a call sent twice at once is billed once, and every second is billed once."""
+    owner, client, key = setup  # the client holds 480 PREMIUM seconds
+    groups = app_client.app.state.services.ingestion_groups
+    groups_before, requests_before = groups.groups_run, groups.items_run
+    calls = [call(client, duration=7) for _ in range(40)]
+    sent = calls + calls[::4]  # every fourth call twice, at once
+    results = await asyncio.gather(*(gql(app_client, RECORD, {"calls": [c]}, key) for c in sent))
+    answers: dict[str, list[tuple[int, int]]] = {}
+    for sent_call, result in zip(sent, results, strict=True):
+        answer = result["data"]["recordCalls"]
+        answers.setdefault(sent_call["externalId"], []).append(
+            (answer["accepted"], answer["duplicates"])
+        )
+    for twins in answers.values():  # (accepted, duplicates) of each time the call was sent
+        assert sorted(twins) == ([(1, 0)] if len(twins) == 1 else [(0, 1), (1, 0)])
+    assert sum(len(a) == 2 for a in answers.values()) == 10
+    assert groups.items_run - requests_before == len(sent)
+    assert groups.groups_run - groups_before < len(sent) / 2  # they did share transactions
+    assert seconds(await account(app_client, owner, client)) == 480 - 40 * 7
+    async with database.read() as conn:
+        assert await mismatches(conn) == []
+        assert await conn.scalar(select(func.count()).select_from(call_t)) == 40
+        assert await conn.scalar(select(func.sum(rollup_t.c.calls))) == 40
+
+
 def test_the_call_input_builder_sets_every_field():
     """recordCalls builds CallInput with its own hook (speed); a field added to CallInput
     must be added there too, or it would silently stay unset."""

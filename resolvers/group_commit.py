@@ -1,0 +1,129 @@
+"""Group commit: small requests of one key that arrive while its transaction runs share the next.
+
+A platform reports each call as it ends, one call per request, often many at once on one busy
+sub-account. Each such request alone costs a whole transaction (about ten statements) and holds
+the sub-account's balance rows for all of it, so they queue behind each other. Here, per key
+(the agency), one group runs at a time in this process; requests arriving meanwhile wait and run
+together in the next group, one transaction for all of them, and each is answered with its own
+result. Under light load a group is one request and nothing waits; under heavy load groups grow
+and the cost per request falls instead of the queue.
+
+    result = await groups.submit(("recordCalls", agency_id), calls, bill_batches)
+
+`run(items)` returns one result per item, in order; it must give each item the answer it would
+have had on its own, run after the items before it (the caller's rule, see
+`resolvers/usage.py`). Every caller of one key passes the same work: a group runs the `run` its
+first request brought. If a group of several fails for any reason but `TryAgain` (the
+database is busy, which each request alone would be told too), each item is run again alone, so
+one request's failure is never another's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from domain.errors import TryAgain
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
+
+Run = Callable[[list[T]], Awaitable[Sequence[R]]]
+
+
+@dataclass
+class _Waiting(Generic[T, R]):
+    item: T
+    size: int
+    answer: asyncio.Future[R]
+
+
+@dataclass
+class _Queue(Generic[T, R]):
+    waiting: list[_Waiting[T, R]] = field(default_factory=list)
+
+
+class GroupCommit:
+    """Per key, one group at a time; requests meanwhile wait for the next group.
+
+    `max_size` bounds the sizes (as `submit` is told them) of one group's items together.
+    """
+
+    def __init__(self, max_size: int) -> None:
+        self.max_size = max_size
+        self._queues: dict[Hashable, _Queue[Any, Any]] = {}
+        self._running: set[asyncio.Task[None]] = set()
+        self.groups_run = 0  # and the items in them: how much grouping saves, for a reader
+        self.items_run = 0
+
+    async def submit(self, key: Hashable, item: T, run: Run[T, R], size: int = 1) -> R:
+        """`item`'s result from `run`, in a group with whatever else is waiting for `key`.
+
+        A caller cancelled while waiting leaves the group to go on without it: the group may
+        already be in its transaction, and the other requests in it want their answers."""
+        answer: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        # Marked as seen, so an answer left for a caller who was cancelled is not logged.
+        answer.add_done_callback(lambda done: done.cancelled() or done.exception())
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = _Queue()
+            task = asyncio.create_task(self._drain(key, queue, run))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+        queue.waiting.append(_Waiting(item, min(size, self.max_size), answer))
+        return await asyncio.shield(answer)
+
+    async def _drain(self, key: Hashable, queue: _Queue[T, R], run: Run[T, R]) -> None:
+        """Run groups until nobody waits for `key`, then forget the key."""
+        try:
+            while queue.waiting:
+                group = self._next_group(queue)
+                await self._run_group(run, group)
+        except BaseException as error:  # cancelled (shutdown): nobody is left hanging
+            for waiting in queue.waiting:
+                if not waiting.answer.done():
+                    waiting.answer.set_exception(TryAgain("The server is shutting down."))
+            if not isinstance(error, asyncio.CancelledError):
+                raise
+        finally:
+            del self._queues[key]
+
+    def _next_group(self, queue: _Queue[T, R]) -> list[_Waiting[T, R]]:
+        """The longest run of waiting items, in arrival order, that fits in `max_size`."""
+        taken, size = 0, 0
+        for waiting in queue.waiting:
+            if taken and size + waiting.size > self.max_size:
+                break
+            taken, size = taken + 1, size + waiting.size
+        group, queue.waiting[:] = queue.waiting[:taken], queue.waiting[taken:]
+        return group
+
+    async def _run_group(self, run: Run[T, R], group: list[_Waiting[T, R]]) -> None:
+        self.groups_run += 1
+        self.items_run += len(group)
+        try:
+            results = await run([w.item for w in group])
+        except TryAgain as error:
+            for waiting in group:
+                _fail(waiting, error)
+            return
+        except Exception as error:
+            if len(group) == 1:
+                _fail(group[0], error)
+                return
+            log.info("a group of %d failed (%r); each runs again alone", len(group), error)
+            for waiting in group:
+                await self._run_group(run, [waiting])
+            return
+        for waiting, result in zip(group, results, strict=True):
+            if not waiting.answer.done():
+                waiting.answer.set_result(result)
+
+
+def _fail(waiting: _Waiting[Any, Any], error: BaseException) -> None:
+    if not waiting.answer.done():
+        waiting.answer.set_exception(error)

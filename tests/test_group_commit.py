@@ -1,0 +1,95 @@
+"""Group commit (resolvers/group_commit.py): requests of one key that arrive while its group runs
+share the next group; each gets its own answer, and one's failure is never another's."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from domain.errors import TryAgain
+from resolvers.group_commit import GroupCommit
+
+
+class Recorder:
+    """A group's work: answers each item doubled, after a pause that lets others queue."""
+
+    def __init__(self, fail_on: set[int] | None = None, error: Exception | None = None) -> None:
+        self.groups: list[list[int]] = []
+        self.fail_on = fail_on or set()
+        self.error = error
+
+    async def __call__(self, items: list[int]) -> list[int]:
+        self.groups.append(items)
+        await asyncio.sleep(0.1)  # far longer than the tests take to queue the next ones
+        if self.fail_on & set(items):
+            raise self.error or ValueError(f"refused {sorted(self.fail_on & set(items))}")
+        return [2 * item for item in items]
+
+
+async def while_one_runs(groups: GroupCommit, work: Recorder, first: int, *rest, **sizes):
+    """`first` submitted alone; once its group is running, `rest` (key, item) all at once."""
+    started = asyncio.create_task(groups.submit("k", first, work))
+    await asyncio.sleep(0.002)  # its group is in `work` now
+    others = [groups.submit(key, n, work, size=sizes.get(f"s{n}", 1)) for key, n in rest]
+    return await asyncio.gather(started, *others, return_exceptions=True)
+
+
+async def test_requests_arriving_together_run_as_one_group_with_their_own_answers():
+    groups, work = GroupCommit(max_size=100), Recorder()
+    answers = await asyncio.gather(*(groups.submit("k", n, work) for n in range(10)))
+    assert answers == [2 * n for n in range(10)]
+    assert work.groups == [list(range(10))]
+    assert groups._queues == {}  # a key nobody waits for is forgotten
+
+
+async def test_requests_arriving_while_a_group_runs_share_the_next_one():
+    groups, work = GroupCommit(max_size=100), Recorder()
+    answers = await while_one_runs(groups, work, 0, *(("k", n) for n in range(1, 10)))
+    assert answers == [2 * n for n in range(10)]
+    assert work.groups == [[0], list(range(1, 10))]
+
+
+async def test_each_key_has_its_own_groups_running_side_by_side():
+    groups, work = GroupCommit(max_size=100), Recorder()
+    await while_one_runs(groups, work, 0, ("k", 2), ("other", 1), ("k", 4), ("other", 3))
+    assert work.groups == [[0], [1, 3], [2, 4]]
+
+
+async def test_a_group_holds_at_most_max_size_but_a_larger_item_still_runs_alone():
+    groups, work = GroupCommit(max_size=5), Recorder()
+    rest = [("k", n) for n in range(1, 6)]
+    await while_one_runs(groups, work, 0, *rest, s1=3, s2=3, s3=1, s4=9, s5=1)
+    assert work.groups == [[0], [1], [2, 3], [4], [5]]
+
+
+async def test_a_failing_request_fails_alone_and_the_rest_of_its_group_succeeds():
+    groups, work = GroupCommit(max_size=100), Recorder(fail_on={3})
+    answers = await while_one_runs(groups, work, 0, *(("k", n) for n in range(1, 6)))
+    assert isinstance(answers[3], ValueError) and "refused [3]" in str(answers[3])
+    assert [a for n, a in enumerate(answers) if n != 3] == [0, 2, 4, 8, 10]
+    # the group of five failed as a whole; each of its items then ran alone
+    assert work.groups == [[0], [1, 2, 3, 4, 5], [1], [2], [3], [4], [5]]
+
+
+async def test_try_again_is_every_requests_answer_without_running_them_again():
+    groups = GroupCommit(max_size=100)
+    work = Recorder(fail_on={2}, error=TryAgain("busy"))
+    answers = await while_one_runs(groups, work, 0, ("k", 1), ("k", 2), ("k", 3))
+    assert answers[0] == 0
+    assert all(isinstance(a, TryAgain) for a in answers[1:])
+    assert work.groups == [[0], [1, 2, 3]]
+
+
+async def test_a_caller_cancelled_while_waiting_leaves_the_group_to_finish_for_the_others():
+    groups, work = GroupCommit(max_size=100), Recorder()
+    first = asyncio.create_task(groups.submit("k", 0, work))
+    await asyncio.sleep(0.002)
+    waiting = [asyncio.create_task(groups.submit("k", n, work)) for n in (1, 2, 3)]
+    await asyncio.sleep(0.002)  # the first group is running; the others wait for the next
+    waiting[1].cancel()
+    assert await first == 0
+    assert [await waiting[0], await waiting[2]] == [2, 6]
+    with pytest.raises(asyncio.CancelledError):
+        await waiting[1]
+    assert work.groups == [[0], [1, 2, 3]]  # the cancelled one's work still ran with its group
