@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.errors import DomainError, ErrorCode
@@ -28,6 +28,15 @@ async def open_balances(conn: AsyncConnection, sub_account_id: UUID) -> None:
     )
 
 
+# Built once (ingestion and transfers run it on every request; building it cost more than running).
+_LOCK_BALANCES = (
+    select(balance_t.c.sub_account_id, balance_t.c.tier, balance_t.c.seconds)
+    .where(balance_t.c.sub_account_id.in_(bindparam("ids", expanding=True)))
+    .order_by(balance_t.c.sub_account_id, balance_t.c.tier)
+    .with_for_update(key_share=True)
+)
+
+
 async def balances_for_update(
     conn: AsyncConnection, sub_account_ids: Iterable[UUID]
 ) -> dict[tuple[UUID, Tier], int]:
@@ -36,12 +45,7 @@ async def balances_for_update(
     ids = sorted(set(sub_account_ids))
     if not ids:
         return {}
-    rows = await conn.execute(
-        select(balance_t.c.sub_account_id, balance_t.c.tier, balance_t.c.seconds)
-        .where(balance_t.c.sub_account_id.in_(ids))
-        .order_by(balance_t.c.sub_account_id, balance_t.c.tier)
-        .with_for_update(key_share=True)
-    )
+    rows = await conn.execute(_LOCK_BALANCES, {"ids": ids})
     return {(r.sub_account_id, Tier(r.tier)): int(r.seconds) for r in rows}
 
 
