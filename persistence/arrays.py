@@ -28,10 +28,10 @@ def pg_type(column: Column[object]) -> str:
     return str(column.type.compile(dialect=_PG))
 
 
-def unnested(columns: Sequence[Column[object]], alias: str = "rows") -> str:
+def unnested(columns: Sequence[Column[object]], alias: str = "rows", prefix: str = "") -> str:
     """`unnest(CAST(:a AS T[]), …) AS rows(a, …)`: one bind parameter per column, named after
-    it, holding that column's values for every row of the batch."""
-    arrays = ", ".join(f"CAST(:{c.name} AS {pg_type(c)}[])" for c in columns)
+    it (after `prefix`), holding that column's values for every row of the batch."""
+    arrays = ", ".join(f"CAST(:{prefix}{c.name} AS {pg_type(c)}[])" for c in columns)
     names = ", ".join(c.name for c in columns)
     return f"unnest({arrays}) AS {alias}({names})"
 
@@ -41,15 +41,27 @@ def insert_unnested(
     columns: Sequence[Column[object]],
     constants: Iterable[Column[object]] = (),
     tail: str = "",
+    prefix: str = "",
 ) -> TextClause:
     """INSERT INTO table (constants…, columns…) SELECT :constant…, rows.column… FROM unnest(…).
 
     `constants` are bound once for the whole batch (named after their columns); `tail` is what
-    follows (ON CONFLICT …, RETURNING …), written with the same tables' names.
+    follows (ON CONFLICT …, RETURNING …), written with the same tables' names. With `prefix`,
+    every bind parameter's name starts with it (two inserts in one statement).
     """
+    return text(insert_unnested_sql(table, columns, constants, tail, prefix))
+
+
+def insert_unnested_sql(
+    table: Table,
+    columns: Sequence[Column[object]],
+    constants: Iterable[Column[object]] = (),
+    tail: str = "",
+    prefix: str = "",
+) -> str:
+    """`insert_unnested`'s SQL, to build a larger statement with."""
     fixed = list(constants)
     names = ", ".join(c.name for c in (*fixed, *columns))
-    values = ", ".join([*(f":{c.name}" for c in fixed), *(f"rows.{c.name}" for c in columns)])
-    return text(
-        f"INSERT INTO {table.name} ({names}) SELECT {values} FROM {unnested(columns)} {tail}"
-    )
+    values = [*(f":{prefix}{c.name}" for c in fixed), *(f"rows.{c.name}" for c in columns)]
+    rows = unnested(columns, prefix=prefix)
+    return f"INSERT INTO {table.name} ({names}) SELECT {', '.join(values)} FROM {rows} {tail}"

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.errors import SubscriberTooSlow
 from domain.events import Event, encode
+from persistence.arrays import insert_unnested
 from persistence.broker import Broker, Message
 from persistence.database import Database
 from persistence.tables import OutboxRow
@@ -66,18 +67,31 @@ _PUBLISHED_PG = text(
 )
 
 
+# PostgreSQL: every event of a transaction in one statement, prepared once.
+_WRITE_EVENTS_PG = insert_unnested(
+    outbox,
+    (outbox.c.topic, outbox.c.kind, outbox.c.key, outbox.c.payload),
+    constants=(outbox.c.created_at,),
+)
+_WRITE_EVENTS = insert(outbox)
+
+
 async def write_events(conn: AsyncConnection, events: Sequence[Event], now: datetime) -> None:
+    payloads = [orjson.dumps(encode(e)).decode() for e in events]
+    if conn.dialect.name == "postgresql":
+        arrays = {
+            "topic": [e.topic for e in events],
+            "kind": [e.kind.value for e in events],
+            "key": [e.key for e in events],
+            "payload": payloads,
+        }
+        await conn.execute(_WRITE_EVENTS_PG, {**arrays, "created_at": now})
+        return
     await conn.execute(
-        insert(outbox),
+        _WRITE_EVENTS,
         [
-            {
-                "topic": e.topic,
-                "kind": e.kind.value,
-                "key": e.key,
-                "payload": orjson.dumps(encode(e)).decode(),
-                "created_at": now,
-            }
-            for e in events
+            {"topic": e.topic, "kind": e.kind.value, "key": e.key, "payload": p, "created_at": now}
+            for e, p in zip(events, payloads, strict=True)
         ],
     )
 

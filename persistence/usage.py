@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, TextClause, and_, bindparam, func, or_, select
+from sqlalchemy import Table, and_, bindparam, func, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -16,7 +16,7 @@ from domain.agency import Agency, SubAccount, SubAccountKind, SubAccountStatus
 from domain.money import Tier
 from domain.pricing import to_micros
 from domain.usage import CallStatus, ReportedCall, RollupLine
-from persistence.arrays import insert_unnested
+from persistence.arrays import insert_unnested, insert_unnested_sql
 from persistence.records import (
     AGENCY_COLUMNS,
     SUB_ACCOUNT_COLUMNS,
@@ -221,16 +221,19 @@ def daily_rows(hourly: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [days[k] for k in sorted(days, key=lambda k: (k[0], k[1], k[2]))]
 
 
-def _upsert_pg(table: Table) -> TextClause:
+def _upsert_sql(table: Table, prefix: str) -> str:
     """Adds each row's sums to the row of its (sub-account, tier, hour or day)."""
     key = ", ".join(c.name for c in table.primary_key.columns)
     added = ", ".join(f"{c} = {table.name}.{c} + excluded.{c}" for c in SUMMED_COLUMNS)
-    return insert_unnested(
-        table, list(table.columns), tail=f"ON CONFLICT ({key}) DO UPDATE SET {added}"
+    return insert_unnested_sql(
+        table, list(table.columns), tail=f"ON CONFLICT ({key}) DO UPDATE SET {added}", prefix=prefix
     )
 
 
-_UPSERT_PG = {table.name: _upsert_pg(table) for table in (rollup_t, daily_t)}
+# Both rollups in one statement (one round trip); the day's parameters are named `day_…`.
+_UPSERT_BOTH_PG = text(
+    f"WITH hourly AS ({_upsert_sql(rollup_t, '')}) {_upsert_sql(daily_t, 'day_')}"
+)
 
 
 async def add_to_rollups(
@@ -243,11 +246,13 @@ async def add_to_rollups(
     hourly = _summed([hourly_rows(agency_id, lines) for lines in batches if lines])
     if not hourly:
         return
-    for table, rows in ((rollup_t, hourly), (daily_t, daily_rows(hourly))):
-        if conn.dialect.name == "postgresql":
-            arrays = {c.name: [r[c.name] for r in rows] for c in table.columns}
-            await conn.execute(_UPSERT_PG[table.name], arrays)
-            continue
+    daily = daily_rows(hourly)
+    if conn.dialect.name == "postgresql":
+        arrays = {c.name: [r[c.name] for r in hourly] for c in rollup_t.columns}
+        arrays |= {f"day_{c.name}": [r[c.name] for r in daily] for c in daily_t.columns}
+        await conn.execute(_UPSERT_BOTH_PG, arrays)
+        return
+    for table, rows in ((rollup_t, hourly), (daily_t, daily)):
         statement = _insert(conn, table).values(rows)
         await conn.execute(
             statement.on_conflict_do_update(
