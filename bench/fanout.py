@@ -704,10 +704,11 @@ async def fanout_run(
     try:
         warmup = await warm_up(args, layout, subscribers, publish)
         await session.wait_outbox_published(60)  # the servers' backlog too
-        await asyncio.sleep(args.idle)
-        rss_idle = rss_kib(servers)
         groups = {"server processes": [s.process.pid for s in servers]}
         groups["publisher"] = [publisher.pid]
+        with harness.cpu_used(groups) as idle_cpu:  # what the idle screens cost: keep-alive
+            await asyncio.sleep(args.idle)
+        rss_idle = rss_kib(servers)
         stamps = functools.partial(outbox_stamps, session)
         result = await load(args, layout, subscribers, publish, warmup, groups, stamps)
         rss_after = rss_kib(servers)
@@ -740,6 +741,7 @@ async def fanout_run(
                 (sum(rss_subscribed) - sum(rss_before)) / subscriptions, 1
             ),
         },
+        "cpu_while_idle": {"cpu_seconds": idle_cpu, "cores": harness.cores(idle_cpu)},
         **result,
     }
 

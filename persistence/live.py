@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from domain.agency import Agency, SubAccount
 from domain.billing_cycle import period_start
 from domain.live import AgencyTotals, PeriodUse, UsageSnapshot
-from persistence.arrays import insert_unnested
+from persistence.arrays import insert_unnested_sql
 from persistence.queries.loaders import balances_by_sub_account
 from persistence.records import sub_account_t
 from persistence.tables import AgencyUsagePeriodRow, UsagePeriodRow
@@ -23,16 +23,32 @@ from persistence.tables import AgencyUsagePeriodRow, UsagePeriodRow
 usage_period_t = UsagePeriodRow.__table__
 agency_period_t = AgencyUsagePeriodRow.__table__
 
-# Each statement adds to what is there and returns the new totals: the figures the events
-# carry, as of this transaction, in the statement that writes them.
-_ADD_SUB_ACCOUNTS_PG = insert_unnested(
-    usage_period_t,
-    [c for c in usage_period_t.columns if c.name != "agency_id"],
-    constants=(usage_period_t.c.agency_id,),
-    tail="ON CONFLICT (sub_account_id, period_start) DO UPDATE SET"
-    " seconds = usage_period.seconds + excluded.seconds,"
-    " spent_micros = usage_period.spent_micros + excluded.spent_micros"
-    " RETURNING sub_account_id, period_start, seconds, spent_micros",
+# One statement adds to the sub-accounts' and the agency's counters and returns the new totals:
+# the figures the events carry, as of this transaction, in the statement that writes them.
+# The agency's rows come back with no sub-account; their parameters are named `agency_…`.
+_ADD_USE_PG = text(
+    "WITH agency AS ("
+    + insert_unnested_sql(
+        agency_period_t,
+        (agency_period_t.c.period_start, agency_period_t.c.seconds),
+        constants=(agency_period_t.c.agency_id,),
+        tail="ON CONFLICT (agency_id, period_start) DO UPDATE SET"
+        f" seconds = {agency_period_t.name}.seconds + excluded.seconds"
+        " RETURNING period_start, seconds",
+        prefix="agency_",
+    )
+    + "), sub_accounts AS ("
+    + insert_unnested_sql(
+        usage_period_t,
+        [c for c in usage_period_t.columns if c.name != "agency_id"],
+        constants=(usage_period_t.c.agency_id,),
+        tail="ON CONFLICT (sub_account_id, period_start) DO UPDATE SET"
+        f" seconds = {usage_period_t.name}.seconds + excluded.seconds,"
+        f" spent_micros = {usage_period_t.name}.spent_micros + excluded.spent_micros"
+        " RETURNING sub_account_id, period_start, seconds, spent_micros",
+    )
+    + ") SELECT sub_account_id, period_start, seconds, spent_micros FROM sub_accounts"
+    " UNION ALL SELECT NULL, period_start, seconds, NULL FROM agency"
 )
 
 
@@ -41,54 +57,80 @@ async def add_period_use(
 ) -> tuple[dict[UUID, tuple[int, int]], int]:
     """Add a batch's use; returns each touched sub-account's current-period (seconds, spent)
     and the agency's seconds in its current plan period. Rows are written in key order (the
-    agency's row last) so concurrent batches take their locks in one order."""
-    keys = sorted(use.sub_accounts)
+    balance rows a batch locked first already keep two batches off the same sub-account's
+    rows; the agency's rows, in period order, are the only ones batches share)."""
     if conn.dialect.name == "postgresql":
-        rows = await conn.execute(
-            _ADD_SUB_ACCOUNTS_PG,
-            {
-                "agency_id": agency_id,
-                "sub_account_id": [k[0] for k in keys],
-                "period_start": [k[1] for k in keys],
-                "seconds": [use.sub_accounts[k][0] for k in keys],
-                "spent_micros": [use.sub_accounts[k][1] for k in keys],
-            },
-        )
+        totals, agency_totals = await _add_use_pg(conn, agency_id, use)
     else:
-        insert = sqlite.insert(usage_period_t).values(
-            [
-                {
-                    "sub_account_id": k[0],
-                    "period_start": k[1],
-                    "agency_id": agency_id,
-                    "seconds": use.sub_accounts[k][0],
-                    "spent_micros": use.sub_accounts[k][1],
-                }
-                for k in keys
-            ]
-        )
-        rows = await conn.execute(
-            insert.on_conflict_do_update(
-                index_elements=["sub_account_id", "period_start"],
-                set_={
-                    "seconds": usage_period_t.c.seconds + insert.excluded.seconds,
-                    "spent_micros": usage_period_t.c.spent_micros + insert.excluded.spent_micros,
-                },
-            ).returning(
-                usage_period_t.c.sub_account_id,
-                usage_period_t.c.period_start,
-                usage_period_t.c.seconds,
-                usage_period_t.c.spent_micros,
-            )
-        )
-    totals = {(r[0], r[1]): (int(r[2]), int(r[3])) for r in rows}
+        totals = await _add_sub_account_use_sqlite(conn, agency_id, use)
+        agency_totals = {
+            first_day: await _add_agency_use(conn, agency_id, first_day, use.agency[first_day])
+            for first_day in sorted(use.agency)
+        }
     current = {key: totals[key, first_day] for key, first_day in use.current.items()}
-    agency_seconds = 0
-    for first_day in sorted(use.agency):
-        seconds = await _add_agency_use(conn, agency_id, first_day, use.agency[first_day])
-        if first_day == use.agency_current:
-            agency_seconds = seconds
-    return current, agency_seconds
+    return current, agency_totals[use.agency_current]
+
+
+Totals = dict[tuple[UUID, date], tuple[int, int]]
+
+
+async def _add_use_pg(
+    conn: AsyncConnection, agency_id: UUID, use: PeriodUse
+) -> tuple[Totals, dict[date, int]]:
+    keys, periods = sorted(use.sub_accounts), sorted(use.agency)
+    rows = await conn.execute(
+        _ADD_USE_PG,
+        {
+            "agency_id": agency_id,
+            "sub_account_id": [k[0] for k in keys],
+            "period_start": [k[1] for k in keys],
+            "seconds": [use.sub_accounts[k][0] for k in keys],
+            "spent_micros": [use.sub_accounts[k][1] for k in keys],
+            "agency_agency_id": agency_id,
+            "agency_period_start": periods,
+            "agency_seconds": [use.agency[p] for p in periods],
+        },
+    )
+    totals: Totals = {}
+    agency_totals: dict[date, int] = {}
+    for sub_account_id, first_day, seconds, spent in rows:
+        if sub_account_id is None:
+            agency_totals[first_day] = int(seconds)
+        else:
+            totals[sub_account_id, first_day] = (int(seconds), int(spent))
+    return totals, agency_totals
+
+
+async def _add_sub_account_use_sqlite(
+    conn: AsyncConnection, agency_id: UUID, use: PeriodUse
+) -> Totals:
+    insert = sqlite.insert(usage_period_t).values(
+        [
+            {
+                "sub_account_id": k[0],
+                "period_start": k[1],
+                "agency_id": agency_id,
+                "seconds": use.sub_accounts[k][0],
+                "spent_micros": use.sub_accounts[k][1],
+            }
+            for k in sorted(use.sub_accounts)
+        ]
+    )
+    rows = await conn.execute(
+        insert.on_conflict_do_update(
+            index_elements=["sub_account_id", "period_start"],
+            set_={
+                "seconds": usage_period_t.c.seconds + insert.excluded.seconds,
+                "spent_micros": usage_period_t.c.spent_micros + insert.excluded.spent_micros,
+            },
+        ).returning(
+            usage_period_t.c.sub_account_id,
+            usage_period_t.c.period_start,
+            usage_period_t.c.seconds,
+            usage_period_t.c.spent_micros,
+        )
+    )
+    return {(r[0], r[1]): (int(r[2]), int(r[3])) for r in rows}
 
 
 # One row per agency and plan period; text, so it is prepared once (the dialects' insert with
