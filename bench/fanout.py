@@ -749,7 +749,13 @@ async def fanout_run(
 def log_summary(server: Server) -> dict[str, Any]:
     lines = server.log_path.read_text(errors="replace").splitlines()
     flagged = [line for line in lines if any(w in line for w in ("Traceback", "ERROR", "WARNING"))]
-    return {"lines": len(lines), "flagged_lines": len(flagged), "first_flagged": flagged[:5]}
+    pauses = [int(line.split()[2]) for line in lines if line.startswith("gc pause ")]
+    return {
+        "lines": len(lines),
+        "flagged_lines": len(flagged),
+        "first_flagged": flagged[:5],
+        "gc_pauses_ms": pauses,  # full collections of 50 ms or more (serve_app.py)
+    }
 
 
 def verdict(run: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
