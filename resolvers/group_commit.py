@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from domain.errors import TryAgain
@@ -42,11 +42,6 @@ class _Waiting(Generic[T, R]):
     answer: asyncio.Future[R]
 
 
-@dataclass
-class _Queue(Generic[T, R]):
-    waiting: list[_Waiting[T, R]] = field(default_factory=list)
-
-
 class GroupCommit:
     """Per key, one group at a time; requests meanwhile wait for the next group.
 
@@ -55,7 +50,7 @@ class GroupCommit:
 
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
-        self._queues: dict[Hashable, _Queue[Any, Any]] = {}
+        self._queues: dict[Hashable, list[_Waiting[Any, Any]]] = {}  # waiting for the next group
         self._running: set[asyncio.Task[None]] = set()
         self.groups_run = 0  # and the items in them: how much grouping saves, for a reader
         self.items_run = 0
@@ -68,38 +63,38 @@ class GroupCommit:
         answer: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         # Marked as seen, so an answer left for a caller who was cancelled is not logged.
         answer.add_done_callback(lambda done: done.cancelled() or done.exception())
-        queue = self._queues.get(key)
-        if queue is None:
-            queue = self._queues[key] = _Queue()
-            task = asyncio.create_task(self._drain(key, queue, run))
+        waiting = self._queues.get(key)
+        if waiting is None:
+            waiting = self._queues[key] = []
+            task = asyncio.create_task(self._drain(key, waiting, run))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
-        queue.waiting.append(_Waiting(item, min(size, self.max_size), answer))
+        waiting.append(_Waiting(item, min(size, self.max_size), answer))
         return await asyncio.shield(answer)
 
-    async def _drain(self, key: Hashable, queue: _Queue[T, R], run: Run[T, R]) -> None:
+    async def _drain(self, key: Hashable, waiting: list[_Waiting[T, R]], run: Run[T, R]) -> None:
         """Run groups until nobody waits for `key`, then forget the key."""
         try:
-            while queue.waiting:
-                group = self._next_group(queue)
+            while waiting:
+                group = self._next_group(waiting)
                 await self._run_group(run, group)
         except BaseException as error:  # cancelled (shutdown): nobody is left hanging
-            for waiting in queue.waiting:
-                if not waiting.answer.done():
-                    waiting.answer.set_exception(TryAgain("The server is shutting down."))
+            for left in waiting:
+                if not left.answer.done():
+                    left.answer.set_exception(TryAgain("The server is shutting down."))
             if not isinstance(error, asyncio.CancelledError):
                 raise
         finally:
             del self._queues[key]
 
-    def _next_group(self, queue: _Queue[T, R]) -> list[_Waiting[T, R]]:
-        """The longest run of waiting items, in arrival order, that fits in `max_size`."""
+    def _next_group(self, waiting: list[_Waiting[T, R]]) -> list[_Waiting[T, R]]:
+        """Takes the longest run of waiting items, in arrival order, that fits in `max_size`."""
         taken, size = 0, 0
-        for waiting in queue.waiting:
-            if taken and size + waiting.size > self.max_size:
+        for item in waiting:
+            if taken and size + item.size > self.max_size:
                 break
-            taken, size = taken + 1, size + waiting.size
-        group, queue.waiting[:] = queue.waiting[:taken], queue.waiting[taken:]
+            taken, size = taken + 1, size + item.size
+        group, waiting[:] = waiting[:taken], waiting[taken:]
         return group
 
     async def _run_group(self, run: Run[T, R], group: list[_Waiting[T, R]]) -> None:
