@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -188,37 +188,40 @@ def _summed(batches: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """Batches' hourly rows as one row per (sub-account, tier, hour), in that order."""
     if len(batches) == 1:
         return batches[0]
-    rows: dict[tuple[uuid.UUID, str, datetime], dict[str, Any]] = {}
-    for row in (row for batch in batches for row in batch):
-        key = (row["sub_account_id"], row["tier"], row["hour_utc"])
-        into = rows.get(key)
-        if into is None:
-            rows[key] = dict(row)
-        else:
-            for c in SUMMED_COLUMNS:
-                into[c] += row[c]
-    return [rows[k] for k in sorted(rows)]
+    return _sum_rows((row for batch in batches for row in batch), "hour_utc", lambda hour: hour)
 
 
 def daily_rows(hourly: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The same rows summed per UTC day: a day is exactly the sum of its (rounded) hours."""
-    days: dict[tuple[uuid.UUID, str, datetime], dict[str, Any]] = {}
-    for row in hourly:
-        day = row["hour_utc"].astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        key = (row["sub_account_id"], row["tier"], day)
-        into = days.get(key)
+    return _sum_rows(
+        hourly,
+        "day_utc",
+        lambda hour: hour.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0),
+    )
+
+
+def _sum_rows(
+    rows: Iterable[dict[str, Any]], period: str, period_of: Callable[[datetime], datetime]
+) -> list[dict[str, Any]]:
+    """Hourly rows added up per (sub-account, tier, `period_of` their hour), in that order; the
+    period goes in column `period`."""
+    sums: dict[tuple[uuid.UUID, str, datetime], dict[str, Any]] = {}
+    for row in rows:
+        moment = period_of(row["hour_utc"])
+        key = (row["sub_account_id"], row["tier"], moment)
+        into = sums.get(key)
         if into is None:
-            days[key] = {
+            sums[key] = {
                 "sub_account_id": row["sub_account_id"],
                 "tier": row["tier"],
-                "day_utc": day,
+                period: moment,
                 "agency_id": row["agency_id"],
                 **{c: row[c] for c in SUMMED_COLUMNS},
             }
         else:
             for c in SUMMED_COLUMNS:
                 into[c] += row[c]
-    return [days[k] for k in sorted(days, key=lambda k: (k[0], k[1], k[2]))]
+    return [sums[k] for k in sorted(sums)]
 
 
 def _upsert_sql(table: Table, prefix: str) -> str:
