@@ -6,7 +6,6 @@ missed. BENCHMARKS.md, "The Account Manager list of 500 clients".
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import time
 from fractions import Fraction
 from typing import Any
@@ -195,8 +194,7 @@ async def in_process(session: Session, args: Any, token: str, profile: bool) -> 
         if profile:
             html = harness.RESULTS_DIR / f"dashboard-profile-{session.started}.html"
             n = args.profile_requests
-            load = functools.partial(harness.posts, client, BODY, headers, n)
-            found["profile"] = await harness.profiled(load, n, html)
+            found["profile"] = await harness.profiled_posts(client, BODY, headers, n, html)
     return found
 
 

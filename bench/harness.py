@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import importlib.metadata
 import json
 import os
@@ -867,6 +868,14 @@ async def posts(
         if response.status_code != 200 or b'"errors"' in response.content:
             raise RuntimeError(f"in-process request failed: {response.text[:500]}")
     return spent
+
+
+async def profiled_posts(
+    client: httpx.AsyncClient, body: bytes, headers: dict[str, str], requests: int, html: Path
+) -> dict:
+    """`requests` POSTs of `body` (`posts`), plain and then under pyinstrument (`profiled`)."""
+    load = functools.partial(posts, client, body, headers, requests)
+    return await profiled(load, requests, html)
 
 
 async def profiled(load: Callable[[], Awaitable[object]], requests: int, html: Path) -> dict:

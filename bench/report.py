@@ -7,7 +7,6 @@ profile. BENCHMARKS.md, "The agency report over 10,000,000 calls".
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 import uuid
 from collections import defaultdict
@@ -262,8 +261,7 @@ async def in_process(
         if profile:
             html = harness.RESULTS_DIR / f"report-profile-{session.started}.html"
             n = args.profile_requests
-            load = functools.partial(harness.posts, client, body, headers, n)
-            found["profile"] = await harness.profiled(load, n, html)
+            found["profile"] = await harness.profiled_posts(client, body, headers, n, html)
     return found
 
 
