@@ -27,17 +27,22 @@ class Recorder:
         return [2 * item for item in items]
 
 
+async def answered(awaitable):
+    """A request left unanswered fails the test instead of hanging it."""
+    return await asyncio.wait_for(awaitable, timeout=5)
+
+
 async def while_one_runs(groups: GroupCommit, work: Recorder, first: int, *rest, **sizes):
     """`first` submitted alone; once its group is running, `rest` (key, item) all at once."""
     started = asyncio.create_task(groups.submit("k", first, work))
     await asyncio.sleep(0.002)  # its group is in `work` now
     others = [groups.submit(key, n, work, size=sizes.get(f"s{n}", 1)) for key, n in rest]
-    return await asyncio.gather(started, *others, return_exceptions=True)
+    return await answered(asyncio.gather(started, *others, return_exceptions=True))
 
 
 async def test_requests_arriving_together_run_as_one_group_with_their_own_answers():
     groups, work = GroupCommit(max_size=100), Recorder()
-    answers = await asyncio.gather(*(groups.submit("k", n, work) for n in range(10)))
+    answers = await answered(asyncio.gather(*(groups.submit("k", n, work) for n in range(10))))
     assert answers == [2 * n for n in range(10)]
     assert work.groups == [list(range(10))]
     assert groups._queues == {}  # a key nobody waits for is forgotten
@@ -88,8 +93,8 @@ async def test_a_caller_cancelled_while_waiting_leaves_the_group_to_finish_for_t
     waiting = [asyncio.create_task(groups.submit("k", n, work)) for n in (1, 2, 3)]
     await asyncio.sleep(0.002)  # the first group is running; the others wait for the next
     waiting[1].cancel()
-    assert await first == 0
-    assert [await waiting[0], await waiting[2]] == [2, 6]
+    assert await answered(first) == 0
+    assert await answered(asyncio.gather(waiting[0], waiting[2])) == [2, 6]
     with pytest.raises(asyncio.CancelledError):
         await waiting[1]
     assert work.groups == [[0], [1, 2, 3]]  # the cancelled one's work still ran with its group
