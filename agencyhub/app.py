@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -28,6 +27,7 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http.websocket_origin import normalize_allowed_origins
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
+from agencyhub.collector import SurvivorFreezer
 from agencyhub.limits import BodySizeLimit
 from agencyhub.settings import Settings
 from agencyhub.websocket import KeepAlive, KeptAliveHandler, TextFrames
@@ -162,14 +162,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
             app.state.services = services
             relay.start()
             keep_alive.start()
-            # What start-up built lives as long as the process: move it out of the cyclic
-            # collector's way, so full collections under load scan only per-request objects
-            # (measured: about half of a 500-client list's time went to full collections).
-            gc.collect()
-            gc.freeze()
+            # What start-up built and what each full collection finds alive (sockets,
+            # subscriptions) move out of the cyclic collector's way, so full collections under
+            # load walk only recent objects (agencyhub/collector.py): at 10,000 screens a full
+            # walk stopped each process for up to 1.8 s, and about half of a 500-client list's
+            # time went to full collections.
+            freezer = SurvivorFreezer()
+            freezer.install(asyncio.get_running_loop())
             try:
                 yield
             finally:
+                freezer.uninstall()
                 await keep_alive.stop()
 
     async def healthz(request: Request) -> Response:

@@ -710,7 +710,9 @@ async def fanout_run(
             await asyncio.sleep(args.idle)
         rss_idle = rss_kib(servers)
         stamps = functools.partial(outbox_stamps, session)
+        load_started = time.time()
         result = await load(args, layout, subscribers, publish, warmup, groups, stamps)
+        result["load_window"] = [load_started, time.time()]
         rss_after = rss_kib(servers)
     finally:
         await subscribers.close()
@@ -746,15 +748,17 @@ async def fanout_run(
     }
 
 
-def log_summary(server: Server) -> dict[str, Any]:
+def log_summary(server: Server, window: list[float]) -> dict[str, Any]:
     lines = server.log_path.read_text(errors="replace").splitlines()
     flagged = [line for line in lines if any(w in line for w in ("Traceback", "ERROR", "WARNING"))]
-    pauses = [int(line.split()[2]) for line in lines if line.startswith("gc pause ")]
+    pauses = [line.split() for line in lines if line.startswith("gc pause ")]
+    during_load = [int(p[2]) for p in pauses if window[0] <= float(p[5]) <= window[1]]
     return {
         "lines": len(lines),
         "flagged_lines": len(flagged),
         "first_flagged": flagged[:5],
-        "gc_pauses_ms": pauses,  # full collections of 50 ms or more (serve_app.py)
+        "gc_pauses_ms": [int(p[2]) for p in pauses],  # full collections >= 50 ms (serve_app.py)
+        "gc_pauses_ms_during_load": during_load,  # from the load's first send to its drain
     }
 
 
@@ -832,7 +836,7 @@ def main() -> int:
             figures = {"load": run["phases"].get("load"), "memory": run["memory"]}
             figures["cpu_cores"] = run["cpu_during_load"]["cores"]
             print(json.dumps({**figures, "verdict": result["verdict"]}, indent=2))
-            logs = {s.name: log_summary(s) for s in servers}
+            logs = {s.name: log_summary(s, run["load_window"]) for s in servers}
             settings = {**vars(args), "open_files_limit": nofile}
             session.write({"settings": settings, **result, "server_logs": logs})
     finally:

@@ -6,19 +6,48 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import signal
 import sys
 import time
+from collections import Counter
 from typing import Any
 
 import uvicorn
 from harness import UVICORN_OPTIONS
 
-# A full (generation 2) collection slower than this is logged as `gc pause <ms> ms`: the
+# A full (generation 2) collection slower than this is logged as `gc pause <ms> ms at <epoch
+# seconds>`: the
 # benchmarks read these lines from the server logs (fanout.py).
 GC_PAUSE_LOGGED_MS = 50
-# An experiment (BENCH_GC_FREEZE_AFTER_FULL=1): what survives each full collection is frozen, so
-# the next one scans only what came after. Not in the product: frozen cycles are never freed.
-FREEZE_AFTER_FULL = os.environ.get("BENCH_GC_FREEZE_AFTER_FULL") == "1"
+# BENCH_GC_CENSUS=1: on SIGUSR1 a worker logs the objects the collector tracks, by type; on
+# SIGUSR2 it thaws the frozen heap (agencyhub/collector.py) and logs the garbage that a complete
+# walk then finds (cycles among frozen objects that died: what freezing defers).
+CENSUS = os.environ.get("BENCH_GC_CENSUS") == "1"
+
+
+def census(*_: Any) -> None:
+    objects = gc.get_objects()
+    kinds = Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in objects)
+    print(
+        f"gc census {len(objects)} tracked, {gc.get_freeze_count()} frozen,"
+        f" counts {gc.get_count()}",
+        file=sys.stderr,
+    )
+    for kind, n in kinds.most_common(40):
+        print(f"gc census   {n:>9} {kind}", file=sys.stderr, flush=True)
+
+
+def frozen_garbage(*_: Any) -> None:
+    frozen = gc.get_freeze_count()
+    gc.unfreeze()
+    started = time.perf_counter()
+    found = gc.collect()
+    ms = 1000 * (time.perf_counter() - started)
+    print(
+        f"gc frozen garbage {found} of {frozen} frozen, complete walk {ms:.0f} ms",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def create_app() -> Any:
@@ -34,12 +63,13 @@ def create_app() -> Any:
             started[0] = time.perf_counter()
             return
         ms = 1000 * (time.perf_counter() - started[0])
-        if FREEZE_AFTER_FULL:
-            gc.freeze()
         if ms >= GC_PAUSE_LOGGED_MS:
-            print(f"gc pause {ms:.0f} ms (generation 2)", file=sys.stderr, flush=True)
+            print(f"gc pause {ms:.0f} ms at {time.time():.3f}", file=sys.stderr, flush=True)
 
     gc.callbacks.append(timed)
+    if CENSUS:
+        signal.signal(signal.SIGUSR1, census)
+        signal.signal(signal.SIGUSR2, frozen_garbage)
     return create_app()
 
 

@@ -1,0 +1,76 @@
+"""Garbage collection for a process that holds thousands of live sockets.
+
+CPython's cyclic collector walks every tracked object in a full (generation 2) collection, and
+starts one whenever a quarter as many objects as the last one kept have been promoted since:
+under steady load that is every few seconds, however little the heap grows. A live
+subscription is about 330 tracked objects (the coroutines, generators, frames and closures of
+its socket, handler and execution), so at 5,000 screens per process a full collection walked
+1.6 million objects and stopped the event loop for 0.7 to 1.8 s: every event in flight waited
+(BENCHMARKS.md, "Subscription fan-out").
+
+`SurvivorFreezer` moves what survives each full collection into the permanent generation
+(`gc.freeze`), where no collection walks it, and has the next one count only what came after
+(a cheap full collection right away resets CPython's "a quarter of the last survivors"). Frozen
+objects are still freed by reference counting as usual; what freezing defers is finding
+*cycles* among them that die later (a closed socket's coroutines, a cancelled task's
+traceback). So once the frozen heap has doubled since the last complete walk, it is thawed
+(`gc.unfreeze`) and the next full collection walks everything once and frees those cycles: a
+complete walk happens as often as the long-lived heap doubles, instead of whenever a quarter of
+it has been promoted, and frozen garbage never outgrows what was alive at the last walk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from typing import Any
+
+# A full collection that froze at least this many objects is followed by a cheap one, so that
+# CPython's threshold for the next follows what is left unfrozen (about nothing) instead of
+# what was frozen: otherwise the next full collection waits for a quarter of the frozen heap
+# to be promoted and then walks all of that at once.
+RECOUNT_AFTER_FREEZING = 10_000
+
+
+class SurvivorFreezer:
+    """Installed for a process's lifetime (`install`/`uninstall`); see the module docstring."""
+
+    def __init__(self, thaw_after_growth: float = 2.0) -> None:
+        self._growth = thaw_after_growth
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._walked = 0  # frozen objects after the last complete walk
+        self._thawed = True  # the next full collection walks everything
+        self.full_collections = 0
+        self.thaws = 0
+
+    def install(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        gc.callbacks.append(self._collected)
+        gc.collect()  # the first complete walk, and freezing what start-up built
+
+    def uninstall(self) -> None:
+        """Back to CPython's own policy: nothing frozen, no callback."""
+        if self._collected in gc.callbacks:
+            gc.callbacks.remove(self._collected)
+        self._loop = None
+        gc.unfreeze()
+
+    def _collected(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "stop" and info["generation"] == 2:
+            self._after_full()
+
+    def _after_full(self) -> None:
+        self.full_collections += 1
+        before = gc.get_freeze_count()
+        gc.freeze()
+        frozen = gc.get_freeze_count()
+        if self._thawed:
+            self._walked, self._thawed = frozen, False
+        elif frozen >= self._growth * max(self._walked, RECOUNT_AFTER_FREEZING):
+            gc.unfreeze()  # the next full collection walks everything, cycles are freed
+            self.thaws += 1
+            self._thawed = True
+            return
+        if frozen - before >= RECOUNT_AFTER_FREEZING and self._loop is not None:
+            # Not from inside this callback: a collection does not start during another.
+            self._loop.call_soon_threadsafe(gc.collect)
