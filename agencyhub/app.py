@@ -37,6 +37,7 @@ from persistence.mail import build_mailer
 from persistence.migrate import upgrade
 from persistence.outbox import OutboxRelay
 from persistence.rate_limit import build_rate_limiter
+from persistence.stripe_gateway import StripeGateway
 from resolvers.context import LoginLimits, RequestContext, Services
 from resolvers.security import Passwords, Tokens
 from schema import build_schema
@@ -91,6 +92,19 @@ def build_broker(settings: Settings) -> Broker:
     return RedisBroker(settings.redis_url) if settings.redis_url else InProcessBroker()
 
 
+def build_stripe(settings: Settings) -> StripeGateway | None:
+    """Stripe when STRIPE_SECRET_KEY is set; without it payments answer PAYMENTS_NOT_CONFIGURED."""
+    if settings.stripe_secret_key is None:
+        return None
+    webhook_secret = settings.stripe_webhook_secret
+    return StripeGateway(
+        settings.stripe_secret_key.get_secret_value(),
+        None if webhook_secret is None else webhook_secret.get_secret_value(),
+        settings.stripe_api_base,
+        settings.stripe_max_network_retries,
+    )
+
+
 @contextlib.asynccontextmanager
 async def running_services(settings: Settings) -> AsyncIterator[tuple[Services, OutboxRelay]]:
     """Database (migrated in the embedded default), broker and relay, closed on exit."""
@@ -123,6 +137,7 @@ async def running_services(settings: Settings) -> AsyncIterator[tuple[Services, 
                     prices=settings.price_book(),
                     removed_retention=timedelta(days=settings.removed_retention_days),
                     health=settings.health_thresholds(),
+                    stripe=build_stripe(settings),
                     login_limits=LoginLimits(
                         settings.login_attempts_per_email,
                         settings.login_attempts_per_client,

@@ -60,8 +60,6 @@ class AgencyRow(Base):
     plan_started_on: Mapped[date] = mapped_column(Date)
     time_zone: Mapped[str] = mapped_column(String(64), server_default="UTC")
     payout_threshold_micros: Mapped[int] = mapped_column(BigInteger, server_default="0")
-    stripe_customer_id: Mapped[str | None] = mapped_column(String(255))
-    stripe_payment_method_id: Mapped[str | None] = mapped_column(String(255))
     stripe_connect_account_id: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -96,6 +94,9 @@ class SubAccountRow(Base):
     suspension_note: Mapped[str | None] = mapped_column(String(150))
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Its Stripe Customer, made when its first card is added: the primary's is the agency's
+    # (it pays for AGENCY-funded secondaries too); a CUSTOMER-funded secondary has its own.
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(255))
 
 
 class UserRow(Base):
@@ -455,3 +456,31 @@ class AuditLogRow(Base):
     subject_type: Mapped[str | None] = mapped_column(String(40))
     subject_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     summary: Mapped[str] = mapped_column(Text)
+
+
+class PaymentCardRow(Base):
+    """A card attached to a payer's Stripe Customer (its PaymentMethod), listed from here."""
+
+    __tablename__ = "payment_card"
+    __table_args__ = (
+        # One default card per payer: the database, not a check-then-update, says so.
+        Index(
+            "uq_payment_card_one_default",
+            "payer_id",
+            unique=True,
+            postgresql_where=text("is_default"),
+            sqlite_where=text("is_default"),
+        ),
+        Index("ix_payment_card_payer_created", "payer_id", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"))
+    payer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sub_account.id"))
+    stripe_payment_method_id: Mapped[str] = mapped_column(String(255), unique=True)
+    brand: Mapped[str] = mapped_column(String(30))
+    last4: Mapped[str] = mapped_column(String(4))
+    exp_month: Mapped[int] = mapped_column(Integer)
+    exp_year: Mapped[int] = mapped_column(Integer)
+    is_default: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -20,6 +20,7 @@ from domain import agency as entities
 from domain.activity import Activity as ActivityEntity
 from domain.api_key import ApiKey as ApiKeyEntity
 from domain.invitation import Invitation as InvitationEntity
+from domain.payments import PaymentCard as PaymentCardEntity
 from resolvers import viewer as reads
 from resolvers.context import RequestContext
 from schema.activity import ActivityMutations, Automation, Campaign, InboundAgent, to_graphql
@@ -28,6 +29,7 @@ from schema.audit import AuditSubscriptions
 from schema.errors import ErrorPolicy
 from schema.monitoring import MonitoringSubscriptions
 from schema.node import Node
+from schema.payments import PaymentCard, PaymentMutations
 from schema.sharing import SharedEventExecution
 from schema.sub_account import SubAccount, SubAccountMutations, SubAccountQueries
 from schema.team import ApiKey, Invitation, TeamMutations
@@ -44,6 +46,7 @@ _NODE_TYPES = {
     InvitationEntity: Invitation.from_domain,
     ApiKeyEntity: ApiKey.from_domain,
     ActivityEntity: to_graphql,
+    PaymentCardEntity: PaymentCard.from_domain,
 }
 
 
@@ -73,6 +76,7 @@ Mutation = merge_types(
         ActivityMutations,
         TeamMutations,
         UsageMutations,
+        PaymentMutations,
     ),
 )
 Subscription = merge_types("Subscription", (MonitoringSubscriptions, AuditSubscriptions))
@@ -112,6 +116,7 @@ def build_schema(max_depth: int = 10, max_aliases: int = 15, max_tokens: int = 2
             Campaign,
             InboundAgent,
             Automation,
+            PaymentCard,
         ],
         extensions=[
             ErrorPolicy,

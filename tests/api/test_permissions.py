@@ -330,6 +330,73 @@ async def _activity_paused(done: Done) -> None:
     assert found == {"status": "PAUSED"}
 
 
+# ---- payments ----------------------------------------------------------------------------
+
+
+async def _card_on(world: World, payer_id: uuid.UUID, default: bool = True) -> uuid.UUID:
+    """A card saved for `payer_id` as addPaymentCard would (its Customer at the test's Stripe)."""
+    from datetime import timedelta
+
+    from domain.payments import PaymentCard
+    from persistence import payment_cards
+
+    stripe_server = world.made["stripe"]
+    services = world.services
+    services.clock.advance(timedelta(seconds=1))
+    async with services.database.read() as conn:
+        customer = await payment_cards.customer_id(conn, payer_id)
+    if customer is None:
+        customer = (await stripe_server.client.v1.customers.create_async({})).id
+    method = await stripe_server.payment_method()
+    await stripe_server.client.v1.payment_methods.attach_async(method, {"customer": customer})
+    card = PaymentCard(
+        uuid.uuid4(),
+        world.agency_id,
+        payer_id,
+        method,
+        "visa",
+        "4242",
+        12,
+        2031,
+        default,
+        services.clock(),
+    )
+    async with services.uow() as uow:
+        await payment_cards.keep_customer_id(uow.conn, payer_id, customer)
+        await payment_cards.add_card(uow.conn, card)
+    return card.id
+
+
+async def _new_card_for_s1(world: World) -> dict[str, Any]:
+    method = await world.made["stripe"].payment_method()
+    return {"i": {"subAccountId": sub(world, world.s1_id), "paymentMethodId": method}}
+
+
+async def _s1_has_a_card(done: Done) -> None:
+    found = await done.node("SubAccount", done.world.s1_id, "paymentCards { isDefault }")
+    assert found == {"paymentCards": [{"isDefault": True}]}
+
+
+async def _second_card_of_s1(world: World) -> dict[str, Any]:
+    await _card_on(world, world.s1_id)
+    world.made["card"] = await _card_on(world, world.s1_id, default=False)
+    return {"i": {"id": world.gid("PaymentCard", world.made["card"])}}
+
+
+async def _card_of_s1(world: World) -> dict[str, Any]:
+    world.made["card"] = await _card_on(world, world.s1_id)
+    return {"i": {"id": world.gid("PaymentCard", world.made["card"])}}
+
+
+async def _card_is_default(done: Done) -> None:
+    found = await done.node("PaymentCard", done.world.made["card"], "isDefault")
+    assert found == {"isDefault": True}
+
+
+async def _card_removed(done: Done) -> None:
+    assert await done.node("PaymentCard", done.world.made["card"], "isDefault") is None
+
+
 MUTATIONS: dict[str, Case] = {
     "signUpAgency": Case(
         op(mutation("signUpAgency", "SignUpAgencyInput", "token"), _sign_up),
@@ -463,6 +530,22 @@ MUTATIONS: dict[str, Case] = {
         op(mutation("revokeApiKey", "RevokeApiKeyInput"), _api_key),
         expect("AGENCY_OWNER"),
         _key_revoked,
+    ),
+    # Payments are the one change a SUBACCOUNT_MEMBER may make (in its granted sub-accounts).
+    "addPaymentCard": Case(
+        op(mutation("addPaymentCard", "AddPaymentCardInput"), _new_card_for_s1),
+        expect(*MEMBERS_OF_S1),
+        _s1_has_a_card,
+    ),
+    "setDefaultPaymentCard": Case(
+        op(mutation("setDefaultPaymentCard", "PaymentCardIdInput"), _second_card_of_s1),
+        expect(*MEMBERS_OF_S1),
+        _card_is_default,
+    ),
+    "removePaymentCard": Case(
+        op(mutation("removePaymentCard", "PaymentCardIdInput"), _card_of_s1),
+        expect(*MEMBERS_OF_S1),
+        _card_removed,
     ),
 }
 
@@ -620,8 +703,10 @@ CASES = [(name, case, actor) for name, case in {**MUTATIONS, **READS}.items() fo
 
 
 @pytest.fixture
-async def world(app_client):
-    return await build_world(app_client.app.state.services)
+async def world(app_client, stripe_server):
+    built = await build_world(app_client.app.state.services)
+    built.made["stripe"] = stripe_server  # where payments' set-ups make cards
+    return built
 
 
 @pytest.mark.parametrize(("name", "case", "actor"), CASES, ids=[f"{n}-{a}" for n, _, a in CASES])
