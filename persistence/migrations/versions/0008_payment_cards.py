@@ -56,9 +56,10 @@ def upgrade() -> None:
             postgresql_where=sa.text("is_default"),
             sqlite_where=sa.text("is_default"),
         )
-    with op.batch_alter_table("agency", schema=None) as batch_op:
-        batch_op.drop_column("stripe_customer_id")
-        batch_op.drop_column("stripe_payment_method_id")
+    # Plain ALTER TABLE … DROP COLUMN (SQLite 3.35+): batch mode would copy the agency table,
+    # which every other table references.
+    op.drop_column("agency", "stripe_customer_id")
+    op.drop_column("agency", "stripe_payment_method_id")
     with op.batch_alter_table("sub_account", schema=None) as batch_op:
         batch_op.add_column(sa.Column("stripe_customer_id", sa.String(length=255), nullable=True))
 
@@ -66,9 +67,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("sub_account", schema=None) as batch_op:
         batch_op.drop_column("stripe_customer_id")
-    with op.batch_alter_table("agency", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("stripe_payment_method_id", sa.String(255), nullable=True))
-        batch_op.add_column(sa.Column("stripe_customer_id", sa.String(255), nullable=True))
+    op.add_column("agency", sa.Column("stripe_payment_method_id", sa.String(255), nullable=True))
+    op.add_column("agency", sa.Column("stripe_customer_id", sa.String(255), nullable=True))
     with op.batch_alter_table("payment_card", schema=None) as batch_op:
         batch_op.drop_index("uq_payment_card_one_default")
         batch_op.drop_index("ix_payment_card_payer_created")
