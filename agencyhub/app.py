@@ -28,6 +28,7 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http.websocket_origin import normalize_allowed_origins
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
+from agencyhub.background import JobRunner, payment_jobs
 from agencyhub.limits import BodySizeLimit
 from agencyhub.settings import Settings
 from agencyhub.websocket import KeepAlive, KeptAliveHandler, TextFrames
@@ -39,6 +40,7 @@ from persistence.outbox import OutboxRelay
 from persistence.rate_limit import build_rate_limiter
 from persistence.stripe_gateway import StripeGateway
 from resolvers.context import LoginLimits, RequestContext, Services
+from resolvers.purchases import receive_webhook
 from resolvers.security import Passwords, Tokens
 from schema import build_schema
 
@@ -177,6 +179,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
             app.state.services = services
             relay.start()
             keep_alive.start()
+            runner = JobRunner(
+                services,
+                payment_jobs(settings.reconcile_payments_seconds)
+                if settings.server_jobs and services.stripe is not None
+                else [],
+            )
+            runner.start()
             # What start-up built lives as long as the process: move it out of the cyclic
             # collector's way, so full collections under load scan only per-request objects
             # (measured: about half of a 500-client list's time went to full collections).
@@ -185,6 +194,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             try:
                 yield
             finally:
+                await runner.stop()
                 await keep_alive.stop()
 
     async def healthz(request: Request) -> Response:
@@ -206,9 +216,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
             status_code=200 if ready else 503,
         )
 
+    async def stripe_webhook(request: Request) -> Response:
+        """Stripe's events: applied once each, after their signature verifies (else 400)."""
+        services: Services = request.app.state.services
+        signature = request.headers.get("stripe-signature")
+        status = await receive_webhook(services, await request.body(), signature)
+        return JSONResponse({"received": status == 200}, status_code=status)
+
     return Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
+            Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
             Route("/readyz", readyz),

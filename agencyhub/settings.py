@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     stripe_webhook_secret: SecretStr | None = None  # whsec_…: verifies POST /webhooks/stripe
     stripe_api_base: str | None = None  # a Stripe-compatible server instead of api.stripe.com
     stripe_max_network_retries: int = Field(default=2, ge=0)  # safe: every POST has a key
+    # The payment jobs the server runs itself (one process of the deployment at a time); off,
+    # they are left to cron (`agencyhub reconcile-payments`, …).
+    server_jobs: bool = True
+    reconcile_payments_seconds: float = Field(default=300, gt=0)
     mail_url: str | None = None  # smtp://user:pass@host:port ; default: .eml files in MAIL_DIR
     mail_dir: Path | None = None
     mail_from: str = "agencyhub <no-reply@agencyhub.invalid>"

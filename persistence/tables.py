@@ -484,3 +484,56 @@ class PaymentCardRow(Base):
     exp_year: Mapped[int] = mapped_column(Integer)
     is_default: Mapped[bool] = mapped_column(Boolean, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PurchaseRow(Base):
+    """Minutes bought with a card: written PENDING before Stripe is called, then SUCCEEDED
+    (with its ledger credit, once) or FAILED. Money in micro-dollars (whole cents charged)."""
+
+    __tablename__ = "purchase"
+    __table_args__ = (
+        # One auto allocation charge per sub-account, billing period and tier, whatever runs
+        # at once (a client's own purchases have no period: NULLs never collide).
+        UniqueConstraint("sub_account_id", "period_start", "tier"),
+        Index("ix_purchase_sub_account_created", "sub_account_id", "created_at", "id"),
+        Index("ix_purchase_agency_completed", "agency_id", "completed_at"),
+        Index("ix_purchase_intent", "stripe_payment_intent_id"),
+        Index(
+            "ix_purchase_pending",
+            "created_at",
+            postgresql_where=text("status = 'PENDING'"),
+            sqlite_where=text("status = 'PENDING'"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"))
+    sub_account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sub_account.id"))
+    payer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sub_account.id"))
+    kind: Mapped[str] = mapped_column(String(20))
+    tier: Mapped[str] = mapped_column(String(10))
+    seconds: Mapped[int] = mapped_column(BigInteger)
+    amount_micros: Mapped[int] = mapped_column(BigInteger)
+    profit_micros: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(10))
+    attempts: Mapped[int] = mapped_column(Integer, server_default="1")
+    failure_reason: Mapped[str | None] = mapped_column(String(500))
+    stripe_customer_id: Mapped[str] = mapped_column(String(255))
+    stripe_payment_method_id: Mapped[str | None] = mapped_column(String(255))
+    stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(255))
+    period_start: Mapped[date | None] = mapped_column(Date)  # auto allocations: the period
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_by: Mapped[str | None] = mapped_column(String(254))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class StripeEventRow(Base):
+    """A Stripe webhook event applied: its id, written in the transaction that applied it,
+    so a replayed delivery changes nothing."""
+
+    __tablename__ = "stripe_event"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    type: Mapped[str] = mapped_column(String(100))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -12,6 +12,7 @@ from domain.money import minutes_to_seconds
 from persistence import jobs, ledger, outbox
 from persistence.errors import UniqueViolation
 from persistence.unit_of_work import UnitOfWork
+from resolvers import purchases
 from resolvers.context import Services
 
 
@@ -83,3 +84,9 @@ async def prune_outbox(services: Services, keep: timedelta) -> int:
         return await outbox.prune_published(uow.conn, cutoff)
 
     return await services.transact(prune, audited=False)
+
+
+async def reconcile_payments(services: Services) -> int:
+    """Settle purchases PENDING for more than 10 minutes from what Stripe says of them."""
+    async with jobs.sole_runner(services.database, "reconcile-payments") as sole:
+        return await purchases.reconcile_pending(services) if sole else 0

@@ -14,7 +14,7 @@ from domain.agency import Agency, SubAccount, User
 from domain.api_key import ApiKey
 from domain.invitation import Invitation
 from domain.ledger import Balance
-from domain.payments import PaymentCard
+from domain.payments import PaymentCard, Purchase
 from domain.policy import Action, Target, Viewer, can, require
 from persistence import activities, api_keys, team
 from persistence.queries.session import SessionContext
@@ -48,7 +48,7 @@ _ACTIVITY_KINDS = {
 
 async def node(
     ctx: RequestContext, global_id: str
-) -> Agency | SubAccount | User | Invitation | ApiKey | Activity | PaymentCard | None:
+) -> Agency | SubAccount | User | Invitation | ApiKey | Activity | PaymentCard | Purchase | None:
     viewer = await ctx.viewer()
     decoded = from_global_id(global_id)
     if decoded is None:
@@ -87,6 +87,10 @@ async def node(
         from resolvers.payment_cards import card_node
 
         return await card_node(ctx, key)
+    elif type_name == "Purchase":
+        from resolvers.purchases import purchase_node
+
+        return await purchase_node(ctx, key)
     elif type_name == "User":
         user = await loaders.user_by_id.load(key)
         if user is not None and (

@@ -21,6 +21,7 @@ from domain.activity import Activity as ActivityEntity
 from domain.api_key import ApiKey as ApiKeyEntity
 from domain.invitation import Invitation as InvitationEntity
 from domain.payments import PaymentCard as PaymentCardEntity
+from domain.payments import Purchase as PurchaseEntity
 from resolvers import viewer as reads
 from resolvers.context import RequestContext
 from schema.activity import ActivityMutations, Automation, Campaign, InboundAgent, to_graphql
@@ -29,7 +30,7 @@ from schema.audit import AuditSubscriptions
 from schema.errors import ErrorPolicy
 from schema.monitoring import MonitoringSubscriptions
 from schema.node import Node
-from schema.payments import PaymentCard, PaymentMutations
+from schema.payments import PaymentCard, PaymentMutations, Purchase
 from schema.sharing import SharedEventExecution
 from schema.sub_account import SubAccount, SubAccountMutations, SubAccountQueries
 from schema.team import ApiKey, Invitation, TeamMutations
@@ -47,6 +48,7 @@ _NODE_TYPES = {
     ApiKeyEntity: ApiKey.from_domain,
     ActivityEntity: to_graphql,
     PaymentCardEntity: PaymentCard.from_domain,
+    PurchaseEntity: Purchase.from_domain,
 }
 
 
@@ -117,6 +119,7 @@ def build_schema(max_depth: int = 10, max_aliases: int = 15, max_tokens: int = 2
             InboundAgent,
             Automation,
             PaymentCard,
+            Purchase,
         ],
         extensions=[
             ErrorPolicy,

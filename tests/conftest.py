@@ -144,6 +144,7 @@ def make_settings(
         "public_url": "https://app.example",
         "argon2_time_cost": 1,
         "argon2_memory_kib": 1024,
+        "server_jobs": False,  # a test runs the jobs it means to, when it means to
         **overrides,
     }
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]

@@ -397,6 +397,18 @@ async def _card_removed(done: Done) -> None:
     assert await done.node("PaymentCard", done.world.made["card"], "isDefault") is None
 
 
+async def _purchase_for_s1(world: World) -> dict[str, Any]:
+    await _card_on(world, world.s1_id)
+    return {
+        "i": {
+            "subAccountId": sub(world, world.s1_id),
+            "tier": "PREMIUM",
+            "minutes": 10,
+            "idempotencyKey": "buy-1",
+        }
+    }
+
+
 MUTATIONS: dict[str, Case] = {
     "signUpAgency": Case(
         op(mutation("signUpAgency", "SignUpAgencyInput", "token"), _sign_up),
@@ -541,6 +553,14 @@ MUTATIONS: dict[str, Case] = {
         op(mutation("setDefaultPaymentCard", "PaymentCardIdInput"), _second_card_of_s1),
         expect(*MEMBERS_OF_S1),
         _card_is_default,
+    ),
+    "buyMinutes": Case(
+        op(mutation("buyMinutes", "BuyMinutesInput"), _purchase_for_s1),
+        expect(*MEMBERS_OF_S1),
+        on_s1(
+            "balances { tier seconds }",
+            {"balances": [{"tier": "BASIC", "seconds": 0}, {"tier": "PREMIUM", "seconds": 600}]},
+        ),
     ),
     "removePaymentCard": Case(
         op(mutation("removePaymentCard", "PaymentCardIdInput"), _card_of_s1),

@@ -66,6 +66,24 @@ ID_ARGUMENTS: dict[str, tuple[str, Any]] = {
         "mutation($i: AddPaymentCardInput!) { addPaymentCard(input: $i) { userErrors { code } } }",
         lambda g, w: {"i": {"subAccountId": g, "paymentMethodId": "pm_never_attached"}},
     ),
+    "buyMinutes.subAccountId": (
+        "mutation($i: BuyMinutesInput!) { buyMinutes(input: $i) { userErrors { code } } }",
+        lambda g, w: {
+            "i": {"subAccountId": g, "tier": "BASIC", "minutes": 10, "idempotencyKey": "k"}
+        },
+    ),
+    "buyMinutes.cardId": (
+        "mutation($i: BuyMinutesInput!) { buyMinutes(input: $i) { userErrors { code } } }",
+        lambda g, w: {
+            "i": {
+                "subAccountId": to_global_id("SubAccount", w.primary_id),
+                "tier": "BASIC",
+                "minutes": 10,
+                "cardId": g,
+                "idempotencyKey": "k",
+            }
+        },
+    ),
     "setDefaultPaymentCard.id": (
         "mutation($i: PaymentCardIdInput!) { setDefaultPaymentCard(input: $i) "
         "{ userErrors { code } } }",
@@ -149,6 +167,7 @@ async def snapshot(world: World) -> dict[str, list[Any]]:
         "WHERE agency_id = :a ORDER BY id",
         "keys": "SELECT id, revoked_at FROM api_key WHERE agency_id = :a ORDER BY id",
         "cards": "SELECT id, is_default FROM payment_card WHERE agency_id = :a ORDER BY id",
+        "purchases": "SELECT id, status FROM purchase WHERE agency_id = :a ORDER BY id",
         "grants": "SELECT g.user_id, g.sub_account_id FROM user_grant g JOIN sub_account s "
         "ON s.id = g.sub_account_id WHERE s.agency_id = :a ORDER BY 1, 2",
         "invitation_grants": "SELECT g.invitation_id FROM invitation_grant g JOIN sub_account s "
