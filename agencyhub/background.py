@@ -58,7 +58,13 @@ class JobRunner:
         self._tasks.clear()
 
 
+HOUR = 3600.0
+
+
 def payment_jobs(reconcile_seconds: float) -> list[PeriodicJob]:
     from resolvers import jobs
 
-    return [PeriodicJob("reconcile-payments", reconcile_seconds, jobs.reconcile_payments)]
+    return [
+        PeriodicJob("reconcile-payments", reconcile_seconds, jobs.reconcile_payments),
+        PeriodicJob("pay-out", HOUR, jobs.pay_out),
+    ]

@@ -159,6 +159,9 @@ def _job(name: str) -> Callable[[Settings, argparse.Namespace], int]:
                     keep = timedelta(hours=settings.outbox_retention_hours)
                     done = await jobs.prune_outbox(services, keep)
                     print(f"agencyhub: pruned {done} published event(s)")
+                elif name == "pay-out":
+                    done = await jobs.pay_out(services)
+                    print(f"agencyhub: paid {done} payout(s)")
                 elif name == "reconcile-payments":
                     done = await jobs.reconcile_payments(services)
                     print(f"agencyhub: settled {done} pending purchase(s)")
@@ -222,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         ("purge-removed", "purge sub-accounts removed longer ago than the retention period"),
         ("prune-outbox", "drop published events older than OUTBOX_RETENTION_HOURS (cron: hourly)"),
         ("reconcile-payments", "settle purchases PENDING over 10 minutes from Stripe (5 min)"),
+        ("pay-out", "pay unpaid earnings over the threshold to Connect accounts (hourly)"),
     ):
         commands.add_parser(job, help=job_help).set_defaults(run=_job(job))
     check = commands.add_parser("check-ledger", help="prove balances equal ledger sums")

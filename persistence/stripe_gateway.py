@@ -5,8 +5,9 @@ a crash and a recovery reach Stripe as the same request. No call here is made in
 database transaction: the use cases call the gateway between their transactions.
 
 Stripe's answers leave as small domain values (`IntentState`, `Declined`, `CardDetails`,
-`TransferState`); its exceptions as `CardRefused` (the card said no) or `StripeUnavailable`
-(anything else: the network, Stripe, our request), never as the package's own types.
+`TransferState`); its exceptions as `CardRefused` (the card said no), `TransferRefused` or
+`StripeUnavailable` (anything else: the network, Stripe, our request), never as the package's
+own types.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ class CardRefused(Exception):
         super().__init__(reason)
         self.reason = reason
         self.intent_id = intent_id
+
+
+class TransferRefused(Exception):
+    """Stripe refused the Transfer itself (an unknown or unusable destination, …)."""
 
 
 class BadSignature(Exception):
@@ -190,19 +195,24 @@ class StripeGateway:
     async def transfer(
         self, key: str, amount_cents: int, destination: str, payout_id: UUID
     ) -> TransferState:
-        return _transfer_state(
-            await self._call(
-                self._client.v1.transfers.create_async(
-                    {
-                        "amount": amount_cents,
-                        "currency": "usd",
-                        "destination": destination,
-                        "metadata": {"payout_id": str(payout_id)},
-                    },
-                    {"idempotency_key": key},
-                )
-            )
+        """One Transfer to a Connect account; refused (TransferRefused) or unknown
+        (StripeUnavailable: ask again under the same key)."""
+        request = self._client.v1.transfers.create_async(
+            {
+                "amount": amount_cents,
+                "currency": "usd",
+                "destination": destination,
+                "metadata": {"payout_id": str(payout_id)},
+            },
+            {"idempotency_key": key},
         )
+        try:
+            answer = await request
+        except stripe.InvalidRequestError as error:
+            raise TransferRefused(error.user_message or str(error)) from error
+        except stripe.StripeError as error:
+            raise StripeUnavailable(error.user_message or str(error)) from error
+        return _transfer_state(answer.to_dict())
 
     async def transfer_by_id(self, transfer_id: str) -> TransferState:
         return _transfer_state(

@@ -537,3 +537,30 @@ class StripeEventRow(Base):
     id: Mapped[str] = mapped_column(String(255), primary_key=True)
     type: Mapped[str] = mapped_column(String(100))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PayoutRow(Base):
+    """Unpaid earnings sent to the agency's Connect account: PENDING before the Stripe
+    Transfer (whose Idempotency-Key is this row's id), then PAID or FAILED."""
+
+    __tablename__ = "payout"
+    __table_args__ = (
+        Index("ix_payout_agency_created", "agency_id", "created_at", "id"),
+        Index(
+            "ix_payout_pending",
+            "created_at",
+            postgresql_where=text("status = 'PENDING'"),
+            sqlite_where=text("status = 'PENDING'"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"))
+    amount_micros: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(10))
+    destination: Mapped[str] = mapped_column(String(255))
+    stripe_transfer_id: Mapped[str | None] = mapped_column(String(255))
+    failure_reason: Mapped[str | None] = mapped_column(String(500))
+    requested_by: Mapped[str | None] = mapped_column(String(254))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

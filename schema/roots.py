@@ -22,6 +22,7 @@ from domain.api_key import ApiKey as ApiKeyEntity
 from domain.invitation import Invitation as InvitationEntity
 from domain.payments import PaymentCard as PaymentCardEntity
 from domain.payments import Purchase as PurchaseEntity
+from domain.payouts import Payout as PayoutEntity
 from resolvers import viewer as reads
 from resolvers.context import RequestContext
 from schema.activity import ActivityMutations, Automation, Campaign, InboundAgent, to_graphql
@@ -31,6 +32,7 @@ from schema.errors import ErrorPolicy
 from schema.monitoring import MonitoringSubscriptions
 from schema.node import Node
 from schema.payments import PaymentCard, PaymentMutations, Purchase
+from schema.payouts import Payout, PayoutMutations
 from schema.sharing import SharedEventExecution
 from schema.sub_account import SubAccount, SubAccountMutations, SubAccountQueries
 from schema.team import ApiKey, Invitation, TeamMutations
@@ -49,6 +51,7 @@ _NODE_TYPES = {
     ActivityEntity: to_graphql,
     PaymentCardEntity: PaymentCard.from_domain,
     PurchaseEntity: Purchase.from_domain,
+    PayoutEntity: Payout.from_domain,
 }
 
 
@@ -79,6 +82,7 @@ Mutation = merge_types(
         TeamMutations,
         UsageMutations,
         PaymentMutations,
+        PayoutMutations,
     ),
 )
 Subscription = merge_types("Subscription", (MonitoringSubscriptions, AuditSubscriptions))
@@ -120,6 +124,7 @@ def build_schema(max_depth: int = 10, max_aliases: int = 15, max_tokens: int = 2
             Automation,
             PaymentCard,
             Purchase,
+            Payout,
         ],
         extensions=[
             ErrorPolicy,

@@ -20,6 +20,7 @@ import pytest
 
 from domain.money import Tier
 from domain.policy import Role
+from persistence.queries.loaders import sub_accounts_by_id
 from schema import build_schema
 from tests.factories import gql
 from tests.mailbox import latest_token_for
@@ -409,6 +410,59 @@ async def _purchase_for_s1(world: World) -> dict[str, Any]:
     }
 
 
+async def _earned(world: World, agency_id: uuid.UUID, payer_id: uuid.UUID) -> None:
+    """$1 of earnings (a client purchase that succeeded) and a Connect account to pay it to."""
+    from dataclasses import replace
+
+    from domain.payments import PaymentStatus, PurchaseKind, Quote, new_purchase
+    from persistence import payouts, purchases
+
+    async with world.services.database.read() as conn:
+        [payer] = await sub_accounts_by_id(conn, [payer_id])
+    assert payer is not None
+    quote = Quote(Tier.PREMIUM, 10, 400, 1_000_000)
+    purchase = new_purchase(
+        uuid.uuid4(),
+        payer,
+        payer,
+        PurchaseKind.CLIENT_PURCHASE,
+        quote,
+        "cus_x",
+        "pm_x",
+        world.services.clock(),
+    )
+    async with world.services.uow() as uow:
+        await purchases.add_purchase(uow.conn, replace(purchase, status=PaymentStatus.SUCCEEDED))
+        await payouts.save_settings(
+            uow.conn, agency_id, stripe_connect_account_id=f"acct_{uuid.uuid4().hex[:10]}"
+        )
+
+
+async def _earnings_to_pay(world: World) -> dict[str, Any]:
+    await _earned(world, world.agency_id, world.s1_id)
+    await _earned(world, world.outsider_agency_id, world.outsider_primary_id)
+    return {"i": {"idempotencyKey": "payout-1"}}
+
+
+async def _paid_out(done: Done) -> None:
+    found = await done.read("{ viewer { agency { earnings { paidOut { amount } } } } }")
+    assert found["viewer"]["agency"]["earnings"] == {"paidOut": {"amount": "1.000000"}}
+
+
+async def _payout_settings(world: World) -> dict[str, Any]:
+    return {"i": {"connectedAccountId": "acct_settings", "payoutThreshold": "50"}}
+
+
+async def _payout_settings_saved(done: Done) -> None:
+    found = await done.read(
+        "{ viewer { agency { earnings { connectedAccountId payoutThreshold { amount } } } } }"
+    )
+    assert found["viewer"]["agency"]["earnings"] == {
+        "connectedAccountId": "acct_settings",
+        "payoutThreshold": {"amount": "50.000000"},
+    }
+
+
 MUTATIONS: dict[str, Case] = {
     "signUpAgency": Case(
         op(mutation("signUpAgency", "SignUpAgencyInput", "token"), _sign_up),
@@ -562,6 +616,16 @@ MUTATIONS: dict[str, Case] = {
             {"balances": [{"tier": "BASIC", "seconds": 0}, {"tier": "PREMIUM", "seconds": 600}]},
         ),
     ),
+    "setPayoutSettings": Case(
+        op(mutation("setPayoutSettings", "SetPayoutSettingsInput"), _payout_settings),
+        expect("AGENCY_OWNER", outsider=OK),  # the outsider sets its own agency's
+        _payout_settings_saved,
+    ),
+    "requestPayout": Case(
+        op(mutation("requestPayout", "RequestPayoutInput"), _earnings_to_pay),
+        expect("AGENCY_OWNER", outsider=OK),  # the outsider is paid its own earnings
+        _paid_out,
+    ),
     "removePaymentCard": Case(
         op(mutation("removePaymentCard", "PaymentCardIdInput"), _card_of_s1),
         expect(*MEMBERS_OF_S1),
@@ -668,6 +732,10 @@ READS: dict[str, Case] = {
             lambda w: _id_of(w, w.s1_id),
         ),
         nullable(*MEMBERS_OF_S1),
+    ),
+    "viewer.agency.earnings": Case(
+        viewer("agency { earnings { unpaid { amount } } payouts { totalCount } }"),
+        expect(*AGENCY_ROLES, outsider=OK),
     ),
     "viewer.agency.report": Case(
         viewer(
