@@ -27,6 +27,7 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http.websocket_origin import normalize_allowed_origins
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
+from agencyhub.background import JobRunner, payment_jobs
 from agencyhub.collector import SurvivorFreezer
 from agencyhub.limits import BodySizeLimit
 from agencyhub.settings import Settings
@@ -37,7 +38,9 @@ from persistence.mail import build_mailer
 from persistence.migrate import upgrade
 from persistence.outbox import OutboxRelay
 from persistence.rate_limit import build_rate_limiter
+from persistence.stripe_gateway import StripeGateway
 from resolvers.context import LoginLimits, RequestContext, Services
+from resolvers.purchases import receive_webhook
 from resolvers.security import Passwords, Tokens
 from schema import build_schema
 
@@ -91,6 +94,19 @@ def build_broker(settings: Settings) -> Broker:
     return RedisBroker(settings.redis_url) if settings.redis_url else InProcessBroker()
 
 
+def build_stripe(settings: Settings) -> StripeGateway | None:
+    """Stripe when STRIPE_SECRET_KEY is set; without it payments answer PAYMENTS_NOT_CONFIGURED."""
+    if settings.stripe_secret_key is None:
+        return None
+    webhook_secret = settings.stripe_webhook_secret
+    return StripeGateway(
+        settings.stripe_secret_key.get_secret_value(),
+        None if webhook_secret is None else webhook_secret.get_secret_value(),
+        settings.stripe_api_base,
+        settings.stripe_max_network_retries,
+    )
+
+
 @contextlib.asynccontextmanager
 async def running_services(settings: Settings) -> AsyncIterator[tuple[Services, OutboxRelay]]:
     """Database (migrated in the embedded default), broker and relay, closed on exit."""
@@ -123,6 +139,7 @@ async def running_services(settings: Settings) -> AsyncIterator[tuple[Services, 
                     prices=settings.price_book(),
                     removed_retention=timedelta(days=settings.removed_retention_days),
                     health=settings.health_thresholds(),
+                    stripe=build_stripe(settings),
                     login_limits=LoginLimits(
                         settings.login_attempts_per_email,
                         settings.login_attempts_per_client,
@@ -162,6 +179,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
             app.state.services = services
             relay.start()
             keep_alive.start()
+            runner = JobRunner(
+                services,
+                payment_jobs(settings.reconcile_payments_seconds)
+                if settings.server_jobs and services.stripe is not None
+                else [],
+            )
+            runner.start()
             # What start-up built and what each full collection finds alive (sockets,
             # subscriptions) move out of the cyclic collector's way, so full collections under
             # load walk only recent objects (agencyhub/collector.py): at 10,000 screens a full
@@ -173,6 +197,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 yield
             finally:
                 freezer.uninstall()
+                await runner.stop()
                 await keep_alive.stop()
 
     async def healthz(request: Request) -> Response:
@@ -194,9 +219,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
             status_code=200 if ready else 503,
         )
 
+    async def stripe_webhook(request: Request) -> Response:
+        """Stripe's events: applied once each, after their signature verifies (else 400)."""
+        services: Services = request.app.state.services
+        signature = request.headers.get("stripe-signature")
+        status = await receive_webhook(services, await request.body(), signature)
+        return JSONResponse({"received": status == 200}, status_code=status)
+
     return Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
+            Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
             Route("/readyz", readyz),

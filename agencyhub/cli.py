@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from agencyhub.settings import ConfigurationError, Settings
+from domain.errors import DomainError
 
 
 def websocket_options(settings: Settings) -> dict[str, Any]:
@@ -158,6 +159,12 @@ def _job(name: str) -> Callable[[Settings, argparse.Namespace], int]:
                     keep = timedelta(hours=settings.outbox_retention_hours)
                     done = await jobs.prune_outbox(services, keep)
                     print(f"agencyhub: pruned {done} published event(s)")
+                elif name == "pay-out":
+                    done = await jobs.pay_out(services)
+                    print(f"agencyhub: paid {done} payout(s)")
+                elif name == "reconcile-payments":
+                    done = await jobs.reconcile_payments(services)
+                    print(f"agencyhub: settled {done} pending purchase(s)")
                 elif name == "grant-plan-minutes":
                     done = await jobs.grant_plan_minutes(services)
                     print(f"agencyhub: granted {done} plan period(s)")
@@ -217,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         ("grant-plan-minutes", "grant each plan period's included minutes once (cron: hourly)"),
         ("purge-removed", "purge sub-accounts removed longer ago than the retention period"),
         ("prune-outbox", "drop published events older than OUTBOX_RETENTION_HOURS (cron: hourly)"),
+        ("reconcile-payments", "settle purchases PENDING over 10 minutes from Stripe (5 min)"),
+        ("pay-out", "pay unpaid earnings over the threshold to Connect accounts (hourly)"),
     ):
         commands.add_parser(job, help=job_help).set_defaults(run=_job(job))
     check = commands.add_parser("check-ledger", help="prove balances equal ledger sums")
@@ -228,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.run(Settings(), args))
     except ConfigurationError as error:  # e.g. SECRET_KEY missing for a job on PostgreSQL
         print(f"agencyhub: {error}", file=sys.stderr)
+        return 2
+    except DomainError as error:  # e.g. a payment job without STRIPE_SECRET_KEY
+        print(f"agencyhub: {error.message}", file=sys.stderr)
         return 2
 
 

@@ -32,8 +32,15 @@ class Settings(BaseSettings):
     redis_url: str | None = None  # redis://… ; default: in-process broker
     # Required with DATABASE_URL; in the embedded default: generated once into DATA_DIR.
     secret_key: SecretStr | None = None
-    stripe_api_key: SecretStr | None = None
-    stripe_webhook_secret: SecretStr | None = None
+    # Payments (Stripe). Without a secret key, payment mutations answer PAYMENTS_NOT_CONFIGURED.
+    stripe_secret_key: SecretStr | None = None
+    stripe_webhook_secret: SecretStr | None = None  # whsec_…: verifies POST /webhooks/stripe
+    stripe_api_base: str | None = None  # a Stripe-compatible server instead of api.stripe.com
+    stripe_max_network_retries: int = Field(default=2, ge=0)  # safe: every POST has a key
+    # The payment jobs the server runs itself (one process of the deployment at a time); off,
+    # they are left to cron (`agencyhub reconcile-payments`, …).
+    server_jobs: bool = True
+    reconcile_payments_seconds: float = Field(default=300, gt=0)
     mail_url: str | None = None  # smtp://user:pass@host:port ; default: .eml files in MAIL_DIR
     mail_dir: Path | None = None
     mail_from: str = "agencyhub <no-reply@agencyhub.invalid>"
@@ -86,10 +93,11 @@ class Settings(BaseSettings):
     health_failure_rate: Decimal = Field(default=Decimal("0.2"), ge=0, le=1)
     health_failure_min_calls: int = Field(default=10, ge=1)
 
-    @field_validator("secret_key", mode="before")
+    @field_validator("secret_key", "stripe_secret_key", "stripe_webhook_secret", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
-        # `SECRET_KEY=` in a .env file would otherwise hash every token with an empty key.
+        # `SECRET_KEY=` in a .env file would otherwise hash every token with an empty key
+        # (and an empty Stripe key would count as payments configured).
         return None if isinstance(value, str) and not value.strip() else value
 
     @property

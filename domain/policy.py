@@ -37,6 +37,7 @@ class Action(Enum):
     MANAGE_API_KEYS = auto()
     TRANSFER_OWNERSHIP = auto()
     MANAGE_AGENCY = auto()  # the agency's own settings: name, time zone
+    MANAGE_PAYOUTS = auto()  # where the agency's earnings go, and when
 
 
 class Scope(Enum):
@@ -47,9 +48,9 @@ class Scope(Enum):
 
 
 _A, _PG, _G = Scope.AGENCY, Scope.PRIMARY_AND_GRANTED, Scope.GRANTED
-# The SPEC gives the owner alone ownership transfer; ingestion keys are billing-grade
-# credentials, so creating and revoking them is the owner's too.
-_OWNER_ONLY = frozenset({Action.TRANSFER_OWNERSHIP, Action.MANAGE_API_KEYS})
+# The SPEC gives the owner alone ownership transfer and payouts; ingestion keys are
+# billing-grade credentials, so creating and revoking them is the owner's too.
+_OWNER_ONLY = frozenset({Action.TRANSFER_OWNERSHIP, Action.MANAGE_API_KEYS, Action.MANAGE_PAYOUTS})
 
 # role → action → scope; an action missing from a role's row is refused.
 POLICY: dict[Role, dict[Action, Scope]] = {

@@ -18,6 +18,7 @@ from domain.agency import (
     SubAccountKind,
     SubAccountStatus,
 )
+from domain.payouts import DEFAULT_PAYOUT_THRESHOLD_MICROS
 from persistence.ledger import open_balances
 from persistence.records import (
     AGENCY_COLUMNS,
@@ -72,6 +73,7 @@ async def add_agency(conn: AsyncConnection, signup: SignUp, now: datetime) -> Ag
             included_tier=agency.included_tier.value,
             plan_started_on=agency.plan_started_on,
             time_zone=agency.time_zone,
+            payout_threshold_micros=DEFAULT_PAYOUT_THRESHOLD_MICROS,
             created_at=now,
         )
     )

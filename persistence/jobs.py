@@ -1,21 +1,51 @@
-"""Storage for the periodic jobs: plan grants done per period, and purging removed accounts."""
+"""Storage for the periodic jobs: one runner at a time, plan grants done per period, and
+purging removed accounts."""
 
 from __future__ import annotations
 
 import uuid
+import zlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.money import Tier
 from persistence.activities import activity_t
+from persistence.database import Database
 from persistence.queries.sub_accounts import auto_allocation_t
 from persistence.records import agency_t, sub_account_t
 from persistence.tables import InvitationGrantRow, PlanGrantRow, UserGrantRow
 
 plan_grant_t = PlanGrantRow.__table__
+_JOB_LOCKS = 0x0A6E_1000  # + a number per job name; the relay's lock is another constant
+
+
+@asynccontextmanager
+async def sole_runner(database: Database, job: str) -> AsyncIterator[bool]:
+    """True while this process is the one running `job` in the deployment (a PostgreSQL
+    advisory lock, held on its own connection for the run); false when another holds it.
+    SQLite serves one process: always true. What a job does is safe to repeat anyway (its
+    rows' unique keys and guarded updates); the lock only keeps runners from doubling up."""
+    if database.is_sqlite:
+        yield True
+        return
+    key = _JOB_LOCKS + zlib.crc32(job.encode()) % 4096
+    async with database.read() as conn:
+        try:
+            held = bool(await conn.scalar(select(func.pg_try_advisory_lock(key))))
+            try:
+                yield held
+            finally:
+                if held:
+                    await conn.scalar(select(func.pg_advisory_unlock(key)))
+        except BaseException:
+            # The lock must not go back to the pool with the connection: closing releases it.
+            await conn.invalidate()
+            raise
 
 
 @dataclass(frozen=True)

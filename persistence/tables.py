@@ -60,8 +60,6 @@ class AgencyRow(Base):
     plan_started_on: Mapped[date] = mapped_column(Date)
     time_zone: Mapped[str] = mapped_column(String(64), server_default="UTC")
     payout_threshold_micros: Mapped[int] = mapped_column(BigInteger, server_default="0")
-    stripe_customer_id: Mapped[str | None] = mapped_column(String(255))
-    stripe_payment_method_id: Mapped[str | None] = mapped_column(String(255))
     stripe_connect_account_id: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -96,6 +94,9 @@ class SubAccountRow(Base):
     suspension_note: Mapped[str | None] = mapped_column(String(150))
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Its Stripe Customer, made when its first card is added: the primary's is the agency's
+    # (it pays for AGENCY-funded secondaries too); a CUSTOMER-funded secondary has its own.
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(255))
 
 
 class UserRow(Base):
@@ -455,3 +456,111 @@ class AuditLogRow(Base):
     subject_type: Mapped[str | None] = mapped_column(String(40))
     subject_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     summary: Mapped[str] = mapped_column(Text)
+
+
+class PaymentCardRow(Base):
+    """A card attached to a payer's Stripe Customer (its PaymentMethod), listed from here."""
+
+    __tablename__ = "payment_card"
+    __table_args__ = (
+        # One default card per payer: the database, not a check-then-update, says so.
+        Index(
+            "uq_payment_card_one_default",
+            "payer_id",
+            unique=True,
+            postgresql_where=text("is_default"),
+            sqlite_where=text("is_default"),
+        ),
+        Index("ix_payment_card_payer_created", "payer_id", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"))
+    payer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sub_account.id"))
+    stripe_payment_method_id: Mapped[str] = mapped_column(String(255), unique=True)
+    brand: Mapped[str] = mapped_column(String(30))
+    last4: Mapped[str] = mapped_column(String(4))
+    exp_month: Mapped[int] = mapped_column(Integer)
+    exp_year: Mapped[int] = mapped_column(Integer)
+    is_default: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PurchaseRow(Base):
+    """Minutes bought with a card: written PENDING before Stripe is called, then SUCCEEDED
+    (with its ledger credit, once) or FAILED. Money in micro-dollars (whole cents charged)."""
+
+    __tablename__ = "purchase"
+    __table_args__ = (
+        # One auto allocation charge per sub-account, billing period and tier, whatever runs
+        # at once (a client's own purchases have no period: NULLs never collide).
+        UniqueConstraint("sub_account_id", "period_start", "tier"),
+        Index("ix_purchase_sub_account_created", "sub_account_id", "created_at", "id"),
+        Index("ix_purchase_agency_completed", "agency_id", "completed_at"),
+        Index("ix_purchase_intent", "stripe_payment_intent_id"),
+        Index(
+            "ix_purchase_pending",
+            "created_at",
+            postgresql_where=text("status = 'PENDING'"),
+            sqlite_where=text("status = 'PENDING'"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"))
+    sub_account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sub_account.id"))
+    payer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sub_account.id"))
+    kind: Mapped[str] = mapped_column(String(20))
+    tier: Mapped[str] = mapped_column(String(10))
+    seconds: Mapped[int] = mapped_column(BigInteger)
+    amount_micros: Mapped[int] = mapped_column(BigInteger)
+    profit_micros: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(10))
+    attempts: Mapped[int] = mapped_column(Integer, server_default="1")
+    failure_reason: Mapped[str | None] = mapped_column(String(500))
+    stripe_customer_id: Mapped[str] = mapped_column(String(255))
+    stripe_payment_method_id: Mapped[str | None] = mapped_column(String(255))
+    stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(255))
+    period_start: Mapped[date | None] = mapped_column(Date)  # auto allocations: the period
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_by: Mapped[str | None] = mapped_column(String(254))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class StripeEventRow(Base):
+    """A Stripe webhook event applied: its id, written in the transaction that applied it,
+    so a replayed delivery changes nothing."""
+
+    __tablename__ = "stripe_event"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    type: Mapped[str] = mapped_column(String(100))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PayoutRow(Base):
+    """Unpaid earnings sent to the agency's Connect account: PENDING before the Stripe
+    Transfer (whose Idempotency-Key is this row's id), then PAID or FAILED."""
+
+    __tablename__ = "payout"
+    __table_args__ = (
+        Index("ix_payout_agency_created", "agency_id", "created_at", "id"),
+        Index(
+            "ix_payout_pending",
+            "created_at",
+            postgresql_where=text("status = 'PENDING'"),
+            sqlite_where=text("status = 'PENDING'"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"))
+    amount_micros: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(10))
+    destination: Mapped[str] = mapped_column(String(255))
+    stripe_transfer_id: Mapped[str | None] = mapped_column(String(255))
+    failure_reason: Mapped[str | None] = mapped_column(String(500))
+    requested_by: Mapped[str | None] = mapped_column(String(254))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -19,13 +19,14 @@ from strawberry.dataloader import DataLoader
 from domain.agency import Agency, SubAccount, User
 from domain.api_key import ApiKey
 from domain.audit import Actor
-from domain.errors import AccessDenied, NotAuthenticated
+from domain.errors import AccessDenied, DomainError, ErrorCode, NotAuthenticated
 from domain.ledger import Balance
+from domain.payments import PaymentCard
 from domain.policy import Viewer
 from domain.pricing import PriceBook
 from domain.reporting import HealthThresholds
 from domain.usage import MAX_BATCH
-from persistence import team
+from persistence import payment_cards, team
 from persistence.api_keys import api_key_by_secret
 from persistence.broker import Broker
 from persistence.database import Database
@@ -36,6 +37,7 @@ from persistence.queries import sub_accounts as sub_account_queries
 from persistence.queries.session import SessionContext, load_session
 from persistence.queries.sub_accounts import AutoAllocation
 from persistence.rate_limit import RateLimiter
+from persistence.stripe_gateway import StripeGateway
 from persistence.unit_of_work import RetryPolicy, UnitOfWork, transact
 from resolvers.group_commit import GroupCommit
 from resolvers.security import API_KEY_PREFIX, Passwords, Tokens, bearer_token
@@ -75,6 +77,17 @@ class Services:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     # Small recordCalls requests of one agency, billed together (resolvers/group_commit.py).
     ingestion_groups: GroupCommit = field(default_factory=lambda: GroupCommit(MAX_BATCH))
+    stripe: StripeGateway | None = None  # None: STRIPE_SECRET_KEY is not set
+
+    def payments(self) -> StripeGateway:
+        """Stripe, for a use case that moves money; without a key, every one of them answers
+        PAYMENTS_NOT_CONFIGURED (and nothing else is affected)."""
+        if self.stripe is None:
+            raise DomainError(
+                ErrorCode.PAYMENTS_NOT_CONFIGURED,
+                "Payments are not configured on this server (STRIPE_SECRET_KEY).",
+            )
+        return self.stripe
 
     @cached_property
     def replays(self) -> Replays:
@@ -139,6 +152,10 @@ class Loaders:
     @cached_property
     def balances_by_sub_account(self) -> DataLoader[UUID, list[Balance]]:
         return self._loader(batch.balances_by_sub_account)
+
+    @cached_property
+    def cards_by_payer(self) -> DataLoader[UUID, list[PaymentCard]]:
+        return self._loader(payment_cards.cards_of_payers)
 
 
 class RequestContext:

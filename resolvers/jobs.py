@@ -12,6 +12,7 @@ from domain.money import minutes_to_seconds
 from persistence import jobs, ledger, outbox
 from persistence.errors import UniqueViolation
 from persistence.unit_of_work import UnitOfWork
+from resolvers import payouts, purchases
 from resolvers.context import Services
 
 
@@ -83,3 +84,16 @@ async def prune_outbox(services: Services, keep: timedelta) -> int:
         return await outbox.prune_published(uow.conn, cutoff)
 
     return await services.transact(prune, audited=False)
+
+
+async def reconcile_payments(services: Services) -> int:
+    """Settle purchases PENDING for more than 10 minutes from what Stripe says of them."""
+    async with jobs.sole_runner(services.database, "reconcile-payments") as sole:
+        return await purchases.reconcile_pending(services) if sole else 0
+
+
+async def pay_out(services: Services) -> int:
+    """Pay out every agency's unpaid earnings that reached its threshold (and resend payouts a
+    crash left PENDING)."""
+    async with jobs.sole_runner(services.database, "pay-out") as sole:
+        return await payouts.pay_out(services) if sole else 0

@@ -210,6 +210,7 @@ async def series(
 
 @dataclass(frozen=True)
 class AgencyReport:
+    agency: Agency
     range: Range
     rows: list[ClientRow]
 
@@ -232,7 +233,7 @@ async def agency_report(
         page = await sub_accounts_page(conn, agency.id, None, None, MAX_CLIENTS_IN_REPORT, None)
     windows = await _windows(ctx, agency, window, page.items)
     rows = [ClientRow(a, windows) for a in page.items]
-    return AgencyReport(window, rows)
+    return AgencyReport(agency, window, rows)
 
 
 def sorted_clients(

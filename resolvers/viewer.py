@@ -14,6 +14,8 @@ from domain.agency import Agency, SubAccount, User
 from domain.api_key import ApiKey
 from domain.invitation import Invitation
 from domain.ledger import Balance
+from domain.payments import PaymentCard, Purchase
+from domain.payouts import Payout
 from domain.policy import Action, Target, Viewer, can, require
 from persistence import activities, api_keys, team
 from persistence.queries.session import SessionContext
@@ -47,7 +49,18 @@ _ACTIVITY_KINDS = {
 
 async def node(
     ctx: RequestContext, global_id: str
-) -> Agency | SubAccount | User | Invitation | ApiKey | Activity | None:
+) -> (
+    Agency
+    | SubAccount
+    | User
+    | Invitation
+    | ApiKey
+    | Activity
+    | PaymentCard
+    | Purchase
+    | Payout
+    | None
+):
     viewer = await ctx.viewer()
     decoded = from_global_id(global_id)
     if decoded is None:
@@ -82,6 +95,18 @@ async def node(
                 api_key = await api_keys.api_key_by_id(conn, key)
             if api_key is not None and api_key.agency_id == viewer.agency_id:
                 return api_key
+    elif type_name == "PaymentCard":
+        from resolvers.payment_cards import card_node
+
+        return await card_node(ctx, key)
+    elif type_name == "Purchase":
+        from resolvers.purchases import purchase_node
+
+        return await purchase_node(ctx, key)
+    elif type_name == "Payout":
+        from resolvers.payouts import payout_node
+
+        return await payout_node(ctx, key)
     elif type_name == "User":
         user = await loaders.user_by_id.load(key)
         if user is not None and (

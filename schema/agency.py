@@ -28,6 +28,7 @@ from schema.sub_account import (
 
 if TYPE_CHECKING:
     from schema.audit import AuditEventConnection
+    from schema.payouts import Earnings, PayoutConnection
     from schema.report import AgencyReport
     from schema.team import ApiKeyConnection, InvitationConnection, UserConnection
 
@@ -139,6 +140,21 @@ class Agency(Node):
         from schema.audit import audit_log_connection
 
         return await audit_log_connection(info, self.entity.id, first, after, kinds)
+
+    @strawberry.field(description="Profit from clients' purchases: total, unpaid, paid out.")
+    async def earnings(self, info: Info) -> Annotated[Earnings, strawberry.lazy("schema.payouts")]:
+        from resolvers.payouts import earnings_of
+        from schema.payouts import Earnings
+
+        return Earnings.from_domain(await earnings_of(info.context, self.entity))
+
+    @strawberry.field(description="Payouts of the agency's earnings, oldest first.")
+    async def payouts(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Annotated[PayoutConnection, strawberry.lazy("schema.payouts")]:
+        from schema.payouts import payouts_connection
+
+        return await payouts_connection(info, self.entity, first, after)
 
     @strawberry.field(description="Agency-wide usage and one row per client, for a date range.")
     async def report(

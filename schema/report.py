@@ -192,6 +192,23 @@ class AgencyReport:
     def usage_margin(self) -> Money:
         return Money.of_micros(self.report.margin_micros)
 
+    @strawberry.field(description="Profit of client purchases that succeeded in the range.")
+    async def agency_profit(self, info: Info) -> Money:
+        from resolvers.payouts import profit_in
+
+        return Money.of_micros(await profit_in(info.context, self.report.agency, self.report.range))
+
+    @strawberry.field(description="Earned and not yet paid out, now.")
+    async def unpaid_earnings(self, info: Info) -> Money:
+        from resolvers.payouts import earnings_of
+
+        return Money.of_micros((await earnings_of(info.context, self.report.agency)).unpaid_micros)
+
+    @strawberry.field
+    def plan_renewal_date(self, info: Info) -> date:
+        agency = self.report.agency
+        return agency.plan_renewal_date(reads.today(info.context, agency.time_zone))
+
     @strawberry.field(description="One row per client; sortable; paged.")
     def clients(
         self,

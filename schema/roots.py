@@ -20,6 +20,9 @@ from domain import agency as entities
 from domain.activity import Activity as ActivityEntity
 from domain.api_key import ApiKey as ApiKeyEntity
 from domain.invitation import Invitation as InvitationEntity
+from domain.payments import PaymentCard as PaymentCardEntity
+from domain.payments import Purchase as PurchaseEntity
+from domain.payouts import Payout as PayoutEntity
 from resolvers import viewer as reads
 from resolvers.context import RequestContext
 from schema.activity import ActivityMutations, Automation, Campaign, InboundAgent, to_graphql
@@ -28,6 +31,8 @@ from schema.audit import AuditSubscriptions
 from schema.errors import ErrorPolicy
 from schema.monitoring import MonitoringSubscriptions
 from schema.node import Node
+from schema.payments import PaymentCard, PaymentMutations, Purchase
+from schema.payouts import Payout, PayoutMutations
 from schema.sharing import SharedEventExecution
 from schema.sub_account import SubAccount, SubAccountMutations, SubAccountQueries
 from schema.team import ApiKey, Invitation, TeamMutations
@@ -44,6 +49,9 @@ _NODE_TYPES = {
     InvitationEntity: Invitation.from_domain,
     ApiKeyEntity: ApiKey.from_domain,
     ActivityEntity: to_graphql,
+    PaymentCardEntity: PaymentCard.from_domain,
+    PurchaseEntity: Purchase.from_domain,
+    PayoutEntity: Payout.from_domain,
 }
 
 
@@ -73,6 +81,8 @@ Mutation = merge_types(
         ActivityMutations,
         TeamMutations,
         UsageMutations,
+        PaymentMutations,
+        PayoutMutations,
     ),
 )
 Subscription = merge_types("Subscription", (MonitoringSubscriptions, AuditSubscriptions))
@@ -112,6 +122,9 @@ def build_schema(max_depth: int = 10, max_aliases: int = 15, max_tokens: int = 2
             Campaign,
             InboundAgent,
             Automation,
+            PaymentCard,
+            Purchase,
+            Payout,
         ],
         extensions=[
             ErrorPolicy,

@@ -31,6 +31,7 @@ from schema.node import Node
 from schema.paging import PageInfo, edges, page_info
 
 if TYPE_CHECKING:
+    from schema.payments import PaymentCard, PurchaseConnection
     from schema.report import SubAccountReport
 
 TierEnum = strawberry.enum(Tier, name="Tier")
@@ -159,6 +160,26 @@ class SubAccount(Node):
             info.context, self.entity, kind, first, after
         )
         return activity_connection(kind, page, total)
+
+    @strawberry.field(
+        description="Cards of whoever pays for this sub-account: its own for CUSTOMER-funded "
+        "secondaries; the agency's (the primary's) otherwise."
+    )
+    async def payment_cards(
+        self, info: Info
+    ) -> list[Annotated[PaymentCard, strawberry.lazy("schema.payments")]]:
+        from resolvers.payment_cards import cards_for
+        from schema.payments import PaymentCard
+
+        return [PaymentCard.from_domain(c) for c in await cards_for(info.context, self.entity)]
+
+    @strawberry.field(description="Minutes bought for this sub-account, oldest first.")
+    async def purchases(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Annotated[PurchaseConnection, strawberry.lazy("schema.payments")]:
+        from schema.payments import purchases_connection
+
+        return await purchases_connection(info, self, first, after)
 
     @strawberry.field(description="Usage, spending and health over an inclusive date range.")
     async def report(

@@ -22,6 +22,7 @@ from persistence.broker import Broker, InProcessBroker, RedisBroker
 from persistence.database import Database
 from persistence.migrate import upgrade
 from persistence.tables import Base
+from tests.payment_provider import SECRET_KEY, WEBHOOK_SECRET, LocalStripe, local_stripe
 
 PG_ADMIN_URL = os.environ.get(
     "TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -143,6 +144,7 @@ def make_settings(
         "public_url": "https://app.example",
         "argon2_time_cost": 1,
         "argon2_memory_kib": 1024,
+        "server_jobs": False,  # a test runs the jobs it means to, when it means to
         **overrides,
     }
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
@@ -151,6 +153,23 @@ def make_settings(
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
     return make_settings(tmp_path, database_url)
+
+
+@pytest.fixture(scope="session")
+def stripe_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStripe]:
+    """A Stripe-compatible server (localstripe) for the whole session of this worker."""
+    with local_stripe(tmp_path_factory.mktemp("localstripe")) as server:
+        yield server
+
+
+def stripe_settings(server: LocalStripe) -> dict[str, object]:
+    """What points the app at the test's Stripe (no retries: a test sees each request)."""
+    return {
+        "stripe_secret_key": SECRET_KEY,
+        "stripe_webhook_secret": WEBHOOK_SECRET,
+        "stripe_api_base": server.url,
+        "stripe_max_network_retries": 0,
+    }
 
 
 @pytest.fixture

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from agencyhub.settings import Settings
 from resolvers.api_keys import issue_api_key
 from resolvers.global_id import from_global_id
 from tests.api.test_account_manager import TRANSFER, new_client, transfer_input
-from tests.conftest import empty_all_tables
+from tests.conftest import empty_all_tables, make_settings, stripe_settings
 from tests.factories import gql, make_agency
+from tests.payment_provider import LocalStripe
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str, stripe_server: LocalStripe) -> Settings:
+    """The API as deployed: payments on, through the test session's own Stripe."""
+    return make_settings(tmp_path, database_url, **stripe_settings(stripe_server))
 
 
 async def make_setup(app_client):

@@ -20,6 +20,7 @@ import pytest
 
 from domain.money import Tier
 from domain.policy import Role
+from persistence.queries.loaders import sub_accounts_by_id
 from schema import build_schema
 from tests.factories import gql
 from tests.mailbox import latest_token_for
@@ -330,6 +331,138 @@ async def _activity_paused(done: Done) -> None:
     assert found == {"status": "PAUSED"}
 
 
+# ---- payments ----------------------------------------------------------------------------
+
+
+async def _card_on(world: World, payer_id: uuid.UUID, default: bool = True) -> uuid.UUID:
+    """A card saved for `payer_id` as addPaymentCard would (its Customer at the test's Stripe)."""
+    from datetime import timedelta
+
+    from domain.payments import PaymentCard
+    from persistence import payment_cards
+
+    stripe_server = world.made["stripe"]
+    services = world.services
+    services.clock.advance(timedelta(seconds=1))
+    async with services.database.read() as conn:
+        customer = await payment_cards.customer_id(conn, payer_id)
+    if customer is None:
+        customer = (await stripe_server.client.v1.customers.create_async({})).id
+    method = await stripe_server.payment_method()
+    await stripe_server.client.v1.payment_methods.attach_async(method, {"customer": customer})
+    card = PaymentCard(
+        uuid.uuid4(),
+        world.agency_id,
+        payer_id,
+        method,
+        "visa",
+        "4242",
+        12,
+        2031,
+        default,
+        services.clock(),
+    )
+    async with services.uow() as uow:
+        await payment_cards.keep_customer_id(uow.conn, payer_id, customer)
+        await payment_cards.add_card(uow.conn, card)
+    return card.id
+
+
+async def _new_card_for_s1(world: World) -> dict[str, Any]:
+    method = await world.made["stripe"].payment_method()
+    return {"i": {"subAccountId": sub(world, world.s1_id), "paymentMethodId": method}}
+
+
+async def _s1_has_a_card(done: Done) -> None:
+    found = await done.node("SubAccount", done.world.s1_id, "paymentCards { isDefault }")
+    assert found == {"paymentCards": [{"isDefault": True}]}
+
+
+async def _second_card_of_s1(world: World) -> dict[str, Any]:
+    await _card_on(world, world.s1_id)
+    world.made["card"] = await _card_on(world, world.s1_id, default=False)
+    return {"i": {"id": world.gid("PaymentCard", world.made["card"])}}
+
+
+async def _card_of_s1(world: World) -> dict[str, Any]:
+    world.made["card"] = await _card_on(world, world.s1_id)
+    return {"i": {"id": world.gid("PaymentCard", world.made["card"])}}
+
+
+async def _card_is_default(done: Done) -> None:
+    found = await done.node("PaymentCard", done.world.made["card"], "isDefault")
+    assert found == {"isDefault": True}
+
+
+async def _card_removed(done: Done) -> None:
+    assert await done.node("PaymentCard", done.world.made["card"], "isDefault") is None
+
+
+async def _purchase_for_s1(world: World) -> dict[str, Any]:
+    await _card_on(world, world.s1_id)
+    return {
+        "i": {
+            "subAccountId": sub(world, world.s1_id),
+            "tier": "PREMIUM",
+            "minutes": 10,
+            "idempotencyKey": "buy-1",
+        }
+    }
+
+
+async def _earned(world: World, agency_id: uuid.UUID, payer_id: uuid.UUID) -> None:
+    """$1 of earnings (a client purchase that succeeded) and a Connect account to pay it to."""
+    from dataclasses import replace
+
+    from domain.payments import PaymentStatus, PurchaseKind, Quote, new_purchase
+    from persistence import payouts, purchases
+
+    async with world.services.database.read() as conn:
+        [payer] = await sub_accounts_by_id(conn, [payer_id])
+    assert payer is not None
+    quote = Quote(Tier.PREMIUM, 10, 400, 1_000_000)
+    purchase = new_purchase(
+        uuid.uuid4(),
+        payer,
+        payer,
+        PurchaseKind.CLIENT_PURCHASE,
+        quote,
+        "cus_x",
+        "pm_x",
+        world.services.clock(),
+    )
+    async with world.services.uow() as uow:
+        await purchases.add_purchase(uow.conn, replace(purchase, status=PaymentStatus.SUCCEEDED))
+        await payouts.save_settings(
+            uow.conn, agency_id, stripe_connect_account_id=f"acct_{uuid.uuid4().hex[:10]}"
+        )
+
+
+async def _earnings_to_pay(world: World) -> dict[str, Any]:
+    await _earned(world, world.agency_id, world.s1_id)
+    await _earned(world, world.outsider_agency_id, world.outsider_primary_id)
+    return {"i": {"idempotencyKey": "payout-1"}}
+
+
+async def _paid_out(done: Done) -> None:
+    found = await done.read("{ viewer { agency { earnings { paidOut { amount } } } } }")
+    assert found["viewer"]["agency"]["earnings"] == {"paidOut": {"amount": "1.000000"}}
+
+
+async def _payout_settings(world: World) -> dict[str, Any]:
+    return {"i": {"connectedAccountId": "acct_settings", "payoutThreshold": "50"}}
+
+
+async def _payout_settings_saved(done: Done) -> None:
+    found = await done.read(
+        "{ viewer { agency { earnings { connectedAccountId payoutThreshold { amount } } } } }"
+    )
+    assert found["viewer"]["agency"]["earnings"] == {
+        "connectedAccountId": "acct_settings",
+        "payoutThreshold": {"amount": "50.000000"},
+    }
+
+
 MUTATIONS: dict[str, Case] = {
     "signUpAgency": Case(
         op(mutation("signUpAgency", "SignUpAgencyInput", "token"), _sign_up),
@@ -464,6 +597,40 @@ MUTATIONS: dict[str, Case] = {
         expect("AGENCY_OWNER"),
         _key_revoked,
     ),
+    # Payments are the one change a SUBACCOUNT_MEMBER may make (in its granted sub-accounts).
+    "addPaymentCard": Case(
+        op(mutation("addPaymentCard", "AddPaymentCardInput"), _new_card_for_s1),
+        expect(*MEMBERS_OF_S1),
+        _s1_has_a_card,
+    ),
+    "setDefaultPaymentCard": Case(
+        op(mutation("setDefaultPaymentCard", "PaymentCardIdInput"), _second_card_of_s1),
+        expect(*MEMBERS_OF_S1),
+        _card_is_default,
+    ),
+    "buyMinutes": Case(
+        op(mutation("buyMinutes", "BuyMinutesInput"), _purchase_for_s1),
+        expect(*MEMBERS_OF_S1),
+        on_s1(
+            "balances { tier seconds }",
+            {"balances": [{"tier": "BASIC", "seconds": 0}, {"tier": "PREMIUM", "seconds": 600}]},
+        ),
+    ),
+    "setPayoutSettings": Case(
+        op(mutation("setPayoutSettings", "SetPayoutSettingsInput"), _payout_settings),
+        expect("AGENCY_OWNER", outsider=OK),  # the outsider sets its own agency's
+        _payout_settings_saved,
+    ),
+    "requestPayout": Case(
+        op(mutation("requestPayout", "RequestPayoutInput"), _earnings_to_pay),
+        expect("AGENCY_OWNER", outsider=OK),  # the outsider is paid its own earnings
+        _paid_out,
+    ),
+    "removePaymentCard": Case(
+        op(mutation("removePaymentCard", "PaymentCardIdInput"), _card_of_s1),
+        expect(*MEMBERS_OF_S1),
+        _card_removed,
+    ),
 }
 
 
@@ -566,6 +733,10 @@ READS: dict[str, Case] = {
         ),
         nullable(*MEMBERS_OF_S1),
     ),
+    "viewer.agency.earnings": Case(
+        viewer("agency { earnings { unpaid { amount } } payouts { totalCount } }"),
+        expect(*AGENCY_ROLES, outsider=OK),
+    ),
     "viewer.agency.report": Case(
         viewer(
             'agency { report(range: {from: "2026-11-01", to: "2026-11-30"}) { '
@@ -620,8 +791,10 @@ CASES = [(name, case, actor) for name, case in {**MUTATIONS, **READS}.items() fo
 
 
 @pytest.fixture
-async def world(app_client):
-    return await build_world(app_client.app.state.services)
+async def world(app_client, stripe_server):
+    built = await build_world(app_client.app.state.services)
+    built.made["stripe"] = stripe_server  # where payments' set-ups make cards
+    return built
 
 
 @pytest.mark.parametrize(("name", "case", "actor"), CASES, ids=[f"{n}-{a}" for n, _, a in CASES])

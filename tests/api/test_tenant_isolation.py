@@ -18,7 +18,16 @@ from tests.conftest import empty_all_tables
 from tests.factories import gql
 from tests.world import World, build_world
 
-TYPE_NAMES = ("Agency", "SubAccount", "User", "Invitation", "ApiKey", "Transfer", "")
+TYPE_NAMES = (
+    "Agency",
+    "SubAccount",
+    "User",
+    "Invitation",
+    "ApiKey",
+    "Transfer",
+    "PaymentCard",
+    "",
+)
 
 ID_ARGUMENTS: dict[str, tuple[str, Any]] = {
     "node.id": ("query($id: ID!) { node(id: $id) { id } }", lambda g, w: {"id": g}),
@@ -51,6 +60,38 @@ ID_ARGUMENTS: dict[str, tuple[str, Any]] = {
     ),
     "revokeApiKey.id": (
         "mutation($i: RevokeApiKeyInput!) { revokeApiKey(input: $i) { userErrors { code } } }",
+        lambda g, w: {"i": {"id": g}},
+    ),
+    "addPaymentCard.subAccountId": (
+        "mutation($i: AddPaymentCardInput!) { addPaymentCard(input: $i) { userErrors { code } } }",
+        lambda g, w: {"i": {"subAccountId": g, "paymentMethodId": "pm_never_attached"}},
+    ),
+    "buyMinutes.subAccountId": (
+        "mutation($i: BuyMinutesInput!) { buyMinutes(input: $i) { userErrors { code } } }",
+        lambda g, w: {
+            "i": {"subAccountId": g, "tier": "BASIC", "minutes": 10, "idempotencyKey": "k"}
+        },
+    ),
+    "buyMinutes.cardId": (
+        "mutation($i: BuyMinutesInput!) { buyMinutes(input: $i) { userErrors { code } } }",
+        lambda g, w: {
+            "i": {
+                "subAccountId": to_global_id("SubAccount", w.primary_id),
+                "tier": "BASIC",
+                "minutes": 10,
+                "cardId": g,
+                "idempotencyKey": "k",
+            }
+        },
+    ),
+    "setDefaultPaymentCard.id": (
+        "mutation($i: PaymentCardIdInput!) { setDefaultPaymentCard(input: $i) "
+        "{ userErrors { code } } }",
+        lambda g, w: {"i": {"id": g}},
+    ),
+    "removePaymentCard.id": (
+        "mutation($i: PaymentCardIdInput!) { removePaymentCard(input: $i) "
+        "{ userErrors { code } } }",
         lambda g, w: {"i": {"id": g}},
     ),
     "inviteUser.subAccountIds": (
@@ -88,11 +129,34 @@ async def _fuzz_world(services) -> World:
         await world.add_user(Role.AGENCY_ADMIN, agency_id=outsider),
         await world.add_invitation(agency_id=outsider),
         (await issue_api_key(world.services, outsider, "theirs", None))[0].id,
+        await _card(world, world.outsider_primary_id),
     ]
     world.member_gid = to_global_id(  # type: ignore[attr-defined]
         "User", await world.add_user(Role.AGENCY_MEMBER)
     )
     return world
+
+
+async def _card(world: World, payer_id: uuid.UUID) -> uuid.UUID:
+    """A saved card row of that payer (never charged here, so no Stripe behind it)."""
+    from domain.payments import PaymentCard
+    from persistence.payment_cards import add_card
+
+    card = PaymentCard(
+        uuid.uuid4(),
+        world.outsider_agency_id,
+        payer_id,
+        f"pm_{uuid.uuid4().hex}",
+        "visa",
+        "4242",
+        12,
+        2031,
+        True,
+        world.services.clock(),
+    )
+    async with world.services.uow() as uow:
+        await add_card(uow.conn, card)
+    return card.id
 
 
 async def snapshot(world: World) -> dict[str, list[Any]]:
@@ -102,6 +166,8 @@ async def snapshot(world: World) -> dict[str, list[Any]]:
         "invitations": "SELECT id, expires_at, revoked_at, accepted_at FROM invitation "
         "WHERE agency_id = :a ORDER BY id",
         "keys": "SELECT id, revoked_at FROM api_key WHERE agency_id = :a ORDER BY id",
+        "cards": "SELECT id, is_default FROM payment_card WHERE agency_id = :a ORDER BY id",
+        "purchases": "SELECT id, status FROM purchase WHERE agency_id = :a ORDER BY id",
         "grants": "SELECT g.user_id, g.sub_account_id FROM user_grant g JOIN sub_account s "
         "ON s.id = g.sub_account_id WHERE s.agency_id = :a ORDER BY 1, 2",
         "invitation_grants": "SELECT g.invitation_id FROM invitation_grant g JOIN sub_account s "
@@ -118,7 +184,7 @@ async def snapshot(world: World) -> dict[str, list[Any]]:
 
 foreign_id = st.one_of(
     # a real object of the other agency, under its own type name or another one
-    st.tuples(st.sampled_from(TYPE_NAMES), st.integers(min_value=0, max_value=5)).map(
+    st.tuples(st.sampled_from(TYPE_NAMES), st.integers(min_value=0, max_value=6)).map(
         lambda t: ("foreign", t[0], t[1])
     ),
     st.tuples(st.sampled_from(TYPE_NAMES), st.uuids()).map(lambda t: ("made-up", t[0], t[1])),

@@ -1,0 +1,70 @@
+"""The jobs the server runs itself, besides the outbox relay: the payment jobs, each every so
+often, each also a command for cron (`agencyhub reconcile-payments`, …).
+
+Every server process starts a runner; each job takes its own PostgreSQL advisory lock for a
+run (`persistence.jobs.sole_runner`), so one process of the deployment runs it at a time and
+the others find the lock taken and wait for their next turn. A run that fails is logged and
+tried again at the next turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from resolvers.context import Services
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PeriodicJob:
+    name: str
+    every_seconds: float
+    run: Callable[[Services], Awaitable[int]]
+
+
+class JobRunner:
+    def __init__(self, services: Services, jobs: list[PeriodicJob]) -> None:
+        self._services = services
+        self._jobs = jobs
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        for job in self._jobs:
+            self._tasks.append(asyncio.create_task(self._loop(job), name=f"job-{job.name}"))
+
+    async def _loop(self, job: PeriodicJob) -> None:
+        while True:
+            try:
+                done = await job.run(self._services)
+                if done:
+                    log.info("%s: %d done", job.name, done)
+            except Exception:
+                log.warning(
+                    "%s failed; trying again in %.0f s", job.name, job.every_seconds, exc_info=True
+                )
+            await asyncio.sleep(job.every_seconds)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+
+HOUR = 3600.0
+
+
+def payment_jobs(reconcile_seconds: float) -> list[PeriodicJob]:
+    from resolvers import jobs
+
+    return [
+        PeriodicJob("reconcile-payments", reconcile_seconds, jobs.reconcile_payments),
+        PeriodicJob("pay-out", HOUR, jobs.pay_out),
+    ]
