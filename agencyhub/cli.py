@@ -16,6 +16,9 @@ from agencyhub.settings import ConfigurationError, Settings
 from domain.errors import DomainError
 
 
+WORKER_HEALTHCHECK_SECONDS = 30
+
+
 def websocket_options(settings: Settings) -> dict[str, Any]:
     """uvicorn's WebSocket settings for this app (`serve` and the benchmarks use them)."""
     from agencyhub.websocket import SmallDeflate
@@ -66,7 +69,16 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             f"(PostgreSQL, Redis, {workers} worker processes)",
             flush=True,
         )
-        uvicorn.run("agencyhub.app:create_app", factory=True, workers=workers, **options)
+        uvicorn.run(
+            "agencyhub.app:create_app",
+            factory=True,
+            workers=workers,
+            # uvicorn kills a worker that has not answered its supervisor's ping within this
+            # (5 s by default), and a new worker answers only once it has imported the app: on
+            # a busy machine that took longer, and workers were killed and restarted in a loop.
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
+            **options,
+        )
         return 0
     config = uvicorn.Config(create_app(settings), **options)
     database = (
