@@ -15,7 +15,6 @@ from typing import Any
 from agencyhub.settings import ConfigurationError, Settings
 from domain.errors import DomainError
 
-
 WORKER_HEALTHCHECK_SECONDS = 30
 
 
