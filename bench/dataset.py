@@ -1,7 +1,8 @@
 """A seeded usage history for one agency: the agency and its sub-accounts through the API,
-minutes granted through persistence.ledger, then calls and their hourly and daily rollups
-(billed with the app's own code) by COPY, VACUUM ANALYZE and a consistency check against the
-app's report query. BENCHMARKS.md, "The dataset generator"; report.py imports `generate`.
+minutes granted through persistence.ledger, then calls and their quarter-hour, hourly and
+daily rollups (billed with the app's own code) by COPY, VACUUM ANALYZE and a consistency
+check against the app's report query. BENCHMARKS.md, "The dataset generator"; report.py
+imports `generate`.
 
 The same --seed makes the same random choices whatever --jobs; the history ends at the moment it
 is made. Its parameters are kept as the database's COMMENT, for `report.py --reuse`.
@@ -46,7 +47,7 @@ STATUS_WEIGHTS = (("COMPLETED", 78), ("FAILED", 5), ("NO_ANSWER", 9), ("BUSY", 4
 # External ids: n -> (n * odd multiplier mod 2^64) XOR a seeded salt is a bijection: no collisions.
 ID_MULTIPLIER = 0x9E3779B97F4A7C15
 ID_MASK = (1 << 64) - 1
-TABLES = ("call", "usage_hourly", "usage_daily")
+TABLES = ("call", "usage_quarter_hour", "usage_hourly", "usage_daily")
 
 UPDATE = """mutation($i: UpdateSubAccountInput!) { updateSubAccount(input: $i) {
   subAccount { id } userErrors { code message } } }"""
@@ -353,10 +354,11 @@ def _stamp(day: str, second: int) -> str:
 def make_day(index: int) -> dict[str, Any]:
     """One UTC day: its calls (45 % INBOUND, a third of those on the web widget; durations
     lognormal around 2 min when COMPLETED, short otherwise), billed with `domain.usage.bill`,
-    rolled up with `persistence.usage.hourly_rows` / `daily_rows`, each table as COPY text."""
+    rolled up with `persistence.usage.quarter_rows` / `hourly_rows` / `daily_rows`, each table as
+    COPY text."""
     from domain.money import Tier
     from domain.usage import CallChannel, CallDirection, CallStatus, ReportedCall, bill
-    from persistence.usage import SUMMED_COLUMNS, daily_rows, hourly_rows
+    from persistence.usage import SUMMED_COLUMNS, daily_rows, hourly_rows, quarter_rows
 
     cpu0 = time.process_time()
     plan = _PLAN
@@ -366,7 +368,8 @@ def make_day(index: int) -> dict[str, Any]:
     n = day.calls
     active = [(a, b) for a, b in plan.behaviour.items() if b.first_day <= index <= b.last_day]
     if not active or n == 0:
-        empty = {"call": b"", "hourly": b"", "daily": b"", "hourly_rows": 0, "daily_rows": 0}
+        empty = {"call": b"", "quarter": b"", "hourly": b"", "daily": b""}
+        empty |= {"quarter_rows": 0, "hourly_rows": 0, "daily_rows": 0}
         return {"index": index, "calls": 0, **empty, "cpu": time.process_time() - cpu0}
     cum = list(itertools.accumulate(b.weight for _, b in active))
     who = rng.choices(range(len(active)), cum_weights=cum, k=n)
@@ -432,7 +435,8 @@ def make_day(index: int) -> dict[str, Any]:
             f"{recorded_text}\n"
         )
     billed = bill(calls, plan.accounts, plan.primary_id, plan.balances, plan.prices)
-    hourly = hourly_rows(plan.agency_id, billed.rollups)
+    quarters = quarter_rows(plan.agency_id, billed.rollups)
+    hourly = hourly_rows(quarters)
     daily = daily_rows(hourly)
 
     def rollup_text(rows: list[dict[str, Any]], key: str) -> bytes:
@@ -447,8 +451,10 @@ def make_day(index: int) -> dict[str, Any]:
         "index": index,
         "calls": n,
         "call": "".join(lines).encode(),
+        "quarter": rollup_text(quarters, "quarter_utc"),
         "hourly": rollup_text(hourly, "hour_utc"),
         "daily": rollup_text(daily, "day_utc"),
+        "quarter_rows": len(quarters),
         "hourly_rows": len(hourly),
         "daily_rows": len(daily),
         "seconds": sum(c.duration_seconds for c in calls),
@@ -462,12 +468,13 @@ def make_day(index: int) -> dict[str, Any]:
 
 async def copy_history(dsn: str, plan: Plan, jobs: int, copiers: int) -> dict[str, Any]:
     """Days made by `jobs` worker processes, copied in by `copiers` connections, one
-    transaction per day (its calls and both rollups; indexes and foreign keys in place, as in
+    transaction per day (its calls and the rollups; indexes and foreign keys in place, as in
     production), at most jobs + copiers + 1 days in memory."""
     from persistence.usage import SUMMED_COLUMNS
 
     total = sum(d.calls for d in plan.days)
-    made = {"calls": 0, "hourly_rows": 0, "daily_rows": 0, "seconds": 0, "overage_seconds": 0}
+    made = {"calls": 0, "quarter_rows": 0, "hourly_rows": 0, "daily_rows": 0}
+    made |= {"seconds": 0, "overage_seconds": 0}
     spent = {"worker_cpu": 0.0, "copy": 0.0, "next_report": 0.0}
     started = time.monotonic()
     loop = asyncio.get_running_loop()
@@ -495,6 +502,7 @@ async def copy_history(dsn: str, plan: Plan, jobs: int, copiers: int) -> dict[st
                         "call", source=io.BytesIO(done["call"]), columns=CALL_COLUMNS
                     )
                     for table, key, part in (
+                        ("usage_quarter_hour", "quarter_utc", "quarter"),
                         ("usage_hourly", "hour_utc", "hourly"),
                         ("usage_daily", "day_utc", "daily"),
                     ):
@@ -559,9 +567,9 @@ WHERE agency_id = $1 AND started_at >= $2 AND started_at < $3
 async def check_consistency(
     pg: str, database: str, agency_id: uuid.UUID, seed: int, today: date, samples: int = 5
 ) -> dict[str, Any]:
-    """Raw `call` rows against `usage_by_sub_account` over the 30 days to today, in UTC and in
-    America/New_York (whole and partial days): per tier for `samples` random sub-accounts, and
-    for the whole agency."""
+    """Raw `call` rows against `usage_by_sub_account` over the 30 days to today, in UTC, in
+    America/New_York and in Asia/Kathmandu (whole days, partial days, quarter hours): per tier
+    for `samples` random sub-accounts, and for the whole agency."""
     from sqlalchemy.ext.asyncio import create_async_engine
 
     from domain.reporting import local_range
@@ -573,7 +581,7 @@ async def check_consistency(
     async with harness.connect(pg, database) as raw, engine.connect() as conn:
         rows = await raw.fetch("SELECT id FROM sub_account WHERE agency_id = $1", agency_id)
         chosen = rng.sample(sorted(r["id"] for r in rows), min(samples, len(rows)))
-        for zone in ("UTC", "America/New_York"):
+        for zone in ("UTC", "America/New_York", "Asia/Kathmandu"):
             window = local_range(today - timedelta(days=29), today, zone)
             span = (window.start_utc, window.end_utc)
             for account_id in (*chosen, None):
@@ -680,7 +688,8 @@ def generate(server_url: str, pg: str, database: str, options: Options) -> dict[
     print(f"  history: {len(plan.days)} day chunks, COPY as they come", flush=True)
     loaded = harness.run_async(lambda: copy_history(dsn, plan, options.jobs, options.copiers))
     print(
-        f"  loaded {loaded['calls']:,} calls, {loaded['hourly_rows']:,} hourly and"
+        f"  loaded {loaded['calls']:,} calls, {loaded['quarter_rows']:,} quarter-hour,"
+        f" {loaded['hourly_rows']:,} hourly and"
         f" {loaded['daily_rows']:,} daily rollup rows in {loaded['seconds_elapsed']} s",
         flush=True,
     )
@@ -703,7 +712,8 @@ def generate(server_url: str, pg: str, database: str, options: Options) -> dict[
     check_seconds = time.monotonic() - t0
     print(
         f"  consistency: {sum(c['equal'] for c in check['checked'])} of {len(check['checked'])}"
-        " equal (raw call rows vs usage_by_sub_account, 30 days, UTC and America/New_York)",
+        " equal (raw call rows vs usage_by_sub_account, 30 days, UTC, America/New_York,"
+        " Asia/Kathmandu)",
         flush=True,
     )
     if check["problems"]:

@@ -7,6 +7,7 @@ profile. BENCHMARKS.md, "The agency report over 10,000,000 calls".
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections import defaultdict
@@ -32,18 +33,62 @@ REPORT = """query Report($from: Date!, $to: Date!, $first: Int, $order: ClientOr
       totalCount pageInfo { hasNextPage endCursor }
       edges { node { subAccount { id name } minutesUsed spent { amount } usageMargin { amount }
                      health { kind } } } } } } } }"""
-# What persistence.queries.reports sends for a range of whole days with partial days at either
-# end: $1 agency, $2 first midnight, $3 last midnight, $4 range start, $5 range end.
-RAW_ROLLUP = (
-    f"SELECT sub_account_id, tier, {', '.join(f'sum({c}) AS {c}' for c in SUMS)} FROM ("
-    f" SELECT sub_account_id, tier, {', '.join(SUMS)} FROM usage_daily"
-    "  WHERE day_utc >= $2 AND day_utc < $3 AND agency_id = $1"
-    " UNION ALL"
-    f" SELECT sub_account_id, tier, {', '.join(SUMS)} FROM usage_hourly"
-    "  WHERE ((hour_utc >= $4 AND hour_utc < $2) OR (hour_utc >= $3 AND hour_utc < $5))"
-    "  AND agency_id = $1"
-    ") AS r GROUP BY sub_account_id, tier"
+# What persistence.queries.reports sends for a range of whole UTC days with whole UTC hours and
+# quarter hours at either end; the arguments by name (`numbered` makes them $1, $2, …): the
+# first and the end midnight, the first whole hour and the end of the last, the range's bounds.
+_DAYS = f"SELECT sub_account_id, tier, {', '.join(SUMS)} FROM usage_daily" + (
+    " WHERE day_utc >= {d0} AND day_utc < {d1} AND agency_id = {agency}"
 )
+_HOURS = f"SELECT sub_account_id, tier, {', '.join(SUMS)} FROM usage_hourly" + (
+    " WHERE ((hour_utc >= {h0} AND hour_utc < {d0}) OR (hour_utc >= {d1} AND hour_utc < {h1}))"
+    " AND agency_id = {agency}"
+)
+_QUARTERS = f"SELECT sub_account_id, tier, {', '.join(SUMS)} FROM usage_quarter_hour" + (
+    " WHERE ((quarter_utc >= {start} AND quarter_utc < {h0})"
+    " OR (quarter_utc >= {h1} AND quarter_utc < {end})) AND agency_id = {agency}"
+)
+
+
+def _grouped(*parts: str) -> str:
+    sums = ", ".join(f"sum({c}) AS {c}" for c in SUMS)
+    union = " UNION ALL ".join(parts)
+    return f"SELECT sub_account_id, tier, {sums} FROM ({union}) AS r GROUP BY sub_account_id, tier"
+
+
+RAW_ROLLUP = _grouped(_DAYS, _HOURS, _QUARTERS)
+_TRUNCATED = "(date_trunc('hour', {at}::timestamptz AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')"
+# The other ways BENCHMARKS.md ("Reports in every time zone") compares: before issue 16, cut
+# at the UTC hour (inexact off whole-hour zones) ...
+_HOURS_CUT = _HOURS.replace("{h0}", _TRUNCATED.format(at="{start}")).replace(
+    "{h1}", _TRUNCATED.format(at="{end}")
+)
+# ... no hourly rollup: whole days, then quarters ...
+_QUARTERS_ONLY = _QUARTERS.replace("< {h0}", "< {d0}").replace(">= {h1}", ">= {d1}")
+# ... and the partial hours from the `call` rows by its (sub_account_id, started_at) index
+# (`ids`: the agency's sub-accounts). Its money and overage are zeros: `call` holds neither.
+_CALLS = (
+    "SELECT sub_account_id, tier, 1 AS calls, duration_seconds AS seconds, 0 AS overage_seconds,"
+    " 0 AS spent_micros, 0 AS cost_micros, (direction = 'INBOUND')::int AS inbound,"
+    " (direction = 'OUTBOUND')::int AS outbound, (status = 'COMPLETED')::int AS completed,"
+    " (status = 'FAILED')::int AS failed, (status = 'NO_ANSWER')::int AS no_answer,"
+    " (status = 'BUSY')::int AS busy, (status = 'VOICEMAIL')::int AS voicemail FROM call"
+    " WHERE sub_account_id = ANY({ids}::uuid[]) AND ((started_at >= {start} AND started_at < {h0})"
+    " OR (started_at >= {h1} AND started_at < {end}))"
+)
+DESIGNS = {
+    "days + hours + quarter hours (built)": RAW_ROLLUP,
+    "days + hours cut at the UTC hour (before; inexact)": _grouped(_DAYS, _HOURS_CUT),
+    "days + quarter hours (no hourly rollup)": _grouped(_DAYS, _QUARTERS_ONLY),
+    "days + hours + partial hours from `call` (no money)": _grouped(_DAYS, _HOURS, _CALLS),
+}
+
+
+def numbered(sql: str) -> tuple[str, list[str]]:
+    """{name} placeholders as $1, $2, … in order of first use, and the names in that order."""
+    names = list(dict.fromkeys(re.findall(r"\{(\w+)\}", sql)))
+    return sql.format(**{n: f"${i}" for i, n in enumerate(names, 1)}), names
+
+
 RAW_CALLS = """
 SELECT sub_account_id, tier, count(*) AS calls, sum(duration_seconds) AS seconds,
        count(*) FILTER (WHERE direction = 'INBOUND') AS inbound,
@@ -75,12 +120,28 @@ def windows(time_zone: str, burn_days: int) -> dict[str, Any]:
     return {"now": now, "previous": now.previous(time_zone), "burn": burn}
 
 
-def rollup_args(agency_id: uuid.UUID, window: Any) -> tuple[Any, ...]:
-    from persistence.queries.reports import whole_days
+def rollup_args(agency_id: uuid.UUID, window: Any, ids: list[uuid.UUID] | None = None) -> dict:
+    from persistence.queries.reports import whole_days, whole_periods
 
     days = whole_days(window.start_utc, window.end_utc)
+    hours = whole_periods(window.start_utc, window.end_utc, timedelta(hours=1))
     assert days is not None and days[1] is not None, "ranges of whole days only"
-    return (agency_id, days[0], days[1], window.start_utc, window.end_utc)
+    assert hours is not None and hours[1] is not None
+    return {
+        "agency": agency_id,
+        "d0": days[0],
+        "d1": days[1],
+        "h0": hours[0],
+        "h1": hours[1],
+        "start": window.start_utc,
+        "end": window.end_utc,
+        "ids": ids,
+    }
+
+
+async def fetch(conn: Any, sql: str, arguments: dict) -> list[Any]:
+    statement, names = numbered(sql)
+    return await conn.fetch(statement, *(arguments[n] for n in names))
 
 
 # ---- checking the answer -------------------------------------------------------------------------
@@ -95,7 +156,7 @@ async def expected(session: Session, agency_id: uuid.UUID, spans: dict, threshol
     async with session.connect() as conn:
         for name, window in spans.items():
             sums[name] = defaultdict(lambda: defaultdict(int))
-            for r in await conn.fetch(RAW_ROLLUP, *rollup_args(agency_id, window)):
+            for r in await fetch(conn, RAW_ROLLUP, rollup_args(agency_id, window)):
                 for c in SUMS:
                     sums[name][r["sub_account_id"]][c] += int(r[c])
         accounts = await conn.fetch(BALANCES, agency_id)
@@ -205,27 +266,53 @@ async def concurrent(url: str, headers: dict, body: bytes, clients: int, request
 
 
 async def raw_sql(session: Session, agency_id: uuid.UUID, spans: dict, args: Any) -> dict:
-    """The report's three rollup aggregates with asyncpg (prepared), in a row; the range's
-    aggregate over the raw `call` table."""
-    windows_args = [rollup_args(agency_id, w) for w in spans.values()]
+    """The report's three rollup aggregates with asyncpg (prepared), in a row, for each way of
+    DESIGNS (and whether its seconds in the range equal the raw calls'); the range's aggregate
+    over the raw `call` table."""
     now = (agency_id, spans["now"].start_utc, spans["now"].end_utc)
-    rollups, calls = [], []
+    designs, calls = {}, []
     async with session.connect() as conn:
-        statement, raw_calls = await conn.prepare(RAW_ROLLUP), await conn.prepare(RAW_CALLS)
+        ids = [r["id"] for r in await conn.fetch(_AGENCY_IDS, agency_id)]
+        windows_args = [rollup_args(agency_id, w, ids) for w in spans.values()]
+        raw_calls = await conn.prepare(RAW_CALLS)
+        raw_seconds = sum(int(r["seconds"]) for r in await raw_calls.fetch(*now))
+        # in turns, request by request, so a busy machine slows every way alike
+        prepared = {}
+        for name, sql in DESIGNS.items():
+            text, names = numbered(sql)
+            union = text[text.index(" FROM (") : text.rindex(" GROUP BY")]
+            count = await conn.prepare(f"SELECT count(*){union}")
+            prepared[name] = (await conn.prepare(text), names, count)
+        times: dict[str, list[float]] = defaultdict(list)
         for _ in range(args.warmup + args.requests):
-            started = time.perf_counter()
-            for a in windows_args:
-                await statement.fetch(*a)
-            rollups.append(time.perf_counter() - started)
-        await raw_calls.fetch(*now)  # warm the cache once
+            for name, (statement, names, _) in prepared.items():
+                started = time.perf_counter()
+                for a in windows_args:
+                    await statement.fetch(*(a[n] for n in names))
+                times[name].append(time.perf_counter() - started)
+        for name, (statement, names, count) in prepared.items():
+            seconds = sum(
+                int(r["seconds"])
+                for r in await statement.fetch(*(windows_args[0][n] for n in names))
+            )
+            designs[name] = harness.summary_ms(times[name][args.warmup :]) | {
+                "rows_read": sum(
+                    [await count.fetchval(*(a[n] for n in names)) for a in windows_args]
+                ),
+                "seconds_equal_raw_calls": seconds == raw_seconds,
+            }
         for _ in range(args.raw_call_requests):
             started = time.perf_counter()
             call_rows = len(await raw_calls.fetch(*now))
             calls.append(time.perf_counter() - started)
     return {
-        "rollups_three_windows": harness.summary_ms(rollups[args.warmup :]),
+        "rollups_three_windows": designs[next(iter(DESIGNS))],
+        "designs_three_windows": designs,
         "raw_call_table_30_days": harness.summary_ms(calls) | {"rows": call_rows},
     }
+
+
+_AGENCY_IDS = "SELECT id FROM sub_account WHERE agency_id = $1"
 
 
 async def in_process(
@@ -362,6 +449,13 @@ def print_found(http: dict, parallel: dict, raw: dict, found: dict, args: Any) -
         ("raw SQL: 30 days over the call table", calls),
     ):
         print(f"{label:<44}{row['p50_ms']:>9}{row['p95_ms']:>9}{row['p99_ms']:>9}")
+    print("raw SQL, the 3 windows' aggregates, each way (p50 / p95 ms; exact?):")
+    for name, row in raw["designs_three_windows"].items():
+        exact = "exact" if row["seconds_equal_raw_calls"] else "NOT exact"
+        print(f"  {row['p50_ms']:8} {row['p95_ms']:8}  {exact:9}  {name}")
+    print("  (rows read: the union's rows per window, summed, before grouping)")
+    for name, row in raw["designs_three_windows"].items():
+        print(f"  {row['rows_read']:>10,}  {name}")
     print(f"SQL statements per request: {max(found['statements_per_request'])}")
     print(f"GraphQL p50 / raw rollup SQL p50: {http['p50_ms'] / three['p50_ms']:.1f}x")
     verdict = "met" if http["p95_ms"] <= TARGET_P95_MS else "MISSED"

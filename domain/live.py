@@ -19,7 +19,6 @@ from domain.agency import Agency, BalanceSource, SubAccount, SubAccountKind, Sub
 from domain.billing_cycle import period_start
 from domain.ledger import Balance
 from domain.money import Tier
-from domain.pricing import to_micros
 from domain.usage import CallDirection, CallStatus, RollupLine
 
 
@@ -61,8 +60,8 @@ class PeriodUse:
 
     Each touched sub-account's current period is present (with zeros if the batch's calls all
     started earlier), so writing these returns every figure a live screen shows. Money is
-    rounded per rollup line exactly as the hourly rollup rounds it, so the counters equal the
-    sums of the rollups' hours.
+    added exactly as the rollups add it (each call rounded once), so the counters equal the
+    sums of the rollups' quarter hours; a quarter lies within one local day in every zone.
     """
 
     sub_accounts: dict[tuple[UUID, date], tuple[int, int]]  # (seconds, spent micro-dollars)
@@ -79,18 +78,18 @@ def period_use(
 ) -> PeriodUse:
     zone = ZoneInfo(agency.time_zone)
     anchors = {s.id: s.subscription_start_date for s in touched}
-    local_days: dict[datetime, date] = {}
+    local_days: dict[datetime, date] = {}  # per quarter hour
     sub_accounts: dict[tuple[UUID, date], list[int]] = defaultdict(lambda: [0, 0])
     by_agency: dict[date, int] = defaultdict(int)
-    for (sub_account_id, _, hour), line in lines.items():
-        day = local_days.get(hour)
+    for (sub_account_id, _, quarter), line in lines.items():
+        day = local_days.get(quarter)
         if day is None:
-            day = local_days[hour] = hour.astimezone(zone).date()
+            day = local_days[quarter] = quarter.astimezone(zone).date()
         anchor = anchors[sub_account_id]
         if day >= anchor:  # a call from before the first period counts in no period
             sums = sub_accounts[sub_account_id, period_start(anchor, day)]
             sums[0] += line.seconds
-            sums[1] += to_micros(line.spent)
+            sums[1] += line.spent_micros
         if day >= agency.plan_started_on:
             by_agency[period_start(agency.plan_started_on, day)] += line.seconds
     today = now.astimezone(zone).date()

@@ -3,7 +3,8 @@
 Money is integer micro-dollars per minute in the price book. A markup is held in basis points
 (1 % = 100 bp) and may have at most two decimals of a percent. Client prices are exact
 fractions inside a calculation; they are rounded only where a figure leaves the system
-(`to_micros`: half-up to the micro-dollar) and a transfer rounds the received seconds down.
+(`to_micros`: half-up to the micro-dollar), where a call's cost is added to the rollups
+(`micros_for_seconds`, half-up, once per call) and a transfer rounds the received seconds down.
 """
 
 from __future__ import annotations
@@ -64,6 +65,14 @@ def to_micros(amount: Fraction) -> int:
             Decimal(1), rounding=ROUND_HALF_UP
         )
     )
+
+
+def micros_for_seconds(seconds: int, price_per_minute: Fraction | int) -> int:
+    """What `seconds` cost at a price per minute, rounded half up to the micro-dollar: the
+    figure one call adds to the rollups. Integer arithmetic: ingestion runs it for every call."""
+    # seconds * n / (60 d), half up: floor((2 seconds n + 60 d) / (120 d))
+    n, d = price_per_minute.numerator, price_per_minute.denominator
+    return (2 * seconds * n + SECONDS_PER_MINUTE * d) // (2 * SECONDS_PER_MINUTE * d)
 
 
 def value_of_seconds(seconds: int, price_per_minute: Fraction) -> Fraction:

@@ -33,6 +33,59 @@ class Range:
         )
 
 
+def local_midnight(day: date, zone: ZoneInfo) -> datetime:
+    """When `day` begins where the agency is, in UTC (the first midnight, if there are two;
+    the moment the clocks jump, if there is none)."""
+    return datetime.combine(day, time.min, tzinfo=zone).astimezone(UTC)
+
+
+def day_starts(window: Range, zone: str) -> list[datetime]:
+    """The start of each local day of the range, in UTC, then the range's end: the points of
+    a DAY series."""
+    tz = ZoneInfo(zone)
+    days = [local_midnight(window.first + timedelta(days=n), tz) for n in range(window.days)]
+    return [*days, window.end_utc]
+
+
+def hour_starts(window: Range, zone: str) -> list[datetime]:
+    """The start of each local hour of the range, in UTC, then the range's end: the points of
+    an HOUR series.
+
+    A local hour is the time the wall clock shows one hour of one date at one UTC offset: in
+    Asia/Kolkata it starts at half past a UTC hour; the hour a clock goes back is repeated
+    (two points, one per offset); the hour it skips has no point; and one cut short by a
+    change of offset (Pacific/Chatham jumps from 02:45 to 03:45) ends at the change, where
+    the next one starts.
+    """
+    tz = ZoneInfo(zone)
+    starts = [window.start_utc]
+    at = window.start_utc
+    while True:
+        local = at.astimezone(tz)
+        past = timedelta(minutes=local.minute, seconds=local.second, microseconds=local.microsecond)
+        following = at - past + timedelta(hours=1)
+        offset = local.utcoffset()
+        if following.astimezone(tz).utcoffset() != offset:
+            following = _offset_change(at, following, tz)
+        if following >= window.end_utc:
+            return [*starts, window.end_utc]
+        starts.append(following)
+        at = following
+
+
+def _offset_change(before: datetime, after: datetime, zone: ZoneInfo) -> datetime:
+    """The first whole second in (before, after] at another UTC offset than `before`'s."""
+    offset = before.astimezone(zone).utcoffset()
+    lo, hi = 0, int((after - before).total_seconds())
+    while hi - lo > 1:
+        middle = (lo + hi) // 2
+        if (before + timedelta(seconds=middle)).astimezone(zone).utcoffset() == offset:
+            lo = middle
+        else:
+            hi = middle
+    return before + timedelta(seconds=hi)
+
+
 def local_range(first: date, last: date, zone: str) -> Range:
     if last < first:
         raise DomainError(ErrorCode.INVALID_INPUT, "`to` is before `from`.", ("range", "to"))
@@ -41,9 +94,9 @@ def local_range(first: date, last: date, zone: str) -> Range:
             ErrorCode.INVALID_INPUT, f"A range spans at most {MAX_RANGE_DAYS} days.", ("range",)
         )
     tz = ZoneInfo(zone)
-    start = datetime.combine(first, time.min, tzinfo=tz).astimezone(UTC)
-    end = datetime.combine(last + timedelta(days=1), time.min, tzinfo=tz).astimezone(UTC)
-    return Range(first, last, start, end)
+    return Range(
+        first, last, local_midnight(first, tz), local_midnight(last + timedelta(days=1), tz)
+    )
 
 
 class HealthFlagKind(StrEnum):

@@ -3,26 +3,32 @@
 A call is priced per second at its tier's base cost (inbound Web Widget calls on BASIC at the
 Web Widget rate) times the calling sub-account's markup. It debits the funding account (the
 sub-account itself, or the primary when its balance source is AGENCY); what the balance cannot
-cover is overage: the call is still recorded and the account flagged. Money is summed exactly
-and rounded half up to the micro-dollar once per rollup increment.
+cover is overage: the call is still recorded and the account flagged. Each call's cost is
+rounded half up to the micro-dollar once, and the rollups add the rounded figures: any set of
+calls (a local day, a local hour, a range) costs the sum of its calls, however it was batched
+or bucketed.
+
+Calls are rolled up per UTC quarter hour: every zone offset in use since 1979 is a whole number
+of quarter hours, so a local day or hour is always made of whole quarters.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from fractions import Fraction
 from uuid import UUID
 
 from domain.agency import BalanceSource, SubAccount, SubAccountStatus
-from domain.money import SECONDS_PER_MINUTE, Tier
-from domain.pricing import PriceBook, client_price_per_minute
+from domain.money import Tier
+from domain.pricing import PriceBook, client_price_per_minute, micros_for_seconds
 
 MAX_BATCH = 1000
 MAX_CALL_SECONDS = 24 * 3600
 CLOCK_SKEW = timedelta(minutes=5)  # a call may start this far "in the future"
+QUARTER_MINUTES = 15  # the rollups' finest bucket
 
 
 class CallDirection(StrEnum):
@@ -110,9 +116,17 @@ def hour_of(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
+def quarter_of(moment: datetime) -> datetime:
+    """The quarter hour a moment falls in (in the moment's own zone; UTC for the rollups)."""
+    return moment.replace(
+        minute=moment.minute - moment.minute % QUARTER_MINUTES, second=0, microsecond=0
+    )
+
+
 @dataclass
 class RollupLine:
-    """What a batch adds to one (sub-account, tier, hour) rollup row; money exact until stored."""
+    """What a batch adds to one (sub-account, tier, quarter hour) rollup row; money in
+    micro-dollars, each call's cost rounded once."""
 
     calls: int = 0
     seconds: int = 0
@@ -120,27 +134,15 @@ class RollupLine:
     inbound: int = 0
     outbound: int = 0
     by_status: dict[CallStatus, int] | None = None
-    # Seconds at each (client price, base price) per minute, in micro-dollars. A line has one
-    # or two prices, so money is multiplied out once per line, not once per call.
-    seconds_at: dict[tuple[Fraction, int], int] = field(default_factory=dict)
-
-    @property
-    def spent(self) -> Fraction:
-        """What the client paid, in micro-dollars, exact."""
-        total = sum((price * s for (price, _), s in self.seconds_at.items()), Fraction(0))
-        return total / SECONDS_PER_MINUTE
-
-    @property
-    def cost(self) -> Fraction:
-        """The platform's base cost, in micro-dollars, exact."""
-        total = sum(base * s for (_, base), s in self.seconds_at.items())
-        return Fraction(total, SECONDS_PER_MINUTE)
+    spent_micros: int = 0  # what the client paid
+    cost_micros: int = 0  # the platform's base cost
 
     def add(self, call: ReportedCall, overage: int, price: Fraction, base: int) -> None:
         self.calls += 1
         self.seconds += call.duration_seconds
         self.overage_seconds += overage
-        self.seconds_at[price, base] = self.seconds_at.get((price, base), 0) + call.duration_seconds
+        self.spent_micros += micros_for_seconds(call.duration_seconds, price)
+        self.cost_micros += micros_for_seconds(call.duration_seconds, base)
         if call.direction is CallDirection.INBOUND:
             self.inbound += 1
         else:
@@ -216,6 +218,6 @@ def bill(
         price = client_prices.get((base, markup))
         if price is None:
             price = client_prices[base, markup] = client_price_per_minute(base, markup)
-        rollups[(account.id, call.tier, hour_of(call.started_at))].add(call, short, price, base)
+        rollups[(account.id, call.tier, quarter_of(call.started_at))].add(call, short, price, base)
         last_calls[account.id] = (call, short)
     return BatchBill(dict(debits), dict(rollups), dict(overage), last_calls)

@@ -362,7 +362,7 @@ class CallRow(Base):
 
 
 class UsageSums:
-    """The summed columns of both rollups."""
+    """The summed columns of the rollups."""
 
     calls: Mapped[int] = mapped_column(BigInteger, server_default="0")
     seconds: Mapped[int] = mapped_column(BigInteger, server_default="0")
@@ -378,8 +378,28 @@ class UsageSums:
     voicemail: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
+class UsageQuarterRow(UsageSums, Base):
+    """Rollup per sub-account, tier and UTC quarter hour, maintained on ingest.
+
+    Every zone offset in use is a whole number of quarter hours, so a report reads here only
+    what its local days and hours do not cover with whole UTC hours (a range in Asia/Kolkata
+    starts and ends at half past a UTC hour; its HOUR series points too).
+    """
+
+    __tablename__ = "usage_quarter_hour"
+    __table_args__ = (Index("ix_usage_quarter_hour_agency_quarter", "agency_id", "quarter_utc"),)
+
+    sub_account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("sub_account.id"), primary_key=True
+    )
+    tier: Mapped[str] = mapped_column(String(10), primary_key=True)
+    quarter_utc: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"))
+
+
 class UsageHourlyRow(UsageSums, Base):
-    """Rollup per sub-account, tier and UTC hour, maintained on ingest; reports read these."""
+    """The same sums per UTC hour (exactly the sum of its quarters), maintained in the same
+    transaction; reports read whole UTC hours here."""
 
     __tablename__ = "usage_hourly"
     __table_args__ = (Index("ix_usage_hourly_agency_hour", "agency_id", "hour_utc"),)
@@ -413,7 +433,7 @@ class UsageDailyRow(UsageSums, Base):
 class UsagePeriodRow(Base):
     """A sub-account's use per billing period (from its subscription start's anniversaries, in
     the agency's zone), kept by ingestion in the batch's transaction: what live screens show as
-    "this period" without summing rollups. Money is added exactly as the hourly rollup adds it.
+    "this period" without summing rollups. Money is added exactly as the rollups add it.
     """
 
     __tablename__ = "usage_period"

@@ -1,4 +1,5 @@
-"""Usage storage: calls (unique per agency on external id) and the hourly and daily rollups."""
+"""Usage storage: calls (unique per agency on external id) and the rollups per UTC quarter hour,
+hour and day (each coarser one exactly the sum of the finer)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.agency import Agency, SubAccount, SubAccountKind, SubAccountStatus
 from domain.money import Tier
-from domain.pricing import to_micros
-from domain.usage import CallStatus, ReportedCall, RollupLine
+from domain.usage import CallStatus, ReportedCall, RollupLine, hour_of
 from persistence.arrays import insert_unnested, insert_unnested_sql
 from persistence.records import (
     AGENCY_COLUMNS,
@@ -25,9 +25,10 @@ from persistence.records import (
     sub_account_from,
     sub_account_t,
 )
-from persistence.tables import CallRow, UsageDailyRow, UsageHourlyRow
+from persistence.tables import CallRow, UsageDailyRow, UsageHourlyRow, UsageQuarterRow
 
 call_t = CallRow.__table__
+quarter_t = UsageQuarterRow.__table__
 rollup_t = UsageHourlyRow.__table__
 daily_t = UsageDailyRow.__table__
 STATUS_COLUMNS = {
@@ -149,19 +150,19 @@ async def insert_new_calls(
     return set((await conn.scalars(statement)).all())
 
 
-# What both rollups add up: every column but the row's key and its agency.
+# What the rollups add up: every column but the row's key and its agency.
 SUMMED_COLUMNS = tuple(
     c.name for c in rollup_t.columns if not c.primary_key and c.name != "agency_id"
 )
 assert set(STATUS_COLUMNS.values()) <= set(SUMMED_COLUMNS)
 
 
-def hourly_rows(
+def quarter_rows(
     agency_id: uuid.UUID, lines: dict[tuple[uuid.UUID, Tier, datetime], RollupLine]
 ) -> list[dict[str, Any]]:
-    """A batch's rollup lines as `usage_hourly` rows, money rounded to the micro-dollar once."""
+    """A batch's rollup lines as `usage_quarter_hour` rows."""
     rows = []
-    for (sub_account_id, tier, hour), line in sorted(
+    for (sub_account_id, tier, quarter), line in sorted(
         lines.items(), key=lambda item: (item[0][0], item[0][1].value, item[0][2])
     ):
         counts = line.by_status or {}
@@ -169,13 +170,13 @@ def hourly_rows(
             {
                 "sub_account_id": sub_account_id,
                 "tier": tier.value,
-                "hour_utc": hour,
+                "quarter_utc": quarter,
                 "agency_id": agency_id,
                 "calls": line.calls,
                 "seconds": line.seconds,
                 "overage_seconds": line.overage_seconds,
-                "spent_micros": to_micros(line.spent),
-                "cost_micros": to_micros(line.cost),
+                "spent_micros": line.spent_micros,
+                "cost_micros": line.cost_micros,
                 "inbound": line.inbound,
                 "outbound": line.outbound,
                 **{column: counts.get(status, 0) for status, column in STATUS_COLUMNS.items()},
@@ -185,29 +186,40 @@ def hourly_rows(
 
 
 def _summed(batches: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Batches' hourly rows as one row per (sub-account, tier, hour), in that order."""
+    """Batches' quarter rows as one row per (sub-account, tier, quarter), in that order."""
     if len(batches) == 1:
         return batches[0]
-    return _sum_rows((row for batch in batches for row in batch), "hour_utc", lambda hour: hour)
+    return _sum_rows(
+        (row for batch in batches for row in batch), "quarter_utc", "quarter_utc", lambda q: q
+    )
+
+
+def hourly_rows(quarters: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Quarter rows summed per UTC hour."""
+    return _sum_rows(quarters, "quarter_utc", "hour_utc", hour_of)
 
 
 def daily_rows(hourly: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The same rows summed per UTC day: a day is exactly the sum of its (rounded) hours."""
+    """Hourly rows summed per UTC day."""
     return _sum_rows(
         hourly,
+        "hour_utc",
         "day_utc",
         lambda hour: hour.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0),
     )
 
 
 def _sum_rows(
-    rows: Iterable[dict[str, Any]], period: str, period_of: Callable[[datetime], datetime]
+    rows: Iterable[dict[str, Any]],
+    source: str,
+    period: str,
+    period_of: Callable[[datetime], datetime],
 ) -> list[dict[str, Any]]:
-    """Hourly rows added up per (sub-account, tier, `period_of` their hour), in that order; the
-    period goes in column `period`."""
+    """Rows added up per (sub-account, tier, `period_of` their `source` column), in that
+    order; the period goes in column `period`."""
     sums: dict[tuple[uuid.UUID, str, datetime], dict[str, Any]] = {}
     for row in rows:
-        moment = period_of(row["hour_utc"])
+        moment = period_of(row[source])
         key = (row["sub_account_id"], row["tier"], moment)
         into = sums.get(key)
         if into is None:
@@ -233,9 +245,11 @@ def _upsert_sql(table: Table, prefix: str) -> str:
     )
 
 
-# Both rollups in one statement (one round trip); the day's parameters are named `day_…`.
-_UPSERT_BOTH_PG = text(
-    f"WITH hourly AS ({_upsert_sql(rollup_t, '')}) {_upsert_sql(daily_t, 'day_')}"
+# The three rollups in one statement (one round trip); the hour's parameters are named
+# `hour_…`, the day's `day_…`.
+_UPSERT_ALL_PG = text(
+    f"WITH quarter AS ({_upsert_sql(quarter_t, '')}),"
+    f" hourly AS ({_upsert_sql(rollup_t, 'hour_')}) {_upsert_sql(daily_t, 'day_')}"
 )
 
 
@@ -245,17 +259,22 @@ async def add_to_rollups(
     batches: Sequence[dict[tuple[uuid.UUID, Tier, datetime], RollupLine]],
 ) -> None:
     """One upsert per rollup table for the batches billed together: each row adds to what is
-    there. Each batch's money is rounded on its own, as if it had been written alone."""
-    hourly = _summed([hourly_rows(agency_id, lines) for lines in batches if lines])
-    if not hourly:
+    there."""
+    quarters = _summed([quarter_rows(agency_id, lines) for lines in batches if lines])
+    if not quarters:
         return
+    hourly = hourly_rows(quarters)
     daily = daily_rows(hourly)
+    tables = ((quarter_t, quarters, ""), (rollup_t, hourly, "hour_"), (daily_t, daily, "day_"))
     if conn.dialect.name == "postgresql":
-        arrays = {c.name: [r[c.name] for r in hourly] for c in rollup_t.columns}
-        arrays |= {f"day_{c.name}": [r[c.name] for r in daily] for c in daily_t.columns}
-        await conn.execute(_UPSERT_BOTH_PG, arrays)
+        arrays = {
+            f"{prefix}{c.name}": [r[c.name] for r in rows]
+            for table, rows, prefix in tables
+            for c in table.columns
+        }
+        await conn.execute(_UPSERT_ALL_PG, arrays)
         return
-    for table, rows in ((rollup_t, hourly), (daily_t, daily)):
+    for table, rows, _ in tables:
         statement = _insert(conn, table).values(rows)
         await conn.execute(
             statement.on_conflict_do_update(

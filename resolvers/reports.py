@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import base64
-from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from uuid import UUID
-from zoneinfo import ZoneInfo
 
 from domain.agency import Agency, SubAccount, SubAccountStatus
 from domain.errors import DomainError, ErrorCode
@@ -19,7 +17,9 @@ from domain.reporting import (
     HealthInputs,
     HealthThresholds,
     Range,
+    day_starts,
     health_flags,
+    hour_starts,
     local_range,
 )
 from domain.usage import CallStatus
@@ -187,25 +187,14 @@ async def sub_account_report(
 async def series(
     ctx: RequestContext, report: SubAccountReport, granularity: Granularity
 ) -> list[SeriesPoint]:
+    """One point per local hour or day of the range that had calls, starting where that hour
+    or day starts in the agency's zone."""
+    starts = (hour_starts if granularity is Granularity.HOUR else day_starts)(
+        report.range, report.zone
+    )
     async with ctx.services.database.read() as conn:
-        hours = await queries.hourly_series(
-            conn, report.sub_account.id, report.range.start_utc, report.range.end_utc
-        )
-    if granularity is Granularity.HOUR:
-        return [SeriesPoint(h.hour_utc, h.calls, h.seconds, h.spent_micros) for h in hours]
-    zone = ZoneInfo(report.zone)
-    days: dict[date, list[int]] = defaultdict(lambda: [0, 0, 0])
-    for h in hours:
-        bucket = days[h.hour_utc.astimezone(zone).date()]
-        bucket[0] += h.calls
-        bucket[1] += h.seconds
-        bucket[2] += h.spent_micros
-    return [
-        SeriesPoint(
-            datetime.combine(day, datetime.min.time(), tzinfo=zone).astimezone(UTC), *days[day]
-        )
-        for day in sorted(days)
-    ]
+        periods = await queries.usage_per_period(conn, report.sub_account.id, starts)
+    return [SeriesPoint(p.start, p.calls, p.seconds, p.spent_micros) for p in periods]
 
 
 @dataclass(frozen=True)

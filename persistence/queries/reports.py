@@ -1,18 +1,23 @@
 """Report queries: sums over the rollups, never over raw calls.
 
-A range reads its whole UTC days from `usage_daily` and only the hours of its partial days at
-either end from `usage_hourly` (a range in a time zone ahead of or behind UTC starts and ends
-mid-day in UTC). Both tables are written in the same transaction by ingestion, so the two
-parts together count every call once.
+A range reads its whole UTC days from `usage_daily`, the whole UTC hours left from
+`usage_hourly`, and only the quarter hours left after that from `usage_quarter_hour`: a range
+in Asia/Kolkata starts and ends at half past a UTC hour, one in Asia/Kathmandu at a quarter to.
+The three tables are written in the same transaction by ingestion, each coarser one the exact
+sum of the finer, so the parts together count every call once. Every zone offset in use since
+1979 is a whole number of quarter hours; a bound that is not (a local midnight in 1900) counts
+a quarter by the side its start is on.
 """
 
 from __future__ import annotations
 
 import uuid
+from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 from sqlalchemy import (
@@ -31,7 +36,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.money import Tier
 from domain.usage import CallStatus
-from persistence.usage import STATUS_COLUMNS, SUMMED_COLUMNS, daily_t, rollup_t
+from persistence.usage import STATUS_COLUMNS, SUMMED_COLUMNS, daily_t, quarter_t, rollup_t
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The rollups, coarsest first: table, its period column, its period.
+LEVELS: tuple[tuple[Table, str, timedelta], ...] = (
+    (daily_t, "day_utc", timedelta(days=1)),
+    (rollup_t, "hour_utc", timedelta(hours=1)),
+    (quarter_t, "quarter_utc", timedelta(minutes=15)),
+)
+Span = tuple[datetime, datetime | None]  # [start, end); None: open
 
 
 @dataclass
@@ -50,60 +64,99 @@ class UsageTotals:
         return sum(self.seconds_by_tier.values())
 
 
-def whole_days(start: datetime, end: datetime | None) -> tuple[datetime, datetime | None] | None:
-    """The whole UTC days inside [start, end): first midnight and end midnight (None: open)."""
-    first = start.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    if first < start:
-        first += timedelta(days=1)
+def _floor(moment: datetime, period: timedelta) -> datetime:
+    return moment - (moment - EPOCH) % period
+
+
+def _ceil(moment: datetime, period: timedelta) -> datetime:
+    floor = _floor(moment, period)
+    return floor if floor == moment else floor + period
+
+
+def whole_periods(start: datetime, end: datetime | None, period: timedelta) -> Span | None:
+    """The whole UTC periods (days, hours, quarters) inside [start, end): the first one's start
+    and the end of the last (None: open), or None when there are none."""
+    first = _ceil(start, period)
     if end is None:
         return first, None
-    last = end.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    last = _floor(end, period)
     return (first, last) if first < last else None
 
 
-def _pieces(
-    bounds: Sequence[datetime], end: datetime | None
-) -> tuple[list[tuple[datetime, datetime | None]], list[tuple[datetime, datetime]]]:
-    """Split [bounds[0], end) at every bound into whole UTC days and leftover hours.
+def whole_days(start: datetime, end: datetime | None) -> Span | None:
+    """The whole UTC days inside [start, end): first midnight and end midnight (None: open)."""
+    return whole_periods(start, end, LEVELS[0][2])
 
-    Every piece lies between two consecutive bounds, so a rollup row (a day or an hour) read
-    for a piece is wholly inside or wholly outside each range those bounds came from.
+
+def _split(lo: datetime, hi: datetime | None, level: int, into: list[list[Span]]) -> None:
+    """[lo, hi) as the whole periods of `level` it holds and, around them, finer ones."""
+    period = LEVELS[level][2]
+    whole = whole_periods(lo, hi, period) if level < len(LEVELS) - 1 else None
+    if whole is None:
+        if level < len(LEVELS) - 1:
+            _split(lo, hi, level + 1, into)
+        else:
+            into[level].append((lo, hi))
+        return
+    first, last = whole
+    into[level].append(whole)
+    if lo < first:
+        _split(lo, first, level + 1, into)
+    if last is not None and hi is not None and last < hi:
+        _split(last, hi, level + 1, into)
+
+
+def _merged(spans: list[Span]) -> list[Span]:
+    """Adjacent spans as one (a series' hours make one condition, not thousands)."""
+    out: list[Span] = []
+    for lo, hi in sorted(spans, key=lambda s: s[0]):
+        if out and out[-1][1] == lo:
+            out[-1] = (out[-1][0], hi)
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def pieces(bounds: Sequence[datetime], end: datetime | None) -> list[list[Span]]:
+    """[min(bounds), end) cut at every bound, each part split into whole UTC days, then whole
+    UTC hours, then quarter hours: the spans to read from each rollup, coarsest first.
+
+    Every span lies between two consecutive bounds, so a rollup row (a day, an hour or a
+    quarter) read for it is wholly inside or wholly outside each range those bounds came from.
     """
     points = sorted(set(bounds))
-    days: list[tuple[datetime, datetime | None]] = []
-    hours: list[tuple[datetime, datetime]] = []
+    into: list[list[Span]] = [[] for _ in LEVELS]
     for lo, hi in zip(points, [*points[1:], end], strict=True):
-        whole = whole_days(lo, hi)
-        if whole is None:
-            assert hi is not None
-            hours.append((lo, hi))
-            continue
-        first, last = whole
-        days.append((first, last))
-        if lo < first:
-            hours.append((lo, first))
-        if last is not None and hi is not None and last < hi:
-            hours.append((last, hi))
-    return days, hours
+        _split(lo, hi, 0, into)
+    return [_merged(spans) for spans in into]
 
 
 def rollup_rows(
     columns: Sequence[str],
-    ranges: Sequence[tuple[datetime, datetime | None]],
+    ranges: Sequence[Span],
     *,
     agency_id: uuid.UUID | None = None,
     sub_account_id: uuid.UUID | None = None,
 ) -> Subquery:
-    """(sub_account_id, tier, at, *columns) rows of both rollups covering the union of the
-    ranges once, each row wholly inside or outside each range (`at`: its hour or day)."""
+    """(sub_account_id, tier, at, *columns) rows of the rollups covering the union of the
+    ranges once, each row wholly inside or outside each range (`at`: its day, hour or
+    quarter)."""
 
-    def part(table: Table, at: str, within: ColumnElement[bool]) -> Select[Any]:
+    def part(table: Table, at: str, spans: list[Span]) -> Select[Any]:
+        moment = table.c[at]
         query = select(
             table.c.sub_account_id,
             table.c.tier,
-            table.c[at].label("at"),
+            moment.label("at"),
             *(table.c[c] for c in columns),
-        ).where(within)
+        ).where(
+            or_(
+                *(
+                    (moment >= lo) if hi is None else (moment >= lo) & (moment < hi)
+                    for lo, hi in spans
+                )
+            )
+        )
         if agency_id is not None:
             query = query.where(table.c.agency_id == agency_id)
         if sub_account_id is not None:
@@ -113,21 +166,11 @@ def rollup_rows(
     ends = [e for _, e in ranges]
     end = None if None in ends else max(e for e in ends if e is not None)
     bounds = [*(s for s, _ in ranges), *(e for e in ends if e is not None and e != end)]
-    days, hours = _pieces(bounds, end)
-    day, hour = daily_t.c.day_utc, rollup_t.c.hour_utc
-    parts = []
-    if days:
-        parts.append(
-            part(
-                daily_t,
-                "day_utc",
-                or_(*((day >= lo) if hi is None else (day >= lo) & (day < hi) for lo, hi in days)),
-            )
-        )
-    if hours:
-        parts.append(
-            part(rollup_t, "hour_utc", or_(*((hour >= lo) & (hour < hi) for lo, hi in hours)))
-        )
+    parts = [
+        part(table, at, spans)
+        for (table, at, _), spans in zip(LEVELS, pieces(bounds, end), strict=True)
+        if spans
+    ]
     return (union_all(*parts) if len(parts) > 1 else parts[0]).subquery()
 
 
@@ -202,29 +245,32 @@ async def usage_by_sub_account(
 
 
 @dataclass(frozen=True)
-class HourPoint:
-    hour_utc: datetime
+class PeriodUsage:
+    start: datetime
     calls: int
     seconds: int
     spent_micros: int
 
 
-async def hourly_series(
-    conn: AsyncConnection, sub_account_id: uuid.UUID, start: datetime, end: datetime
-) -> list[HourPoint]:
-    rows = await conn.execute(
-        select(
-            rollup_t.c.hour_utc,
-            func.sum(rollup_t.c.calls),
-            func.sum(rollup_t.c.seconds),
-            func.sum(rollup_t.c.spent_micros),
-        )
-        .where(
-            rollup_t.c.sub_account_id == sub_account_id,
-            rollup_t.c.hour_utc >= start,
-            rollup_t.c.hour_utc < end,
-        )
-        .group_by(rollup_t.c.hour_utc)
-        .order_by(rollup_t.c.hour_utc)
+async def usage_per_period(
+    conn: AsyncConnection, sub_account_id: uuid.UUID, starts: Sequence[datetime]
+) -> list[PeriodUsage]:
+    """A sub-account's calls, seconds and spending in each period [starts[i], starts[i + 1])
+    that has any, in order (a chart's points: local days or hours)."""
+    rows = rollup_rows(
+        ("calls", "seconds", "spent_micros"),
+        list(pairwise(starts)),
+        sub_account_id=sub_account_id,
     )
-    return [HourPoint(r[0], int(r[1]), int(r[2]), int(r[3])) for r in rows]
+    found = await conn.execute(
+        select(rows.c.at, _sum(rows.c.calls), _sum(rows.c.seconds), _sum(rows.c.spent_micros))
+        .group_by(rows.c.at)
+        .order_by(rows.c.at)
+    )
+    sums: dict[int, list[int]] = {}
+    for at, calls, seconds, spent in found:
+        into = sums.setdefault(bisect_right(starts, at) - 1, [0, 0, 0])
+        into[0] += calls
+        into[1] += seconds
+        into[2] += spent
+    return [PeriodUsage(starts[i], *sums[i]) for i in sorted(sums)]

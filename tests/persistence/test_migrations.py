@@ -1,7 +1,11 @@
 """The migrations build exactly the tables the code declares, on both databases."""
 
 import uuid
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, time
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -12,8 +16,9 @@ from domain.agency import SubAccountKind, sign_up
 from persistence.agencies import add_agency, add_sub_account
 from persistence.database import Database
 from persistence.migrate import upgrade
-from persistence.tables import Base
-from persistence.usage import daily_t, rollup_t
+from persistence.records import agency_t
+from persistence.tables import AgencyUsagePeriodRow, Base, UsagePeriodRow
+from persistence.usage import call_t, daily_t, quarter_t, rollup_t
 from tests.conftest import PG_ADMIN_URL, pg_url_for
 
 
@@ -27,17 +32,27 @@ async def test_migrated_schema_matches_the_models(database):
     assert differences == []
 
 
-async def test_0005_fills_the_daily_rollup_from_existing_hourly_rows(tmp_path):
-    """An installation upgraded with usage already recorded gets its days summed."""
+@asynccontextmanager
+async def scratch_databases(tmp_path: Path) -> AsyncIterator[list[str]]:
+    """An empty PostgreSQL database and SQLite file to migrate step by step; dropped after."""
     name = f"agencyhub_mig_{uuid.uuid4().hex[:12]}"
     admin = create_async_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     async with admin.connect() as conn:
         await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    urls = [pg_url_for(name), f"sqlite+aiosqlite:///{tmp_path / 'mig.sqlite3'}"]
+    try:
+        yield [pg_url_for(name), f"sqlite+aiosqlite:///{tmp_path / 'mig.sqlite3'}"]
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+async def test_0005_fills_the_daily_rollup_from_existing_hourly_rows(tmp_path):
+    """An installation upgraded with usage already recorded gets its days summed."""
     hours = [datetime(2026, 11, 1, h, tzinfo=UTC) for h in (0, 5, 23)] + [
         datetime(2026, 11, 2, 1, tzinfo=UTC)
     ]
-    try:
+    async with scratch_databases(tmp_path) as urls:
         for url in urls:
             database = Database(url)
             await upgrade(database.engine, "0004")
@@ -89,7 +104,111 @@ async def test_0005_fills_the_daily_rollup_from_existing_hourly_rows(tmp_path):
                 (datetime(2026, 11, 1, tzinfo=UTC), 3, 183, 6_000),
                 (datetime(2026, 11, 2, tzinfo=UTC), 1, 63, 4_000),
             ], url
-    finally:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
+
+
+async def test_0011_splits_recorded_hours_into_quarters_that_add_up_to_them(tmp_path):
+    """An installation upgraded with usage already recorded gets its quarters from its calls,
+    each hour's overage on its last calls and its money shared by seconds, to the micro-dollar
+    of the hour; a current period starting at half past a UTC hour is summed from there."""
+    today = datetime.now(ZoneInfo("Asia/Kolkata")).date()  # the periods begin today
+    hour = datetime.combine(today, time.min, tzinfo=ZoneInfo("Asia/Kolkata")).astimezone(UTC)
+    hour = hour.replace(minute=0)  # 18:00 UTC, and the day begins at 18:30
+    # (minute, seconds, direction, status): 18:05 and 18:20 before Kolkata's midnight, 18:40 after
+    calls = [
+        (5, 100, "INBOUND", "COMPLETED"),
+        (20, 200, "OUTBOUND", "FAILED"),
+        (40, 100, "OUTBOUND", "BUSY"),
+    ]
+    usage_period_t = UsagePeriodRow.__table__
+    agency_usage_period_t = AgencyUsagePeriodRow.__table__
+    async with scratch_databases(tmp_path) as urls:
+        for url in urls:
+            database = Database(url)
+            await upgrade(database.engine, "0010")
+            async with database.transaction() as conn:
+                now = datetime.now(UTC)
+                signup = sign_up("Old", "old@example.com", "a long passphrase 9", None, now)
+                agency = (await add_agency(conn, signup, now)).id
+                await conn.execute(
+                    agency_t.update()
+                    .where(agency_t.c.id == agency)
+                    .values(time_zone="Asia/Kolkata", plan_started_on=today)
+                )
+                account = (
+                    await add_sub_account(
+                        conn,
+                        agency,
+                        SubAccountKind.PRIMARY,
+                        "Old",
+                        "o@example.com",
+                        today,
+                        0,
+                        now,
+                    )
+                ).id
+                await conn.execute(
+                    call_t.insert(),
+                    [
+                        {
+                            "agency_id": agency,
+                            "external_id": f"c{minute}",
+                            "sub_account_id": account,
+                            "direction": direction,
+                            "channel": "PHONE",
+                            "status": status,
+                            "tier": "PREMIUM",
+                            "started_at": hour.replace(minute=minute),
+                            "duration_seconds": duration,
+                            "recorded_at": now,
+                        }
+                        for minute, duration, direction, status in calls
+                    ],
+                )
+                row = {"sub_account_id": account, "tier": "PREMIUM", "agency_id": agency}
+                sums = {
+                    "calls": 3,
+                    "seconds": 400,
+                    "overage_seconds": 150,
+                    "spent_micros": 2_000_001,
+                    "cost_micros": 1_000_000,
+                    "inbound": 1,
+                    "outbound": 2,
+                    "completed": 1,
+                    "failed": 1,
+                    "busy": 1,
+                }
+                await conn.execute(rollup_t.insert(), [{**row, "hour_utc": hour, **sums}])
+                await conn.execute(
+                    daily_t.insert(), [{**row, "day_utc": hour.replace(hour=0), **sums}]
+                )
+            await upgrade(database.engine)
+            async with database.read() as conn:
+                quarters = (
+                    await conn.execute(
+                        select(
+                            quarter_t.c.quarter_utc,
+                            quarter_t.c.calls,
+                            quarter_t.c.seconds,
+                            quarter_t.c.overage_seconds,
+                            quarter_t.c.spent_micros,
+                            quarter_t.c.cost_micros,
+                            quarter_t.c.inbound,
+                            quarter_t.c.failed,
+                            quarter_t.c.busy,
+                        ).order_by(quarter_t.c.quarter_utc)
+                    )
+                ).all()
+                period = (await conn.execute(select(usage_period_t))).one()
+                agency_period = (await conn.execute(select(agency_usage_period_t))).one()
+            await database.dispose()
+            assert [tuple(r) for r in quarters] == [
+                (hour, 1, 100, 0, 500_000, 250_000, 1, 0, 0),
+                (hour.replace(minute=15), 1, 200, 50, 1_000_001, 500_000, 0, 1, 0),
+                (hour.replace(minute=30), 1, 100, 100, 500_000, 250_000, 0, 0, 1),
+            ], url
+            assert (period.period_start, period.seconds, period.spent_micros) == (
+                today,
+                100,
+                500_000,
+            )
+            assert (agency_period.period_start, agency_period.seconds) == (today, 100)
