@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import gc
 import json
 import multiprocessing
 import os
@@ -38,6 +39,29 @@ USAGE = """subscription($id: ID) { usageUpdated(subAccountId: $id) {
   sequence subAccount { id } walletBalance { amount } } }"""
 CALL_SECONDS = 6
 ERROR_SAMPLES = 5
+
+# ---- this script's own collector -------------------------------------------------------------
+# The subscribers (this process) hold 10,000 client sockets: millions of objects whose full
+# collections pause the process for as long as a server's, and every receipt stamped during a
+# pause is stamped late. Its pauses are recorded beside the servers', and by default the heap is
+# frozen once the sockets are open (`--client-gc freeze`), so the figures are the servers'.
+
+CLIENT_GC_PAUSES: list[tuple[float, float]] = []  # (epoch at the end, ms), full collections
+
+
+def _record_client_gc() -> None:
+    started: list[float] = []
+
+    def timed(phase: str, info: dict[str, Any]) -> None:
+        if info.get("generation") != 2:
+            return
+        if phase == "start":
+            started[:] = [time.perf_counter()]
+        elif started:
+            CLIENT_GC_PAUSES.append((time.time(), (time.perf_counter() - started[0]) * 1000))
+
+    gc.callbacks.append(timed)
+
 
 # ---- the publisher: a process of its own, driven over a pipe ------------------------------------
 
@@ -421,6 +445,7 @@ def match(
     and the socket (published -> received, per delivery; the relay stamps a whole batch once
     it is out, so this can be negative)."""
     stamps = stamps or {}
+    seconds: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
     way: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     counts: dict[str, Counter[str]] = defaultdict(Counter)
     checks: Counter[str] = Counter()
@@ -453,6 +478,7 @@ def match(
                     continue
                 phase, t_sent, t_answered, _, t_scheduled = accepted[n]
                 way[phase]["latency_from_send"].append(t - t_sent)
+                seconds[phase].append((t_sent, t - t_sent, t))
                 way[phase]["latency_from_commit"].append(t - t_answered)
                 way[phase]["latency_from_schedule"].append(t - t_scheduled)
                 published = stamps.get(seq, (0.0, None))[1]
@@ -474,7 +500,36 @@ def match(
     return {
         "phases": phases,
         "checks": {k: checks[k] for k in [*names, "keys_with_failed_publishes"]},
+        "worst_load_seconds": worst_seconds(seconds["load"]),
     }
+
+
+def received_span(ds: list[tuple[float, float, float]]) -> list[float]:
+    return [round(min(d[2] for d in ds), 3), round(max(d[2] for d in ds), 3)]
+
+
+def worst_seconds(deliveries: list[tuple[float, float, float]]) -> list[dict[str, Any]]:
+    """The five seconds of the load (by send time) with the latest deliveries: whether the tail
+    is one stall or spread out, and when (epoch, to set beside the GC pauses' stamps)."""
+    if not deliveries:
+        return []
+    t0 = min(d[0] for d in deliveries)
+    by_second: dict[int, list[tuple[float, float, float]]] = defaultdict(list)
+    for d in deliveries:
+        by_second[int(d[0] - t0)].append(d)
+    rows = []
+    for second, ds in by_second.items():
+        late = [d for d in ds if d[1] > 0.25]
+        rows.append(
+            {
+                "second": second,
+                "deliveries": len(ds),
+                "over_250_ms": len(late),
+                "max_ms": round(max(d[1] for d in ds) * 1000, 1),
+                "received_from_to": received_span(ds),
+            }
+        )
+    return sorted(rows, key=lambda r: -r["max_ms"])[:5]
 
 
 def publish_stats(records: list[tuple[Any, ...]], seconds: float) -> dict[str, Any]:
@@ -689,6 +744,9 @@ async def fanout_run(
         )
     )
     opening_s = round(time.monotonic() - t0, 1)
+    if args.client_gc == "freeze":
+        gc.collect()
+        gc.freeze()
     print(
         f"{len(subscribers.sockets)} sockets open, {args.subscriptions} subscriptions sent in"
         f" {opening_s}s ({subscribers.problems['socket_open_failed']} sockets failed)",
@@ -713,6 +771,14 @@ async def fanout_run(
         load_started = time.time()
         result = await load(args, layout, subscribers, publish, warmup, groups, stamps)
         result["load_window"] = [load_started, time.time()]
+        window = result["load_window"]
+        result["client_gc"] = {
+            "policy": args.client_gc,
+            "pauses_ms": [round(ms) for _, ms in CLIENT_GC_PAUSES if ms >= 20],
+            "pauses_ms_during_load": [
+                round(ms) for t, ms in CLIENT_GC_PAUSES if window[0] <= t <= window[1] and ms >= 20
+            ],
+        }
         rss_after = rss_kib(servers)
     finally:
         await subscribers.close()
@@ -812,7 +878,10 @@ def main() -> int:
     add("--server-env", action="append", default=[], metavar="KEY=VALUE",
         help="extra environment for both servers (e.g. OUTBOX_POLL_SECONDS=0.1)")  # fmt: skip
     add("--skip-baseline", action="store_true", help="no raw Redis baseline")
+    add("--client-gc", choices=("freeze", "default"), default="freeze",
+        help="this script's collector: freeze its heap once the sockets are open")  # fmt: skip
     args = parser.parse_args()
+    _record_client_gc()
     if not args.watched <= args.sub_accounts >= args.agencies:
         parser.error("--agencies and --watched must not exceed --sub-accounts")
     import redis
