@@ -39,6 +39,7 @@ class SurvivorFreezer:
         self._growth = thaw_after_growth
         self._loop: asyncio.AbstractEventLoop | None = None
         self._walked = 0  # frozen objects after the last complete walk
+        self._frozen_at_most = 0  # an upper bound of the frozen heap (exact at each check)
         self._thawed = True  # the next full collection walks everything
         self.full_collections = 0
         self.thaws = 0
@@ -61,16 +62,30 @@ class SurvivorFreezer:
 
     def _after_full(self) -> None:
         self.full_collections += 1
-        before = gc.get_freeze_count()
+        # What this collection kept (merged into the oldest generation; any object made by a
+        # finaliser since is in the youngest): what `gc.freeze` is about to move. Counted from
+        # the collection's own survivors, not with `gc.get_freeze_count()`, which walks the
+        # whole frozen heap on CPython 3.11 (a million objects at 5,000 sockets, after every
+        # full collection: 4 % of a server's CPU under the fan-out load).
+        added = len(gc.get_objects(generation=2)) + max(0, gc.get_count()[0])
         gc.freeze()
-        frozen = gc.get_freeze_count()
         if self._thawed:
-            self._walked, self._thawed = frozen, False
-        elif frozen >= self._growth * max(self._walked, RECOUNT_AFTER_FREEZING):
-            gc.unfreeze()  # the next full collection walks everything, cycles are freed
-            self.thaws += 1
-            self._thawed = True
-            return
-        if frozen - before >= RECOUNT_AFTER_FREEZING and self._loop is not None:
+            frozen = gc.get_freeze_count()  # after a complete walk only: as rare as thaws
+            self._walked = self._frozen_at_most = frozen
+            self._thawed = False
+        else:
+            # Frozen objects leave only by dying (or by our own thaw), so adding what each
+            # collection froze bounds the frozen heap from above; it is counted exactly only
+            # when that bound reaches the thaw threshold.
+            self._frozen_at_most += added
+            threshold = self._growth * max(self._walked, RECOUNT_AFTER_FREEZING)
+            if self._frozen_at_most >= threshold:
+                self._frozen_at_most = gc.get_freeze_count()
+                if self._frozen_at_most >= threshold:
+                    gc.unfreeze()  # the next full collection walks everything, cycles are freed
+                    self.thaws += 1
+                    self._thawed = True
+                    return
+        if added >= RECOUNT_AFTER_FREEZING and self._loop is not None:
             # Not from inside this callback: a collection does not start during another.
             self._loop.call_soon_threadsafe(gc.collect)

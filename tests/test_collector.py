@@ -90,3 +90,27 @@ async def test_the_server_freezes_what_survives_while_it_runs(app_client) -> Non
     kept = Node()
     gc.collect()
     assert not walked_by_collections(kept)
+
+
+def test_ordinary_full_collections_do_not_count_the_frozen_heap(
+    freezer: SurvivorFreezer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`gc.get_freeze_count()` walks the whole frozen heap (CPython 3.11): it is asked only
+    when what was frozen since the last complete walk could reach the thaw threshold."""
+    kept = [Node() for _ in range(3 * RECOUNT_AFTER_FREEZING)]
+    gc.collect()
+    counted = 0
+    real = gc.get_freeze_count
+
+    def counting() -> int:
+        nonlocal counted
+        counted += 1
+        return real()
+
+    monkeypatch.setattr(gc, "get_freeze_count", counting)
+    for _ in range(20):
+        kept.append(Node())
+        gc.collect()
+    assert counted == 0
+    assert freezer.thaws == 0
+    assert not walked_by_collections(kept[-1])
