@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from domain.errors import DomainError, ErrorCode
 from domain.ledger import Movement
 from domain.money import Tier
-from persistence.arrays import insert_unnested, unnested
+from persistence.arrays import insert_unnested_sql, unnested
 from persistence.tables import BalanceRow, LedgerEntryRow
 
 balance_t = BalanceRow.__table__
@@ -83,10 +83,12 @@ async def apply(conn: AsyncConnection, movements: Sequence[Movement], now: datet
     )
 
 
-# A whole batch of movements in two statements (PostgreSQL): for ingestion, which debits up to
+# A whole batch of movements in one statement (PostgreSQL): for ingestion, which debits up to
 # a thousand balances per transaction and has already locked them in order
-# (balances_for_update). Each array holds one value per balance or per movement, named after
-# the column it goes to.
+# (balances_for_update). The balances change by their net movement (arrays named after the
+# columns), and each movement becomes its ledger row (arrays named `entry_…`); the count of
+# balances moved tells whether any would have gone below zero (the caller then rolls the
+# transaction back, ledger rows with it). One round trip where there were two.
 _MOVED = (ledger_t.c.sub_account_id, ledger_t.c.tier, ledger_t.c.delta_seconds)
 _APPLY_MANY_PG = text(
     "WITH moved AS ("
@@ -94,22 +96,26 @@ _APPLY_MANY_PG = text(
     f" FROM {unnested(_MOVED, alias='m')}"
     f" WHERE {balance_t.name}.sub_account_id = m.sub_account_id"
     f" AND {balance_t.name}.tier = m.tier AND {balance_t.name}.seconds + m.delta_seconds >= 0"
-    " RETURNING 1)"
-    " SELECT count(*) FROM moved"
-)
-_LEDGER_MANY_PG = insert_unnested(
-    ledger_t,
-    (ledger_t.c.agency_id, *_MOVED, ledger_t.c.kind, ledger_t.c.reference),
-    constants=(ledger_t.c.created_at,),
+    " RETURNING 1),"
+    " entries AS ("
+    + insert_unnested_sql(
+        ledger_t,
+        (ledger_t.c.agency_id, *_MOVED, ledger_t.c.kind, ledger_t.c.reference),
+        constants=(ledger_t.c.created_at,),
+        prefix="entry_",
+    )
+    + ") SELECT count(*) FROM moved"
 )
 
 
 async def apply_locked(conn: AsyncConnection, movements: Sequence[Movement], now: datetime) -> None:
     """`apply` for a caller that already holds the balance rows' locks, taken in order.
 
-    Each balance changes once, by the sum of its movements, and not below zero (else nothing
-    moves); each movement is its own ledger entry, in the order given. Two statements on
-    PostgreSQL. For debits (ingestion), as here, the sum's check is each movement's check.
+    Each balance changes once, by the sum of its movements, and not below zero (else
+    INSUFFICIENT_MINUTES, and the caller's transaction must roll back: the ledger rows are
+    written in the same statement); each movement is its own ledger entry, in the order given.
+    One statement on PostgreSQL. For debits (ingestion), as here, the sum's check is each
+    movement's check.
     """
     if conn.dialect.name != "postgresql":
         await apply(conn, movements, now)
@@ -123,22 +129,17 @@ async def apply_locked(conn: AsyncConnection, movements: Sequence[Movement], now
             "sub_account_id": [account_id for account_id, _ in net],
             "tier": [tier.value for _, tier in net],
             "delta_seconds": list(net.values()),
+            "entry_agency_id": [m.agency_id for m in movements],
+            "entry_sub_account_id": [m.sub_account_id for m in movements],
+            "entry_tier": [m.tier.value for m in movements],
+            "entry_delta_seconds": [m.delta_seconds for m in movements],
+            "entry_kind": [m.kind.value for m in movements],
+            "entry_reference": [m.reference for m in movements],
+            "entry_created_at": now,
         },
     )
     if moved != len(net):
         raise DomainError(ErrorCode.INSUFFICIENT_MINUTES, "Not enough minutes left.")
-    await conn.execute(
-        _LEDGER_MANY_PG,
-        {
-            "agency_id": [m.agency_id for m in movements],
-            "sub_account_id": [m.sub_account_id for m in movements],
-            "tier": [m.tier.value for m in movements],
-            "delta_seconds": [m.delta_seconds for m in movements],
-            "kind": [m.kind.value for m in movements],
-            "reference": [m.reference for m in movements],
-            "created_at": now,
-        },
-    )
 
 
 async def mismatches(conn: AsyncConnection) -> list[tuple[UUID, str, int, int]]:
