@@ -3,8 +3,9 @@ per-period use counters (kept by ingestion), balances, and the agency's live tot
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
+from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -26,8 +27,9 @@ agency_period_t = AgencyUsagePeriodRow.__table__
 # One statement adds to the sub-accounts' and the agency's counters and returns the new totals:
 # the figures the events carry, as of this transaction, in the statement that writes them.
 # The agency's rows come back with no sub-account; their parameters are named `agency_…`.
-_ADD_USE_PG = text(
-    "WITH agency AS ("
+# (`persistence.usage.add_use` puts these CTEs after the rollups' in one statement.)
+ADD_USE_CTES_PG = (
+    "agency AS ("
     + insert_unnested_sql(
         agency_period_t,
         (agency_period_t.c.period_start, agency_period_t.c.seconds),
@@ -47,50 +49,51 @@ _ADD_USE_PG = text(
         f" spent_micros = {usage_period_t.name}.spent_micros + excluded.spent_micros"
         " RETURNING sub_account_id, period_start, seconds, spent_micros",
     )
-    + ") SELECT sub_account_id, period_start, seconds, spent_micros FROM sub_accounts"
+    + ")"
+)
+ADD_USE_SELECT_PG = (
+    " SELECT sub_account_id, period_start, seconds, spent_micros FROM sub_accounts"
     " UNION ALL SELECT NULL, period_start, seconds, NULL FROM agency"
 )
+_ADD_USE_PG = text(f"WITH {ADD_USE_CTES_PG}{ADD_USE_SELECT_PG}")
+
+Totals = dict[tuple[UUID, date], tuple[int, int]]
+CurrentUse = tuple[dict[UUID, tuple[int, int]], int]
 
 
-async def add_period_use(
-    conn: AsyncConnection, agency_id: UUID, use: PeriodUse
-) -> tuple[dict[UUID, tuple[int, int]], int]:
+async def add_period_use(conn: AsyncConnection, agency_id: UUID, use: PeriodUse) -> CurrentUse:
     """Add a batch's use; returns each touched sub-account's current-period (seconds, spent)
     and the agency's seconds in its current plan period. Rows are written in key order (the
     balance rows a batch locked first already keep two batches off the same sub-account's
     rows; the agency's rows, in period order, are the only ones batches share)."""
     if conn.dialect.name == "postgresql":
-        totals, agency_totals = await _add_use_pg(conn, agency_id, use)
-    else:
-        totals = await _add_sub_account_use_sqlite(conn, agency_id, use)
-        agency_totals = {
-            first_day: await _add_agency_use(conn, agency_id, first_day, use.agency[first_day])
-            for first_day in sorted(use.agency)
-        }
-    current = {key: totals[key, first_day] for key, first_day in use.current.items()}
-    return current, agency_totals[use.agency_current]
+        rows = await conn.execute(_ADD_USE_PG, add_use_params(agency_id, use))
+        return current_use(use, rows)
+    totals = await _add_sub_account_use_sqlite(conn, agency_id, use)
+    agency_totals = {
+        first_day: await _add_agency_use(conn, agency_id, first_day, use.agency[first_day])
+        for first_day in sorted(use.agency)
+    }
+    return _current(use, totals, agency_totals)
 
 
-Totals = dict[tuple[UUID, date], tuple[int, int]]
-
-
-async def _add_use_pg(
-    conn: AsyncConnection, agency_id: UUID, use: PeriodUse
-) -> tuple[Totals, dict[date, int]]:
+def add_use_params(agency_id: UUID, use: PeriodUse) -> dict[str, Any]:
+    """`ADD_USE_CTES_PG`'s parameters."""
     keys, periods = sorted(use.sub_accounts), sorted(use.agency)
-    rows = await conn.execute(
-        _ADD_USE_PG,
-        {
-            "agency_id": agency_id,
-            "sub_account_id": [k[0] for k in keys],
-            "period_start": [k[1] for k in keys],
-            "seconds": [use.sub_accounts[k][0] for k in keys],
-            "spent_micros": [use.sub_accounts[k][1] for k in keys],
-            "agency_agency_id": agency_id,
-            "agency_period_start": periods,
-            "agency_seconds": [use.agency[p] for p in periods],
-        },
-    )
+    return {
+        "agency_id": agency_id,
+        "sub_account_id": [k[0] for k in keys],
+        "period_start": [k[1] for k in keys],
+        "seconds": [use.sub_accounts[k][0] for k in keys],
+        "spent_micros": [use.sub_accounts[k][1] for k in keys],
+        "agency_agency_id": agency_id,
+        "agency_period_start": periods,
+        "agency_seconds": [use.agency[p] for p in periods],
+    }
+
+
+def current_use(use: PeriodUse, rows: Iterable[Any]) -> CurrentUse:
+    """`add_period_use`'s answer from the rows of `ADD_USE_SELECT_PG`."""
     totals: Totals = {}
     agency_totals: dict[date, int] = {}
     for sub_account_id, first_day, seconds, spent in rows:
@@ -98,7 +101,12 @@ async def _add_use_pg(
             agency_totals[first_day] = int(seconds)
         else:
             totals[sub_account_id, first_day] = (int(seconds), int(spent))
-    return totals, agency_totals
+    return _current(use, totals, agency_totals)
+
+
+def _current(use: PeriodUse, totals: Totals, agency_totals: dict[date, int]) -> CurrentUse:
+    current = {key: totals[key, first_day] for key, first_day in use.current.items()}
+    return current, agency_totals[use.agency_current]
 
 
 async def _add_sub_account_use_sqlite(

@@ -31,7 +31,7 @@ from domain.usage import (
     funding_account,
     rejection,
 )
-from persistence import ledger, live, usage
+from persistence import ledger, usage
 from persistence.unit_of_work import UnitOfWork
 from resolvers.api_keys import INGEST_SCOPE
 from resolvers.context import RequestContext, Services
@@ -94,7 +94,6 @@ async def _bill_batches(
         movements = [m for b in billed for m in _movements(agency_id, b.bill)]
         if movements:
             await ledger.apply_locked(uow.conn, movements, now)
-        await usage.add_to_rollups(uow.conn, agency_id, [b.bill.rollups for b in billed])
         await _announce(uow, batch, billed, now)
         return results
 
@@ -159,8 +158,9 @@ def _movements(agency_id: uuid.UUID, billed: BatchBill) -> list[Movement]:
 async def _announce(
     uow: UnitOfWork, batch: usage.BatchContext, billed: list[BilledInTurn], now: datetime
 ) -> None:
-    """Adds the batches' use to the period counters, and publishes each batch's events with
-    the figures right after it: those of the sub-accounts it touched, and the agency's."""
+    """Adds the batches' use to the rollups and the period counters (one statement), and
+    publishes each batch's events with the figures right after it: those of the sub-accounts
+    it touched, and the agency's."""
     agency, primary, accounts = batch.agency, batch.primary, batch.accounts
     touched = [
         [primary if s == primary.id else accounts[s] for s in sorted(b.bill.touched())]
@@ -169,7 +169,9 @@ async def _announce(
     uses = [
         period_use(b.bill.rollups, t, agency, now) for b, t in zip(billed, touched, strict=True)
     ]
-    this_period, agency_seconds = await live.add_period_use(uow.conn, agency.id, combined_use(uses))
+    this_period, agency_seconds = await usage.add_use(
+        uow.conn, agency.id, [b.bill.rollups for b in billed], combined_use(uses)
+    )
     figures = use_after_each(uses, this_period, agency_seconds)
     for (period, agency_period), one, sub_accounts in zip(figures, billed, touched, strict=True):
         for sub_account in sub_accounts:

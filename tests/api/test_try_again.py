@@ -27,14 +27,14 @@ async def test_a_batch_run_again_after_a_deadlock_is_counted_and_billed_once(
     # given a batch whose transaction deadlocks once, after billing, before its rollups
     owner, client, key = setup  # the client holds 480 PREMIUM seconds
     opponents = Opponents(database)
-    add_to_rollups = usage.add_to_rollups
+    add_use = usage.add_use
 
     async def deadlocking_once(conn, *args):
         if opponents.played == 0:
             await opponents.deadlock(conn)
-        await add_to_rollups(conn, *args)
+        return await add_use(conn, *args)
 
-    monkeypatch.setattr(usage, "add_to_rollups", deadlocking_once)
+    monkeypatch.setattr(usage, "add_use", deadlocking_once)
     batch = [call(client, "a", 100), call(client, "b", 30), call(client, "a", 100)]
 
     # when the platform records it
