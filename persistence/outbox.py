@@ -12,7 +12,8 @@ commits queue behind each other's WAL flush, which bench/fanout.py showed at 100
 
 Sequences are assigned at relay time, not taken from the row id: ids are handed out when a
 transaction inserts, not when it commits, so "id > last seen" would skip a slow transaction's
-row. On PostgreSQL one relay at a time holds an advisory lock; the others stand by.
+row. On PostgreSQL one relay at a time holds an advisory lock (kept across rounds while events
+keep coming: `OutboxRelay._lead`); the others stand by.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ from persistence.tables import OutboxRow
 log = logging.getLogger(__name__)
 
 RELAY_LOCK_KEY = 0x0A6E_0C1B  # any constant shared by every process of this service
+# A relay that found the lock held tries it again after this pause at the soonest (woken by its
+# own commits meanwhile), not at each of them: the leader is nudged and publishes them.
+STANDBY_SECONDS = 0.1
 outbox = OutboxRow.__table__
 
 # One statement (its own transaction) per round on PostgreSQL: number the oldest new rows on
@@ -59,7 +63,13 @@ _NEXT_PG = text(
 )
 # Built once: building it each round (function, select, cache key) cost more than running it.
 _TRY_LOCK = select(func.pg_try_advisory_lock(bindparam("lock", type_=BigInteger())))
-# Marks what went out and lets the lock go, in one statement.
+_UNLOCK = select(func.pg_advisory_unlock(bindparam("lock", type_=BigInteger())))
+# Marks what went out (a leading relay, which keeps the lock).
+_MARK_PG = text("UPDATE outbox SET published_at = :now WHERE id = ANY(:ids)").bindparams(
+    bindparam("ids", type_=ARRAY(outbox.c.id.type)),
+    bindparam("now", type_=outbox.c.published_at.type),
+)
+# Marks what went out and lets the lock go, in one statement (`relay_once`).
 _PUBLISHED_PG = text(
     "WITH done AS (UPDATE outbox SET published_at = :now WHERE id = ANY(:ids))"
     " SELECT pg_advisory_unlock(:lock)"
@@ -130,6 +140,7 @@ class OutboxRelay:
         self._nudging: asyncio.Task[None] | None = None
         self._nudge_again = False
         self._stopping = False
+        self._leading = False  # this relay holds the lock across rounds (PostgreSQL, `_lead`)
 
     def wake(self) -> None:
         """Called after a commit that wrote events, so they go out without waiting for a poll."""
@@ -137,8 +148,12 @@ class OutboxRelay:
 
     def committed(self) -> None:
         """A commit in this process wrote events: wake this relay, and the others through the
-        broker (whichever process holds the lock publishes). Nudges in flight are coalesced."""
+        broker (whichever process holds the lock publishes). Nudges in flight are coalesced.
+        While this process's relay leads (holds the lock, awake) no other relay could publish
+        them, so none is nudged."""
         self.wake()
+        if self._leading:
+            return
         if self._nudging is not None and not self._nudging.done():
             self._nudge_again = True
             return
@@ -177,17 +192,77 @@ class OutboxRelay:
 
     async def _run(self) -> None:
         while not self._stopping:
+            standing_by = False
             try:
-                while await self.relay_once() == self._batch_size and not self._stopping:
-                    pass  # a full batch: there may be more waiting
+                if self._database.is_sqlite:
+                    while await self.relay_once() == self._batch_size and not self._stopping:
+                        pass  # a full batch: there may be more waiting
+                else:
+                    standing_by = not await self._lead()
             except Exception:
                 # The broker or database is away; the rows wait in the outbox for the next try.
                 log.warning("outbox relay round failed; retrying", exc_info=True)
-            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._poll_interval):
-                    await self._wakeup.wait()
-            self._wakeup.clear()
+            if self._stopping:
+                return
+            if standing_by:
+                # Another process's relay leads and is nudged by every commit: this one does
+                # not try the lock on each of its own, only after a pause (wake-ups are kept).
+                await asyncio.sleep(min(self._poll_interval, STANDBY_SECONDS))
+            await self._woken_within(self._poll_interval)
+
+    async def _woken_within(self, seconds: float) -> bool:
+        """Waits for a wake-up (True) or `seconds` (False), and consumes the wake-up."""
+        woken = False
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wakeup.wait()
+                woken = True
+        self._wakeup.clear()
+        return woken
+
+    async def _lead(self) -> bool:
+        """PostgreSQL: take the lock and keep it, one connection, round after round, for as
+        long as wake-ups keep coming; let it go after a poll interval without any and a round
+        that found nothing. False if another relay holds it.
+
+        A round is then two statements (number and read; mark), not three with the lock's,
+        and only the leader's process works per event: under a steady stream of events the
+        lock was taken and let go for each, and the other process's relay tried it in vain
+        for each (BENCHMARKS.md "Subscription fan-out", fifth session)."""
+        async with self._database.read() as conn:
+            try:
+                if not await conn.scalar(_TRY_LOCK, {"lock": RELAY_LOCK_KEY}):
+                    return False
+                self._leading = True
+                try:
+                    idle = False
+                    while not self._stopping:
+                        published = await self._round(conn)
+                        if published == self._batch_size:
+                            continue  # a full batch: there may be more waiting
+                        if idle and not published:
+                            break
+                        idle = not await self._woken_within(self._poll_interval)
+                finally:
+                    self._leading = False
+                await conn.scalar(_UNLOCK, {"lock": RELAY_LOCK_KEY})
+                return True
+            except BaseException:
+                # Whatever failed, the session's lock must not go back to the pool with the
+                # connection: closing it releases the lock on the server.
+                self._leading = False
+                await conn.invalidate()
+                raise
+
+    async def _round(self, conn: AsyncConnection) -> int:
+        """A leading relay's round: number what is new, publish, mark what went out."""
+        rows = (await conn.execute(_NEXT_PG, {"batch": self._batch_size})).all()
+        if not rows:
+            return 0
+        await self._publish(rows)
+        await conn.execute(_MARK_PG, {"ids": [r.id for r in rows], "now": self._now()})
+        return len(rows)
 
     async def relay_once(self) -> int:
         """One round: sequence what is new, publish what is sequenced. Returns rows published."""

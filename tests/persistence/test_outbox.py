@@ -223,3 +223,53 @@ async def test_a_commit_in_another_process_wakes_the_relay_at_once(database_url,
         await mine.dispose()
         await theirs.dispose()
     assert message["kind"] == EventKind.AGENCY_TOTALS_UPDATED
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_a_relay_keeps_the_lock_while_events_come_and_another_takes_over_after_it(
+    database, broker
+):
+    """PostgreSQL: the relay that took the lock keeps it between rounds (another relay stands
+    by, so a commit nobody woke a relay for waits for the leader's poll), nudges no other
+    process for its own process's commits, and lets the lock go when it stops: the next relay
+    then publishes, in sequence, with nothing lost or repeated."""
+    nudges = []
+    real_nudge = broker.nudge
+
+    async def counted_nudge():
+        nudges.append(1)
+        await real_nudge()
+
+    broker.nudge = counted_nudge
+    leader = OutboxRelay(database, broker, now, poll_interval=1)
+    other = OutboxRelay(database, broker, now, poll_interval=1)
+    leader.start()
+    received = []
+    try:
+        async with live(broker, ["agency:lead"]) as subscription:
+            async with UnitOfWork(database, now, leader.committed) as uow:
+                uow.publish(ping("agency:lead", 0))
+            received += await next_messages(subscription, 1)
+            nudges.clear()
+            for n in (1, 2, 3):
+                async with UnitOfWork(database, now, leader.committed) as uow:
+                    uow.publish(ping("agency:lead", n))
+            received += await next_messages(subscription, 3)
+            assert nudges == [], "the leader's own commits need no other relay"
+
+            async with UnitOfWork(database, now) as uow:  # wakes no relay
+                uow.publish(ping("agency:lead", 4))
+            assert await other.relay_once() == 0, "the leader holds the lock between rounds"
+            received += await next_messages(subscription, 1)  # at the leader's poll
+
+            await leader.stop()
+            other.start()
+            for n in (5, 6):
+                async with UnitOfWork(database, now, other.committed) as uow:
+                    uow.publish(ping("agency:lead", n))
+            received += await next_messages(subscription, 2)
+    finally:
+        await leader.stop()
+        await other.stop()
+    assert [n_of(m) for m in received] == list(range(7))
+    assert [m["sequence"] for m in received] == list(range(1, 8))
