@@ -241,6 +241,10 @@ async def test_a_relay_keeps_the_lock_while_events_come_and_another_takes_over_a
         await real_nudge()
 
     broker.nudge = counted_nudge
+
+    async def unmarked():
+        return await unmarked_sequences(database)
+
     leader = OutboxRelay(database, broker, now, poll_interval=1)
     other = OutboxRelay(database, broker, now, poll_interval=1)
     leader.start()
@@ -263,6 +267,7 @@ async def test_a_relay_keeps_the_lock_while_events_come_and_another_takes_over_a
             received += await next_messages(subscription, 1)  # at the leader's poll
 
             await leader.stop()
+            assert await unmarked() == [], "what the leader published is marked when it stops"
             other.start()
             for n in (5, 6):
                 async with UnitOfWork(database, now, other.committed) as uow:
@@ -273,3 +278,11 @@ async def test_a_relay_keeps_the_lock_while_events_come_and_another_takes_over_a
         await other.stop()
     assert [n_of(m) for m in received] == list(range(7))
     assert [m["sequence"] for m in received] == list(range(1, 8))
+    assert await unmarked() == []
+
+
+async def unmarked_sequences(database):
+    async with database.read() as conn:
+        return (
+            await conn.scalars(select(outbox.c.sequence).where(outbox.c.published_at.is_(None)))
+        ).all()
