@@ -20,6 +20,7 @@ from uuid import UUID
 import stripe
 
 from domain.payments import CardDetails, Declined, IntentState
+from domain.payouts import TransferState
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +46,6 @@ class TransferRefused(Exception):
 
 class BadSignature(Exception):
     """A webhook whose Stripe-Signature does not verify (or that is not an event at all)."""
-
-
-@dataclass(frozen=True)
-class TransferState:
-    id: str
-    amount_cents: int
-    destination: str
-    payout_id: UUID | None
 
 
 @dataclass(frozen=True)

@@ -166,7 +166,17 @@ class LedgerEntryRow(Base):
     """Append-only history of every minute movement; sums per (sub-account, tier) = balance."""
 
     __tablename__ = "ledger_entry"
-    __table_args__ = (Index("ix_ledger_entry_account_tier", "sub_account_id", "tier"),)
+    __table_args__ = (
+        Index("ix_ledger_entry_account_tier", "sub_account_id", "tier"),
+        # Reconciliation finds a purchase's credit by its reference; only purchases' credits
+        # are indexed, so ingestion's entries cost nothing more.
+        Index(
+            "ix_ledger_entry_purchase",
+            "reference",
+            postgresql_where=text("kind IN ('PURCHASE', 'AUTO_ALLOCATION')"),
+            sqlite_where=text("kind IN ('PURCHASE', 'AUTO_ALLOCATION')"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
     agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"), index=True)
@@ -296,6 +306,8 @@ class AutoAllocationRow(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, server_default=false())
     basic_minutes: Mapped[int] = mapped_column(Integer, server_default="0")
     premium_minutes: Mapped[int] = mapped_column(Integer, server_default="0")
+    # The agency's local date it was last turned on: periods starting before it are not charged.
+    enabled_on: Mapped[date | None] = mapped_column(Date)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
@@ -523,6 +535,13 @@ class PurchaseRow(Base):
             "created_at",
             postgresql_where=text("status = 'PENDING'"),
             sqlite_where=text("status = 'PENDING'"),
+        ),
+        # Failed auto allocation charges waiting for their next attempt.
+        Index(
+            "ix_purchase_retry",
+            "next_attempt_at",
+            postgresql_where=text("next_attempt_at IS NOT NULL"),
+            sqlite_where=text("next_attempt_at IS NOT NULL"),
         ),
     )
 

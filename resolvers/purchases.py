@@ -244,8 +244,9 @@ async def reconcile_pending(services: Services) -> int:
     with the intent it made then (and makes it, if the crash came before the call).
     Returns how many purchases it settled."""
     stripe = services.payments()
+    now = services.clock()
     async with services.database.read() as conn:
-        due = await purchases.pending_since(conn, services.clock() - rules.RECONCILE_AFTER)
+        due = await purchases.pending_since(conn, now - rules.RECONCILE_AFTER, now)
     settled = 0
     for purchase in due:
         try:

@@ -8,6 +8,7 @@ from datetime import date
 from decimal import Decimal
 from uuid import UUID
 
+from domain import auto_allocation
 from domain import sub_account as rules
 from domain.agency import BalanceSource, SubAccount, SubAccountKind, SubAccountStatus
 from domain.audit import Actor, AuditKind, AuditNote
@@ -28,8 +29,6 @@ from resolvers.context import RequestContext
 from resolvers.ids import decode, not_found
 from resolvers.paging import MAX_SUB_ACCOUNT_PAGE_SIZE, page_size
 from resolvers.viewer import today
-
-MAX_AUTO_ALLOCATION_MINUTES = 1_000_000
 
 
 async def _administer(ctx: RequestContext) -> Viewer:
@@ -174,21 +173,23 @@ async def set_auto_allocation(
 ) -> SubAccount:
     viewer = await _administer(ctx)
     actor = await ctx.actor()
-    for value, field in ((basic_minutes, "basicMinutes"), (premium_minutes, "premiumMinutes")):
-        if not 0 <= value <= MAX_AUTO_ALLOCATION_MINUTES:
-            raise DomainError(
-                ErrorCode.INVALID_INPUT,
-                f"Between 0 and {MAX_AUTO_ALLOCATION_MINUTES} minutes.",
-                (field,),
-            )
+    agency = await ctx.loaders.agency_by_id.load(viewer.agency_id)
+    assert agency is not None
     now = ctx.services.clock()
 
     async def store(uow: UnitOfWork) -> SubAccount:
         [sub_account] = await lock_sub_accounts(uow, viewer, (global_id, "subAccountId"))
         rules.check_auto_allocatable(sub_account)
-        await agencies.save_auto_allocation(
-            uow.conn, sub_account.id, enabled, basic_minutes, premium_minutes, now
+        [current] = await lists.auto_allocations(uow.conn, [sub_account.id])
+        allocation = auto_allocation.configure(
+            current,
+            enabled,
+            basic_minutes,
+            premium_minutes,
+            today(ctx, agency.time_zone),
+            ctx.services.prices,
         )
+        await agencies.save_auto_allocation(uow.conn, sub_account.id, allocation, now)
         summary = (
             f"set the auto allocation of {sub_account.name} to {basic_minutes} BASIC and "
             f"{premium_minutes} PREMIUM minutes a month"
