@@ -28,6 +28,10 @@ ALLOCATION = """query($id: ID!) { node(id: $id) { ... on SubAccount {
     lastCharge { id kind tier seconds status attempts failureReason amount { amount }
                  agencyProfit { amount } } } } } }"""
 
+AUDIT = (
+    """{ viewer { agency { auditLog(first: 10) { edges { node { kind email summary } } } } } }"""
+)
+
 purchase_t = PurchaseRow.__table__
 balance_t = BalanceRow.__table__
 
@@ -125,8 +129,19 @@ async def test_each_period_is_charged_once_at_base_cost_on_the_primarys_card(
     assert last["kind"] == "AUTO_ALLOCATION" and last["status"] == "SUCCEEDED"
     assert Decimal(last["agencyProfit"]["amount"]) == 0
     assert after["autoAllocation"]["nextChargeDate"] > start
-    for purchase in (last["id"],):
-        assert (await credits_of(app_client, purchase))[0][0] == "AUTO_ALLOCATION"
+    assert await credits_of(app_client, last["id"]) == [
+        ("AUTO_ALLOCATION", 3000 if last["tier"] == "PREMIUM" else 6000)
+    ]
+    # and each charge is in the audit log, made by the job (no user)
+    logged = (await gql(app_client, AUDIT, token=owner.token))["data"]["viewer"]["agency"]
+    charged = [
+        e["node"] for e in logged["auditLog"]["edges"] if e["node"]["kind"] == "MINUTES_PURCHASED"
+    ]
+    assert sorted(e["summary"] for e in charged) == [
+        "charged $15.00 for the monthly auto allocation of 50 PREMIUM minutes to Client",
+        "charged $18.00 for the monthly auto allocation of 100 BASIC minutes to Client",
+    ]
+    assert {e["email"] for e in charged} == {None}
     # and a month later the next period is charged, once
     clock.advance(timedelta(days=31))
     assert await jobs.charge_auto_allocations(services) == 2
