@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -179,6 +180,28 @@ class StripeGateway:
         except CardRefused as refused:
             return Declined(refused.reason, refused.intent_id)
         return intent_state(intent)
+
+    async def find_intent(
+        self, customer_id: str, metadata: dict[str, str], since: datetime
+    ) -> IntentState | None:
+        """The customer's PaymentIntent made since `since` whose metadata holds `metadata`
+        (newest first, page by page); None when there is none. What the reconciliation job
+        asks before charging again a purchase whose intent it never learnt: an
+        Idempotency-Key is forgotten by Stripe after 24 hours, the intent is not."""
+        params: dict[str, Any] = {
+            "customer": customer_id,
+            "created": {"gte": int(since.timestamp())},
+            "limit": 100,
+        }
+        while True:
+            page = await self._call(self._client.v1.payment_intents.list_async(params))
+            for intent in page["data"]:
+                found = intent.get("metadata") or {}
+                if all(found.get(key) == value for key, value in metadata.items()):
+                    return intent_state(intent)
+            if not page.get("has_more") or not page["data"]:
+                return None
+            params["starting_after"] = page["data"][-1]["id"]
 
     async def intent(self, intent_id: str) -> IntentState:
         return intent_state(

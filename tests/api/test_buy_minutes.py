@@ -314,6 +314,42 @@ async def test_a_crash_after_the_charge_is_finished_by_the_reconciliation_job(
     await assert_ledger_balanced(app_client)
 
 
+async def test_a_crash_found_after_stripe_forgot_the_key_is_not_charged_twice(
+    app_client, stripe_server, clock
+):
+    # given a purchase whose charge went through at Stripe, the server dying before it
+    # learnt the PaymentIntent's id
+    owner, client = await paying_client(app_client, stripe_server)
+    services = app_client.app.state.services
+    real = services.stripe
+
+    async def die(answer):
+        raise Crash
+
+    services.stripe = Interposed(real, die)
+    body = await gql(app_client, BUY, buy_input(client, 10), owner.token)
+    assert body["errors"][0]["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+    services.stripe = real
+    # when the reconciliation job first runs a day later, Stripe having forgotten the key
+    await stripe_server.forget_idempotency_keys()
+    clock.advance(timedelta(hours=25))
+    assert await jobs.reconcile_payments(services) == 1
+    # then it found the intent made then and settled from it: one charge, credited once
+    customer = await customer_of(app_client, client)
+    assert customer is not None
+    intents = await stripe_server.intents_of(customer)
+    assert [i["status"] for i in intents] == ["succeeded"]
+    [purchase_id] = {i["metadata"]["purchase_id"] for i in intents}
+    async with services.database.read() as conn:
+        credited = await conn.scalar(
+            select(func.sum(ledger_t.c.delta_seconds)).where(
+                ledger_t.c.reference == f"purchase:{purchase_id}"
+            )
+        )
+    assert credited == 600
+    await assert_ledger_balanced(app_client)
+
+
 async def test_purchase_rules_have_their_codes(app_client, stripe_server):
     owner = await make_agency(app_client)
     client = await new_client(app_client, owner)
