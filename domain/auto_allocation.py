@@ -4,8 +4,10 @@ A billing period starts on the sub-account's subscription start date and on each
 anniversary of it (clamped to the month's last day). Each period whose first day is on or
 after the day the auto allocation was turned on is charged once, on or after that first day
 in the agency's time zone: one purchase per tier with minutes, at base cost (SPEC, "Monthly
-auto allocation charge"). "Once" is the purchase table's unique key on (sub-account, period,
-tier); this module only says what is due.
+auto allocation charge"), with the minutes set when it is charged. Only the period under way
+is ever charged: a missed one is not caught up later (a tier added mid-year would otherwise
+be charged for every month since the allocation was turned on). "Once" is the purchase
+table's unique key on (sub-account, period, tier); this module only says what is due.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date
 from uuid import UUID
 
-from domain.billing_cycle import add_months
+from domain.billing_cycle import add_months, period_start
 from domain.errors import DomainError, ErrorCode
 from domain.money import Tier
 from domain.payments import MIN_CHARGE_CENTS, quote_auto_allocation
@@ -90,16 +92,15 @@ def _periods_from(anchor: date, enabled_on: date) -> Iterator[date]:
 
 
 def periods_due(anchor: date, allocation: AutoAllocation, today: date) -> list[date]:
-    """The periods begun by `today` (the agency's local date) that are charged."""
-    if not allocation.charges:
+    """The period `today` (the agency's local date) falls in, when it is charged: begun, and
+    begun on or after the day the auto allocation was turned on. Never an earlier one: a
+    tier added in December, a client restored after months suspended, a job that did not
+    run for a while, all start from the period under way, not from every month since."""
+    if not allocation.charges or today < anchor:
         return []
     assert allocation.enabled_on is not None
-    due: list[date] = []
-    for start in _periods_from(anchor, allocation.enabled_on):
-        if start > today:
-            return due
-        due.append(start)
-    raise AssertionError("unreachable")  # pragma: no cover
+    current = period_start(anchor, today)
+    return [current] if current >= allocation.enabled_on else []
 
 
 def next_charge_date(
@@ -113,6 +114,12 @@ def next_charge_date(
         if last_charged is None or start > last_charged:
             return start
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def keeps_retrying(allocation: AutoAllocation, sub_account_active: bool) -> bool:
+    """A failed charge is tried again only while the client still wants it: its auto
+    allocation on and the sub-account active (not suspended, removed or merged)."""
+    return allocation.enabled and sub_account_active
 
 
 @dataclass(frozen=True)

@@ -8,16 +8,19 @@ passes only because Stripe was down would hide exactly what it is for.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from domain.payments import RECONCILE_AFTER, IntentState, PaymentStatus, Purchase
+from domain.payments import IntentState, PaymentStatus, Purchase
 from domain.payouts import Payout, PayoutStatus, TransferState
 
-# A payout still PENDING this long after it was written should have been sent again by the
-# payouts job.
-PAYOUT_SETTLES_WITHIN = timedelta(minutes=10)
+# How long a record may stay PENDING before it is a disagreement: the job that settles it
+# looks at what is 10 minutes old, every 5 minutes (reconcile-payments) or every hour
+# (pay-out), with room for a slow run.
+PURCHASE_SETTLES_WITHIN = timedelta(minutes=30)
+PAYOUT_SETTLES_WITHIN = timedelta(minutes=90)
 
 
 @dataclass(frozen=True)
@@ -55,12 +58,21 @@ def check_purchase(
     intent: IntentState | Unreachable | None,
     credited_seconds: int,
     now: datetime,
+    other_attempts: Sequence[IntentState] | Unreachable = (),
 ) -> Line:
     """A purchase agrees when Stripe's PaymentIntent and the ledger tell the same story:
     SUCCEEDED = an intent that succeeded for the same amount in USD, credited exactly once;
     FAILED = nothing charged, nothing credited; PENDING = nothing credited yet, and not for
-    longer than the reconciliation job lets it stay."""
+    longer than the reconciliation job lets it stay. `other_attempts`: the intents Stripe
+    holds for the purchase's earlier attempts (a retried one); none of them may have
+    succeeded, or the card was charged for an attempt recorded as failed."""
     problems: list[str] = []
+    if isinstance(other_attempts, Unreachable):
+        problems.append(f"Stripe could not be asked: {other_attempts.reason}")
+        other_attempts = ()
+    for other in other_attempts:
+        if other.id != purchase.stripe_payment_intent_id and other.status == "succeeded":
+            problems.append(f"an earlier attempt's PaymentIntent {other.id} succeeded at Stripe")
     seen = intent if isinstance(intent, IntentState) else None
     succeeded = purchase.status is PaymentStatus.SUCCEEDED
     if isinstance(intent, Unreachable):
@@ -90,7 +102,7 @@ def check_purchase(
             problems.append(f"credited {credited_seconds} s while {purchase.status.value}")
         if (
             purchase.status is PaymentStatus.PENDING
-            and now - purchase.created_at > RECONCILE_AFTER
+            and now - purchase.created_at > PURCHASE_SETTLES_WITHIN
             and (purchase.next_attempt_at is None or purchase.next_attempt_at <= now)
         ):
             problems.append("PENDING for longer than the reconciliation job allows")
@@ -114,8 +126,10 @@ def check_purchase(
 def check_payout(
     payout: Payout, transfer: TransferState | Unreachable | None, now: datetime
 ) -> Line:
-    """A payout agrees when PAID has its Transfer for the same amount to the same account,
-    FAILED has none, and PENDING is young enough for the payouts job to finish it."""
+    """A payout agrees when PAID has its Transfer for the same amount to the same account and
+    PENDING is young enough for the payouts job to finish it. (A FAILED payout keeps no
+    Transfer id; a Transfer Stripe made for it anyway is not looked for: Stripe lists
+    Transfers by destination and group, not by our metadata.)"""
     problems: list[str] = []
     seen = transfer if isinstance(transfer, TransferState) else None
     if isinstance(transfer, Unreachable):
@@ -132,10 +146,7 @@ def check_payout(
                 problems.append(f"transferred to {seen.destination}, not {payout.destination}")
             if seen.payout_id not in (None, payout.id):
                 problems.append(f"the Transfer belongs to payout {seen.payout_id}")
-    elif payout.status is PayoutStatus.FAILED:
-        if seen is not None:
-            problems.append("transferred at Stripe, FAILED here")
-    elif now - payout.created_at > PAYOUT_SETTLES_WITHIN:
+    elif payout.status is PayoutStatus.PENDING and now - payout.created_at > PAYOUT_SETTLES_WITHIN:
         problems.append("PENDING for longer than the payouts job allows")
     return Line(
         record="payout",

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, tuple_, update
+from sqlalchemy import and_, case, func, insert, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.auto_allocation import AutoAllocation, Due
@@ -105,13 +105,23 @@ async def purchase_for_intent(conn: AsyncConnection, intent_id: str) -> Purchase
     return None if row is None else purchase_from(row)
 
 
+def _pending(purchase_id: uuid.UUID, attempt: int) -> Any:
+    """The guard of every settling update: still PENDING, still on the attempt the caller
+    read (a retry started since makes a late answer change nothing)."""
+    return and_(
+        purchase_t.c.id == purchase_id,
+        purchase_t.c.status == "PENDING",
+        purchase_t.c.attempts == attempt,
+    )
+
+
 async def settle_succeeded(
-    conn: AsyncConnection, purchase_id: uuid.UUID, intent_id: str, now: datetime
+    conn: AsyncConnection, purchase_id: uuid.UUID, attempt: int, intent_id: str, now: datetime
 ) -> bool:
     """PENDING → SUCCEEDED; true only for the one caller that made the move."""
     result = await conn.execute(
         update(purchase_t)
-        .where(purchase_t.c.id == purchase_id, purchase_t.c.status == "PENDING")
+        .where(_pending(purchase_id, attempt))
         .values(
             status="SUCCEEDED",
             stripe_payment_intent_id=intent_id,
@@ -126,6 +136,7 @@ async def settle_succeeded(
 async def settle_failed(
     conn: AsyncConnection,
     purchase_id: uuid.UUID,
+    attempt: int,
     intent_id: str | None,
     reason: str,
     next_attempt_at: datetime | None,
@@ -134,7 +145,7 @@ async def settle_failed(
     """PENDING → FAILED; true only for the one caller that made the move."""
     result = await conn.execute(
         update(purchase_t)
-        .where(purchase_t.c.id == purchase_id, purchase_t.c.status == "PENDING")
+        .where(_pending(purchase_id, attempt))
         .values(
             status="FAILED",
             stripe_payment_intent_id=func.coalesce(
@@ -148,11 +159,13 @@ async def settle_failed(
     return bool(result.rowcount == 1)
 
 
-async def note_intent(conn: AsyncConnection, purchase_id: uuid.UUID, intent_id: str) -> None:
+async def note_intent(
+    conn: AsyncConnection, purchase_id: uuid.UUID, attempt: int, intent_id: str
+) -> None:
     """A PENDING purchase learns its PaymentIntent (Stripe has not decided yet)."""
     await conn.execute(
         update(purchase_t)
-        .where(purchase_t.c.id == purchase_id, purchase_t.c.status == "PENDING")
+        .where(_pending(purchase_id, attempt))
         .values(stripe_payment_intent_id=intent_id)
     )
 
@@ -297,8 +310,8 @@ async def stop_retrying(conn: AsyncConnection, purchase_id: uuid.UUID) -> None:
 async def last_auto_allocation_charges(
     conn: AsyncConnection, sub_account_ids: Sequence[uuid.UUID]
 ) -> list[Purchase | None]:
-    """Each sub-account's latest auto allocation charge: of its latest period charged, the
-    latest made."""
+    """Each sub-account's latest auto allocation charge: of its latest period charged, a
+    failed one if any, else the latest made."""
     ranked = (
         select(
             purchase_t,
@@ -307,6 +320,8 @@ async def last_auto_allocation_charges(
                 partition_by=purchase_t.c.sub_account_id,
                 order_by=(
                     purchase_t.c.period_start.desc(),
+                    # of one period's tiers, a failure first: it must stay visible
+                    case((purchase_t.c.status == "FAILED", 0), else_=1),
                     purchase_t.c.created_at.desc(),
                     purchase_t.c.id.desc(),
                 ),

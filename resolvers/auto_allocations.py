@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import date, datetime
+from datetime import date
 from zoneinfo import ZoneInfo
 
 from domain import payments as rules
 from domain.agency import SubAccountStatus
-from domain.auto_allocation import Due
+from domain.auto_allocation import Due, keeps_retrying
 from domain.money import Tier
 from domain.payments import PaymentStatus, Purchase, PurchaseKind
 from persistence import payment_cards, purchases
@@ -41,23 +41,24 @@ log = logging.getLogger(__name__)
 async def charge_auto_allocations(services: Services) -> int:
     """Charge what is due and retry what failed; returns how many charges succeeded."""
     stripe = services.payments()
-    now = services.clock()
     async with services.database.read() as conn:
         due = await purchases.auto_allocations_due(conn)
     succeeded = 0
     for sub_account in due:
-        today = now.astimezone(ZoneInfo(sub_account.time_zone)).date()
+        # The clock is read for each charge: a run can be long, and a purchase stamped with
+        # the run's start would look stale to reconcile-payments while still in flight.
+        today = services.clock().astimezone(ZoneInfo(sub_account.time_zone)).date()
         for period, tier, minutes in sub_account.charges_due(today):
-            purchase = await _begin(services, sub_account, period, tier, minutes, now)
+            purchase = await _begin(services, sub_account, period, tier, minutes)
             if purchase is not None:
                 after = await charge(services, stripe, purchase)
                 succeeded += after.status is PaymentStatus.SUCCEEDED
-    succeeded += await _retry_failed(services, stripe, now)
+    succeeded += await _retry_failed(services, stripe)
     return succeeded
 
 
 async def _begin(
-    services: Services, due: Due, period: date, tier: Tier, minutes: int, now: datetime
+    services: Services, due: Due, period: date, tier: Tier, minutes: int
 ) -> Purchase | None:
     """Phase 1: the PENDING row, committed. None when the sub-account is no longer active,
     or when another run wrote this period's charge first (the unique key)."""
@@ -78,7 +79,7 @@ async def _begin(
             rules.quote_auto_allocation(tier, minutes, services.prices),
             customer,
             card,
-            now,
+            services.clock(),
             period_start=period,
         )
         await purchases.add_purchase(uow.conn, purchase)
@@ -91,9 +92,9 @@ async def _begin(
         return None
 
 
-async def _retry_failed(services: Services, stripe: StripeGateway, now: datetime) -> int:
+async def _retry_failed(services: Services, stripe: StripeGateway) -> int:
     async with services.database.read() as conn:
-        failed = await purchases.retries_due(conn, now)
+        failed = await purchases.retries_due(conn, services.clock())
     succeeded = 0
     for purchase in failed:
 
@@ -101,12 +102,12 @@ async def _retry_failed(services: Services, stripe: StripeGateway, now: datetime
             [sub_account] = await sub_accounts_by_id(uow.conn, [purchase.sub_account_id])
             [allocation] = await auto_allocations(uow.conn, [purchase.sub_account_id])
             assert sub_account is not None
-            if not allocation.enabled or sub_account.status is not SubAccountStatus.ACTIVE:
-                # Turned off, suspended, removed: the client no longer wants it charged.
+            active = sub_account.status is SubAccountStatus.ACTIVE
+            if not keeps_retrying(allocation, active):
                 await purchases.stop_retrying(uow.conn, purchase.id)
                 return None
             customer, card = await _payer_card(uow, purchase.payer_id)
-            look_again_at = now + rules.RECONCILE_AFTER
+            look_again_at = services.clock() + rules.RECONCILE_AFTER
             return await purchases.start_retry(uow.conn, purchase, customer, card, look_again_at)
 
         retried = await services.transact(restart, audited=False)

@@ -164,30 +164,40 @@ async def settle(
     now = services.clock()
 
     async def record(uow: UnitOfWork) -> Purchase:
-        return await settle_in(uow, purchase.id, answer, now)
+        return await settle_in(uow, purchase.id, purchase.attempts, answer, now)
 
     return await services.transact(record, audited=False)  # audited by settle_in on success
 
 
 async def settle_in(
-    uow: UnitOfWork, purchase_id: UUID, answer: IntentState | Declined, now: datetime
+    uow: UnitOfWork,
+    purchase_id: UUID,
+    attempt: int,
+    answer: IntentState | Declined,
+    now: datetime,
 ) -> Purchase:
-    """Record what Stripe said of a purchase, in `uow`: at most one caller ever moves it out
-    of PENDING, and only the one that moved it to SUCCEEDED credits its minutes."""
+    """Record what Stripe said of `attempt` of a purchase, in `uow`: at most one caller ever
+    moves it out of PENDING, only the one that moved it to SUCCEEDED credits its minutes, and
+    an answer about an earlier attempt changes nothing."""
     purchase = await purchases.purchase_by_id(uow.conn, purchase_id)
     assert purchase is not None
+    if not rules.is_current_attempt(purchase, attempt):
+        log.warning("purchase %s: an answer about an earlier attempt left aside", purchase.id)
+        return purchase
     intent_id = answer.id if isinstance(answer, IntentState) else answer.intent_id
     status = rules.outcome(purchase, answer)
     if status is PaymentStatus.SUCCEEDED:
         assert intent_id is not None
-        if await purchases.settle_succeeded(uow.conn, purchase.id, intent_id, now):
+        if await purchases.settle_succeeded(uow.conn, purchase.id, attempt, intent_id, now):
             await _credit(uow, purchase, now)
     elif status is PaymentStatus.FAILED:
         retry_at = rules.next_attempt_after(purchase, now)
         reason = rules.failure_reason(answer)
-        await purchases.settle_failed(uow.conn, purchase.id, intent_id, reason, retry_at, now)
+        await purchases.settle_failed(
+            uow.conn, purchase.id, attempt, intent_id, reason, retry_at, now
+        )
     elif intent_id is not None:
-        await purchases.note_intent(uow.conn, purchase.id, intent_id)
+        await purchases.note_intent(uow.conn, purchase.id, attempt, intent_id)
     settled = await purchases.purchase_by_id(uow.conn, purchase.id)
     assert settled is not None
     return settled
@@ -230,7 +240,7 @@ async def receive_webhook(services: Services, payload: bytes, signature: str | N
         await purchases.record_event(uow.conn, event.id, event.type, now)
         purchase = await _purchase_of(uow, answer)
         if purchase is not None:
-            await settle_in(uow, purchase.id, answer, now)
+            await settle_in(uow, purchase.id, rules.about_attempt(answer), answer, now)
 
     try:
         await services.transact(apply, audited=False)  # audited by settle_in on success

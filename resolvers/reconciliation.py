@@ -5,15 +5,16 @@ decides what disagrees). Read only: it changes nothing, here or at Stripe.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 
-from domain.payments import IntentState
+from domain.payments import IntentState, Purchase
 from domain.payouts import TransferState
 from domain.reconciliation import Line, Unreachable, check_payout, check_purchase
 from persistence import ledger, payouts, purchases
 from persistence.stripe_gateway import StripeGateway, StripeUnavailable
 from resolvers.context import Services
+from resolvers.purchases import INTENT_CLOCK_SKEW
 
 
 async def reconcile(services: Services, start: datetime, end: datetime) -> AsyncIterator[Line]:
@@ -28,7 +29,9 @@ async def reconcile(services: Services, start: datetime, end: datetime) -> Async
             credits = await ledger.purchase_credits(conn, [p.reference for p in batch])
         for purchase in batch:
             intent = await _intent(stripe, purchase.stripe_payment_intent_id)
-            yield check_purchase(purchase, intent, credits.get(purchase.reference, 0), now)
+            others = await _earlier_attempts(stripe, purchase)
+            credited = credits.get(purchase.reference, 0)
+            yield check_purchase(purchase, intent, credited, now, others)
         if len(batch) < purchases.BATCH:
             break
         after = (batch[-1].created_at, batch[-1].id)
@@ -51,6 +54,23 @@ async def _intent(stripe: StripeGateway, intent_id: str | None) -> IntentState |
         return await stripe.intent(intent_id)
     except StripeUnavailable as error:
         return Unreachable(str(error))
+
+
+async def _earlier_attempts(
+    stripe: StripeGateway, purchase: Purchase
+) -> Sequence[IntentState] | Unreachable:
+    """The intents of a retried purchase's earlier attempts (a first attempt has none: one
+    Idempotency-Key, one intent)."""
+    if purchase.attempts == 1 or not purchase.stripe_customer_id:
+        return ()
+    since = purchase.created_at - INTENT_CLOCK_SKEW
+    try:
+        mine = await stripe.intents_for(
+            purchase.stripe_customer_id, {"purchase_id": str(purchase.id)}, since
+        )
+    except StripeUnavailable as error:
+        return Unreachable(str(error))
+    return [i for i in mine if i.id != purchase.stripe_payment_intent_id]
 
 
 async def _transfer(

@@ -8,10 +8,10 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from persistence.ledger import mismatches
-from persistence.tables import LedgerEntryRow, StripeEventRow
+from persistence.tables import LedgerEntryRow, PaymentCardRow, StripeEventRow
 from resolvers import jobs
 from resolvers.global_id import from_global_id
 from tests.api.test_account_manager import SUSPEND, TRANSFER, new_client, transfer_input
@@ -30,6 +30,7 @@ BALANCES = """query($id: ID!) { node(id: $id) { ... on SubAccount { balances { t
   purchases { totalCount edges { node { id status } } } } } }"""
 
 ledger_t = LedgerEntryRow.__table__
+card_t = PaymentCardRow.__table__
 
 
 def buy_input(sub_account_id: str, minutes: int = 10, key: str = "order-1", **extra: Any):
@@ -348,6 +349,23 @@ async def test_a_crash_found_after_stripe_forgot_the_key_is_not_charged_twice(
         )
     assert credited == 600
     await assert_ledger_balanced(app_client)
+
+
+async def test_a_card_stripe_no_longer_has_is_a_decline_not_a_wait(app_client, stripe_server):
+    # given a client whose saved card Stripe no longer has (deleted from its dashboard, say)
+    owner = await make_agency(app_client)
+    client = await new_client(app_client, owner)
+    await saved_card(app_client, owner.token, client, stripe_server)
+    async with app_client.app.state.services.database.engine.begin() as conn:
+        await conn.execute(update(card_t).values(stripe_payment_method_id="pm_deleted"))
+    # when the client buys minutes with it
+    payload = await buy(app_client, owner.token, client, 10)
+    # then Stripe's refusal fails the purchase at once (not PENDING for ever, retried every
+    # five minutes), with a reason the client can act on
+    assert payload["userErrors"] == [{"code": "CARD_DECLINED", "field": ["input", "cardId"]}]
+    assert payload["purchase"]["status"] == "FAILED"
+    assert payload["purchase"]["failureReason"]
+    assert await premium_seconds(app_client, owner.token, client) == 0
 
 
 async def test_purchase_rules_have_their_codes(app_client, stripe_server):

@@ -23,16 +23,22 @@ PRICES = PriceBook()
 ON = AutoAllocation(True, 100, 0, date(2026, 1, 31))
 
 
-def test_periods_follow_the_anchor_clamped_from_the_day_it_was_turned_on():
-    # anchored on Jan 31: Feb 28, Mar 31, Apr 30 — never Mar 28
+def test_the_period_under_way_is_due_clamped_to_the_month_end():
+    # anchored on Jan 31: periods begin Feb 28, Mar 31, Apr 30 — never Mar 28
     allocation = AutoAllocation(True, 100, 0, date(2026, 2, 1))
-    assert periods_due(date(2026, 1, 31), allocation, date(2026, 4, 30)) == [
-        date(2026, 2, 28),
-        date(2026, 3, 31),
-        date(2026, 4, 30),
-    ]
-    # the day before a period begins, it is not due yet
-    assert periods_due(date(2026, 1, 31), allocation, date(2026, 2, 27)) == []
+    anchor = date(2026, 1, 31)
+    assert periods_due(anchor, allocation, date(2026, 2, 28)) == [date(2026, 2, 28)]
+    assert periods_due(anchor, allocation, date(2026, 3, 30)) == [date(2026, 2, 28)]
+    assert periods_due(anchor, allocation, date(2026, 3, 31)) == [date(2026, 3, 31)]
+    assert periods_due(anchor, allocation, date(2026, 4, 30)) == [date(2026, 4, 30)]
+    # the period it was turned on in began before: not due
+    assert periods_due(anchor, allocation, date(2026, 2, 27)) == []
+
+
+def test_months_missed_are_not_caught_up():
+    # turned on in June; the job runs again only in December: December's period alone
+    allocation = AutoAllocation(True, 100, 50, date(2026, 6, 1))
+    assert periods_due(date(2026, 1, 1), allocation, date(2026, 12, 15)) == [date(2026, 12, 1)]
 
 
 def test_nothing_is_due_when_off_or_without_minutes():
@@ -73,24 +79,26 @@ def test_a_monthly_charge_below_the_card_minimum_is_refused(basic, premium, fiel
 days = st.dates(min_value=date(2020, 1, 1), max_value=date(2030, 12, 31))
 
 
-@given(anchor=days, turned_on_after=st.integers(0, 800), today_after=st.integers(0, 900))
-def test_due_periods_are_exactly_the_anniversaries_between_turning_on_and_today(
+@given(anchor=days, turned_on_after=st.integers(-400, 800), today_after=st.integers(0, 900))
+def test_the_due_period_is_the_one_under_way_if_it_began_after_turning_on(
     anchor, turned_on_after, today_after
 ):
     enabled_on = anchor + timedelta(days=turned_on_after)
-    today = enabled_on + timedelta(days=today_after)
+    today = max(enabled_on, anchor) + timedelta(days=today_after)
     allocation = AutoAllocation(True, 10, 0, enabled_on)
-    expected, months = [], 0
-    while (start := add_months(anchor, months)) <= today:
-        if start >= enabled_on:
-            expected.append(start)
-        months += 1
+    begun = [add_months(anchor, m) for m in range(200) if add_months(anchor, m) <= today]
+    current = begun[-1]
     due = periods_due(anchor, allocation, today)
-    assert due == expected
-    # the next charge after the last due one is the first anniversary after today
+    assert due == ([current] if current >= enabled_on else [])
+    # the next charge is the first period on or after turning on that was not charged yet
     last = due[-1] if due else None
     following = next_charge_date(anchor, allocation, last)
-    assert following is not None and following > today and following >= enabled_on
-    assert following == next(
-        add_months(anchor, m) for m in range(10_000) if add_months(anchor, m) > today
-    )
+    assert following is not None and following >= enabled_on
+    if last is not None:
+        assert following == next(
+            add_months(anchor, m) for m in range(200) if add_months(anchor, m) > today
+        )
+    else:
+        assert following == next(
+            add_months(anchor, m) for m in range(200) if add_months(anchor, m) >= enabled_on
+        )

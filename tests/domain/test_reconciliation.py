@@ -71,17 +71,31 @@ def test_each_way_a_purchase_can_disagree_is_named():
     assert not check_purchase(PURCHASE, Unreachable("down"), 600, NOW).agrees
 
 
+def test_an_earlier_attempt_charged_at_stripe_is_flagged():
+    retried = replace(PURCHASE, kind=PurchaseKind.AUTO_ALLOCATION, attempts=2, profit_micros=0)
+    declined = IntentState("pi_0", "requires_payment_method", 375, "usd", PURCHASE.id, None, 1)
+    assert check_purchase(retried, INTENT, 600, NOW, [declined]).agrees
+    charged = replace(declined, status="succeeded")
+    assert check_purchase(retried, INTENT, 600, NOW, [charged]).problems == (
+        "an earlier attempt's PaymentIntent pi_0 succeeded at Stripe",
+    )
+    assert not check_purchase(retried, INTENT, 600, NOW, Unreachable("down")).agrees
+
+
 def test_each_way_a_payout_can_disagree_is_named():
     assert check_payout(PAYOUT, TRANSFER, NOW).agrees
     assert check_payout(PAYOUT, replace(TRANSFER, destination="acct_2"), NOW).problems == (
         "transferred to acct_2, not acct_1",
     )
-    failed = replace(PAYOUT, status=PayoutStatus.FAILED)
+    failed = replace(PAYOUT, status=PayoutStatus.FAILED, stripe_transfer_id=None)
     assert check_payout(failed, None, NOW).agrees
-    assert check_payout(failed, TRANSFER, NOW).problems == ("transferred at Stripe, FAILED here",)
+    # PENDING is the payouts job's (hourly) for an hour and a half
     pending = replace(PAYOUT, status=PayoutStatus.PENDING, stripe_transfer_id=None)
-    assert check_payout(replace(pending, created_at=NOW), None, NOW).agrees
-    assert not check_payout(pending, None, NOW).agrees
+    assert check_payout(pending, None, NOW).agrees
+    stale = replace(pending, created_at=NOW - timedelta(hours=2))
+    assert check_payout(stale, None, NOW).problems == (
+        "PENDING for longer than the payouts job allows",
+    )
     assert check_payout(replace(PAYOUT, stripe_transfer_id=None), None, NOW).problems == (
         "PAID without a Transfer",
     )
