@@ -603,3 +603,62 @@ class PayoutRow(Base):
     requested_by: Mapped[str | None] = mapped_column(String(254))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class PhoneLineRow(Base):
+    """A phone line of an agency: in one sub-account, or in the Available pool
+    (`sub_account_id` NULL). Released lines stay (their history is billed), marked by
+    `released_at`; a number is unique among an agency's unreleased lines."""
+
+    __tablename__ = "phone_line"
+    __table_args__ = (
+        # The database, not a check-then-insert, keeps a number to one live line per agency;
+        # a released number may be added again.
+        Index(
+            "uq_phone_line_live_number",
+            "agency_id",
+            "number",
+            unique=True,
+            postgresql_where=text("released_at IS NULL"),
+            sqlite_where=text("released_at IS NULL"),
+        ),
+        # The pool and each sub-account's lines, paged by (created_at, id).
+        Index("ix_phone_line_holder", "agency_id", "sub_account_id", "created_at", "id"),
+        CheckConstraint("monthly_price_micros >= 0", name="price_not_negative"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"))
+    sub_account_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("sub_account.id"))
+    number: Mapped[str] = mapped_column(String(16))  # E.164: + and at most 15 digits
+    monthly_price_micros: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class LineHoldingRow(Base):
+    """Who held a line over which agency-local days, one row per holding, half-open
+    [from_date, to_date): a move closes the open row and opens the next one, so billing can
+    prorate by days and nothing rewrites the past. `sub_account_id` NULL is the pool."""
+
+    __tablename__ = "line_holding"
+    __table_args__ = (
+        # At most one open holding per line, whatever runs at once.
+        Index(
+            "uq_line_holding_open",
+            "line_id",
+            unique=True,
+            postgresql_where=text("to_date IS NULL"),
+            sqlite_where=text("to_date IS NULL"),
+        ),
+        Index("ix_line_holding_line", "line_id", "from_date"),
+        Index("ix_line_holding_agency_dates", "agency_id", "from_date"),
+        CheckConstraint("to_date IS NULL OR to_date >= from_date", name="ends_after_start"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"))
+    line_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("phone_line.id"))
+    sub_account_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("sub_account.id"))
+    from_date: Mapped[date] = mapped_column(Date)
+    to_date: Mapped[date | None] = mapped_column(Date)
