@@ -32,6 +32,7 @@ from schema.node import Node
 from schema.paging import PageInfo, edges, page_info
 
 if TYPE_CHECKING:
+    from schema.lines import PhoneLineConnection
     from schema.payments import PaymentCard, Purchase, PurchaseConnection
     from schema.report import SubAccountReport
 
@@ -209,6 +210,20 @@ class SubAccount(Node):
         from schema.payments import purchases_connection
 
         return await purchases_connection(info, self, first, after)
+
+    @strawberry.field(description="Its phone lines (unreleased), oldest first.")
+    async def lines(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Annotated[PhoneLineConnection, strawberry.lazy("schema.lines")]:
+        from schema.lines import lines_connection
+
+        return await lines_connection(info, self.entity, first, after)
+
+    @strawberry.field(description="How many phone lines it holds (released ones not counted).")
+    async def line_count(self, info: Info) -> int:
+        from resolvers.lines import line_count
+
+        return await line_count(info.context, self.entity)
 
     @strawberry.field(description="Usage, spending and health over an inclusive date range.")
     async def report(
