@@ -12,22 +12,20 @@ from uuid import UUID
 
 from domain import lines as rules
 from domain.agency import Agency, SubAccount
-from domain.errors import DomainError, ErrorCode, TryAgain
+from domain.errors import DomainError, ErrorCode
 from domain.lines import PhoneLine
 from domain.paging import Page
 from domain.policy import Action, Target, Viewer, can, require
 from persistence import lines as store
 from persistence.errors import UniqueViolation
 from persistence.queries import lines as lists
+from persistence.queries.loaders import sub_accounts_by_id
 from persistence.unit_of_work import UnitOfWork
 from resolvers.context import RequestContext
 from resolvers.ids import decode, not_found
 from resolvers.paging import page_size
 from resolvers.sub_account import lock_sub_accounts
 from resolvers.viewer import may_read, sub_account_target, today
-
-# How often an assignment starts again when the line moved between its read and its lock.
-_ASSIGN_ATTEMPTS = 5
 
 
 async def _manager(ctx: RequestContext) -> Viewer:
@@ -79,8 +77,16 @@ async def add_lines(
         raise _taken(numbers[index], index) from None
 
 
-class _MovedMeanwhile(Exception):
-    """The line changed holder between the unlocked read and the lock: start again."""
+async def _holder(uow: UnitOfWork, line: PhoneLine) -> SubAccount | None:
+    """The locked line's holder as it is now (None: the pool). Not locked itself: a removal
+    or merge of it takes the line's lock after its own, so it waits for this move and then
+    no longer finds the line; a suspension that commits meanwhile reads no lines, so the move
+    counts as made before it."""
+    if line.sub_account_id is None:
+        return None
+    [holder] = await sub_accounts_by_id(uow.conn, [line.sub_account_id])
+    assert holder is not None, "a line's holder is never deleted"
+    return holder
 
 
 async def assign_line(
@@ -88,8 +94,9 @@ async def assign_line(
 ) -> PhoneLine:
     """To a sub-account, from the pool or another one; or back to the pool (None).
 
-    Locks, in the global order: both sub-accounts (id order), then the line. The holder is
-    read before the lock to know which sub-account to lock, and checked again under it."""
+    Locks in the global order (docs/ARCHITECTURE.md): the target sub-account, then the line.
+    Two assignments of one line queue on the line's row, so each closes the holding the
+    other opened and the history stays one chain."""
     viewer = await _manager(ctx)
     actor = await ctx.actor()
     line_id = decode(line_global_id, "PhoneLine", "lineId")
@@ -101,24 +108,14 @@ async def assign_line(
     day = await _local_today(ctx)
 
     async def move(uow: UnitOfWork) -> PhoneLine:
-        seen = await store.line_by_id(uow.conn, line_id)
-        if seen is None or seen.agency_id != viewer.agency_id:
-            raise not_found("lineId", "line")
-        named: list[tuple[str | UUID, str]] = []
-        if seen.sub_account_id is not None:
-            named.append((seen.sub_account_id, "lineId"))
+        target = None
         if target_id is not None:
-            named.append((target_id, "subAccountId"))
-        locked = {s.id: s for s in await lock_sub_accounts(uow, viewer, *named)}
+            [target] = await lock_sub_accounts(uow, viewer, (target_id, "subAccountId"))
         line = await store.line_for_update(uow.conn, viewer.agency_id, line_id)
         if line is None:
-            raise not_found("lineId", "line")  # released meanwhile
-        if line.sub_account_id != seen.sub_account_id:
-            raise _MovedMeanwhile
+            raise not_found("lineId", "line")
         [holding] = await store.open_holdings(uow.conn, [line.id])
-        source = None if line.sub_account_id is None else locked[line.sub_account_id]
-        target = None if target_id is None else locked[target_id]
-        moved = rules.assign(line, holding, source, target, day)
+        moved = rules.assign(line, holding, await _holder(uow, line), target, day)
         if moved is None:
             uow.nothing_changed()  # there already
             return line
@@ -126,12 +123,7 @@ async def assign_line(
         uow.audit(actor, moved.note)
         return moved.line
 
-    for _ in range(_ASSIGN_ATTEMPTS):
-        try:
-            return await ctx.services.transact(move)
-        except _MovedMeanwhile:
-            continue
-    raise TryAgain("the line kept moving while this assignment was being made")
+    return await ctx.services.transact(move)
 
 
 async def release_line(ctx: RequestContext, line_global_id: str) -> UUID:
@@ -143,31 +135,16 @@ async def release_line(ctx: RequestContext, line_global_id: str) -> UUID:
     now = ctx.services.clock()
 
     async def release(uow: UnitOfWork) -> UUID:
-        seen = await store.line_by_id(uow.conn, line_id)
-        if seen is None or seen.agency_id != viewer.agency_id:
-            raise not_found("lineId", "line")
-        named: list[tuple[str | UUID, str]] = []
-        if seen.sub_account_id is not None:
-            named.append((seen.sub_account_id, "lineId"))
-        locked = {s.id: s for s in await lock_sub_accounts(uow, viewer, *named)}
         line = await store.line_for_update(uow.conn, viewer.agency_id, line_id)
         if line is None:
             raise not_found("lineId", "line")
-        if line.sub_account_id != seen.sub_account_id:
-            raise _MovedMeanwhile
         [holding] = await store.open_holdings(uow.conn, [line.id])
-        holder = None if line.sub_account_id is None else locked[line.sub_account_id]
-        closed, note = rules.release(line, holding, holder, day)
+        closed, note = rules.release(line, holding, await _holder(uow, line), day)
         await store.release(uow.conn, line.agency_id, [closed], now)
         uow.audit(actor, note)
         return line.id
 
-    for _ in range(_ASSIGN_ATTEMPTS):
-        try:
-            return await ctx.services.transact(release)
-        except _MovedMeanwhile:
-            continue
-    raise TryAgain("the line kept moving while it was being released")
+    return await ctx.services.transact(release)
 
 
 async def available_lines_page(
