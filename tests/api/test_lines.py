@@ -403,3 +403,28 @@ async def test_simultaneous_assignments_of_one_line_keep_one_unbroken_history(ap
         "auditLog"
     ]["edges"]
     assert sum(e["node"]["kind"] == "LINE_ASSIGNED" for e in edges) == len(rows) - 1
+
+
+# ---- tenant isolation ----------------------------------------------------------------------
+
+
+async def test_another_agencys_lines_and_sub_accounts_read_as_absent(app_client):
+    owner = await make_agency(app_client)
+    other = await make_agency(app_client)
+    theirs = await add_one(app_client, other, "+14155550100")
+    their_client = await new_client(app_client, other, "Theirs", "theirs@c.example")
+    await assign(app_client, other, theirs, their_client)
+    mine = await add_one(app_client, owner, "+14155550101")
+    # their line cannot be read, moved, pooled or released by us
+    assert (await gql(app_client, LINE, {"id": theirs}, owner.token))["data"]["node"] is None
+    for target in (owner.primary_id, None):
+        moved = await assign(app_client, owner, theirs, target)
+        assert moved["userErrors"] == [{"code": "NOT_FOUND", "field": ["input", "lineId"]}]
+    released = await gql(app_client, RELEASE, {"line": theirs}, owner.token)
+    assert released["data"]["releaseLine"]["userErrors"][0]["code"] == "NOT_FOUND"
+    # nor can our line go to their sub-account
+    into = await assign(app_client, owner, mine, their_client)
+    assert into["userErrors"] == [{"code": "NOT_FOUND", "field": ["input", "subAccountId"]}]
+    # and theirs is where it was, its history untouched
+    assert (await held(app_client, other, their_client))["lineCount"] == 1
+    assert len(await history(app_client, theirs)) == 2
