@@ -428,3 +428,25 @@ async def test_another_agencys_lines_and_sub_accounts_read_as_absent(app_client)
     # and theirs is where it was, its history untouched
     assert (await held(app_client, other, their_client))["lineCount"] == 1
     assert len(await history(app_client, theirs)) == 2
+
+
+async def test_no_line_is_left_in_a_sub_account_removed_while_it_was_assigned(app_client):
+    owner = await make_agency(app_client, plan="Agency Unlimited")
+    for n in range(4):
+        client = await new_client(app_client, owner, f"Client {n}", f"c{n}@clients.example")
+        line = await add_one(app_client, owner, f"+1415555010{n}")
+        # when the line is assigned to the client while the client is being removed
+        removal = {"i": {"id": client, "minutesToId": owner.primary_id}}
+        answer, removed = await asyncio.gather(
+            assign(app_client, owner, line, client), gql(app_client, REMOVE, removal, owner.token)
+        )
+        # then either the assignment came first and the removal released the line, or the
+        # removal came first and the assignment was refused
+        assert removed["data"]["removeSubAccount"]["userErrors"] == []
+        assert answer["userErrors"] in (
+            [],
+            [{"code": "SUBACCOUNT_REMOVED", "field": ["input", "subAccountId"]}],
+        )
+        assert (await held(app_client, owner, client))["lineCount"] == 0
+        rows = await history(app_client, line)
+        assert all(to is not None for _, _, to in rows) or rows[-1][0] is None
