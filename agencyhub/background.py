@@ -1,5 +1,6 @@
 """The jobs the server runs itself, besides the outbox relay: the payment jobs, each every so
-often, each also a command for cron (`agencyhub reconcile-payments`, …).
+often, each also a command for cron (`agencyhub reconcile-payments`, `pay-out`,
+`charge-auto-allocations`).
 
 Every server process starts a runner; each job takes its own PostgreSQL advisory lock for a
 run (`persistence.jobs.sole_runner`), so one process of the deployment runs it at a time and
@@ -67,4 +68,5 @@ def payment_jobs(reconcile_seconds: float) -> list[PeriodicJob]:
     return [
         PeriodicJob("reconcile-payments", reconcile_seconds, jobs.reconcile_payments),
         PeriodicJob("pay-out", HOUR, jobs.pay_out),
+        PeriodicJob("charge-auto-allocations", HOUR, jobs.charge_auto_allocations),
     ]

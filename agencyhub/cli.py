@@ -1,14 +1,17 @@
-"""The command line: serve, migrate, seed-demo, export-schema, check-ledger."""
+"""The command line: serve, migrate, seed-demo, export-schema, the jobs, reconcile,
+check-ledger."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import logging
 import sys
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +176,9 @@ def _job(name: str) -> Callable[[Settings, argparse.Namespace], int]:
                 elif name == "pay-out":
                     done = await jobs.pay_out(services)
                     print(f"agencyhub: paid {done} payout(s)")
+                elif name == "charge-auto-allocations":
+                    done = await jobs.charge_auto_allocations(services)
+                    print(f"agencyhub: {done} auto allocation charge(s) succeeded")
                 elif name == "reconcile-payments":
                     done = await jobs.reconcile_payments(services)
                     print(f"agencyhub: settled {done} pending purchase(s)")
@@ -188,6 +194,73 @@ def _job(name: str) -> Callable[[Settings, argparse.Namespace], int]:
         return asyncio.run(run())
 
     return run_job
+
+
+RECONCILE_COLUMNS = (
+    "record",
+    "id",
+    "agency_id",
+    "sub_account_id",
+    "created_at",
+    "status",
+    "amount",
+    "stripe_id",
+    "stripe_status",
+    "stripe_amount",
+    "credited_seconds",
+    "expected_seconds",
+    "agrees",
+    "problems",
+)
+
+
+def _cents(cents: int | None) -> str:
+    return "" if cents is None else f"{Decimal(cents) / 100:.2f}"
+
+
+def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
+    """CSV on stdout, one row per purchase and payout made in the inclusive UTC dates; exit 1
+    when any row disagrees (or could not be checked)."""
+    from agencyhub.app import running_services
+    from resolvers.reconciliation import reconcile
+
+    if args.to < args.since:
+        print("agencyhub: --to is before --from", file=sys.stderr)
+        return 2
+    start = datetime.combine(args.since, time.min, tzinfo=UTC)
+    end = datetime.combine(args.to + timedelta(days=1), time.min, tzinfo=UTC)
+
+    async def run() -> tuple[int, int]:
+        rows = disagreements = 0
+        out = csv.writer(sys.stdout, lineterminator="\n")
+        out.writerow(RECONCILE_COLUMNS)
+        async with running_services(settings) as (services, _):
+            async for line in reconcile(services, start, end):
+                rows += 1
+                disagreements += not line.agrees
+                out.writerow(
+                    (
+                        line.record,
+                        line.id,
+                        line.agency_id,
+                        line.sub_account_id or "",
+                        line.created_at.isoformat(),
+                        line.status,
+                        _cents(line.amount_cents),
+                        line.stripe_id or "",
+                        line.stripe_status or "",
+                        _cents(line.stripe_amount_cents),
+                        "" if line.credited_seconds is None else line.credited_seconds,
+                        "" if line.expected_seconds is None else line.expected_seconds,
+                        "yes" if line.agrees else "no",
+                        "; ".join(line.problems),
+                    )
+                )
+        return rows, disagreements
+
+    rows, disagreements = asyncio.run(run())
+    print(f"agencyhub: {rows} row(s), {disagreements} disagreeing", file=sys.stderr)
+    return 1 if disagreements else 0
 
 
 def _check_ledger(settings: Settings, args: argparse.Namespace) -> int:
@@ -237,8 +310,18 @@ def main(argv: list[str] | None = None) -> int:
         ("prune-outbox", "drop published events older than OUTBOX_RETENTION_HOURS (cron: hourly)"),
         ("reconcile-payments", "settle purchases PENDING over 10 minutes from Stripe (5 min)"),
         ("pay-out", "pay unpaid earnings over the threshold to Connect accounts (hourly)"),
+        ("charge-auto-allocations", "charge each period's monthly auto allocations (hourly)"),
     ):
         commands.add_parser(job, help=job_help).set_defaults(run=_job(job))
+    reconcile = commands.add_parser(
+        "reconcile",
+        help="CSV of purchases and payouts beside Stripe and the ledger (exit 1 on disagreement)",
+    )
+    reconcile.add_argument(
+        "--from", dest="since", type=date.fromisoformat, required=True, help="UTC date, inclusive"
+    )
+    reconcile.add_argument("--to", type=date.fromisoformat, required=True, help="inclusive")
+    reconcile.set_defaults(run=_reconcile)
     check = commands.add_parser("check-ledger", help="prove balances equal ledger sums")
     check.set_defaults(run=_check_ledger)
     args = parser.parse_args(argv)

@@ -240,6 +240,7 @@ class IntentState:
     currency: str
     purchase_id: UUID | None  # from its metadata: ours, set when we made it
     failure_reason: str | None = None
+    attempt: int | None = None  # from its metadata: which attempt of the purchase made it
 
 
 @dataclass(frozen=True)
@@ -248,6 +249,20 @@ class Declined:
 
     reason: str
     intent_id: str | None = None
+
+
+def about_attempt(answer: IntentState) -> int:
+    """Which attempt of its purchase a PaymentIntent was made for (its metadata; intents made
+    before they carried it are the first attempt's)."""
+    return answer.attempt or 1
+
+
+def is_current_attempt(purchase: Purchase, attempt: int) -> bool:
+    """Whether an answer about `attempt` may settle the purchase. One about an earlier
+    attempt (a late webhook, a slow look-up, our own call's answer arriving after a retry
+    began) must not: its decline would fail the retry under way, its success be credited to
+    an attempt that may be charged too. Reconciliation flags such an intent if it succeeded."""
+    return attempt == purchase.attempts
 
 
 def outcome(purchase: Purchase, answer: IntentState | Declined) -> PaymentStatus:

@@ -25,6 +25,16 @@ DEFAULT_PAYOUT_THRESHOLD_MICROS = 100_000_000  # $100 (SPEC)
 MAX_PAYOUT_THRESHOLD_MICROS = 1_000_000_000_000  # $1,000,000
 
 
+@dataclass(frozen=True)
+class TransferState:
+    """What Stripe says of a Transfer to a Connect account."""
+
+    id: str
+    amount_cents: int
+    destination: str
+    payout_id: UUID | None  # from its metadata: ours, set when we made it
+
+
 class PayoutStatus(StrEnum):
     PENDING = "PENDING"
     PAID = "PAID"

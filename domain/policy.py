@@ -38,6 +38,7 @@ class Action(Enum):
     TRANSFER_OWNERSHIP = auto()
     MANAGE_AGENCY = auto()  # the agency's own settings: name, time zone
     MANAGE_PAYOUTS = auto()  # where the agency's earnings go, and when
+    MANAGE_LINES = auto()  # add phone lines to the pool, assign, move and release them
 
 
 class Scope(Enum):

@@ -18,6 +18,7 @@ from domain.agency import (
     SubAccountKind,
     SubAccountStatus,
 )
+from domain.auto_allocation import AutoAllocation
 from domain.payouts import DEFAULT_PAYOUT_THRESHOLD_MICROS
 from persistence.ledger import open_balances
 from persistence.records import (
@@ -200,17 +201,13 @@ async def save_sub_account(conn: AsyncConnection, sub_account: SubAccount) -> No
 
 
 async def save_auto_allocation(
-    conn: AsyncConnection,
-    sub_account_id: uuid.UUID,
-    enabled: bool,
-    basic_minutes: int,
-    premium_minutes: int,
-    now: datetime,
+    conn: AsyncConnection, sub_account_id: uuid.UUID, allocation: AutoAllocation, now: datetime
 ) -> None:
     values = {
-        "enabled": enabled,
-        "basic_minutes": basic_minutes,
-        "premium_minutes": premium_minutes,
+        "enabled": allocation.enabled,
+        "basic_minutes": allocation.basic_minutes,
+        "premium_minutes": allocation.premium_minutes,
+        "enabled_on": allocation.enabled_on,
         "updated_at": now,
     }
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
@@ -224,7 +221,7 @@ async def stop_auto_allocation(
     await conn.execute(
         update(auto_allocation_t)
         .where(auto_allocation_t.c.sub_account_id == sub_account_id)
-        .values(enabled=False, updated_at=now)
+        .values(enabled=False, enabled_on=None, updated_at=now)
     )
 
 

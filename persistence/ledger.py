@@ -170,3 +170,18 @@ async def mismatches(conn: AsyncConnection) -> list[tuple[UUID, str, int, int]]:
         .where(balance_t.c.seconds != func.coalesce(sums.c.total, 0))
     )
     return [(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
+
+
+async def purchase_credits(conn: AsyncConnection, references: Sequence[str]) -> dict[str, int]:
+    """Seconds credited under each purchase's reference (absent: none)."""
+    if not references:
+        return {}
+    rows = await conn.execute(
+        select(ledger_t.c.reference, func.sum(ledger_t.c.delta_seconds))
+        .where(
+            ledger_t.c.kind.in_(("PURCHASE", "AUTO_ALLOCATION")),
+            ledger_t.c.reference.in_(references),
+        )
+        .group_by(ledger_t.c.reference)
+    )
+    return {reference: int(total) for reference, total in rows}

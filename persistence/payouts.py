@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.paging import Page
@@ -22,6 +22,7 @@ from persistence.records import agency_t
 from persistence.tables import PayoutRow, PurchaseRow
 
 payout_t = PayoutRow.__table__
+BATCH = 500
 purchase_t = PurchaseRow.__table__
 
 
@@ -170,3 +171,14 @@ async def payouts_page(
         select(func.count()).select_from(payout_t).where(payout_t.c.agency_id == agency_id)
     )
     return page, int(total or 0)
+
+
+async def payouts_between(
+    conn: AsyncConnection, start: datetime, end: datetime, after: tuple[datetime, uuid.UUID] | None
+) -> list[Payout]:
+    """Payouts written in [start, end), oldest first, in batches (as `purchases_between`)."""
+    query = select(payout_t).where(payout_t.c.created_at >= start, payout_t.c.created_at < end)
+    if after is not None:
+        query = query.where(tuple_(payout_t.c.created_at, payout_t.c.id) > tuple_(*after))
+    query = query.order_by(payout_t.c.created_at, payout_t.c.id).limit(BATCH)
+    return [payout_from(r) for r in await conn.execute(query)]

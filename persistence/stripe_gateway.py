@@ -5,21 +5,24 @@ a crash and a recovery reach Stripe as the same request. No call here is made in
 database transaction: the use cases call the gateway between their transactions.
 
 Stripe's answers leave as small domain values (`IntentState`, `Declined`, `CardDetails`,
-`TransferState`); its exceptions as `CardRefused` (the card said no), `TransferRefused` or
-`StripeUnavailable` (anything else: the network, Stripe, our request), never as the package's
-own types.
+`TransferState`); its exceptions as `CardRefused` (the card said no), `TransferRefused`,
+`RequestRefused` (Stripe refused the request itself) or `StripeUnavailable` (anything else:
+the network, Stripe), never as the package's own types. A charge Stripe refuses as a request
+is a decline: asking again would only be refused again, and the purchase would stay PENDING.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import stripe
 
 from domain.payments import CardDetails, Declined, IntentState
+from domain.payouts import TransferState
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +31,11 @@ WEBHOOK_TOLERANCE_SECONDS = 300
 
 class StripeUnavailable(Exception):
     """Stripe could not be asked or did not answer usefully; nothing is known of the result."""
+
+
+class RequestRefused(StripeUnavailable):
+    """Stripe refused the request itself (400/404: a card detached at Stripe, an amount it will
+    not charge…): asking again will not change the answer."""
 
 
 class CardRefused(Exception):
@@ -48,14 +56,6 @@ class BadSignature(Exception):
 
 
 @dataclass(frozen=True)
-class TransferState:
-    id: str
-    amount_cents: int
-    destination: str
-    payout_id: UUID | None
-
-
-@dataclass(frozen=True)
 class StripeEvent:
     id: str
     type: str
@@ -69,6 +69,13 @@ def _purchase_id(metadata: Any) -> UUID | None:
         return None
 
 
+def _attempt(metadata: Any) -> int | None:
+    try:
+        return int((metadata or {}).get("attempt"))
+    except (TypeError, ValueError):
+        return None
+
+
 def intent_state(intent: dict[str, Any]) -> IntentState:
     error = intent.get("last_payment_error") or {}
     return IntentState(
@@ -78,6 +85,7 @@ def intent_state(intent: dict[str, Any]) -> IntentState:
         currency=str(intent.get("currency", "")).lower(),
         purchase_id=_purchase_id(intent.get("metadata")),
         failure_reason=error.get("message") or error.get("code"),
+        attempt=_attempt(intent.get("metadata")),
     )
 
 
@@ -117,8 +125,11 @@ class StripeGateway:
                 error.user_message or str(error.code or "card_declined"),
                 getattr(intent, "id", None),
             ) from error
+        except stripe.InvalidRequestError as error:
+            log.warning("Stripe refused a request: %s", error)
+            raise RequestRefused(error.user_message or str(error)) from error
         except stripe.StripeError as error:
-            log.warning("Stripe refused or failed a request: %s", error)
+            log.warning("Stripe failed a request: %s", error)
             raise StripeUnavailable(error.user_message or str(error)) from error
         result: dict[str, Any] = answer.to_dict()  # stripe 16's objects are not dicts
         return result
@@ -185,7 +196,41 @@ class StripeGateway:
             )
         except CardRefused as refused:
             return Declined(refused.reason, refused.intent_id)
+        except RequestRefused as refused:  # never chargeable as it is: a decline, not a wait
+            return Declined(str(refused))
         return intent_state(intent)
+
+    async def intents_for(
+        self, customer_id: str, metadata: dict[str, str], since: datetime, first_only: bool = False
+    ) -> list[IntentState]:
+        """The customer's PaymentIntents made since `since` whose metadata holds `metadata`,
+        newest first, page by page (only the newest with `first_only`)."""
+        params: dict[str, Any] = {
+            "customer": customer_id,
+            "created": {"gte": int(since.timestamp())},
+            "limit": 100,
+        }
+        found: list[IntentState] = []
+        while True:
+            page = await self._call(self._client.v1.payment_intents.list_async(params))
+            for intent in page["data"]:
+                held = intent.get("metadata") or {}
+                if all(held.get(key) == value for key, value in metadata.items()):
+                    found.append(intent_state(intent))
+                    if first_only:
+                        return found
+            if not page.get("has_more") or not page["data"]:
+                return found
+            params["starting_after"] = page["data"][-1]["id"]
+
+    async def find_intent(
+        self, customer_id: str, metadata: dict[str, str], since: datetime
+    ) -> IntentState | None:
+        """The newest such intent; None when there is none. What the reconciliation job asks
+        before charging again a purchase whose intent it never learnt: an Idempotency-Key is
+        forgotten by Stripe after 24 hours, the intent is not."""
+        found = await self.intents_for(customer_id, metadata, since, first_only=True)
+        return found[0] if found else None
 
     async def intent(self, intent_id: str) -> IntentState:
         return intent_state(

@@ -166,7 +166,17 @@ class LedgerEntryRow(Base):
     """Append-only history of every minute movement; sums per (sub-account, tier) = balance."""
 
     __tablename__ = "ledger_entry"
-    __table_args__ = (Index("ix_ledger_entry_account_tier", "sub_account_id", "tier"),)
+    __table_args__ = (
+        Index("ix_ledger_entry_account_tier", "sub_account_id", "tier"),
+        # Reconciliation finds a purchase's credit by its reference; only purchases' credits
+        # are indexed, so ingestion's entries cost nothing more.
+        Index(
+            "ix_ledger_entry_purchase",
+            "reference",
+            postgresql_where=text("kind IN ('PURCHASE', 'AUTO_ALLOCATION')"),
+            sqlite_where=text("kind IN ('PURCHASE', 'AUTO_ALLOCATION')"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
     agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"), index=True)
@@ -296,6 +306,8 @@ class AutoAllocationRow(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, server_default=false())
     basic_minutes: Mapped[int] = mapped_column(Integer, server_default="0")
     premium_minutes: Mapped[int] = mapped_column(Integer, server_default="0")
+    # The agency's local date it was last turned on: periods starting before it are not charged.
+    enabled_on: Mapped[date | None] = mapped_column(Date)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
@@ -524,6 +536,13 @@ class PurchaseRow(Base):
             postgresql_where=text("status = 'PENDING'"),
             sqlite_where=text("status = 'PENDING'"),
         ),
+        # Failed auto allocation charges waiting for their next attempt.
+        Index(
+            "ix_purchase_retry",
+            "next_attempt_at",
+            postgresql_where=text("next_attempt_at IS NOT NULL"),
+            sqlite_where=text("next_attempt_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
@@ -584,3 +603,62 @@ class PayoutRow(Base):
     requested_by: Mapped[str | None] = mapped_column(String(254))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class PhoneLineRow(Base):
+    """A phone line of an agency: in one sub-account, or in the Available pool
+    (`sub_account_id` NULL). Released lines stay (their history is billed), marked by
+    `released_at`; a number is unique among an agency's unreleased lines."""
+
+    __tablename__ = "phone_line"
+    __table_args__ = (
+        # The database, not a check-then-insert, keeps a number to one live line per agency;
+        # a released number may be added again.
+        Index(
+            "uq_phone_line_live_number",
+            "agency_id",
+            "number",
+            unique=True,
+            postgresql_where=text("released_at IS NULL"),
+            sqlite_where=text("released_at IS NULL"),
+        ),
+        # The pool and each sub-account's lines, paged by (created_at, id).
+        Index("ix_phone_line_holder", "agency_id", "sub_account_id", "created_at", "id"),
+        CheckConstraint("monthly_price_micros >= 0", name="price_not_negative"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"))
+    sub_account_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("sub_account.id"))
+    number: Mapped[str] = mapped_column(String(16))  # E.164: + and at most 15 digits
+    monthly_price_micros: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class LineHoldingRow(Base):
+    """Who held a line over which agency-local days, one row per holding, half-open
+    [from_date, to_date): a move closes the open row and opens the next one, so billing can
+    prorate by days and nothing rewrites the past. `sub_account_id` NULL is the pool."""
+
+    __tablename__ = "line_holding"
+    __table_args__ = (
+        # At most one open holding per line, whatever runs at once.
+        Index(
+            "uq_line_holding_open",
+            "line_id",
+            unique=True,
+            postgresql_where=text("to_date IS NULL"),
+            sqlite_where=text("to_date IS NULL"),
+        ),
+        Index("ix_line_holding_line", "line_id", "from_date"),
+        Index("ix_line_holding_agency_dates", "agency_id", "from_date"),
+        CheckConstraint("to_date IS NULL OR to_date >= from_date", name="ends_after_start"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"))
+    line_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("phone_line.id"))
+    sub_account_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("sub_account.id"))
+    from_date: Mapped[date] = mapped_column(Date)
+    to_date: Mapped[date | None] = mapped_column(Date)

@@ -19,14 +19,15 @@ from strawberry.dataloader import DataLoader
 from domain.agency import Agency, SubAccount, User
 from domain.api_key import ApiKey
 from domain.audit import Actor
+from domain.auto_allocation import AutoAllocation
 from domain.errors import AccessDenied, DomainError, ErrorCode, NotAuthenticated
 from domain.ledger import Balance
-from domain.payments import PaymentCard
+from domain.payments import PaymentCard, Purchase
 from domain.policy import Viewer
 from domain.pricing import PriceBook
 from domain.reporting import HealthThresholds
 from domain.usage import MAX_BATCH
-from persistence import payment_cards, team
+from persistence import lines, payment_cards, purchases, team
 from persistence.api_keys import api_key_by_secret
 from persistence.broker import Broker
 from persistence.database import Database
@@ -35,7 +36,6 @@ from persistence.outbox import Replays
 from persistence.queries import loaders as batch
 from persistence.queries import sub_accounts as sub_account_queries
 from persistence.queries.session import SessionContext, load_session
-from persistence.queries.sub_accounts import AutoAllocation
 from persistence.rate_limit import RateLimiter
 from persistence.stripe_gateway import StripeGateway
 from persistence.unit_of_work import RetryPolicy, UnitOfWork, transact
@@ -150,12 +150,20 @@ class Loaders:
         return self._loader(sub_account_queries.auto_allocations)
 
     @cached_property
+    def last_auto_allocation_charge(self) -> DataLoader[UUID, Purchase | None]:
+        return self._loader(purchases.last_auto_allocation_charges)
+
+    @cached_property
     def balances_by_sub_account(self) -> DataLoader[UUID, list[Balance]]:
         return self._loader(batch.balances_by_sub_account)
 
     @cached_property
     def cards_by_payer(self) -> DataLoader[UUID, list[PaymentCard]]:
         return self._loader(payment_cards.cards_of_payers)
+
+    @cached_property
+    def line_count_by_sub_account(self) -> DataLoader[UUID, int]:
+        return self._loader(lines.line_counts)
 
 
 class RequestContext:

@@ -12,7 +12,7 @@ from domain.money import minutes_to_seconds
 from persistence import jobs, ledger, outbox
 from persistence.errors import UniqueViolation
 from persistence.unit_of_work import UnitOfWork
-from resolvers import payouts, purchases
+from resolvers import auto_allocations, payouts, purchases
 from resolvers.context import Services
 
 
@@ -97,3 +97,9 @@ async def pay_out(services: Services) -> int:
     crash left PENDING)."""
     async with jobs.sole_runner(services.database, "pay-out") as sole:
         return await payouts.pay_out(services) if sole else 0
+
+
+async def charge_auto_allocations(services: Services) -> int:
+    """Charge the monthly auto allocations due (and retry the failed ones that are due)."""
+    async with jobs.sole_runner(services.database, "charge-auto-allocations") as sole:
+        return await auto_allocations.charge_auto_allocations(services) if sole else 0

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from domain import payments as rules
@@ -41,6 +41,10 @@ from resolvers.sub_account import lock_sub_accounts
 from resolvers.viewer import may_read
 
 log = logging.getLogger(__name__)
+
+# Stripe's clock and ours may differ a little: intents are looked for from this much before
+# the purchase was written.
+INTENT_CLOCK_SKEW = timedelta(minutes=5)
 
 
 async def buy_minutes(
@@ -135,12 +139,22 @@ async def charge(services: Services, stripe: StripeGateway, purchase: Purchase) 
             purchase.stripe_customer_id,
             purchase.stripe_payment_method_id,
             purchase.amount_cents,
-            {"purchase_id": str(purchase.id), "agency_id": str(purchase.agency_id)},
+            _intent_metadata(purchase),
         )
     except StripeUnavailable:
         log.warning("purchase %s left PENDING: Stripe did not answer", purchase.id)
         return purchase
     return await settle(services, purchase, answer)
+
+
+def _intent_metadata(purchase: Purchase) -> dict[str, str]:
+    """What the PaymentIntent carries of us: how a webhook and the reconciliation job find
+    the purchase (and which attempt of it) again."""
+    return {
+        "purchase_id": str(purchase.id),
+        "agency_id": str(purchase.agency_id),
+        "attempt": str(purchase.attempts),
+    }
 
 
 async def settle(
@@ -150,30 +164,40 @@ async def settle(
     now = services.clock()
 
     async def record(uow: UnitOfWork) -> Purchase:
-        return await settle_in(uow, purchase.id, answer, now)
+        return await settle_in(uow, purchase.id, purchase.attempts, answer, now)
 
     return await services.transact(record, audited=False)  # audited by settle_in on success
 
 
 async def settle_in(
-    uow: UnitOfWork, purchase_id: UUID, answer: IntentState | Declined, now: datetime
+    uow: UnitOfWork,
+    purchase_id: UUID,
+    attempt: int,
+    answer: IntentState | Declined,
+    now: datetime,
 ) -> Purchase:
-    """Record what Stripe said of a purchase, in `uow`: at most one caller ever moves it out
-    of PENDING, and only the one that moved it to SUCCEEDED credits its minutes."""
+    """Record what Stripe said of `attempt` of a purchase, in `uow`: at most one caller ever
+    moves it out of PENDING, only the one that moved it to SUCCEEDED credits its minutes, and
+    an answer about an earlier attempt changes nothing."""
     purchase = await purchases.purchase_by_id(uow.conn, purchase_id)
     assert purchase is not None
+    if not rules.is_current_attempt(purchase, attempt):
+        log.warning("purchase %s: an answer about an earlier attempt left aside", purchase.id)
+        return purchase
     intent_id = answer.id if isinstance(answer, IntentState) else answer.intent_id
     status = rules.outcome(purchase, answer)
     if status is PaymentStatus.SUCCEEDED:
         assert intent_id is not None
-        if await purchases.settle_succeeded(uow.conn, purchase.id, intent_id, now):
+        if await purchases.settle_succeeded(uow.conn, purchase.id, attempt, intent_id, now):
             await _credit(uow, purchase, now)
     elif status is PaymentStatus.FAILED:
         retry_at = rules.next_attempt_after(purchase, now)
         reason = rules.failure_reason(answer)
-        await purchases.settle_failed(uow.conn, purchase.id, intent_id, reason, retry_at, now)
+        await purchases.settle_failed(
+            uow.conn, purchase.id, attempt, intent_id, reason, retry_at, now
+        )
     elif intent_id is not None:
-        await purchases.note_intent(uow.conn, purchase.id, intent_id)
+        await purchases.note_intent(uow.conn, purchase.id, attempt, intent_id)
     settled = await purchases.purchase_by_id(uow.conn, purchase.id)
     assert settled is not None
     return settled
@@ -216,7 +240,7 @@ async def receive_webhook(services: Services, payload: bytes, signature: str | N
         await purchases.record_event(uow.conn, event.id, event.type, now)
         purchase = await _purchase_of(uow, answer)
         if purchase is not None:
-            await settle_in(uow, purchase.id, answer, now)
+            await settle_in(uow, purchase.id, rules.about_attempt(answer), answer, now)
 
     try:
         await services.transact(apply, audited=False)  # audited by settle_in on success
@@ -240,19 +264,19 @@ async def _purchase_of(uow: UnitOfWork, intent: IntentState) -> Purchase | None:
 async def reconcile_pending(services: Services) -> int:
     """Ask Stripe about every purchase PENDING for longer than 10 minutes, so a lost webhook
     or a crash between the charge and its recording loses no minutes. A purchase whose
-    intent we never learnt is asked for again under the same Idempotency-Key: Stripe answers
-    with the intent it made then (and makes it, if the crash came before the call).
+    intent we never learnt is first looked for among its payer's intents (by the metadata we
+    put on it): Stripe forgets an Idempotency-Key after 24 hours, so charging again under the
+    same key is safe only once we know no intent was made; then it is charged under that key.
     Returns how many purchases it settled."""
     stripe = services.payments()
+    now = services.clock()
     async with services.database.read() as conn:
-        due = await purchases.pending_since(conn, services.clock() - rules.RECONCILE_AFTER)
+        due = await purchases.pending_since(conn, now - rules.RECONCILE_AFTER, now)
     settled = 0
     for purchase in due:
         try:
-            if purchase.stripe_payment_intent_id is not None:
-                answer: IntentState | Declined = await stripe.intent(
-                    purchase.stripe_payment_intent_id
-                )
+            answer = await _known_intent(stripe, purchase)
+            if answer is not None:
                 after = await settle(services, purchase, answer)
             else:
                 after = await charge(services, stripe, purchase)
@@ -260,6 +284,20 @@ async def reconcile_pending(services: Services) -> int:
             continue  # next run
         settled += after.status is not PaymentStatus.PENDING
     return settled
+
+
+async def _known_intent(stripe: StripeGateway, purchase: Purchase) -> IntentState | None:
+    if purchase.stripe_payment_intent_id is not None:
+        return await stripe.intent(purchase.stripe_payment_intent_id)
+    if not purchase.stripe_customer_id:
+        return None  # no card, no Customer: nothing was charged
+    # The first attempt's intents are the only ones naming the purchase while it is on its
+    # first attempt (and those made before intents carried their attempt have none).
+    wanted = {"purchase_id": str(purchase.id)}
+    if purchase.attempts > 1:
+        wanted["attempt"] = str(purchase.attempts)
+    since = purchase.created_at - INTENT_CLOCK_SKEW
+    return await stripe.find_intent(purchase.stripe_customer_id, wanted, since)
 
 
 # ---- reads -----------------------------------------------------------------------------------

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from uuid import UUID
 
+from domain import auto_allocation
+from domain import lines as line_rules
 from domain import sub_account as rules
 from domain.agency import BalanceSource, SubAccount, SubAccountKind, SubAccountStatus
 from domain.audit import Actor, AuditKind, AuditNote
@@ -20,7 +22,7 @@ from domain.paging import Page
 from domain.policy import POLICY, Action, Scope, Target, Viewer, require
 from domain.pricing import markup_bp
 from domain.transfer import plan_conversion
-from persistence import activities, agencies, idempotency, ledger, live
+from persistence import activities, agencies, idempotency, ledger, lines, live
 from persistence.errors import UniqueViolation
 from persistence.queries import sub_accounts as lists
 from persistence.unit_of_work import UnitOfWork
@@ -28,8 +30,6 @@ from resolvers.context import RequestContext
 from resolvers.ids import decode, not_found
 from resolvers.paging import MAX_SUB_ACCOUNT_PAGE_SIZE, page_size
 from resolvers.viewer import today
-
-MAX_AUTO_ALLOCATION_MINUTES = 1_000_000
 
 
 async def _administer(ctx: RequestContext) -> Viewer:
@@ -174,21 +174,23 @@ async def set_auto_allocation(
 ) -> SubAccount:
     viewer = await _administer(ctx)
     actor = await ctx.actor()
-    for value, field in ((basic_minutes, "basicMinutes"), (premium_minutes, "premiumMinutes")):
-        if not 0 <= value <= MAX_AUTO_ALLOCATION_MINUTES:
-            raise DomainError(
-                ErrorCode.INVALID_INPUT,
-                f"Between 0 and {MAX_AUTO_ALLOCATION_MINUTES} minutes.",
-                (field,),
-            )
+    agency = await ctx.loaders.agency_by_id.load(viewer.agency_id)
+    assert agency is not None
     now = ctx.services.clock()
 
     async def store(uow: UnitOfWork) -> SubAccount:
         [sub_account] = await lock_sub_accounts(uow, viewer, (global_id, "subAccountId"))
         rules.check_auto_allocatable(sub_account)
-        await agencies.save_auto_allocation(
-            uow.conn, sub_account.id, enabled, basic_minutes, premium_minutes, now
+        [current] = await lists.auto_allocations(uow.conn, [sub_account.id])
+        allocation = auto_allocation.configure(
+            current,
+            enabled,
+            basic_minutes,
+            premium_minutes,
+            today(ctx, agency.time_zone),
+            ctx.services.prices,
         )
+        await agencies.save_auto_allocation(uow.conn, sub_account.id, allocation, now)
         summary = (
             f"set the auto allocation of {sub_account.name} to {basic_minutes} BASIC and "
             f"{premium_minutes} PREMIUM minutes a month"
@@ -250,12 +252,23 @@ async def removal_preview(ctx: RequestContext, global_id: str) -> RemovalPreview
         raise not_found("subAccountId", "sub-account")
     rules.check_previewable(sub_account)
     balances = await ctx.loaders.balances_by_sub_account.load(sub_account.id)
-    return RemovalPreview(balances, sub_account.knowledge_pack_credits, line_count=0)
+    line_count = await ctx.loaders.line_count_by_sub_account.load(sub_account.id)
+    return RemovalPreview(balances, sub_account.knowledge_pack_credits, line_count)
 
 
-async def release_lines(uow: UnitOfWork, sub_account: SubAccount, to_pool: bool) -> int:
-    """Phone lines arrive with the partner-portal issue; until then a sub-account has none."""
-    return 0
+async def release_lines(
+    uow: UnitOfWork, sub_account: SubAccount, to_pool: bool, day: date, now: datetime
+) -> int:
+    """A removal's lines (the caller holds the sub-account's lock; the lines are locked after
+    it, in id order): released, or moved to the pool, in the removal's transaction. Returns
+    how many there were."""
+    held = await lines.lines_of_for_update(uow.conn, sub_account.id)
+    if not held:
+        return 0
+    holdings = await lines.open_holdings(uow.conn, [line.id for line in held])
+    closed, opened = line_rules.released_with(holdings, to_pool, day)
+    await lines.release(uow.conn, sub_account.agency_id, closed, now, opened)
+    return len(held)
 
 
 async def remove(
@@ -267,6 +280,7 @@ async def remove(
     actor = await ctx.actor()
     zone = (await ctx.require_session()).agency.time_zone
     now = ctx.services.clock()
+    local_today = today(ctx, zone)
     primary = await ctx.loaders.primary_sub_account_by_agency.load(viewer.agency_id)
     assert primary is not None
 
@@ -308,12 +322,13 @@ async def remove(
                 ),
             )
         await activities.stop_all(uow.conn, target.id)
-        await release_lines(uow, target, lines_to_pool)
+        released = await release_lines(uow, target, lines_to_pool, local_today, now)
         await agencies.stop_auto_allocation(uow.conn, target.id, now)
         await agencies.save_sub_account(uow.conn, changed.state)
         for snapshot in await live.usage_snapshots(uow.conn, [destination], zone, now):
             uow.publish(usage_event(snapshot))
-        return _saved(uow, actor, changed)
+        summary = changed.note.summary + line_rules.removal_text(released, lines_to_pool)
+        return _saved(uow, actor, replace(changed, note=replace(changed.note, summary=summary)))
 
     return await ctx.services.transact(close)
 

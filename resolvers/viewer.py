@@ -14,6 +14,7 @@ from domain.agency import Agency, SubAccount, User
 from domain.api_key import ApiKey
 from domain.invitation import Invitation
 from domain.ledger import Balance
+from domain.lines import PhoneLine
 from domain.payments import PaymentCard, Purchase
 from domain.payouts import Payout
 from domain.policy import Action, Target, Viewer, can, require
@@ -59,6 +60,7 @@ async def node(
     | PaymentCard
     | Purchase
     | Payout
+    | PhoneLine
     | None
 ):
     viewer = await ctx.viewer()
@@ -107,6 +109,10 @@ async def node(
         from resolvers.payouts import payout_node
 
         return await payout_node(ctx, key)
+    elif type_name == "PhoneLine":
+        from resolvers.lines import line_node
+
+        return await line_node(ctx, key)
     elif type_name == "User":
         user = await loaders.user_by_id.load(key)
         if user is not None and (

@@ -28,6 +28,7 @@ from schema.sub_account import (
 
 if TYPE_CHECKING:
     from schema.audit import AuditEventConnection
+    from schema.lines import PhoneLineConnection
     from schema.payouts import Earnings, PayoutConnection
     from schema.report import AgencyReport
     from schema.team import ApiKeyConnection, InvitationConnection, UserConnection
@@ -155,6 +156,14 @@ class Agency(Node):
         from schema.payouts import payouts_connection
 
         return await payouts_connection(info, self.entity, first, after)
+
+    @strawberry.field(description="Lines not in any sub-account, oldest first.")
+    async def available_lines(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Annotated[PhoneLineConnection, strawberry.lazy("schema.lines")]:
+        from schema.lines import available_lines_connection
+
+        return await available_lines_connection(info, self.entity, first, after)
 
     @strawberry.field(description="Agency-wide usage and one row per client, for a date range.")
     async def report(

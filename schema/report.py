@@ -13,6 +13,7 @@ from domain.agency import Agency as AgencyEntity
 from domain.agency import SubAccount as SubAccountEntity
 from domain.money import Tier, seconds_to_minutes
 from domain.usage import CallStatus as CallStatusValue
+from resolvers import lines as line_use_cases
 from resolvers import reports
 from resolvers import viewer as reads
 from resolvers.context import RequestContext
@@ -136,6 +137,10 @@ class SubAccountReport:
     @strawberry.field
     def health(self) -> list[HealthFlag]:
         return _flags(self.report.health)
+
+    @strawberry.field(description="Phone lines it holds now (released ones not counted).")
+    async def line_count(self, info: Info) -> int:
+        return await line_use_cases.line_count(info.context, self.report.sub_account)
 
 
 @strawberry.type

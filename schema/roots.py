@@ -20,6 +20,7 @@ from domain import agency as entities
 from domain.activity import Activity as ActivityEntity
 from domain.api_key import ApiKey as ApiKeyEntity
 from domain.invitation import Invitation as InvitationEntity
+from domain.lines import PhoneLine as PhoneLineEntity
 from domain.payments import PaymentCard as PaymentCardEntity
 from domain.payments import Purchase as PurchaseEntity
 from domain.payouts import Payout as PayoutEntity
@@ -29,6 +30,7 @@ from schema.activity import ActivityMutations, Automation, Campaign, InboundAgen
 from schema.agency import Agency, AgencyMutations
 from schema.audit import AuditSubscriptions
 from schema.errors import ErrorPolicy
+from schema.lines import LineMutations, PhoneLine
 from schema.monitoring import MonitoringSubscriptions
 from schema.node import Node
 from schema.payments import PaymentCard, PaymentMutations, Purchase
@@ -52,6 +54,7 @@ _NODE_TYPES = {
     PaymentCardEntity: PaymentCard.from_domain,
     PurchaseEntity: Purchase.from_domain,
     PayoutEntity: Payout.from_domain,
+    PhoneLineEntity: PhoneLine.from_domain,
 }
 
 
@@ -83,6 +86,7 @@ Mutation = merge_types(
         UsageMutations,
         PaymentMutations,
         PayoutMutations,
+        LineMutations,
     ),
 )
 Subscription = merge_types("Subscription", (MonitoringSubscriptions, AuditSubscriptions))
@@ -125,6 +129,7 @@ def build_schema(max_depth: int = 10, max_aliases: int = 15, max_tokens: int = 2
             PaymentCard,
             Purchase,
             Payout,
+            PhoneLine,
         ],
         extensions=[
             ErrorPolicy,

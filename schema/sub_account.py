@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 
 from domain import agency as entities
+from domain import auto_allocation
 from domain import sub_account as rules
 from domain.ledger import Balance
 from domain.money import Tier, seconds_to_minutes
@@ -31,7 +32,8 @@ from schema.node import Node
 from schema.paging import PageInfo, edges, page_info
 
 if TYPE_CHECKING:
-    from schema.payments import PaymentCard, PurchaseConnection
+    from schema.lines import PhoneLineConnection
+    from schema.payments import PaymentCard, Purchase, PurchaseConnection
     from schema.report import SubAccountReport
 
 TierEnum = strawberry.enum(Tier, name="Tier")
@@ -81,6 +83,32 @@ class AutoAllocation:
     enabled: bool
     basic_minutes: int
     premium_minutes: int
+    entity: strawberry.Private[auto_allocation.AutoAllocation]
+    sub_account: strawberry.Private[entities.SubAccount]
+
+    @strawberry.field(
+        description="The first day of the next billing period not yet charged (a day the job "
+        "has still to reach, if it is in the past); null when disabled or without minutes."
+    )
+    async def next_charge_date(self, info: Info) -> date | None:
+        last = await info.context.loaders.last_auto_allocation_charge.load(self.sub_account.id)
+        return auto_allocation.next_charge_date(
+            self.sub_account.subscription_start_date,
+            self.entity,
+            None if last is None else last.period_start,
+        )
+
+    @strawberry.field(
+        description="The latest monthly charge (its latest period's, its status, failure "
+        "reason and attempts); null before the first."
+    )
+    async def last_charge(
+        self, info: Info
+    ) -> Annotated[Purchase, strawberry.lazy("schema.payments")] | None:
+        from schema.payments import Purchase
+
+        last = await info.context.loaders.last_auto_allocation_charge.load(self.sub_account.id)
+        return None if last is None else Purchase.from_domain(last)
 
 
 @strawberry.type(name="SubAccount")
@@ -133,6 +161,8 @@ class SubAccount(Node):
             enabled=found.enabled,
             basic_minutes=found.basic_minutes,
             premium_minutes=found.premium_minutes,
+            entity=found,
+            sub_account=self.entity,
         )
 
     @strawberry.field
@@ -180,6 +210,20 @@ class SubAccount(Node):
         from schema.payments import purchases_connection
 
         return await purchases_connection(info, self, first, after)
+
+    @strawberry.field(description="Its phone lines (unreleased), oldest first.")
+    async def lines(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Annotated[PhoneLineConnection, strawberry.lazy("schema.lines")]:
+        from schema.lines import lines_connection
+
+        return await lines_connection(info, self.entity, first, after)
+
+    @strawberry.field(description="How many phone lines it holds (released ones not counted).")
+    async def line_count(self, info: Info) -> int:
+        from resolvers.lines import line_count
+
+        return await line_count(info.context, self.entity)
 
     @strawberry.field(description="Usage, spending and health over an inclusive date range.")
     async def report(

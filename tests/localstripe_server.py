@@ -11,6 +11,8 @@ tests add here, on its aiohttp app, before it starts:
   Replaying keys here is what lets a test tell "retried with the same key" (one charge) from
   "retried with a new key" (two charges). A key sent with other parameters is a 400, as at
   Stripe.
+- **PaymentIntents listed as Stripe lists them**: by `customer` and `created[gte]`, newest
+  first; and `/_config/forget_idempotency_keys`, what 24 hours do to keys at Stripe.
 - **An inbox** for its webhooks (`/_config/inbox`): the tests register it as the webhook
   endpoint and hand each signed delivery to the app themselves, in the order a test wants.
 - **No pickling**: localstripe saves its whole store to one fixed file after every write
@@ -80,6 +82,33 @@ for method, url, handler in (
     server.app.router.add_route(method, url, handler(Transfer, url))
 
 
+_list_intents = resources.PaymentIntent._api_list_all.__func__
+
+
+def _intents(
+    cls: Any,
+    url: str,
+    customer: Any = None,
+    created: Any = None,
+    limit: Any = None,
+    starting_after: Any = None,
+) -> Any:
+    """PaymentIntents listed as Stripe lists them: by customer, created since (`created[gte]`),
+    newest first (localstripe filters on nothing and lists oldest first)."""
+    listed = _list_intents(cls, url, limit=limit, starting_after=starting_after)
+    since = resources.try_convert_to_int((created or {}).get("gte", 0))
+    if not isinstance(since, int):
+        raise UserError(400, "Bad request")
+    listed._list = [
+        intent
+        for intent in reversed(listed._list)
+        if (customer is None or intent.customer == customer) and intent.created >= since
+    ]
+    return listed
+
+
+resources.PaymentIntent._api_list_all = classmethod(_intents)
+
 _answers: dict[str, asyncio.Future[tuple[bytes, web.Response]]] = {}
 
 
@@ -130,12 +159,19 @@ async def receive(request: web.Request) -> web.Response:
     return web.Response()
 
 
+async def forget_keys(request: web.Request) -> web.Response:
+    """What 24 hours do at Stripe: every Idempotency-Key is forgotten."""
+    _answers.clear()
+    return web.Response()
+
+
 async def inbox(request: web.Request) -> web.Response:
     return web.Response(text=json.dumps(_inbox), content_type="application/json")
 
 
 server.app.router.add_post("/_config/inbox", receive)
 server.app.router.add_get("/_config/inbox", inbox)
+server.app.router.add_post("/_config/forget_idempotency_keys", forget_keys)
 server.app.middlewares.insert(0, idempotency_keys)  # outermost: sees localstripe's errors too
 
 

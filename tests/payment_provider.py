@@ -81,6 +81,11 @@ class LocalStripe:
                 raise AssertionError(f"no {event_type} webhook for {object_id}")
             await asyncio.sleep(0.1)
 
+    async def forget_idempotency_keys(self) -> None:
+        """What 24 hours do at Stripe: every Idempotency-Key is forgotten."""
+        async with httpx.AsyncClient() as client:
+            (await client.post(f"{self.url}/_config/forget_idempotency_keys")).raise_for_status()
+
     async def intents_of(self, customer_id: str) -> list[dict[str, Any]]:
         listed = await self.get("/v1/payment_intents?limit=100")
         return [i for i in listed["data"] if i.get("customer") == customer_id]

@@ -3,6 +3,7 @@ built straight through the persistence layer (fast), for access-control tests.""
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -11,14 +12,16 @@ from typing import Any
 from domain.agency import SubAccountKind, sign_up
 from domain.invitation import INVITATION_VALIDITY, Access
 from domain.ledger import LedgerKind, Movement
+from domain.lines import PhoneLine, first_holdings
 from domain.money import Tier
 from domain.policy import Role
 from domain.sub_account import ActivityKind, ActivityStatus
-from persistence import activities, agencies, ledger, team, users
+from persistence import activities, agencies, ledger, lines, team, users
 from resolvers.context import Services
 from resolvers.global_id import to_global_id
 
 PASSWORD = "correct-horse-battery"
+_numbers = itertools.count(2_000_000)  # +14152000000, +14152000001, …: valid and distinct
 ACTORS = (
     "AGENCY_OWNER",
     "AGENCY_ADMIN",
@@ -117,6 +120,23 @@ class World:
                 now + INVITATION_VALIDITY,
             )
         return invitation.id, email, secret
+
+    async def add_line(
+        self, sub_account_id: uuid.UUID | None = None, agency_id: uuid.UUID | None = None
+    ) -> uuid.UUID:
+        """A $10-a-month line held by `sub_account_id` (None: in the agency's pool)."""
+        now = self.services.clock()
+        line = PhoneLine(
+            uuid.uuid4(),
+            agency_id or self.agency_id,
+            sub_account_id,
+            f"+1415{next(_numbers):07d}",
+            10_000_000,
+            now,
+        )
+        async with self.services.uow() as uow:
+            await lines.add_lines(uow.conn, [line], first_holdings([line], now.date()))
+        return line.id
 
     async def grant(self, sub_account_id: uuid.UUID, tier: Tier, seconds: int) -> None:
         """Minutes for a sub-account of the world's agency, as a plan grant brings them."""

@@ -4,26 +4,19 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.agency import SubAccount, SubAccountStatus
+from domain.auto_allocation import OFF, AutoAllocation
 from domain.paging import Page
 from persistence.queries.paging import keyset_page
 from persistence.records import LIVE_STATUSES, SUB_ACCOUNT_COLUMNS, sub_account_from, sub_account_t
 from persistence.tables import AutoAllocationRow
 
 auto_allocation_t = AutoAllocationRow.__table__
-
-
-@dataclass(frozen=True)
-class AutoAllocation:
-    enabled: bool
-    basic_minutes: int
-    premium_minutes: int
 
 
 def _filtered(
@@ -77,10 +70,13 @@ async def auto_allocations(conn: AsyncConnection, ids: Sequence[uuid.UUID]) -> l
             auto_allocation_t.c.enabled,
             auto_allocation_t.c.basic_minutes,
             auto_allocation_t.c.premium_minutes,
+            auto_allocation_t.c.enabled_on,
         ).where(auto_allocation_t.c.sub_account_id.in_(ids))
     )
     found = {
-        r.sub_account_id: AutoAllocation(r.enabled, r.basic_minutes, r.premium_minutes)
+        r.sub_account_id: AutoAllocation(
+            r.enabled, r.basic_minutes, r.premium_minutes, r.enabled_on
+        )
         for r in rows
     }
-    return [found.get(i, AutoAllocation(False, 0, 0)) for i in ids]
+    return [found.get(i, OFF) for i in ids]

@@ -8,14 +8,14 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from persistence.ledger import mismatches
-from persistence.tables import LedgerEntryRow, StripeEventRow
+from persistence.tables import LedgerEntryRow, PaymentCardRow, StripeEventRow
 from resolvers import jobs
 from resolvers.global_id import from_global_id
 from tests.api.test_account_manager import SUSPEND, TRANSFER, new_client, transfer_input
-from tests.api.test_payment_cards import saved_card
+from tests.api.test_payment_cards import customer_of, saved_card
 from tests.api.test_team import join
 from tests.factories import gql, make_agency
 from tests.payment_provider import CARD_DECLINED_AT_CHARGE
@@ -30,6 +30,7 @@ BALANCES = """query($id: ID!) { node(id: $id) { ... on SubAccount { balances { t
   purchases { totalCount edges { node { id status } } } } } }"""
 
 ledger_t = LedgerEntryRow.__table__
+card_t = PaymentCardRow.__table__
 
 
 def buy_input(sub_account_id: str, minutes: int = 10, key: str = "order-1", **extra: Any):
@@ -204,10 +205,12 @@ async def test_a_lost_answer_is_settled_by_the_webhook_and_a_bad_signature_appli
 
 
 async def test_unknown_event_types_are_acknowledged_and_ignored(app_client, stripe_server):
-    await paying_client(app_client, stripe_server)
-    # localstripe announced the customer it made for the client's card
-    deliveries = await stripe_server.deliveries()
-    created = next(d for d in deliveries if '"type": "customer.created"' in d["body"])
+    _, client = await paying_client(app_client, stripe_server)
+    # localstripe announced the customer it made for the client's card (this test's own: an
+    # earlier test's delivery may be older than the signature's 5 minutes of tolerance)
+    customer = await customer_of(app_client, client)
+    assert customer is not None
+    created = await stripe_server.delivery("customer.created", customer)
     assert (await post_webhook(app_client, created)).status_code == 200
     async with app_client.app.state.services.database.read() as conn:
         assert await conn.scalar(select(func.count()).select_from(StripeEventRow.__table__)) == 0
@@ -310,6 +313,59 @@ async def test_a_crash_after_the_charge_is_finished_by_the_reconciliation_job(
     assert await jobs.reconcile_payments(services) == 0
     assert await premium_seconds(app_client, owner.token, client) == 600
     await assert_ledger_balanced(app_client)
+
+
+async def test_a_crash_found_after_stripe_forgot_the_key_is_not_charged_twice(
+    app_client, stripe_server, clock
+):
+    # given a purchase whose charge went through at Stripe, the server dying before it
+    # learnt the PaymentIntent's id
+    owner, client = await paying_client(app_client, stripe_server)
+    services = app_client.app.state.services
+    real = services.stripe
+
+    async def die(answer):
+        raise Crash
+
+    services.stripe = Interposed(real, die)
+    body = await gql(app_client, BUY, buy_input(client, 10), owner.token)
+    assert body["errors"][0]["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+    services.stripe = real
+    # when the reconciliation job first runs a day later, Stripe having forgotten the key
+    await stripe_server.forget_idempotency_keys()
+    clock.advance(timedelta(hours=25))
+    assert await jobs.reconcile_payments(services) == 1
+    # then it found the intent made then and settled from it: one charge, credited once
+    customer = await customer_of(app_client, client)
+    assert customer is not None
+    intents = await stripe_server.intents_of(customer)
+    assert [i["status"] for i in intents] == ["succeeded"]
+    [purchase_id] = {i["metadata"]["purchase_id"] for i in intents}
+    async with services.database.read() as conn:
+        credited = await conn.scalar(
+            select(func.sum(ledger_t.c.delta_seconds)).where(
+                ledger_t.c.reference == f"purchase:{purchase_id}"
+            )
+        )
+    assert credited == 600
+    await assert_ledger_balanced(app_client)
+
+
+async def test_a_card_stripe_no_longer_has_is_a_decline_not_a_wait(app_client, stripe_server):
+    # given a client whose saved card Stripe no longer has (deleted from its dashboard, say)
+    owner = await make_agency(app_client)
+    client = await new_client(app_client, owner)
+    await saved_card(app_client, owner.token, client, stripe_server)
+    async with app_client.app.state.services.database.engine.begin() as conn:
+        await conn.execute(update(card_t).values(stripe_payment_method_id="pm_deleted"))
+    # when the client buys minutes with it
+    payload = await buy(app_client, owner.token, client, 10)
+    # then Stripe's refusal fails the purchase at once (not PENDING for ever, retried every
+    # five minutes), with a reason the client can act on
+    assert payload["userErrors"] == [{"code": "CARD_DECLINED", "field": ["input", "cardId"]}]
+    assert payload["purchase"]["status"] == "FAILED"
+    assert payload["purchase"]["failureReason"]
+    assert await premium_seconds(app_client, owner.token, client) == 0
 
 
 async def test_purchase_rules_have_their_codes(app_client, stripe_server):

@@ -463,6 +463,37 @@ async def _payout_settings_saved(done: Done) -> None:
     }
 
 
+# ---- phone lines ----------------------------------------------------------------------------
+
+
+async def _new_line(world: World) -> dict[str, Any]:
+    return {"i": {"numbers": ["+1 415 555 0100"], "monthlyPrice": "5"}}
+
+
+async def _pool_has_it(done: Done) -> None:
+    found = await done.read(
+        "{ viewer { agency { availableLines { edges { node { number } } } } } }"
+    )
+    assert found["viewer"]["agency"]["availableLines"]["edges"] == [
+        {"node": {"number": "+14155550100"}}
+    ]
+
+
+async def _pool_line_to_s1(world: World) -> dict[str, Any]:
+    line = await world.add_line()
+    return {"i": {"lineId": world.gid("PhoneLine", line), "subAccountId": sub(world, world.s1_id)}}
+
+
+async def _line_of_s1(world: World) -> dict[str, Any]:
+    world.made["line"] = await world.add_line(world.s1_id)
+    return {"i": {"lineId": world.gid("PhoneLine", world.made["line"])}}
+
+
+async def _line_released(done: Done) -> None:
+    assert await done.node("PhoneLine", done.world.made["line"], "number") is None
+    assert await done.node("SubAccount", done.world.s1_id, "lineCount") == {"lineCount": 0}
+
+
 MUTATIONS: dict[str, Case] = {
     "signUpAgency": Case(
         op(mutation("signUpAgency", "SignUpAgencyInput", "token"), _sign_up),
@@ -631,6 +662,21 @@ MUTATIONS: dict[str, Case] = {
         expect(*MEMBERS_OF_S1),
         _card_removed,
     ),
+    "addLines": Case(
+        op(mutation("addLines", "AddLinesInput"), _new_line),
+        expect(*ADMINS, outsider=OK),  # the outsider adds to its own pool
+        _pool_has_it,
+    ),
+    "assignLine": Case(
+        op(mutation("assignLine", "AssignLineInput"), _pool_line_to_s1),
+        expect(*ADMINS),
+        on_s1("lineCount lines { totalCount }", {"lineCount": 1, "lines": {"totalCount": 1}}),
+    ),
+    "releaseLine": Case(
+        op(mutation("releaseLine", "ReleaseLineInput"), _line_of_s1),
+        expect(*ADMINS),
+        _line_released,
+    ),
 }
 
 
@@ -670,6 +716,18 @@ async def _pending(w: World) -> uuid.UUID:
     return await w.add_invitation()
 
 
+async def _line_in_s1(w: World) -> uuid.UUID:
+    return await w.add_line(w.s1_id)
+
+
+async def _line_in_s2(w: World) -> uuid.UUID:
+    return await w.add_line(w.s2_id)
+
+
+async def _pool_line(w: World) -> uuid.UUID:
+    return await w.add_line()
+
+
 async def _key(w: World) -> uuid.UUID:
     from resolvers.api_keys import issue_api_key
 
@@ -693,6 +751,24 @@ READS: dict[str, Case] = {
     "node(owner user)": Case(node("User", _owner), nullable(*ADMINS)),
     "node(invitation)": Case(node("Invitation", _pending), nullable(*ADMINS)),
     "node(api key)": Case(node("ApiKey", _key), nullable("AGENCY_OWNER")),
+    "node(line in granted secondary)": Case(
+        node("PhoneLine", _line_in_s1), nullable(*MEMBERS_OF_S1)
+    ),
+    "node(line in ungranted secondary)": Case(node("PhoneLine", _line_in_s2), nullable(*ADMINS)),
+    "node(pool line)": Case(node("PhoneLine", _pool_line), nullable(*AGENCY_ROLES)),
+    "viewer.agency.availableLines": Case(
+        viewer("agency { availableLines { totalCount edges { node { number } } } }"),
+        expect(*AGENCY_ROLES, outsider=OK),
+    ),
+    "node(granted secondary).lines": Case(
+        op(
+            "query($id: ID!) { node(id: $id) { id ... on SubAccount { lineCount "
+            "lines { totalCount edges { node { number subAccount { id } } } } "
+            'report(range: {from: "2026-11-01", to: "2026-11-30"}) { lineCount } } } }',
+            lambda w: _id_of(w, w.s1_id),
+        ),
+        nullable(*MEMBERS_OF_S1),
+    ),
     "viewer.agency.primarySubAccount": Case(
         viewer("agency { primarySubAccount { id balances { seconds } } }"),
         expect(*AGENCY_ROLES, outsider=OK),

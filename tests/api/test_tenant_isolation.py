@@ -26,6 +26,7 @@ TYPE_NAMES = (
     "ApiKey",
     "Transfer",
     "PaymentCard",
+    "PhoneLine",
     "",
 )
 
@@ -94,6 +95,22 @@ ID_ARGUMENTS: dict[str, tuple[str, Any]] = {
         "{ userErrors { code } } }",
         lambda g, w: {"i": {"id": g}},
     ),
+    "assignLine.lineId": (
+        "mutation($i: AssignLineInput!) { assignLine(input: $i) { userErrors { code } } }",
+        lambda g, w: {"i": {"lineId": g, "subAccountId": to_global_id("SubAccount", w.s1_id)}},
+    ),
+    "assignLine.lineId(to the pool)": (
+        "mutation($i: AssignLineInput!) { assignLine(input: $i) { userErrors { code } } }",
+        lambda g, w: {"i": {"lineId": g, "subAccountId": None}},
+    ),
+    "assignLine.subAccountId": (
+        "mutation($i: AssignLineInput!) { assignLine(input: $i) { userErrors { code } } }",
+        lambda g, w: {"i": {"lineId": w.own_line_gid, "subAccountId": g}},
+    ),
+    "releaseLine.lineId": (
+        "mutation($i: ReleaseLineInput!) { releaseLine(input: $i) { userErrors { code } } }",
+        lambda g, w: {"i": {"lineId": g}},
+    ),
     "inviteUser.subAccountIds": (
         "mutation($i: InviteUserInput!) { inviteUser(input: $i) { userErrors { code } } }",
         lambda g, w: {
@@ -130,7 +147,12 @@ async def _fuzz_world(services) -> World:
         await world.add_invitation(agency_id=outsider),
         (await issue_api_key(world.services, outsider, "theirs", None))[0].id,
         await _card(world, world.outsider_primary_id),
+        await world.add_line(agency_id=outsider),  # in their pool
+        await world.add_line(world.outsider_primary_id, agency_id=outsider),
     ]
+    world.own_line_gid = to_global_id(  # type: ignore[attr-defined]
+        "PhoneLine", await world.add_line()
+    )
     world.member_gid = to_global_id(  # type: ignore[attr-defined]
         "User", await world.add_user(Role.AGENCY_MEMBER)
     )
@@ -168,6 +190,9 @@ async def snapshot(world: World) -> dict[str, list[Any]]:
         "keys": "SELECT id, revoked_at FROM api_key WHERE agency_id = :a ORDER BY id",
         "cards": "SELECT id, is_default FROM payment_card WHERE agency_id = :a ORDER BY id",
         "purchases": "SELECT id, status FROM purchase WHERE agency_id = :a ORDER BY id",
+        "lines": "SELECT id, sub_account_id, released_at FROM phone_line WHERE agency_id = :a "
+        "ORDER BY id",
+        "holdings": "SELECT id, to_date FROM line_holding WHERE agency_id = :a ORDER BY id",
         "grants": "SELECT g.user_id, g.sub_account_id FROM user_grant g JOIN sub_account s "
         "ON s.id = g.sub_account_id WHERE s.agency_id = :a ORDER BY 1, 2",
         "invitation_grants": "SELECT g.invitation_id FROM invitation_grant g JOIN sub_account s "
@@ -184,7 +209,7 @@ async def snapshot(world: World) -> dict[str, list[Any]]:
 
 foreign_id = st.one_of(
     # a real object of the other agency, under its own type name or another one
-    st.tuples(st.sampled_from(TYPE_NAMES), st.integers(min_value=0, max_value=6)).map(
+    st.tuples(st.sampled_from(TYPE_NAMES), st.integers(min_value=0, max_value=8)).map(
         lambda t: ("foreign", t[0], t[1])
     ),
     st.tuples(st.sampled_from(TYPE_NAMES), st.uuids()).map(lambda t: ("made-up", t[0], t[1])),
