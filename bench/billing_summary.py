@@ -27,9 +27,14 @@ SUMMARY = """query($from: Date!, $to: Date!) { viewer { agency {
     groups { subAccount { id name } lineQuantity lineCharges { amount }
       lines { line { number } daysHeld charge { amount } }
       usageCharges { amount } discounts { amount } credits { amount } total { amount } } } } } }"""
-BODY = orjson.dumps(
-    {"query": SUMMARY, "variables": {"from": FIRST.isoformat(), "to": LAST.isoformat()}}
-)
+# The same without each line's charge: what a screen of group totals (or the CSV) asks.
+TOTALS = """query($from: Date!, $to: Date!) { viewer { agency {
+  billingSummary(range: {from: $from, to: $to}) { total { amount } csv
+    groups { subAccount { id name } lineQuantity lineCharges { amount }
+      usageCharges { amount } discounts { amount } credits { amount } total { amount } } } } } }"""
+RANGE = {"from": FIRST.isoformat(), "to": LAST.isoformat()}
+BODY = orjson.dumps({"query": SUMMARY, "variables": RANGE})
+TOTALS_BODY = orjson.dumps({"query": TOTALS, "variables": RANGE})
 UPDATE_AGENCY = """mutation($i: UpdateAgencyInput!) { updateAgency(input: $i) {
   userErrors { code message } } }"""
 
@@ -167,6 +172,10 @@ async def in_process(session: Session, args: Any, token: str) -> dict[str, Any]:
         )
         spent = await harness.posts(client, BODY, headers, args.count_requests)
         found["in_process_latency"] = harness.summary_ms(spent)
+        if args.profile_requests:
+            html = harness.RESULTS_DIR / f"billing-summary-profile-{session.started}.html"
+            n = args.profile_requests
+            found["profile"] = await harness.profiled_posts(client, BODY, headers, n, html)
     return found
 
 
@@ -175,6 +184,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=30, help="measured, one at a time")
     parser.add_argument("--warmup", type=int, default=3, help="unmeasured requests first")
     parser.add_argument("--count-requests", type=int, default=3, help="in-process, counted")
+    parser.add_argument("--profile-requests", type=int, default=3, help="0: no profile")
     args = parser.parse_args()
     with Session("billing_summary", args) as session:
         [server] = session.start("graphql")
@@ -206,7 +216,13 @@ def main() -> int:
         print(
             f"HTTP, {args.requests} sequential requests: p50 {http['p50_ms']} ms, p95"
             f" {http['p95_ms']} ms, p99 {http['p99_ms']} ms; server CPU"
-            f" {http['server_cpu_ms_per_request']} ms/request; {http.get('bytes', '?')} bytes",
+            f" {http['server_cpu_ms_per_request']} ms/request",
+            flush=True,
+        )
+        totals = harness.sequential(server, TOTALS_BODY, headers, args.warmup, args.requests)
+        print(
+            f"HTTP without the per-line charges: p50 {totals['p50_ms']} ms, p95"
+            f" {totals['p95_ms']} ms; server CPU {totals['server_cpu_ms_per_request']} ms/request",
             flush=True,
         )
         session.stop_servers()
@@ -232,6 +248,7 @@ def main() -> int:
                 "seed_seconds": round(seed_seconds, 1),
                 "query": SUMMARY,
                 "http": http,
+                "http_without_lines": totals,
                 "in_process": found,
                 "targets": targets,
             }
