@@ -25,6 +25,7 @@ from domain.billing import (
 )
 from domain.errors import DomainError, ErrorCode
 from domain.lines import LineHolding, PhoneLine, assign, first_holdings, release
+from domain.policy import Action, Role, Target, Viewer, can
 from tests.domain.test_lines import account
 
 AGENCY = uuid.uuid4()
@@ -267,3 +268,16 @@ def test_every_line_s_days_in_a_range_are_billed_once_to_whoever_held_it(steps, 
             if first.toordinal() <= d <= last.toordinal()
         ]
         assert len(days) == len(set(days))
+
+
+def test_only_owners_and_agency_admins_manage_billing():
+    allowed = {
+        role
+        for role in Role
+        if can(
+            Viewer(uuid.uuid4(), AGENCY, role, all_sub_accounts=True),
+            Action.MANAGE_BILLING,
+            Target(AGENCY),
+        )
+    }
+    assert allowed == {Role.AGENCY_OWNER, Role.AGENCY_ADMIN}
