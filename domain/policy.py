@@ -39,6 +39,7 @@ class Action(Enum):
     MANAGE_AGENCY = auto()  # the agency's own settings: name, time zone
     MANAGE_PAYOUTS = auto()  # where the agency's earnings go, and when
     MANAGE_LINES = auto()  # add phone lines to the pool, assign, move and release them
+    MANAGE_BILLING = auto()  # the billing summary, its discounts and credits
 
 
 class Scope(Enum):

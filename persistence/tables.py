@@ -662,3 +662,25 @@ class LineHoldingRow(Base):
     sub_account_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("sub_account.id"))
     from_date: Mapped[date] = mapped_column(Date)
     to_date: Mapped[date | None] = mapped_column(Date)
+
+
+class BillingAdjustmentRow(Base):
+    """A discount or credit an owner or agency admin gave a sub-account, dated (agency-local)
+    for the billing summary of the range it falls in. Kept as given: never edited."""
+
+    __tablename__ = "billing_adjustment"
+    __table_args__ = (
+        # The summary reads an agency's adjustments by date.
+        Index("ix_billing_adjustment_agency_dated_on", "agency_id", "dated_on"),
+        CheckConstraint("amount_micros > 0", name="amount_positive"),
+        CheckConstraint("kind IN ('DISCOUNT', 'CREDIT')", name="kind_known"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"))
+    sub_account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sub_account.id"))
+    kind: Mapped[str] = mapped_column(String(10))
+    amount_micros: Mapped[int] = mapped_column(BigInteger)
+    note: Mapped[str] = mapped_column(Text)
+    dated_on: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

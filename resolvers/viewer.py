@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from domain.activity import Activity
 from domain.agency import Agency, SubAccount, User
 from domain.api_key import ApiKey
+from domain.billing import BillingAdjustment
 from domain.invitation import Invitation
 from domain.ledger import Balance
 from domain.lines import PhoneLine
@@ -61,6 +62,7 @@ async def node(
     | Purchase
     | Payout
     | PhoneLine
+    | BillingAdjustment
     | None
 ):
     viewer = await ctx.viewer()
@@ -113,6 +115,10 @@ async def node(
         from resolvers.lines import line_node
 
         return await line_node(ctx, key)
+    elif type_name == "BillingAdjustment":
+        from resolvers.billing import adjustment_node
+
+        return await adjustment_node(ctx, key)
     elif type_name == "User":
         user = await loaders.user_by_id.load(key)
         if user is not None and (

@@ -28,6 +28,7 @@ from schema.sub_account import (
 
 if TYPE_CHECKING:
     from schema.audit import AuditEventConnection
+    from schema.billing import BillingSummary
     from schema.lines import PhoneLineConnection
     from schema.payouts import Earnings, PayoutConnection
     from schema.report import AgencyReport
@@ -172,6 +173,17 @@ class Agency(Node):
         from schema.report import agency_report
 
         return await agency_report(info, self.entity, range)
+
+    @strawberry.field(
+        description="Charges per sub-account (and the pool) for a date range: prorated "
+        "lines, usage at base cost, discounts and credits (owners and agency admins)."
+    )
+    async def billing_summary(
+        self, info: Info, range: DateRangeInput
+    ) -> Annotated[BillingSummary, strawberry.lazy("schema.billing")]:
+        from schema.billing import billing_summary
+
+        return await billing_summary(info, self.entity, range)
 
     @classmethod
     def from_domain(cls, agency: entities.Agency) -> Agency:

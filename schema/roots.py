@@ -19,6 +19,7 @@ from strawberry.tools import merge_types
 from domain import agency as entities
 from domain.activity import Activity as ActivityEntity
 from domain.api_key import ApiKey as ApiKeyEntity
+from domain.billing import BillingAdjustment as BillingAdjustmentEntity
 from domain.invitation import Invitation as InvitationEntity
 from domain.lines import PhoneLine as PhoneLineEntity
 from domain.payments import PaymentCard as PaymentCardEntity
@@ -29,6 +30,7 @@ from resolvers.context import RequestContext
 from schema.activity import ActivityMutations, Automation, Campaign, InboundAgent, to_graphql
 from schema.agency import Agency, AgencyMutations
 from schema.audit import AuditSubscriptions
+from schema.billing import BillingAdjustment, BillingMutations
 from schema.errors import ErrorPolicy
 from schema.lines import LineMutations, PhoneLine
 from schema.monitoring import MonitoringSubscriptions
@@ -55,6 +57,7 @@ _NODE_TYPES = {
     PurchaseEntity: Purchase.from_domain,
     PayoutEntity: Payout.from_domain,
     PhoneLineEntity: PhoneLine.from_domain,
+    BillingAdjustmentEntity: BillingAdjustment.from_domain,
 }
 
 
@@ -87,6 +90,7 @@ Mutation = merge_types(
         PaymentMutations,
         PayoutMutations,
         LineMutations,
+        BillingMutations,
     ),
 )
 Subscription = merge_types("Subscription", (MonitoringSubscriptions, AuditSubscriptions))
@@ -130,6 +134,7 @@ def build_schema(max_depth: int = 10, max_aliases: int = 15, max_tokens: int = 2
             Purchase,
             Payout,
             PhoneLine,
+            BillingAdjustment,
         ],
         extensions=[
             ErrorPolicy,

@@ -494,6 +494,34 @@ async def _line_released(done: Done) -> None:
     assert await done.node("SubAccount", done.world.s1_id, "lineCount") == {"lineCount": 0}
 
 
+# ---- billing ---------------------------------------------------------------------------------
+
+
+async def _credit_for_s1(world: World) -> dict[str, Any]:
+    day = world.services.clock().date().isoformat()
+    return {
+        "i": {
+            "subAccountId": sub(world, world.s1_id),
+            "kind": "CREDIT",
+            "amount": "2.5",
+            "note": "goodwill",
+            "date": day,
+        }
+    }
+
+
+async def _s1_credited(done: Done) -> None:
+    day = done.world.services.clock().date().isoformat()
+    found = await done.read(
+        "query($d: Date!) { viewer { agency { billingSummary(range: {from: $d, to: $d}) { "
+        "groups { subAccount { id } credits { amount } } } } } }",
+        {"d": day},
+    )
+    assert found["viewer"]["agency"]["billingSummary"]["groups"] == [
+        {"subAccount": {"id": sub(done.world, done.world.s1_id)}, "credits": {"amount": "2.500000"}}
+    ]
+
+
 MUTATIONS: dict[str, Case] = {
     "signUpAgency": Case(
         op(mutation("signUpAgency", "SignUpAgencyInput", "token"), _sign_up),
@@ -677,6 +705,11 @@ MUTATIONS: dict[str, Case] = {
         expect(*ADMINS),
         _line_released,
     ),
+    "addBillingAdjustment": Case(
+        op(mutation("addBillingAdjustment", "AddBillingAdjustmentInput"), _credit_for_s1),
+        expect(*ADMINS),
+        _s1_credited,
+    ),
 }
 
 
@@ -728,6 +761,27 @@ async def _pool_line(w: World) -> uuid.UUID:
     return await w.add_line()
 
 
+async def _adjustment(w: World) -> uuid.UUID:
+    from datetime import date
+
+    from domain.billing import AdjustmentKind, BillingAdjustment
+    from persistence.billing import add_adjustment
+
+    adjustment = BillingAdjustment(
+        uuid.uuid4(),
+        w.agency_id,
+        w.s1_id,
+        AdjustmentKind.DISCOUNT,
+        1,
+        "n",
+        date(2026, 11, 2),
+        w.services.clock(),
+    )
+    async with w.services.uow() as uow:
+        await add_adjustment(uow.conn, adjustment)
+    return adjustment.id
+
+
 async def _key(w: World) -> uuid.UUID:
     from resolvers.api_keys import issue_api_key
 
@@ -768,6 +822,14 @@ READS: dict[str, Case] = {
             lambda w: _id_of(w, w.s1_id),
         ),
         nullable(*MEMBERS_OF_S1),
+    ),
+    "node(billing adjustment)": Case(node("BillingAdjustment", _adjustment), nullable(*ADMINS)),
+    "viewer.agency.billingSummary": Case(
+        viewer(
+            'agency { billingSummary(range: {from: "2026-11-01", to: "2026-11-30"}) { '
+            "total { amount } csv groups { subAccount { id } lines { line { id } } } } }"
+        ),
+        expect(*ADMINS, outsider=OK),
     ),
     "viewer.agency.primarySubAccount": Case(
         viewer("agency { primarySubAccount { id balances { seconds } } }"),

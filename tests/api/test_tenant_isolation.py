@@ -27,6 +27,7 @@ TYPE_NAMES = (
     "Transfer",
     "PaymentCard",
     "PhoneLine",
+    "BillingAdjustment",
     "",
 )
 
@@ -111,6 +112,19 @@ ID_ARGUMENTS: dict[str, tuple[str, Any]] = {
         "mutation($i: ReleaseLineInput!) { releaseLine(input: $i) { userErrors { code } } }",
         lambda g, w: {"i": {"lineId": g}},
     ),
+    "addBillingAdjustment.subAccountId": (
+        "mutation($i: AddBillingAdjustmentInput!) { addBillingAdjustment(input: $i) "
+        "{ userErrors { code } } }",
+        lambda g, w: {
+            "i": {
+                "subAccountId": g,
+                "kind": "CREDIT",
+                "amount": "1",
+                "note": "n",
+                "date": "2026-11-02",
+            }
+        },
+    ),
     "inviteUser.subAccountIds": (
         "mutation($i: InviteUserInput!) { inviteUser(input: $i) { userErrors { code } } }",
         lambda g, w: {
@@ -149,6 +163,7 @@ async def _fuzz_world(services) -> World:
         await _card(world, world.outsider_primary_id),
         await world.add_line(agency_id=outsider),  # in their pool
         await world.add_line(world.outsider_primary_id, agency_id=outsider),
+        await _adjustment(world, world.outsider_primary_id),
     ]
     world.own_line_gid = to_global_id(  # type: ignore[attr-defined]
         "PhoneLine", await world.add_line()
@@ -157,6 +172,28 @@ async def _fuzz_world(services) -> World:
         "User", await world.add_user(Role.AGENCY_MEMBER)
     )
     return world
+
+
+async def _adjustment(world: World, sub_account_id: uuid.UUID) -> uuid.UUID:
+    """A credit of the outsider's primary."""
+    from datetime import date
+
+    from domain.billing import AdjustmentKind, BillingAdjustment
+    from persistence.billing import add_adjustment
+
+    adjustment = BillingAdjustment(
+        uuid.uuid4(),
+        world.outsider_agency_id,
+        sub_account_id,
+        AdjustmentKind.CREDIT,
+        1_000_000,
+        "theirs",
+        date(2026, 11, 2),
+        world.services.clock(),
+    )
+    async with world.services.uow() as uow:
+        await add_adjustment(uow.conn, adjustment)
+    return adjustment.id
 
 
 async def _card(world: World, payer_id: uuid.UUID) -> uuid.UUID:
@@ -193,6 +230,9 @@ async def snapshot(world: World) -> dict[str, list[Any]]:
         "lines": "SELECT id, sub_account_id, released_at FROM phone_line WHERE agency_id = :a "
         "ORDER BY id",
         "holdings": "SELECT id, to_date FROM line_holding WHERE agency_id = :a ORDER BY id",
+        # theirs, or any made for one of their sub-accounts
+        "adjustments": "SELECT b.id, b.amount_micros FROM billing_adjustment b JOIN sub_account s "
+        "ON s.id = b.sub_account_id WHERE b.agency_id = :a OR s.agency_id = :a ORDER BY 1",
         "grants": "SELECT g.user_id, g.sub_account_id FROM user_grant g JOIN sub_account s "
         "ON s.id = g.sub_account_id WHERE s.agency_id = :a ORDER BY 1, 2",
         "invitation_grants": "SELECT g.invitation_id FROM invitation_grant g JOIN sub_account s "
@@ -209,7 +249,7 @@ async def snapshot(world: World) -> dict[str, list[Any]]:
 
 foreign_id = st.one_of(
     # a real object of the other agency, under its own type name or another one
-    st.tuples(st.sampled_from(TYPE_NAMES), st.integers(min_value=0, max_value=8)).map(
+    st.tuples(st.sampled_from(TYPE_NAMES), st.integers(min_value=0, max_value=9)).map(
         lambda t: ("foreign", t[0], t[1])
     ),
     st.tuples(st.sampled_from(TYPE_NAMES), st.uuids()).map(lambda t: ("made-up", t[0], t[1])),
