@@ -21,6 +21,7 @@ from domain.activity import Activity as ActivityEntity
 from domain.api_key import ApiKey as ApiKeyEntity
 from domain.invitation import Invitation as InvitationEntity
 from domain.lines import PhoneLine as PhoneLineEntity
+from domain.merge import MergeRequest as MergeRequestEntity
 from domain.payments import PaymentCard as PaymentCardEntity
 from domain.payments import Purchase as PurchaseEntity
 from domain.payouts import Payout as PayoutEntity
@@ -31,6 +32,7 @@ from schema.agency import Agency, AgencyMutations
 from schema.audit import AuditSubscriptions
 from schema.errors import ErrorPolicy
 from schema.lines import LineMutations, PhoneLine
+from schema.merge import MergeMutations, MergeRequest
 from schema.monitoring import MonitoringSubscriptions
 from schema.node import Node
 from schema.payments import PaymentCard, PaymentMutations, Purchase
@@ -55,6 +57,7 @@ _NODE_TYPES = {
     PurchaseEntity: Purchase.from_domain,
     PayoutEntity: Payout.from_domain,
     PhoneLineEntity: PhoneLine.from_domain,
+    MergeRequestEntity: MergeRequest.from_domain,
 }
 
 
@@ -87,6 +90,7 @@ Mutation = merge_types(
         PaymentMutations,
         PayoutMutations,
         LineMutations,
+        MergeMutations,
     ),
 )
 Subscription = merge_types("Subscription", (MonitoringSubscriptions, AuditSubscriptions))
@@ -130,6 +134,7 @@ def build_schema(max_depth: int = 10, max_aliases: int = 15, max_tokens: int = 2
             Purchase,
             Payout,
             PhoneLine,
+            MergeRequest,
         ],
         extensions=[
             ErrorPolicy,
