@@ -462,3 +462,31 @@ async def test_approval_racing_transfers_and_calls_creates_no_value(app_client, 
         async with database.read() as conn:
             assert await mismatches(conn) == []
         assert (await read(app_client, owner.token, a))["status"] == "MERGED"
+
+
+async def test_decisions_at_once_merge_once(app_client, database):
+    # given a pending request, decided by two admins at once, twice approve and once reject
+    owner, admin = await two_admins(app_client)
+    a = await new_client(app_client, owner, "Acme", markup="25")
+    b = await new_client(app_client, owner, "Beta", markup="40")
+    await gql(app_client, TRANSFER, transfer_input(owner.primary_id, a, "10"), owner.token)
+    asked = await requested(app_client, owner.token, a, b)
+    _, second = await join(app_client, owner.token, "second.admin@example.com")
+    results = await asyncio.gather(
+        decide(app_client, admin, APPROVE, asked),
+        decide(app_client, second, APPROVE, asked),
+        decide(app_client, second, REJECT, asked),
+    )
+    # then exactly one decision took, the others were told it is not pending
+    assert sorted(codes(r)[0][0] if r["userErrors"] else "OK" for r in results) == [
+        "MERGE_NOT_PENDING",
+        "MERGE_NOT_PENDING",
+        "OK",
+    ]
+    # and the minutes moved at most once
+    async with database.read() as conn:
+        assert await mismatches(conn) == []
+        moved = (
+            await conn.execute(select(ledger_t.c.kind).where(ledger_t.c.kind == "MERGE_OUT"))
+        ).all()
+    assert len(moved) <= 1
