@@ -370,6 +370,28 @@ async def test_the_targets_reports_include_the_sources_history(app_client):
     assert (await sub_report(a))["calls"]["total"] == 2
 
 
+async def test_a_chain_of_merges_rolls_up_into_the_last_target(app_client):
+    # given calls of A and of B, A merged into B, then B into C
+    owner, admin = await two_admins(app_client)
+    a, b, c = [await new_client(app_client, owner, name) for name in ("Acme", "Beta", "Cyan")]
+    services = app_client.app.state.services
+    _, api_key = await issue_api_key(services, key(owner.id), "platform", None)
+    day = datetime(2026, 11, 2, 9, 15, tzinfo=UTC)
+    calls = [call(a, "a1", 60, started=day), call(b, "b1", 30, started=day)]
+    assert (await gql(app_client, RECORD, {"calls": calls}, api_key))["data"]["recordCalls"][
+        "accepted"
+    ] == 2
+    for source, target in ((a, b), (b, c)):
+        asked = await requested(app_client, owner.token, source, target)
+        assert (await decide(app_client, admin, APPROVE, asked))["userErrors"] == []
+    # then C's report counts both calls, and A still points at B, the account it merged into
+    window = {"from": "2026-11-01", "to": "2026-11-30"}
+    body = await gql(app_client, SUB_REPORT, {"id": c, **window}, owner.token)
+    assert body["data"]["node"]["report"]["calls"]["total"] == 2
+    assert (await read(app_client, owner.token, a))["mergedInto"] == {"id": b}
+    assert (await read(app_client, owner.token, b))["mergedInto"] == {"id": c}
+
+
 # ---- audit and events -------------------------------------------------------------------------
 
 
