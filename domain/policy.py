@@ -29,7 +29,7 @@ class Action(Enum):
     VIEW_SUB_ACCOUNT = auto()
     WORK_IN_SUB_ACCOUNT = auto()  # changes inside a sub-account (activities, settings)
     MAKE_PAYMENTS = auto()  # cards and minute purchases inside a sub-account
-    ADMINISTER_SUB_ACCOUNTS = auto()  # create, suspend, restore, remove, balance source
+    ADMINISTER_SUB_ACCOUNTS = auto()  # create, suspend, restore, remove, merge, balance source
     TRANSFER_MINUTES = auto()
     VIEW_USERS = auto()
     MANAGE_USERS = auto()

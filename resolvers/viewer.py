@@ -16,6 +16,7 @@ from domain.billing import BillingAdjustment
 from domain.invitation import Invitation
 from domain.ledger import Balance
 from domain.lines import PhoneLine
+from domain.merge import MergeRequest
 from domain.payments import PaymentCard, Purchase
 from domain.payouts import Payout
 from domain.policy import Action, Target, Viewer, can, require
@@ -63,6 +64,7 @@ async def node(
     | Payout
     | PhoneLine
     | BillingAdjustment
+    | MergeRequest
     | None
 ):
     viewer = await ctx.viewer()
@@ -119,6 +121,10 @@ async def node(
         from resolvers.billing import adjustment_node
 
         return await adjustment_node(ctx, key)
+    elif type_name == "MergeRequest":
+        from resolvers.merge import merge_request_node
+
+        return await merge_request_node(ctx, key)
     elif type_name == "User":
         user = await loaders.user_by_id.load(key)
         if user is not None and (

@@ -18,6 +18,7 @@ from resolvers.global_id import to_global_id
 from schema.audit import AuditKindEnum
 from schema.dates import DateRangeInput
 from schema.errors import UserError, with_user_errors
+from schema.merge_status import MergeStatus
 from schema.node import Node
 from schema.sub_account import (
     SubAccount,
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from schema.audit import AuditEventConnection
     from schema.billing import BillingSummary
     from schema.lines import PhoneLineConnection
+    from schema.merge import MergeRequestConnection
     from schema.payouts import Earnings, PayoutConnection
     from schema.report import AgencyReport
     from schema.team import ApiKeyConnection, InvitationConnection, UserConnection
@@ -165,6 +167,21 @@ class Agency(Node):
         from schema.lines import available_lines_connection
 
         return await available_lines_connection(info, self.entity, first, after)
+
+    @strawberry.field(
+        description="Merge requests, oldest first, optionally of one status (owners and "
+        "agency admins)."
+    )
+    async def merge_requests(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        status: MergeStatus | None = None,
+    ) -> Annotated[MergeRequestConnection, strawberry.lazy("schema.merge")]:
+        from schema.merge import merge_requests_connection
+
+        return await merge_requests_connection(info, self.entity, first, after, status)
 
     @strawberry.field(description="Agency-wide usage and one row per client, for a date range.")
     async def report(

@@ -22,6 +22,7 @@ from domain.api_key import ApiKey as ApiKeyEntity
 from domain.billing import BillingAdjustment as BillingAdjustmentEntity
 from domain.invitation import Invitation as InvitationEntity
 from domain.lines import PhoneLine as PhoneLineEntity
+from domain.merge import MergeRequest as MergeRequestEntity
 from domain.payments import PaymentCard as PaymentCardEntity
 from domain.payments import Purchase as PurchaseEntity
 from domain.payouts import Payout as PayoutEntity
@@ -33,6 +34,7 @@ from schema.audit import AuditSubscriptions
 from schema.billing import BillingAdjustment, BillingMutations
 from schema.errors import ErrorPolicy
 from schema.lines import LineMutations, PhoneLine
+from schema.merge import MergeMutations, MergeRequest
 from schema.monitoring import MonitoringSubscriptions
 from schema.node import Node
 from schema.payments import PaymentCard, PaymentMutations, Purchase
@@ -58,6 +60,7 @@ _NODE_TYPES = {
     PayoutEntity: Payout.from_domain,
     PhoneLineEntity: PhoneLine.from_domain,
     BillingAdjustmentEntity: BillingAdjustment.from_domain,
+    MergeRequestEntity: MergeRequest.from_domain,
 }
 
 
@@ -91,6 +94,7 @@ Mutation = merge_types(
         PayoutMutations,
         LineMutations,
         BillingMutations,
+        MergeMutations,
     ),
 )
 Subscription = merge_types("Subscription", (MonitoringSubscriptions, AuditSubscriptions))
@@ -135,6 +139,7 @@ def build_schema(max_depth: int = 10, max_aliases: int = 15, max_tokens: int = 2
             Payout,
             PhoneLine,
             BillingAdjustment,
+            MergeRequest,
         ],
         extensions=[
             ErrorPolicy,

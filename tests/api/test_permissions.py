@@ -463,6 +463,75 @@ async def _payout_settings_saved(done: Done) -> None:
     }
 
 
+# ---- merging sub-accounts ---------------------------------------------------------------------
+
+MERGES = "{ viewer { agency { mergeRequests { edges { node { status source { id } } } } } } }"
+
+
+async def _two_clients(world: World) -> tuple[uuid.UUID, uuid.UUID]:
+    from tests.world import secondary
+
+    world.made["source"] = await secondary(world.services, world.agency_id, "Merged Away")
+    world.made["target"] = await secondary(world.services, world.agency_id, "Merged Into")
+    return world.made["source"], world.made["target"]
+
+
+async def _merge_asked(world: World) -> dict[str, Any]:
+    source, target = await _two_clients(world)
+    return {"i": {"sourceId": sub(world, source), "targetId": sub(world, target)}}
+
+
+async def _merge_pending(done: Done) -> None:
+    edges = (await done.read(MERGES))["viewer"]["agency"]["mergeRequests"]["edges"]
+    source = {"id": sub(done.world, done.world.made["source"])}
+    assert [e["node"] for e in edges] == [{"status": "PENDING", "source": source}]
+
+
+async def _pending_merge(world: World) -> uuid.UUID:
+    """A merge of two fresh clients, asked for by a third admin (so any other may decide)."""
+    from domain.merge import request
+    from persistence.merges import add_request
+
+    source, target = await _two_clients(world)
+    asker = await world.add_user(Role.AGENCY_ADMIN)
+    async with world.services.uow() as uow:
+        accounts = await sub_accounts_by_id(uow.conn, [source, target])
+        assert accounts[0] is not None and accounts[1] is not None
+        made, _ = request(
+            uuid.uuid4(),
+            accounts[0],
+            accounts[1],
+            None,
+            asker,
+            "asker@x.example",
+            world.services.clock(),
+        )
+        await add_request(uow.conn, made)
+    world.made["merge"] = made.id
+    return made.id
+
+
+async def _merge_decision(world: World) -> dict[str, Any]:
+    return {"i": {"id": world.gid("MergeRequest", await _pending_merge(world))}}
+
+
+def _merge_now(status: str) -> Worked:
+    async def worked(done: Done) -> None:
+        found = await done.node("MergeRequest", done.world.made["merge"], "status")
+        assert found == {"status": status}
+        merged = await done.node(
+            "SubAccount", done.world.made["source"], "status mergedInto { id }"
+        )
+        into = {"id": sub(done.world, done.world.made["target"])}
+        assert merged == (
+            {"status": "MERGED", "mergedInto": into}
+            if status == "APPROVED"
+            else {"status": "ACTIVE", "mergedInto": None}
+        )
+
+    return worked
+
+
 # ---- phone lines ----------------------------------------------------------------------------
 
 
@@ -710,6 +779,21 @@ MUTATIONS: dict[str, Case] = {
         expect(*ADMINS),
         _s1_credited,
     ),
+    "requestMerge": Case(
+        op(mutation("requestMerge", "RequestMergeInput"), _merge_asked),
+        expect(*ADMINS),
+        _merge_pending,
+    ),
+    "approveMerge": Case(
+        op(mutation("approveMerge", "MergeRequestIdInput"), _merge_decision),
+        expect(*ADMINS),
+        _merge_now("APPROVED"),
+    ),
+    "rejectMerge": Case(
+        op(mutation("rejectMerge", "MergeRequestIdInput"), _merge_decision),
+        expect(*ADMINS),
+        _merge_now("REJECTED"),
+    ),
 }
 
 
@@ -895,6 +979,11 @@ READS: dict[str, Case] = {
             lambda w: _id_of(w, w.s2_id),
         ),
         expect(*ADMINS),
+    ),
+    "node(merge request)": Case(node("MergeRequest", _pending_merge), nullable(*ADMINS)),
+    "viewer.agency.mergeRequests": Case(
+        viewer("agency { mergeRequests(status: PENDING) { totalCount edges { node { id } } } }"),
+        expect(*ADMINS, outsider=OK),
     ),
     "viewer.user.subAccounts": Case(
         viewer("user { subAccounts { id } }"), {**EVERYONE, "ANONYMOUS": UNAUTH}
