@@ -710,14 +710,11 @@ class MergeRequestRow(Base):
     target_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sub_account.id"))
     status: Mapped[str] = mapped_column(String(10))
     note: Mapped[str | None] = mapped_column(String(500))
-    # Users may be removed later; the request keeps who they were by email.
-    requested_by: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("app_user.id", ondelete="SET NULL")
-    )
+    # Who asked and who decided, kept (id and email) after they leave the team: no foreign
+    # key, so removing a user leaves the request naming them.
+    requested_by: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     requested_by_email: Mapped[str] = mapped_column(String(254))
-    decided_by: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("app_user.id", ondelete="SET NULL")
-    )
+    decided_by: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     decided_by_email: Mapped[str | None] = mapped_column(String(254))
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime)
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

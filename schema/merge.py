@@ -10,6 +10,7 @@ import strawberry
 
 from domain import agency as entities
 from domain import merge as merge_entities
+from domain.policy import Role
 from resolvers import merge as use_cases
 from resolvers.context import RequestContext
 from resolvers.global_id import to_global_id
@@ -51,17 +52,17 @@ class MergeRequest(Node):
 
     @strawberry.field
     async def requested_by(self, info: Info) -> User:
-        key = self.entity.requested_by
-        found = None if key is None else await info.context.loaders.user_by_id.load(key)
-        if found is None:
-            raise LookupError("the user who asked for this merge was removed")
-        return User.from_domain(found)
+        found = await _person(
+            info, self.entity.agency_id, self.entity.requested_by, self.entity.requested_by_email
+        )
+        assert found is not None, "every request names who asked"
+        return found
 
     @strawberry.field
     async def decided_by(self, info: Info) -> User | None:
-        key = self.entity.decided_by
-        found = None if key is None else await info.context.loaders.user_by_id.load(key)
-        return None if found is None else User.from_domain(found)
+        return await _person(
+            info, self.entity.agency_id, self.entity.decided_by, self.entity.decided_by_email
+        )
 
     @classmethod
     def from_domain(cls, merge: merge_entities.MergeRequest) -> MergeRequest:
@@ -154,3 +155,17 @@ class MergeMutations:
     async def reject_merge(self, info: Info, input: MergeRequestIdInput) -> MergeRequestPayload:
         rejected = await use_cases.reject_merge(info.context, input.id)
         return MergeRequestPayload(merge_request=MergeRequest.from_domain(rejected))
+
+
+async def _person(
+    info: Info, agency_id: UUID, user_id: UUID | None, email: str | None
+) -> User | None:
+    """The user who asked or decided; one removed from the team since is shown as the request
+    keeps them (id and email) with the role that lets one ask or decide, agency admin (an
+    owner cannot be removed)."""
+    if user_id is None or email is None:
+        return None
+    found = await info.context.loaders.user_by_id.load(user_id)
+    if found is None:
+        found = entities.User(user_id, agency_id, email, Role.AGENCY_ADMIN, all_sub_accounts=True)
+    return User.from_domain(found)

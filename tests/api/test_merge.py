@@ -512,3 +512,31 @@ async def test_decisions_at_once_merge_once(app_client, database):
             await conn.execute(select(ledger_t.c.kind).where(ledger_t.c.kind == "MERGE_OUT"))
         ).all()
     assert len(moved) <= 1
+
+
+async def test_requests_still_name_who_asked_and_decided_after_they_leave_the_team(app_client):
+    from tests.api.test_team import REMOVE
+
+    owner = await make_agency(app_client, plan="Agency Unlimited")
+    asker_id, asker = await join(app_client, owner.token, f"asker.{key(owner.id).hex[:8]}@ex.com")
+    decider_id, decider = await join(
+        app_client, owner.token, f"decider.{key(owner.id).hex[:8]}@ex.com"
+    )
+    a = await new_client(app_client, owner, "Acme")
+    b = await new_client(app_client, owner, "Beta")
+    asked = await requested(app_client, asker, a, b)
+    assert (await decide(app_client, decider, REJECT, asked))["userErrors"] == []
+    # when both leave the team
+    for user in (asker_id, decider_id):
+        body = await gql(app_client, REMOVE, {"id": user}, owner.token)
+        assert body["data"]["removeUser"]["userErrors"] == [], body
+    # then the list still reads, naming them as they were
+    query = """{ viewer { agency { mergeRequests { edges { node {
+      requestedBy { id email role } decidedBy { id email role } } } } } } }"""
+    body = await gql(app_client, query, None, owner.token)
+    assert "errors" not in body, body
+    [edge] = body["data"]["viewer"]["agency"]["mergeRequests"]["edges"]
+    assert edge["node"]["requestedBy"]["id"] == asker_id
+    assert edge["node"]["requestedBy"]["email"].startswith("asker.")
+    assert edge["node"]["decidedBy"]["id"] == decider_id
+    assert edge["node"]["decidedBy"]["role"] == "AGENCY_ADMIN"

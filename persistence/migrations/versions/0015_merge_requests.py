@@ -50,18 +50,6 @@ def upgrade() -> None:
             ["sub_account.id"],
             name=op.f("fk_merge_request_target_id_sub_account"),
         ),
-        sa.ForeignKeyConstraint(
-            ["requested_by"],
-            ["app_user.id"],
-            name=op.f("fk_merge_request_requested_by_app_user"),
-            ondelete="SET NULL",
-        ),
-        sa.ForeignKeyConstraint(
-            ["decided_by"],
-            ["app_user.id"],
-            name=op.f("fk_merge_request_decided_by_app_user"),
-            ondelete="SET NULL",
-        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_merge_request")),
     )
     with op.batch_alter_table("merge_request", schema=None) as batch_op:
