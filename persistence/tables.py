@@ -357,7 +357,8 @@ class CallRow(Base):
     __tablename__ = "call"
     __table_args__ = (
         UniqueConstraint("agency_id", "external_id"),
-        Index("ix_call_sub_account_started", "sub_account_id", "started_at"),
+        # A sub-account's calls newest first, keyset-paged on (started_at, id): one index range.
+        Index("ix_call_sub_account_started_id", "sub_account_id", "started_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
@@ -371,6 +372,14 @@ class CallRow(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     duration_seconds: Mapped[int] = mapped_column(Integer)
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # What it cost, rounded once (the rollups add these): at the client price, at base cost;
+    # the seconds its funding balance could not cover; whose balance paid.
+    spent_micros: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    cost_micros: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    overage_seconds: Mapped[int] = mapped_column(Integer, server_default="0")
+    # No foreign key: it is the call's sub-account or its agency's primary, both checked by the
+    # batch; a key check for every inserted row would be paid on ingestion's hottest statement.
+    funded_by: Mapped[uuid.UUID | None] = mapped_column(Uuid)
 
 
 class UsageSums:

@@ -32,6 +32,7 @@ from schema.node import Node
 from schema.paging import PageInfo, edges, page_info
 
 if TYPE_CHECKING:
+    from schema.calls import CallConnection
     from schema.lines import PhoneLineConnection
     from schema.payments import PaymentCard, Purchase, PurchaseConnection
     from schema.report import SubAccountReport
@@ -224,6 +225,17 @@ class SubAccount(Node):
         from resolvers.lines import line_count
 
         return await line_count(info.context, self.entity)
+
+    @strawberry.field(
+        description="The calls of an inclusive date range, newest first, each with its cost: "
+        "they add up to the report's spent for the same range."
+    )
+    async def calls(
+        self, info: Info, range: DateRangeInput, first: int | None = None, after: str | None = None
+    ) -> Annotated[CallConnection, strawberry.lazy("schema.calls")]:
+        from schema.calls import calls_connection
+
+        return await calls_connection(info, self.entity, range, first, after)
 
     @strawberry.field(description="Usage, spending and health over an inclusive date range.")
     async def report(

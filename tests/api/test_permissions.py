@@ -809,6 +809,15 @@ READS: dict[str, Case] = {
         ),
         nullable(*MEMBERS_OF_S1),
     ),
+    "node(granted secondary).calls": Case(
+        op(
+            "query($id: ID!) { node(id: $id) { id ... on SubAccount { "
+            'calls(range: {from: "2026-11-01", to: "2026-11-30"}) { totalCount '
+            "edges { node { cost { amount } fundedBy { id } } } } } } }",
+            lambda w: _id_of(w, w.s1_id),
+        ),
+        nullable(*MEMBERS_OF_S1),
+    ),
     "viewer.agency.earnings": Case(
         viewer("agency { earnings { unpaid { amount } } payouts { totalCount } }"),
         expect(*AGENCY_ROLES, outsider=OK),
