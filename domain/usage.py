@@ -57,6 +57,7 @@ class Rejection(StrEnum):
     INVALID_DURATION = "INVALID_DURATION"
     STARTS_IN_FUTURE = "STARTS_IN_FUTURE"
     INVALID_EXTERNAL_ID = "INVALID_EXTERNAL_ID"
+    INVALID_CONVERSATION_ID = "INVALID_CONVERSATION_ID"  # messages only
 
 
 REJECTION_MESSAGES = {
@@ -66,6 +67,7 @@ REJECTION_MESSAGES = {
     Rejection.INVALID_DURATION: f"Duration must be 0 to {MAX_CALL_SECONDS} seconds.",
     Rejection.STARTS_IN_FUTURE: "The call starts in the future.",
     Rejection.INVALID_EXTERNAL_ID: "externalId must be 1 to 200 characters.",
+    Rejection.INVALID_CONVERSATION_ID: "conversationId must be 1 to 200 characters.",
 }
 
 

@@ -671,3 +671,70 @@ class LineHoldingRow(Base):
     sub_account_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("sub_account.id"))
     from_date: Mapped[date] = mapped_column(Date)
     to_date: Mapped[date | None] = mapped_column(Date)
+
+
+class MessageRow(Base):
+    """A message the platform reported: unique per agency on its external id."""
+
+    __tablename__ = "message"
+    __table_args__ = (
+        UniqueConstraint("agency_id", "external_id"),
+        Index("ix_message_sub_account_sent", "sub_account_id", "sent_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"))
+    external_id: Mapped[str] = mapped_column(String(200))
+    sub_account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sub_account.id"))
+    conversation_id: Mapped[str] = mapped_column(String(200))
+    direction: Mapped[str] = mapped_column(String(10))
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ConversationRow(Base):
+    """A thread with one contact in one sub-account, as its messages so far make it: opened by
+    its earliest message (by time; ties by external id), and its latest inbound message, so
+    that "responded" (opened outbound, an inbound one later) is exact whatever the arrival order.
+    """
+
+    __tablename__ = "conversation"
+
+    sub_account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("sub_account.id"), primary_key=True
+    )
+    external_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"))
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    opened_by: Mapped[str] = mapped_column(String(200))
+    opened_direction: Mapped[str] = mapped_column(String(10))
+    latest_inbound_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class MessagingQuarterRow(Base):
+    """Messages and conversations per sub-account and UTC quarter hour (a conversation counts
+    in the quarter it opened), maintained on ingest: what messaging figures read."""
+
+    __tablename__ = "messaging_quarter_hour"
+
+    sub_account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("sub_account.id"), primary_key=True
+    )
+    quarter_utc: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"))
+    sent: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    received: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    new_outbound: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    new_inbound: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    responded: Mapped[int] = mapped_column(BigInteger, server_default="0")
+
+
+class MessagingLimitRow(Base):
+    """Outbound messages a sub-account may send per billing period (no row: no limit)."""
+
+    __tablename__ = "messaging_limit"
+
+    sub_account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("sub_account.id"), primary_key=True
+    )
+    monthly_limit: Mapped[int] = mapped_column(Integer)

@@ -31,6 +31,7 @@ from schema.agency import Agency, AgencyMutations
 from schema.audit import AuditSubscriptions
 from schema.errors import ErrorPolicy
 from schema.lines import LineMutations, PhoneLine
+from schema.messaging import MessagingMutations
 from schema.monitoring import MonitoringSubscriptions
 from schema.node import Node
 from schema.payments import PaymentCard, PaymentMutations, Purchase
@@ -87,6 +88,7 @@ Mutation = merge_types(
         PaymentMutations,
         PayoutMutations,
         LineMutations,
+        MessagingMutations,
     ),
 )
 Subscription = merge_types("Subscription", (MonitoringSubscriptions, AuditSubscriptions))

@@ -34,6 +34,7 @@ from schema.paging import PageInfo, edges, page_info
 if TYPE_CHECKING:
     from schema.calls import CallConnection
     from schema.lines import PhoneLineConnection
+    from schema.messaging import MessagingStats
     from schema.payments import PaymentCard, Purchase, PurchaseConnection
     from schema.report import SubAccountReport
 
@@ -236,6 +237,20 @@ class SubAccount(Node):
         from schema.calls import calls_connection
 
         return await calls_connection(info, self.entity, range, first, after)
+
+    @strawberry.field(description="Messaging figures over an inclusive date range.")
+    async def messaging(
+        self, info: Info, range: DateRangeInput
+    ) -> Annotated[MessagingStats, strawberry.lazy("schema.messaging")]:
+        from schema.messaging import messaging_stats
+
+        return await messaging_stats(info, self.entity, range)
+
+    @strawberry.field(description="Outbound messages allowed per billing period; null = no limit.")
+    async def messaging_volume_limit(self, info: Info) -> int | None:
+        from resolvers.messaging import volume_limit
+
+        return await volume_limit(info.context, self.entity)
 
     @strawberry.field(description="Usage, spending and health over an inclusive date range.")
     async def report(
