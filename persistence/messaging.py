@@ -27,6 +27,7 @@ from domain.messaging import (
     ReportedMessage,
     RollupKey,
 )
+from persistence.arrays import insert_unnested
 from persistence.tables import (
     ConversationRow,
     MessageRow,
@@ -46,6 +47,45 @@ def _insert(conn: AsyncConnection, table: Any) -> postgresql.Insert | sqlite.Ins
     return dialect.insert(table)
 
 
+# PostgreSQL: one array per column through unnest(), a statement prepared once (a multi-row
+# VALUES of a thousand messages is compiled afresh for every batch: persistence/arrays.py).
+_INSERT_MESSAGES_PG = insert_unnested(
+    message_t,
+    [
+        message_t.c[n]
+        for n in ("external_id", "sub_account_id", "conversation_id", "direction", "sent_at")
+    ],
+    constants=(message_t.c.agency_id, message_t.c.recorded_at),
+    tail="ON CONFLICT (agency_id, external_id) DO NOTHING RETURNING external_id",
+)
+_CONVERSATION_ARRAYS = [
+    conversation_t.c[n]
+    for n in (
+        "sub_account_id",
+        "external_id",
+        "opened_at",
+        "opened_by",
+        "opened_direction",
+        "latest_inbound_at",
+    )
+]
+_INSERT_CONVERSATIONS_PG = insert_unnested(
+    conversation_t,
+    _CONVERSATION_ARRAYS,
+    constants=(conversation_t.c.agency_id,),
+    tail="ON CONFLICT (sub_account_id, external_id) DO NOTHING "
+    "RETURNING sub_account_id, external_id",
+)
+_ROLLUP_ARRAYS = [messaging_quarter_t.c[n] for n in ("sub_account_id", "quarter_utc", *COUNTED)]
+_ADD_TO_ROLLUPS_PG = insert_unnested(
+    messaging_quarter_t,
+    _ROLLUP_ARRAYS,
+    constants=(messaging_quarter_t.c.agency_id,),
+    tail="ON CONFLICT (sub_account_id, quarter_utc) DO UPDATE SET "
+    + ", ".join(f"{c} = messaging_quarter_hour.{c} + excluded.{c}" for c in COUNTED),
+)
+
+
 async def insert_new_messages(
     conn: AsyncConnection, agency_id: uuid.UUID, messages: list[ReportedMessage], now: datetime
 ) -> set[str]:
@@ -53,6 +93,21 @@ async def insert_new_messages(
     calls are, so twins sent in different orders never hold what the other waits for."""
     if not messages:
         return set()
+    if conn.dialect.name == "postgresql":
+        ordered = sorted(messages, key=lambda m: m.external_id)
+        result = await conn.execute(
+            _INSERT_MESSAGES_PG,
+            {
+                "agency_id": agency_id,
+                "recorded_at": now,
+                "external_id": [m.external_id for m in ordered],
+                "sub_account_id": [m.sub_account_id for m in ordered],
+                "conversation_id": [m.conversation_id for m in ordered],
+                "direction": [m.direction.value for m in ordered],
+                "sent_at": [m.sent_at for m in ordered],
+            },
+        )
+        return set(result.scalars().all())
     rows = [
         {
             "agency_id": agency_id,
@@ -105,6 +160,10 @@ async def insert_new_conversations(
     rows = [_conversation_row(agency_id, c) for c in sorted(conversations, key=lambda c: c.key)]
     if not rows:
         return set()
+    if conn.dialect.name == "postgresql":
+        arrays = {c.name: [r[c.name] for r in rows] for c in _CONVERSATION_ARRAYS}
+        result = await conn.execute(_INSERT_CONVERSATIONS_PG, {"agency_id": agency_id, **arrays})
+        return {(r.sub_account_id, r.external_id) for r in result}
     statement = (
         _insert(conn, conversation_t)
         .values(rows)
@@ -175,6 +234,10 @@ async def add_to_rollups(
         }
         for (account, quarter), line in sorted(lines.items())
     ]
+    if conn.dialect.name == "postgresql":
+        arrays = {c.name: [r[c.name] for r in rows] for c in _ROLLUP_ARRAYS}
+        await conn.execute(_ADD_TO_ROLLUPS_PG, {"agency_id": agency_id, **arrays})
+        return
     statement = _insert(conn, messaging_quarter_t).values(rows)
     statement = statement.on_conflict_do_update(
         index_elements=["sub_account_id", "quarter_utc"],
