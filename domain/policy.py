@@ -29,7 +29,7 @@ class Action(Enum):
     VIEW_SUB_ACCOUNT = auto()
     WORK_IN_SUB_ACCOUNT = auto()  # changes inside a sub-account (activities, settings)
     MAKE_PAYMENTS = auto()  # cards and minute purchases inside a sub-account
-    ADMINISTER_SUB_ACCOUNTS = auto()  # create, suspend, restore, remove, balance source
+    ADMINISTER_SUB_ACCOUNTS = auto()  # create, suspend, restore, remove, merge, balance source
     TRANSFER_MINUTES = auto()
     VIEW_USERS = auto()
     MANAGE_USERS = auto()
@@ -39,6 +39,7 @@ class Action(Enum):
     MANAGE_AGENCY = auto()  # the agency's own settings: name, time zone
     MANAGE_PAYOUTS = auto()  # where the agency's earnings go, and when
     MANAGE_LINES = auto()  # add phone lines to the pool, assign, move and release them
+    MANAGE_BILLING = auto()  # the billing summary, its discounts and credits
 
 
 class Scope(Enum):

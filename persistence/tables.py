@@ -673,6 +673,81 @@ class LineHoldingRow(Base):
     to_date: Mapped[date | None] = mapped_column(Date)
 
 
+class BillingAdjustmentRow(Base):
+    """A discount or credit an owner or agency admin gave a sub-account, dated (agency-local)
+    for the billing summary of the range it falls in. Kept as given: never edited."""
+
+    __tablename__ = "billing_adjustment"
+    __table_args__ = (
+        # The summary reads an agency's adjustments by date.
+        Index("ix_billing_adjustment_agency_dated_on", "agency_id", "dated_on"),
+        CheckConstraint("amount_micros > 0", name="amount_positive"),
+        CheckConstraint("kind IN ('DISCOUNT', 'CREDIT')", name="kind_known"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"))
+    sub_account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sub_account.id"))
+    kind: Mapped[str] = mapped_column(String(10))
+    amount_micros: Mapped[int] = mapped_column(BigInteger)
+    note: Mapped[str] = mapped_column(Text)
+    dated_on: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class MergeRequestRow(Base):
+    """A request to merge one secondary (source) into another (target): PENDING until a
+    different owner or admin approves or rejects it. One PENDING request per source."""
+
+    __tablename__ = "merge_request"
+    __table_args__ = (
+        # The database, not a check-then-insert, keeps a source to one pending request.
+        Index(
+            "uq_merge_request_pending_source",
+            "source_id",
+            unique=True,
+            postgresql_where=text("status = 'PENDING'"),
+            sqlite_where=text("status = 'PENDING'"),
+        ),
+        # Agency.mergeRequests, paged by (requested_at, id).
+        Index("ix_merge_request_agency", "agency_id", "requested_at", "id"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"))
+    source_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sub_account.id"))
+    target_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sub_account.id"))
+    status: Mapped[str] = mapped_column(String(10))
+    note: Mapped[str | None] = mapped_column(String(500))
+    # Users may be removed later; the request keeps who they were by email.
+    requested_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("app_user.id", ondelete="SET NULL")
+    )
+    requested_by_email: Mapped[str] = mapped_column(String(254))
+    decided_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("app_user.id", ondelete="SET NULL")
+    )
+    decided_by_email: Mapped[str | None] = mapped_column(String(254))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class MergedAccountRow(Base):
+    """A merged sub-account: the account it merged into, and the live account its history
+    rolls up into now (`owner_id`: the end of the chain when that one merged on in turn).
+    Reports of an account read its own rollups and those of the accounts it owns."""
+
+    __tablename__ = "merged_account"
+    __table_args__ = (Index("ix_merged_account_owner", "owner_id"),)
+
+    sub_account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("sub_account.id"), primary_key=True
+    )
+    merged_into_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sub_account.id"))
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sub_account.id"))
+    merged_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class MessageRow(Base):
     """A message the platform reported: unique per agency on its external id."""
 

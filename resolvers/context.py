@@ -27,7 +27,7 @@ from domain.policy import Viewer
 from domain.pricing import PriceBook
 from domain.reporting import HealthThresholds
 from domain.usage import MAX_BATCH
-from persistence import lines, payment_cards, purchases, team
+from persistence import lines, merges, payment_cards, purchases, team
 from persistence.api_keys import api_key_by_secret
 from persistence.broker import Broker
 from persistence.database import Database
@@ -164,6 +164,10 @@ class Loaders:
     @cached_property
     def line_count_by_sub_account(self) -> DataLoader[UUID, int]:
         return self._loader(lines.line_counts)
+
+    @cached_property
+    def merged_into_by_sub_account(self) -> DataLoader[UUID, UUID | None]:
+        return self._loader(merges.merged_into)
 
 
 class RequestContext:

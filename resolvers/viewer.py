@@ -12,9 +12,11 @@ from zoneinfo import ZoneInfo
 from domain.activity import Activity
 from domain.agency import Agency, SubAccount, User
 from domain.api_key import ApiKey
+from domain.billing import BillingAdjustment
 from domain.invitation import Invitation
 from domain.ledger import Balance
 from domain.lines import PhoneLine
+from domain.merge import MergeRequest
 from domain.payments import PaymentCard, Purchase
 from domain.payouts import Payout
 from domain.policy import Action, Target, Viewer, can, require
@@ -61,6 +63,8 @@ async def node(
     | Purchase
     | Payout
     | PhoneLine
+    | BillingAdjustment
+    | MergeRequest
     | None
 ):
     viewer = await ctx.viewer()
@@ -113,6 +117,14 @@ async def node(
         from resolvers.lines import line_node
 
         return await line_node(ctx, key)
+    elif type_name == "BillingAdjustment":
+        from resolvers.billing import adjustment_node
+
+        return await adjustment_node(ctx, key)
+    elif type_name == "MergeRequest":
+        from resolvers.merge import merge_request_node
+
+        return await merge_request_node(ctx, key)
     elif type_name == "User":
         user = await loaders.user_by_id.load(key)
         if user is not None and (

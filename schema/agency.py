@@ -18,6 +18,7 @@ from resolvers.global_id import to_global_id
 from schema.audit import AuditKindEnum
 from schema.dates import DateRangeInput
 from schema.errors import UserError, with_user_errors
+from schema.merge_status import MergeStatus
 from schema.node import Node
 from schema.sub_account import (
     SubAccount,
@@ -28,7 +29,9 @@ from schema.sub_account import (
 
 if TYPE_CHECKING:
     from schema.audit import AuditEventConnection
+    from schema.billing import BillingSummary
     from schema.lines import PhoneLineConnection
+    from schema.merge import MergeRequestConnection
     from schema.payouts import Earnings, PayoutConnection
     from schema.report import AgencyReport
     from schema.team import ApiKeyConnection, InvitationConnection, UserConnection
@@ -165,6 +168,21 @@ class Agency(Node):
 
         return await available_lines_connection(info, self.entity, first, after)
 
+    @strawberry.field(
+        description="Merge requests, oldest first, optionally of one status (owners and "
+        "agency admins)."
+    )
+    async def merge_requests(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        status: MergeStatus | None = None,
+    ) -> Annotated[MergeRequestConnection, strawberry.lazy("schema.merge")]:
+        from schema.merge import merge_requests_connection
+
+        return await merge_requests_connection(info, self.entity, first, after, status)
+
     @strawberry.field(description="Agency-wide usage and one row per client, for a date range.")
     async def report(
         self, info: Info, range: DateRangeInput
@@ -172,6 +190,17 @@ class Agency(Node):
         from schema.report import agency_report
 
         return await agency_report(info, self.entity, range)
+
+    @strawberry.field(
+        description="Charges per sub-account (and the pool) for a date range: prorated "
+        "lines, usage at base cost, discounts and credits (owners and agency admins)."
+    )
+    async def billing_summary(
+        self, info: Info, range: DateRangeInput
+    ) -> Annotated[BillingSummary, strawberry.lazy("schema.billing")]:
+        from schema.billing import billing_summary
+
+        return await billing_summary(info, self.entity, range)
 
     @classmethod
     def from_domain(cls, agency: entities.Agency) -> Agency:

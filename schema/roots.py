@@ -19,8 +19,10 @@ from strawberry.tools import merge_types
 from domain import agency as entities
 from domain.activity import Activity as ActivityEntity
 from domain.api_key import ApiKey as ApiKeyEntity
+from domain.billing import BillingAdjustment as BillingAdjustmentEntity
 from domain.invitation import Invitation as InvitationEntity
 from domain.lines import PhoneLine as PhoneLineEntity
+from domain.merge import MergeRequest as MergeRequestEntity
 from domain.payments import PaymentCard as PaymentCardEntity
 from domain.payments import Purchase as PurchaseEntity
 from domain.payouts import Payout as PayoutEntity
@@ -29,8 +31,10 @@ from resolvers.context import RequestContext
 from schema.activity import ActivityMutations, Automation, Campaign, InboundAgent, to_graphql
 from schema.agency import Agency, AgencyMutations
 from schema.audit import AuditSubscriptions
+from schema.billing import BillingAdjustment, BillingMutations
 from schema.errors import ErrorPolicy
 from schema.lines import LineMutations, PhoneLine
+from schema.merge import MergeMutations, MergeRequest
 from schema.messaging import MessagingMutations
 from schema.monitoring import MonitoringSubscriptions
 from schema.node import Node
@@ -56,6 +60,8 @@ _NODE_TYPES = {
     PurchaseEntity: Purchase.from_domain,
     PayoutEntity: Payout.from_domain,
     PhoneLineEntity: PhoneLine.from_domain,
+    BillingAdjustmentEntity: BillingAdjustment.from_domain,
+    MergeRequestEntity: MergeRequest.from_domain,
 }
 
 
@@ -88,6 +94,8 @@ Mutation = merge_types(
         PaymentMutations,
         PayoutMutations,
         LineMutations,
+        BillingMutations,
+        MergeMutations,
         MessagingMutations,
     ),
 )
@@ -132,6 +140,8 @@ def build_schema(max_depth: int = 10, max_aliases: int = 15, max_tokens: int = 2
             Purchase,
             Payout,
             PhoneLine,
+            BillingAdjustment,
+            MergeRequest,
         ],
         extensions=[
             ErrorPolicy,

@@ -221,6 +221,12 @@ class SubAccount(Node):
 
         return await lines_connection(info, self.entity, first, after)
 
+    @strawberry.field(description="The sub-account a MERGED one merged into; null otherwise.")
+    async def merged_into(self, info: Info) -> SubAccount | None:
+        from schema.merge import merged_into
+
+        return await merged_into(info, self.entity)
+
     @strawberry.field(description="How many phone lines it holds (released ones not counted).")
     async def line_count(self, info: Info) -> int:
         from resolvers.lines import line_count

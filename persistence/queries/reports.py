@@ -28,6 +28,7 @@ from sqlalchemy import (
     Table,
     cast,
     func,
+    literal,
     or_,
     select,
     union_all,
@@ -36,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.money import Tier
 from domain.usage import CallStatus
+from persistence.merges import members_of, merged_t
 from persistence.usage import STATUS_COLUMNS, SUMMED_COLUMNS, daily_t, quarter_t, rollup_t
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -140,7 +142,7 @@ def rollup_rows(
 ) -> Subquery:
     """(sub_account_id, tier, at, *columns) rows of the rollups covering the union of the
     ranges once, each row wholly inside or outside each range (`at`: its day, hour or
-    quarter)."""
+    quarter). One account's rows include those of the accounts merged into it."""
 
     def part(table: Table, at: str, spans: list[Span]) -> Select[Any]:
         moment = table.c[at]
@@ -160,7 +162,13 @@ def rollup_rows(
         if agency_id is not None:
             query = query.where(table.c.agency_id == agency_id)
         if sub_account_id is not None:
-            query = query.where(table.c.sub_account_id == sub_account_id)
+            # The account's own rows and those of the accounts merged into it.
+            query = query.where(
+                or_(
+                    table.c.sub_account_id == sub_account_id,
+                    table.c.sub_account_id.in_(members_of(sub_account_id)),
+                )
+            )
         return query
 
     ends = [e for _, e in ranges]
@@ -189,7 +197,10 @@ async def usage_in_windows(
     sub_account_id: uuid.UUID | None = None,
 ) -> tuple[dict[uuid.UUID, UsageTotals], dict[str, dict[uuid.UUID, UsageTotals]]]:
     """Every figure for the `detailed` range and seconds per tier for the other ranges, per
-    sub-account of the agency (or of one), in one statement that reads each row once."""
+    sub-account of the agency (or of one), in one statement that reads each row once.
+
+    A merged sub-account's rows count for the account its history rolls up into
+    (`merged_account.owner_id`): its target, or that one's target if it merged on."""
     windows = {"": detailed, **seconds_only}
     rows = rollup_rows(
         SUMMED_COLUMNS,
@@ -201,12 +212,27 @@ async def usage_in_windows(
     def inside(window: tuple[datetime, datetime]) -> ColumnElement[bool]:
         return (rows.c.at >= window[0]) & (rows.c.at < window[1])
 
-    query = select(
-        rows.c.sub_account_id,
-        rows.c.tier,
-        *(_sum(rows.c[c], inside(detailed)).label(c) for c in SUMMED_COLUMNS),
-        *(_sum(rows.c.seconds, inside(w)).label(f"seconds_{n}") for n, w in seconds_only.items()),
-    ).group_by(rows.c.sub_account_id, rows.c.tier)
+    if sub_account_id is not None:  # a constant: every row is this account's
+        owner: ColumnElement[Any] = literal(sub_account_id, merged_t.c.owner_id.type)
+        source: Any = rows
+        keys: list[ColumnElement[Any]] = [rows.c.tier]
+    else:
+        owner = func.coalesce(merged_t.c.owner_id, rows.c.sub_account_id)
+        source = rows.outerjoin(merged_t, merged_t.c.sub_account_id == rows.c.sub_account_id)
+        keys = [owner, rows.c.tier]
+    query = (
+        select(
+            owner.label("sub_account_id"),
+            rows.c.tier,
+            *(_sum(rows.c[c], inside(detailed)).label(c) for c in SUMMED_COLUMNS),
+            *(
+                _sum(rows.c.seconds, inside(w)).label(f"seconds_{n}")
+                for n, w in seconds_only.items()
+            ),
+        )
+        .select_from(source)
+        .group_by(*keys)
+    )
     totals: dict[uuid.UUID, UsageTotals] = defaultdict(UsageTotals)
     others: dict[str, dict[uuid.UUID, UsageTotals]] = {
         name: defaultdict(UsageTotals) for name in seconds_only

@@ -467,6 +467,75 @@ async def _payout_settings_saved(done: Done) -> None:
     }
 
 
+# ---- merging sub-accounts ---------------------------------------------------------------------
+
+MERGES = "{ viewer { agency { mergeRequests { edges { node { status source { id } } } } } } }"
+
+
+async def _two_clients(world: World) -> tuple[uuid.UUID, uuid.UUID]:
+    from tests.world import secondary
+
+    world.made["source"] = await secondary(world.services, world.agency_id, "Merged Away")
+    world.made["target"] = await secondary(world.services, world.agency_id, "Merged Into")
+    return world.made["source"], world.made["target"]
+
+
+async def _merge_asked(world: World) -> dict[str, Any]:
+    source, target = await _two_clients(world)
+    return {"i": {"sourceId": sub(world, source), "targetId": sub(world, target)}}
+
+
+async def _merge_pending(done: Done) -> None:
+    edges = (await done.read(MERGES))["viewer"]["agency"]["mergeRequests"]["edges"]
+    source = {"id": sub(done.world, done.world.made["source"])}
+    assert [e["node"] for e in edges] == [{"status": "PENDING", "source": source}]
+
+
+async def _pending_merge(world: World) -> uuid.UUID:
+    """A merge of two fresh clients, asked for by a third admin (so any other may decide)."""
+    from domain.merge import request
+    from persistence.merges import add_request
+
+    source, target = await _two_clients(world)
+    asker = await world.add_user(Role.AGENCY_ADMIN)
+    async with world.services.uow() as uow:
+        accounts = await sub_accounts_by_id(uow.conn, [source, target])
+        assert accounts[0] is not None and accounts[1] is not None
+        made, _ = request(
+            uuid.uuid4(),
+            accounts[0],
+            accounts[1],
+            None,
+            asker,
+            "asker@x.example",
+            world.services.clock(),
+        )
+        await add_request(uow.conn, made)
+    world.made["merge"] = made.id
+    return made.id
+
+
+async def _merge_decision(world: World) -> dict[str, Any]:
+    return {"i": {"id": world.gid("MergeRequest", await _pending_merge(world))}}
+
+
+def _merge_now(status: str) -> Worked:
+    async def worked(done: Done) -> None:
+        found = await done.node("MergeRequest", done.world.made["merge"], "status")
+        assert found == {"status": status}
+        merged = await done.node(
+            "SubAccount", done.world.made["source"], "status mergedInto { id }"
+        )
+        into = {"id": sub(done.world, done.world.made["target"])}
+        assert merged == (
+            {"status": "MERGED", "mergedInto": into}
+            if status == "APPROVED"
+            else {"status": "ACTIVE", "mergedInto": None}
+        )
+
+    return worked
+
+
 # ---- phone lines ----------------------------------------------------------------------------
 
 
@@ -496,6 +565,34 @@ async def _line_of_s1(world: World) -> dict[str, Any]:
 async def _line_released(done: Done) -> None:
     assert await done.node("PhoneLine", done.world.made["line"], "number") is None
     assert await done.node("SubAccount", done.world.s1_id, "lineCount") == {"lineCount": 0}
+
+
+# ---- billing ---------------------------------------------------------------------------------
+
+
+async def _credit_for_s1(world: World) -> dict[str, Any]:
+    day = world.services.clock().date().isoformat()
+    return {
+        "i": {
+            "subAccountId": sub(world, world.s1_id),
+            "kind": "CREDIT",
+            "amount": "2.5",
+            "note": "goodwill",
+            "date": day,
+        }
+    }
+
+
+async def _s1_credited(done: Done) -> None:
+    day = done.world.services.clock().date().isoformat()
+    found = await done.read(
+        "query($d: Date!) { viewer { agency { billingSummary(range: {from: $d, to: $d}) { "
+        "groups { subAccount { id } credits { amount } } } } } }",
+        {"d": day},
+    )
+    assert found["viewer"]["agency"]["billingSummary"]["groups"] == [
+        {"subAccount": {"id": sub(done.world, done.world.s1_id)}, "credits": {"amount": "2.500000"}}
+    ]
 
 
 MUTATIONS: dict[str, Case] = {
@@ -690,6 +787,26 @@ MUTATIONS: dict[str, Case] = {
         expect(*ADMINS),
         _line_released,
     ),
+    "addBillingAdjustment": Case(
+        op(mutation("addBillingAdjustment", "AddBillingAdjustmentInput"), _credit_for_s1),
+        expect(*ADMINS),
+        _s1_credited,
+    ),
+    "requestMerge": Case(
+        op(mutation("requestMerge", "RequestMergeInput"), _merge_asked),
+        expect(*ADMINS),
+        _merge_pending,
+    ),
+    "approveMerge": Case(
+        op(mutation("approveMerge", "MergeRequestIdInput"), _merge_decision),
+        expect(*ADMINS),
+        _merge_now("APPROVED"),
+    ),
+    "rejectMerge": Case(
+        op(mutation("rejectMerge", "MergeRequestIdInput"), _merge_decision),
+        expect(*ADMINS),
+        _merge_now("REJECTED"),
+    ),
 }
 
 
@@ -741,6 +858,27 @@ async def _pool_line(w: World) -> uuid.UUID:
     return await w.add_line()
 
 
+async def _adjustment(w: World) -> uuid.UUID:
+    from datetime import date
+
+    from domain.billing import AdjustmentKind, BillingAdjustment
+    from persistence.billing import add_adjustment
+
+    adjustment = BillingAdjustment(
+        uuid.uuid4(),
+        w.agency_id,
+        w.s1_id,
+        AdjustmentKind.DISCOUNT,
+        1,
+        "n",
+        date(2026, 11, 2),
+        w.services.clock(),
+    )
+    async with w.services.uow() as uow:
+        await add_adjustment(uow.conn, adjustment)
+    return adjustment.id
+
+
 async def _key(w: World) -> uuid.UUID:
     from resolvers.api_keys import issue_api_key
 
@@ -781,6 +919,14 @@ READS: dict[str, Case] = {
             lambda w: _id_of(w, w.s1_id),
         ),
         nullable(*MEMBERS_OF_S1),
+    ),
+    "node(billing adjustment)": Case(node("BillingAdjustment", _adjustment), nullable(*ADMINS)),
+    "viewer.agency.billingSummary": Case(
+        viewer(
+            'agency { billingSummary(range: {from: "2026-11-01", to: "2026-11-30"}) { '
+            "total { amount } csv groups { subAccount { id } lines { line { id } } } } }"
+        ),
+        expect(*ADMINS, outsider=OK),
     ),
     "viewer.agency.primarySubAccount": Case(
         viewer("agency { primarySubAccount { id balances { seconds } } }"),
@@ -863,6 +1009,11 @@ READS: dict[str, Case] = {
             lambda w: _id_of(w, w.s2_id),
         ),
         expect(*ADMINS),
+    ),
+    "node(merge request)": Case(node("MergeRequest", _pending_merge), nullable(*ADMINS)),
+    "viewer.agency.mergeRequests": Case(
+        viewer("agency { mergeRequests(status: PENDING) { totalCount edges { node { id } } } }"),
+        expect(*ADMINS, outsider=OK),
     ),
     "viewer.user.subAccounts": Case(
         viewer("user { subAccounts { id } }"), {**EVERYONE, "ANONYMOUS": UNAUTH}

@@ -27,6 +27,8 @@ TYPE_NAMES = (
     "Transfer",
     "PaymentCard",
     "PhoneLine",
+    "BillingAdjustment",
+    "MergeRequest",
     "",
 )
 
@@ -111,6 +113,35 @@ ID_ARGUMENTS: dict[str, tuple[str, Any]] = {
         "mutation($i: ReleaseLineInput!) { releaseLine(input: $i) { userErrors { code } } }",
         lambda g, w: {"i": {"lineId": g}},
     ),
+    "addBillingAdjustment.subAccountId": (
+        "mutation($i: AddBillingAdjustmentInput!) { addBillingAdjustment(input: $i) "
+        "{ userErrors { code } } }",
+        lambda g, w: {
+            "i": {
+                "subAccountId": g,
+                "kind": "CREDIT",
+                "amount": "1",
+                "note": "n",
+                "date": "2026-11-02",
+            }
+        },
+    ),
+    "requestMerge.sourceId": (
+        "mutation($i: RequestMergeInput!) { requestMerge(input: $i) { userErrors { code } } }",
+        lambda g, w: {"i": {"sourceId": g, "targetId": to_global_id("SubAccount", w.s1_id)}},
+    ),
+    "requestMerge.targetId": (
+        "mutation($i: RequestMergeInput!) { requestMerge(input: $i) { userErrors { code } } }",
+        lambda g, w: {"i": {"sourceId": to_global_id("SubAccount", w.s1_id), "targetId": g}},
+    ),
+    "approveMerge.id": (
+        "mutation($i: MergeRequestIdInput!) { approveMerge(input: $i) { userErrors { code } } }",
+        lambda g, w: {"i": {"id": g}},
+    ),
+    "rejectMerge.id": (
+        "mutation($i: MergeRequestIdInput!) { rejectMerge(input: $i) { userErrors { code } } }",
+        lambda g, w: {"i": {"id": g}},
+    ),
     "inviteUser.subAccountIds": (
         "mutation($i: InviteUserInput!) { inviteUser(input: $i) { userErrors { code } } }",
         lambda g, w: {
@@ -149,6 +180,8 @@ async def _fuzz_world(services) -> World:
         await _card(world, world.outsider_primary_id),
         await world.add_line(agency_id=outsider),  # in their pool
         await world.add_line(world.outsider_primary_id, agency_id=outsider),
+        await _adjustment(world, world.outsider_primary_id),
+        *await _merge_pending(world),  # their two clients and their pending merge request
     ]
     world.own_line_gid = to_global_id(  # type: ignore[attr-defined]
         "PhoneLine", await world.add_line()
@@ -157,6 +190,50 @@ async def _fuzz_world(services) -> World:
         "User", await world.add_user(Role.AGENCY_MEMBER)
     )
     return world
+
+
+async def _adjustment(world: World, sub_account_id: uuid.UUID) -> uuid.UUID:
+    """A credit of the outsider's primary."""
+    from datetime import date
+
+    from domain.billing import AdjustmentKind, BillingAdjustment
+    from persistence.billing import add_adjustment
+
+    adjustment = BillingAdjustment(
+        uuid.uuid4(),
+        world.outsider_agency_id,
+        sub_account_id,
+        AdjustmentKind.CREDIT,
+        1_000_000,
+        "theirs",
+        date(2026, 11, 2),
+        world.services.clock(),
+    )
+    async with world.services.uow() as uow:
+        await add_adjustment(uow.conn, adjustment)
+    return adjustment.id
+
+
+async def _merge_pending(world: World) -> list[uuid.UUID]:
+    """Two secondaries of the outsider agency and a PENDING request to merge them, asked for
+    by one of its admins (so the fuzzing owner would be allowed to decide were it theirs)."""
+    from domain.merge import request
+    from persistence.merges import add_request
+    from persistence.queries.loaders import sub_accounts_by_id
+    from tests.world import secondary
+
+    outsider = world.outsider_agency_id
+    source = await secondary(world.services, outsider, "Their Source")
+    target = await secondary(world.services, outsider, "Their Target")
+    asker = await world.add_user(Role.AGENCY_ADMIN, agency_id=outsider)
+    async with world.services.uow() as uow:
+        found = await sub_accounts_by_id(uow.conn, [source, target])
+        assert found[0] is not None and found[1] is not None
+        made, _ = request(
+            uuid.uuid4(), found[0], found[1], None, asker, "a@x.example", world.services.clock()
+        )
+        await add_request(uow.conn, made)
+    return [source, target, made.id]
 
 
 async def _card(world: World, payer_id: uuid.UUID) -> uuid.UUID:
@@ -193,10 +270,17 @@ async def snapshot(world: World) -> dict[str, list[Any]]:
         "lines": "SELECT id, sub_account_id, released_at FROM phone_line WHERE agency_id = :a "
         "ORDER BY id",
         "holdings": "SELECT id, to_date FROM line_holding WHERE agency_id = :a ORDER BY id",
+        # theirs, or any made for one of their sub-accounts
+        "adjustments": "SELECT b.id, b.amount_micros FROM billing_adjustment b JOIN sub_account s "
+        "ON s.id = b.sub_account_id WHERE b.agency_id = :a OR s.agency_id = :a ORDER BY 1",
         "grants": "SELECT g.user_id, g.sub_account_id FROM user_grant g JOIN sub_account s "
         "ON s.id = g.sub_account_id WHERE s.agency_id = :a ORDER BY 1, 2",
         "invitation_grants": "SELECT g.invitation_id FROM invitation_grant g JOIN sub_account s "
         "ON s.id = g.sub_account_id WHERE s.agency_id = :a ORDER BY 1",
+        "sub_accounts": "SELECT id, status, knowledge_pack_credits FROM sub_account "
+        "WHERE agency_id = :a ORDER BY id",
+        "merges": "SELECT id, status, decided_at FROM merge_request WHERE agency_id = :a "
+        "ORDER BY id",
     }
     key = world.outsider_agency_id
     param = key.hex if world.services.database.is_sqlite else key
@@ -209,7 +293,7 @@ async def snapshot(world: World) -> dict[str, list[Any]]:
 
 foreign_id = st.one_of(
     # a real object of the other agency, under its own type name or another one
-    st.tuples(st.sampled_from(TYPE_NAMES), st.integers(min_value=0, max_value=8)).map(
+    st.tuples(st.sampled_from(TYPE_NAMES), st.integers(min_value=0, max_value=12)).map(
         lambda t: ("foreign", t[0], t[1])
     ),
     st.tuples(st.sampled_from(TYPE_NAMES), st.uuids()).map(lambda t: ("made-up", t[0], t[1])),
@@ -234,7 +318,8 @@ def realise(world: World, drawn: tuple[str, Any, Any]) -> str:
 async def test_foreign_ids_reveal_and_change_nothing(app_client, fuzz_world, argument, drawn):
     world = await fuzz_world()
     before = await snapshot(world)
-    assert len(before["users"]) == 2 and before["invitations"] and before["keys"]
+    assert len(before["users"]) == 3 and before["invitations"] and before["keys"]
+    assert before["merges"] and len(before["sub_accounts"]) == 3
     query, make = ID_ARGUMENTS[argument]
     body = await gql(
         app_client, query, make(realise(world, drawn), world), token=world.tokens["AGENCY_OWNER"]

@@ -10,7 +10,7 @@ ran out on the last ones), and as funder the sub-account that pays for it today.
 the per-call list gains the id, the keyset's tie-break.
 
 Revision ID: 0016
-Revises: 0013
+Revises: 0015
 Create Date: 2026-12-01 08:30:00
 """
 
@@ -25,7 +25,7 @@ from alembic import op
 from persistence.types import UTCDateTime
 
 revision: str = "0016"
-down_revision: str | None = "0013"
+down_revision: str | None = "0015"
 branch_labels: Sequence[str] | None = None
 depends_on: Sequence[str] | None = None
 
