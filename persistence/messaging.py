@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, tuple_, update
+from sqlalchemy import bindparam, func, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -28,6 +28,7 @@ from domain.messaging import (
     RollupKey,
 )
 from persistence.arrays import insert_unnested
+from persistence.merges import members_of
 from persistence.tables import (
     ConversationRow,
     MessageRow,
@@ -255,7 +256,11 @@ async def figures(
             select(
                 *(func.coalesce(func.sum(messaging_quarter_t.c[c]), 0).label(c) for c in COUNTED)
             ).where(
-                messaging_quarter_t.c.sub_account_id == sub_account_id,
+                # the account's own rows and those of the accounts merged into it
+                or_(
+                    messaging_quarter_t.c.sub_account_id == sub_account_id,
+                    messaging_quarter_t.c.sub_account_id.in_(members_of(sub_account_id)),
+                ),
                 messaging_quarter_t.c.quarter_utc >= start,
                 messaging_quarter_t.c.quarter_utc < end,
             )

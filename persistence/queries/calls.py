@@ -9,13 +9,14 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import Select, select, tuple_, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.errors import DomainError, ErrorCode
 from domain.money import Tier
 from domain.paging import Page
 from domain.usage import CallChannel, CallDirection, CallStatus, RecordedCall
+from persistence.merges import owned_accounts
 from persistence.tables import CallRow
 
 call_t = CallRow.__table__
@@ -62,16 +63,29 @@ async def calls_page(
     first: int,
     after: str | None,
 ) -> Page[RecordedCall]:
-    """Calls that started in [start, end), newest first (ties by id, newest first)."""
-    query = select(*_COLUMNS).where(
-        call_t.c.sub_account_id == sub_account_id,
-        call_t.c.started_at >= start,
-        call_t.c.started_at < end,
-    )
-    if after is not None:
-        stamp, last_id = decode_cursor(after)
-        query = query.where(tuple_(call_t.c.started_at, call_t.c.id) < tuple_(stamp, last_id))
-    query = query.order_by(call_t.c.started_at.desc(), call_t.c.id.desc()).limit(first + 1)
+    """Calls that started in [start, end), newest first (ties by id, newest first): the
+    account's own and those of the accounts merged into it, each account's read as one
+    backward range of its index, the newest `first` of them all kept."""
+    accounts = [sub_account_id, *await owned_accounts(conn, sub_account_id)]
+    cursor = decode_cursor(after) if after is not None else None
+
+    def of(account: uuid.UUID) -> Select[Any]:
+        query = select(*_COLUMNS).where(
+            call_t.c.sub_account_id == account,
+            call_t.c.started_at >= start,
+            call_t.c.started_at < end,
+        )
+        if cursor is not None:
+            query = query.where(tuple_(call_t.c.started_at, call_t.c.id) < tuple_(*cursor))
+        return query.order_by(call_t.c.started_at.desc(), call_t.c.id.desc()).limit(first + 1)
+
+    if len(accounts) == 1:
+        query = of(sub_account_id)
+    else:
+        merged = union_all(*(of(a).subquery().select() for a in accounts)).subquery()
+        query = (
+            select(merged).order_by(merged.c.started_at.desc(), merged.c.id.desc()).limit(first + 1)
+        )
     rows = (await conn.execute(query)).all()
     calls = [_call_from(r) for r in rows[:first]]
     return Page(

@@ -243,3 +243,61 @@ async def test_a_call_past_an_empty_balance_lists_its_overage(app_client, setup,
         ("2.500000", "2.000000"),
         ("1.875000", "1.500000"),
     ]
+
+
+async def test_after_a_merge_the_targets_calls_and_messaging_include_the_sources(app_client):
+    from resolvers.api_keys import issue_api_key
+    from tests.api.test_account_manager import TRANSFER, transfer_input
+    from tests.api.test_merge import APPROVE, decide, key, requested, two_admins
+    from tests.api.test_messaging import RECORD as RECORD_MESSAGES
+    from tests.api.test_messaging import STATS, message
+
+    owner, admin = await two_admins(app_client)
+    a = await new_client(app_client, owner, "Acme", markup="25")
+    b = await new_client(app_client, owner, "Beta", markup="33.33")
+    for client in (a, b):
+        await gql(app_client, TRANSFER, transfer_input(owner.primary_id, client, "1"), owner.token)
+    services = app_client.app.state.services
+    _, api_key = await issue_api_key(services, key(owner.id), "platform", None)
+    at = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    # calls of both, interleaved in time, with the same start across the two accounts
+    batch = [
+        call(a if n % 2 else b, f"k{n:02}", 20 + n, started=at + timedelta(minutes=n // 3))
+        for n in range(14)
+    ]
+    assert (await gql(app_client, RECORD, {"calls": batch}, api_key))["data"]["recordCalls"][
+        "accepted"
+    ] == 14
+    texts = [
+        message(a, "ma", "thread-a", "OUTBOUND", at),
+        message(a, "mr", "thread-a", "INBOUND", at + timedelta(hours=1)),
+        message(b, "mb", "thread-b", "OUTBOUND", at),
+    ]
+    await gql(app_client, RECORD_MESSAGES, {"m": texts}, api_key)
+    dates = {"from": "2026-11-02", "to": "2026-11-02"}
+    before = {c["externalId"]: c for c in await every_call(app_client, owner.token, a, dates, 4)}
+    before |= {c["externalId"]: c for c in await every_call(app_client, owner.token, b, dates, 4)}
+
+    # when A merges into B
+    asked = await requested(app_client, owner.token, a, b)
+    assert (await decide(app_client, admin, APPROVE, asked))["userErrors"] == []
+
+    # then B's list holds both accounts' calls, newest first across both, with the costs they
+    # had, adding up to B's report; and B's messaging figures count A's conversation
+    listed = await every_call(app_client, owner.token, b, dates, 4)
+    assert sorted(c["externalId"] for c in listed) == sorted(before)
+    assert [(c["startedAt"]) for c in listed] == sorted(
+        (c["startedAt"] for c in listed), reverse=True
+    )
+    assert all(c == before[c["externalId"]] for c in listed)
+    report = (await gql(app_client, SUB_REPORT, {"id": b, **dates}, owner.token))["data"]["node"][
+        "report"
+    ]
+    assert sum(money(c["cost"]) for c in listed) == money(report["spent"])
+    stats = (await gql(app_client, STATS, {"id": b, **dates}, owner.token))["data"]["node"][
+        "messaging"
+    ]
+    assert (stats["sent"], stats["received"], stats["newConversations"]) == (2, 1, 2)
+    assert stats["respondedConversations"] == 1
+    # A keeps its own list for the admins who read it
+    assert len(await every_call(app_client, owner.token, a, dates, 10)) == 7
