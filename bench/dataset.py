@@ -357,7 +357,14 @@ def make_day(index: int) -> dict[str, Any]:
     rolled up with `persistence.usage.quarter_rows` / `hourly_rows` / `daily_rows`, each table as
     COPY text."""
     from domain.money import Tier
-    from domain.usage import CallChannel, CallDirection, CallStatus, ReportedCall, bill
+    from domain.usage import (
+        CallChannel,
+        CallDirection,
+        CallStatus,
+        Pricer,
+        ReportedCall,
+        bill,
+    )
     from persistence.usage import SUMMED_COLUMNS, daily_rows, hourly_rows, quarter_rows
 
     cpu0 = time.process_time()
@@ -432,9 +439,17 @@ def make_day(index: int) -> dict[str, Any]:
         lines.append(
             f"{agency}\t{external_id}\t{ids[account_id]}\t{direction.value}\t{channel.value}\t"
             f"{status.value}\t{tier.value}\t{_stamp(day_text, offset)}\t{duration}\t"
-            f"{recorded_text}\n"
+            f"{recorded_text}"
         )
-    billed = bill(calls, plan.accounts, plan.primary_id, plan.balances, plan.prices)
+    charges = Pricer(plan.accounts, plan.primary_id, plan.prices).charges(calls)
+    billed = bill(calls, plan.balances, charges)
+    short = billed.short_calls
+    lines = [
+        f"{line}\t{c.spent_micros}\t{c.cost_micros}\t{short.get(call.external_id, 0)}\t"
+        f"{c.funded_by}\n"
+        for line, call in zip(lines, calls, strict=True)
+        for c in [charges[call.external_id]]
+    ]
     quarters = quarter_rows(plan.agency_id, billed.rollups)
     hourly = hourly_rows(quarters)
     daily = daily_rows(hourly)

@@ -58,7 +58,7 @@ UVICORN_OPTIONS: dict[str, Any] = {
 # The `call` table's columns a benchmark COPYs (all but the id), in the order it sends them.
 CALL_COLUMNS = tuple(
     "agency_id external_id sub_account_id direction channel status tier started_at"
-    " duration_seconds recorded_at".split()
+    " duration_seconds recorded_at spent_micros cost_micros overage_seconds funded_by".split()
 )
 PACKAGES = (
     "strawberry-graphql graphql-core starlette uvicorn uvloop httptools sqlalchemy asyncpg orjson"

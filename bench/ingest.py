@@ -117,7 +117,8 @@ def load(session: Session, url: str, key: str, targets: list[str], name: str, ar
 async def raw_copy(session: Session, agency_id: Any, sub_account_id: Any, rows: int) -> dict:
     now = datetime.now(UTC)
     same = ("OUTBOUND", "PHONE", "COMPLETED", "PREMIUM", now, 10, now)
-    records = [(agency_id, uuid.uuid4().hex, sub_account_id, *same) for _ in range(rows)]
+    costs = (62_500, 50_000, 0, sub_account_id)  # what ingestion writes for the call
+    records = [(agency_id, uuid.uuid4().hex, sub_account_id, *same, *costs) for _ in range(rows)]
     async with session.connect() as conn:
         started = time.monotonic()
         await conn.copy_records_to_table("call", records=records, columns=harness.CALL_COLUMNS)

@@ -15,6 +15,7 @@ of quarter hours, so a local day or hour is always made of whole quarters.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -56,6 +57,7 @@ class Rejection(StrEnum):
     INVALID_DURATION = "INVALID_DURATION"
     STARTS_IN_FUTURE = "STARTS_IN_FUTURE"
     INVALID_EXTERNAL_ID = "INVALID_EXTERNAL_ID"
+    INVALID_CONVERSATION_ID = "INVALID_CONVERSATION_ID"  # messages only
 
 
 REJECTION_MESSAGES = {
@@ -65,6 +67,7 @@ REJECTION_MESSAGES = {
     Rejection.INVALID_DURATION: f"Duration must be 0 to {MAX_CALL_SECONDS} seconds.",
     Rejection.STARTS_IN_FUTURE: "The call starts in the future.",
     Rejection.INVALID_EXTERNAL_ID: "externalId must be 1 to 200 characters.",
+    Rejection.INVALID_CONVERSATION_ID: "conversationId must be 1 to 200 characters.",
 }
 
 
@@ -123,6 +126,42 @@ def quarter_of(moment: datetime) -> datetime:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class CallCharge:
+    """What one call costs, rounded once: the figures its row keeps and the rollups add up."""
+
+    funded_by: UUID  # the sub-account whose balance pays
+    spent_micros: int  # at the calling sub-account's client price
+    cost_micros: int  # at the platform's base cost
+
+
+class Pricer:
+    """Prices calls for one batch: the client price per (base, markup) computed once."""
+
+    def __init__(self, accounts: dict[UUID, SubAccount], primary_id: UUID, prices: PriceBook):
+        self._accounts = accounts
+        self._primary_id = primary_id
+        self._prices = prices
+        self._client_prices: dict[tuple[int, int], Fraction] = {}
+
+    def charge(self, call: ReportedCall) -> CallCharge:
+        assert call.sub_account_id is not None
+        account = self._accounts[call.sub_account_id]
+        base = base_per_minute(self._prices, call)
+        markup = account.markup_bp(call.tier)
+        price = self._client_prices.get((base, markup))
+        if price is None:
+            price = self._client_prices[base, markup] = client_price_per_minute(base, markup)
+        return CallCharge(
+            funding_account(account, self._primary_id),
+            micros_for_seconds(call.duration_seconds, price),
+            micros_for_seconds(call.duration_seconds, base),
+        )
+
+    def charges(self, calls: Iterable[ReportedCall]) -> dict[str, CallCharge]:
+        return {call.external_id: self.charge(call) for call in calls}
+
+
 @dataclass
 class RollupLine:
     """What a batch adds to one (sub-account, tier, quarter hour) rollup row; money in
@@ -137,12 +176,12 @@ class RollupLine:
     spent_micros: int = 0  # what the client paid
     cost_micros: int = 0  # the platform's base cost
 
-    def add(self, call: ReportedCall, overage: int, price: Fraction, base: int) -> None:
+    def add(self, call: ReportedCall, overage: int, charge: CallCharge) -> None:
         self.calls += 1
         self.seconds += call.duration_seconds
         self.overage_seconds += overage
-        self.spent_micros += micros_for_seconds(call.duration_seconds, price)
-        self.cost_micros += micros_for_seconds(call.duration_seconds, base)
+        self.spent_micros += charge.spent_micros
+        self.cost_micros += charge.cost_micros
         if call.direction is CallDirection.INBOUND:
             self.inbound += 1
         else:
@@ -158,6 +197,7 @@ class BatchBill:
     rollups: dict[tuple[UUID, Tier, datetime], RollupLine]
     overage: dict[UUID, int]  # per calling sub-account
     last_calls: dict[UUID, tuple[ReportedCall, int]]  # latest-starting call, its overage
+    short_calls: dict[str, int]  # external id -> overage seconds, for calls that had any
 
     def touched(self) -> set[UUID]:
         """The sub-accounts whose calls these were, and those that paid for them."""
@@ -174,16 +214,14 @@ class BilledInTurn:
 
 def bill_in_turn(
     batches: list[list[ReportedCall]],
-    accounts: dict[UUID, SubAccount],
-    primary_id: UUID,
     balances: dict[tuple[UUID, Tier], int],
-    prices: PriceBook,
+    charges: dict[str, CallCharge],
 ) -> list[BilledInTurn]:
     """Batches billed together as if each were billed alone, in turn: each against what the
     ones before it left, and the balances it leaves."""
     billed = []
     for calls in batches:
-        batch_bill = bill(calls, accounts, primary_id, balances, prices)
+        batch_bill = bill(calls, balances, charges)
         balances = {key: left - batch_bill.debits.get(key, 0) for key, left in balances.items()}
         billed.append(BilledInTurn(batch_bill, balances))
     return billed
@@ -191,33 +229,49 @@ def bill_in_turn(
 
 def bill(
     calls: list[ReportedCall],
-    accounts: dict[UUID, SubAccount],
-    primary_id: UUID,
     balances: dict[tuple[UUID, Tier], int],
-    prices: PriceBook,
+    charges: dict[str, CallCharge],
 ) -> BatchBill:
-    """Bill accepted calls in start order: each takes what its funding balance still holds."""
+    """Bill accepted calls in start order, each at its charge (`Pricer`): each takes what its
+    funding balance still holds."""
     remaining = dict(balances)
     debits: dict[tuple[UUID, Tier], int] = defaultdict(int)
     rollups: dict[tuple[UUID, Tier, datetime], RollupLine] = defaultdict(RollupLine)
     overage: dict[UUID, int] = defaultdict(int)
     last_calls: dict[UUID, tuple[ReportedCall, int]] = {}
-    client_prices: dict[tuple[int, int], Fraction] = {}
+    short_calls: dict[str, int] = {}
     for call in sorted(calls, key=lambda c: (c.started_at, c.external_id)):
         assert call.sub_account_id is not None
-        account = accounts[call.sub_account_id]
-        funder = (funding_account(account, primary_id), call.tier)
+        charge = charges[call.external_id]
+        funder = (charge.funded_by, call.tier)
         billed = min(remaining.get(funder, 0), call.duration_seconds)
         remaining[funder] = remaining.get(funder, 0) - billed
         debits[funder] += billed
         short = call.duration_seconds - billed
         if short:
-            overage[account.id] += short
-        base = base_per_minute(prices, call)
-        markup = account.markup_bp(call.tier)
-        price = client_prices.get((base, markup))
-        if price is None:
-            price = client_prices[base, markup] = client_price_per_minute(base, markup)
-        rollups[(account.id, call.tier, quarter_of(call.started_at))].add(call, short, price, base)
-        last_calls[account.id] = (call, short)
-    return BatchBill(dict(debits), dict(rollups), dict(overage), last_calls)
+            overage[call.sub_account_id] += short
+            short_calls[call.external_id] = short
+        rollups[(call.sub_account_id, call.tier, quarter_of(call.started_at))].add(
+            call, short, charge
+        )
+        last_calls[call.sub_account_id] = (call, short)
+    return BatchBill(dict(debits), dict(rollups), dict(overage), last_calls, short_calls)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedCall:
+    """A stored call with what it cost (`CallCharge`) and its overage: one line of a bill."""
+
+    id: int
+    external_id: str
+    sub_account_id: UUID
+    direction: CallDirection
+    channel: CallChannel
+    status: CallStatus
+    tier: Tier
+    started_at: datetime
+    duration_seconds: int
+    funded_by: UUID
+    overage_seconds: int
+    spent_micros: int
+    cost_micros: int

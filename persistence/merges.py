@@ -212,6 +212,11 @@ def members_of(sub_account_id: uuid.UUID) -> Any:
     return select(merged_t.c.sub_account_id).where(merged_t.c.owner_id == sub_account_id)
 
 
+async def owned_accounts(conn: AsyncConnection, sub_account_id: uuid.UUID) -> list[uuid.UUID]:
+    """The merged accounts whose history is this account's (`members_of`, fetched)."""
+    return list((await conn.scalars(members_of(sub_account_id))).all())
+
+
 async def merged_into(
     conn: AsyncConnection, sub_account_ids: Sequence[uuid.UUID]
 ) -> list[uuid.UUID | None]:

@@ -357,7 +357,8 @@ class CallRow(Base):
     __tablename__ = "call"
     __table_args__ = (
         UniqueConstraint("agency_id", "external_id"),
-        Index("ix_call_sub_account_started", "sub_account_id", "started_at"),
+        # A sub-account's calls newest first, keyset-paged on (started_at, id): one index range.
+        Index("ix_call_sub_account_started_id", "sub_account_id", "started_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
@@ -371,6 +372,14 @@ class CallRow(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     duration_seconds: Mapped[int] = mapped_column(Integer)
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # What it cost, rounded once (the rollups add these): at the client price, at base cost;
+    # the seconds its funding balance could not cover; whose balance paid.
+    spent_micros: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    cost_micros: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    overage_seconds: Mapped[int] = mapped_column(Integer, server_default="0")
+    # No foreign key: it is the call's sub-account or its agency's primary, both checked by the
+    # batch; a key check for every inserted row would be paid on ingestion's hottest statement.
+    funded_by: Mapped[uuid.UUID | None] = mapped_column(Uuid)
 
 
 class UsageSums:
@@ -734,3 +743,70 @@ class MergedAccountRow(Base):
     merged_into_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sub_account.id"))
     owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sub_account.id"))
     merged_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class MessageRow(Base):
+    """A message the platform reported: unique per agency on its external id."""
+
+    __tablename__ = "message"
+    __table_args__ = (
+        UniqueConstraint("agency_id", "external_id"),
+        Index("ix_message_sub_account_sent", "sub_account_id", "sent_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"))
+    external_id: Mapped[str] = mapped_column(String(200))
+    sub_account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sub_account.id"))
+    conversation_id: Mapped[str] = mapped_column(String(200))
+    direction: Mapped[str] = mapped_column(String(10))
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ConversationRow(Base):
+    """A thread with one contact in one sub-account, as its messages so far make it: opened by
+    its earliest message (by time; ties by external id), and its latest inbound message, so
+    that "responded" (opened outbound, an inbound one later) is exact whatever the arrival order.
+    """
+
+    __tablename__ = "conversation"
+
+    sub_account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("sub_account.id"), primary_key=True
+    )
+    external_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"))
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    opened_by: Mapped[str] = mapped_column(String(200))
+    opened_direction: Mapped[str] = mapped_column(String(10))
+    latest_inbound_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class MessagingQuarterRow(Base):
+    """Messages and conversations per sub-account and UTC quarter hour (a conversation counts
+    in the quarter it opened), maintained on ingest: what messaging figures read."""
+
+    __tablename__ = "messaging_quarter_hour"
+
+    sub_account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("sub_account.id"), primary_key=True
+    )
+    quarter_utc: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"))
+    sent: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    received: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    new_outbound: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    new_inbound: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    responded: Mapped[int] = mapped_column(BigInteger, server_default="0")
+
+
+class MessagingLimitRow(Base):
+    """Outbound messages a sub-account may send per billing period (no row: no limit)."""
+
+    __tablename__ = "messaging_limit"
+
+    sub_account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("sub_account.id"), primary_key=True
+    )
+    monthly_limit: Mapped[int] = mapped_column(Integer)

@@ -10,14 +10,14 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, func, or_, select, text
+from sqlalchemy import Table, and_, bindparam, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.agency import Agency, SubAccount, SubAccountKind, SubAccountStatus
 from domain.live import PeriodUse
 from domain.money import Tier
-from domain.usage import CallStatus, ReportedCall, RollupLine, hour_of
+from domain.usage import CallCharge, CallStatus, ReportedCall, RollupLine, hour_of
 from persistence import live
 from persistence.arrays import insert_unnested, insert_unnested_sql
 from persistence.records import (
@@ -118,21 +118,45 @@ def _insert(conn: AsyncConnection, table: object) -> postgresql.Insert | sqlite.
     return dialect.insert(table)  # type: ignore[arg-type]
 
 
-# Every column of `call` a batch supplies per call; the agency and the time it was recorded
-# are the batch's.
-_CALL_ARRAYS = [c for c in call_t.columns if c.name not in ("id", "agency_id", "recorded_at")]
+# Every column of `call` a batch supplies per call (the overage comes after billing); the
+# agency and the time it was recorded are the batch's.
+_CALL_ARRAYS = [
+    c for c in call_t.columns if c.name not in ("id", "agency_id", "recorded_at", "overage_seconds")
+]
 _INSERT_CALLS_PG = insert_unnested(
     call_t,
     _CALL_ARRAYS,
     constants=(call_t.c.agency_id, call_t.c.recorded_at),
     tail="ON CONFLICT (agency_id, external_id) DO NOTHING RETURNING external_id",
 )
+_CHARGED = ("funded_by", "spent_micros", "cost_micros")
+
+
+def _call_row(call: ReportedCall, charge: CallCharge) -> dict[str, Any]:
+    return {
+        "external_id": call.external_id,
+        "sub_account_id": call.sub_account_id,
+        "direction": call.direction.value,
+        "channel": call.channel.value,
+        "status": call.status.value,
+        "tier": call.tier.value,
+        "started_at": call.started_at,
+        "duration_seconds": call.duration_seconds,
+        "funded_by": charge.funded_by,
+        "spent_micros": charge.spent_micros,
+        "cost_micros": charge.cost_micros,
+    }
 
 
 async def insert_new_calls(
-    conn: AsyncConnection, agency_id: uuid.UUID, calls: list[ReportedCall], now: datetime
+    conn: AsyncConnection,
+    agency_id: uuid.UUID,
+    calls: list[ReportedCall],
+    charges: dict[str, CallCharge],
+    now: datetime,
 ) -> set[str]:
-    """Insert the calls; returns the external ids that were new (the rest were duplicates).
+    """Insert the calls with their charges; returns the external ids that were new (the rest
+    were duplicates).
 
     In external-id order, whatever the batch's order: a batch waits on the unique-index entry
     of an uncommitted twin, and two batches re-sending the same calls in different orders
@@ -142,7 +166,10 @@ async def insert_new_calls(
         return set()
     calls = sorted(calls, key=lambda c: c.external_id)
     if conn.dialect.name == "postgresql":
-        arrays = {c.name: [getattr(call, c.name) for call in calls] for c in _CALL_ARRAYS}
+        arrays: dict[str, list[Any]] = {c.name: [] for c in _CALL_ARRAYS}
+        for call in calls:
+            for name, value in _call_row(call, charges[call.external_id]).items():
+                arrays[name].append(value)
         params = {"agency_id": agency_id, "recorded_at": now, **arrays}
         result = await conn.execute(_INSERT_CALLS_PG, params)
         return set(result.scalars().all())
@@ -152,15 +179,8 @@ async def insert_new_calls(
             [
                 {
                     "agency_id": agency_id,
-                    "external_id": c.external_id,
-                    "sub_account_id": c.sub_account_id,
-                    "direction": c.direction.value,
-                    "channel": c.channel.value,
-                    "status": c.status.value,
-                    "tier": c.tier.value,
-                    "started_at": c.started_at,
-                    "duration_seconds": c.duration_seconds,
                     "recorded_at": now,
+                    **_call_row(c, charges[c.external_id]),
                 }
                 for c in calls
             ]
@@ -169,6 +189,37 @@ async def insert_new_calls(
         .returning(call_t.c.external_id)
     )
     return set((await conn.scalars(statement)).all())
+
+
+_SET_OVERAGE_PG = text(
+    "UPDATE call SET overage_seconds = rows.overage_seconds "
+    "FROM unnest(CAST(:external_id AS varchar[]), CAST(:overage_seconds AS integer[])) "
+    "AS rows (external_id, overage_seconds) "
+    "WHERE call.agency_id = :agency_id AND call.external_id = rows.external_id"
+)
+
+
+async def set_overage(conn: AsyncConnection, agency_id: uuid.UUID, short: dict[str, int]) -> None:
+    """Each call's seconds its funding balance could not cover, known once the batch is billed
+    (rare: only calls past an empty balance; one statement for all of them)."""
+    if not short:
+        return
+    if conn.dialect.name == "postgresql":
+        await conn.execute(
+            _SET_OVERAGE_PG,
+            {
+                "agency_id": agency_id,
+                "external_id": list(short),
+                "overage_seconds": list(short.values()),
+            },
+        )
+        return
+    await conn.execute(
+        update(call_t)
+        .where(call_t.c.agency_id == agency_id, call_t.c.external_id == bindparam("ext"))
+        .values(overage_seconds=bindparam("short")),
+        [{"ext": e, "short": s} for e, s in short.items()],
+    )
 
 
 # What the rollups add up: every column but the row's key and its agency.

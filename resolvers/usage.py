@@ -25,6 +25,7 @@ from domain.usage import (
     REJECTION_MESSAGES,
     BatchBill,
     BilledInTurn,
+    Pricer,
     Rejection,
     ReportedCall,
     bill_in_turn,
@@ -79,9 +80,9 @@ async def _bill_batches(
         batch = await usage.batch_context(uow.conn, agency_id, ids)
         accounts, primary = batch.accounts, batch.primary
         results, claimed = _claim(batches, accounts, now)  # built afresh on a rerun
-        new_ids = await usage.insert_new_calls(
-            uow.conn, agency_id, [call for _, call in claimed.values()], now
-        )
+        calls = [call for _, call in claimed.values()]
+        charges = Pricer(accounts, primary.id, services.prices).charges(calls)
+        new_ids = await usage.insert_new_calls(uow.conn, agency_id, calls, charges, now)
         accepted = _accept(results, claimed, new_ids)
         if not accepted:
             return results
@@ -90,10 +91,13 @@ async def _bill_batches(
             uow.conn,
             {s for calls in accepted for c in calls for s in _billed_to(c, accounts, primary)},
         )
-        billed = bill_in_turn(accepted, accounts, primary.id, balances, services.prices)
+        billed = bill_in_turn(accepted, balances, charges)
         movements = [m for b in billed for m in _movements(agency_id, b.bill)]
         if movements:
             await ledger.apply_locked(uow.conn, movements, now)
+        await usage.set_overage(
+            uow.conn, agency_id, {e: s for b in billed for e, s in b.bill.short_calls.items()}
+        )
         await _announce(uow, batch, billed, now)
         return results
 

@@ -35,6 +35,7 @@ from schema.billing import BillingAdjustment, BillingMutations
 from schema.errors import ErrorPolicy
 from schema.lines import LineMutations, PhoneLine
 from schema.merge import MergeMutations, MergeRequest
+from schema.messaging import MessagingMutations
 from schema.monitoring import MonitoringSubscriptions
 from schema.node import Node
 from schema.payments import PaymentCard, PaymentMutations, Purchase
@@ -95,6 +96,7 @@ Mutation = merge_types(
         LineMutations,
         BillingMutations,
         MergeMutations,
+        MessagingMutations,
     ),
 )
 Subscription = merge_types("Subscription", (MonitoringSubscriptions, AuditSubscriptions))

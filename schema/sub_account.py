@@ -32,7 +32,9 @@ from schema.node import Node
 from schema.paging import PageInfo, edges, page_info
 
 if TYPE_CHECKING:
+    from schema.calls import CallConnection
     from schema.lines import PhoneLineConnection
+    from schema.messaging import MessagingStats
     from schema.payments import PaymentCard, Purchase, PurchaseConnection
     from schema.report import SubAccountReport
 
@@ -230,6 +232,31 @@ class SubAccount(Node):
         from resolvers.lines import line_count
 
         return await line_count(info.context, self.entity)
+
+    @strawberry.field(
+        description="The calls of an inclusive date range, newest first, each with its cost: "
+        "they add up to the report's spent for the same range."
+    )
+    async def calls(
+        self, info: Info, range: DateRangeInput, first: int | None = None, after: str | None = None
+    ) -> Annotated[CallConnection, strawberry.lazy("schema.calls")]:
+        from schema.calls import calls_connection
+
+        return await calls_connection(info, self.entity, range, first, after)
+
+    @strawberry.field(description="Messaging figures over an inclusive date range.")
+    async def messaging(
+        self, info: Info, range: DateRangeInput
+    ) -> Annotated[MessagingStats, strawberry.lazy("schema.messaging")]:
+        from schema.messaging import messaging_stats
+
+        return await messaging_stats(info, self.entity, range)
+
+    @strawberry.field(description="Outbound messages allowed per billing period; null = no limit.")
+    async def messaging_volume_limit(self, info: Info) -> int | None:
+        from resolvers.messaging import volume_limit
+
+        return await volume_limit(info.context, self.entity)
 
     @strawberry.field(description="Usage, spending and health over an inclusive date range.")
     async def report(

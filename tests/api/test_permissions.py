@@ -284,6 +284,10 @@ async def _source_s1(world: World) -> dict[str, Any]:
     return {"i": {"id": sub(world, world.s1_id), "source": "AGENCY"}}
 
 
+async def _limit_s1(world: World) -> dict[str, Any]:
+    return {"i": {"subAccountId": sub(world, world.s1_id), "monthlyLimit": 500}}
+
+
 async def _allocation_s1(world: World) -> dict[str, Any]:
     return {
         "i": {
@@ -720,6 +724,15 @@ MUTATIONS: dict[str, Case] = {
         op("mutation { recordCalls(input: {calls: []}) { accepted userErrors { code } } }", _none),
         {actor: UNAUTH for actor in ACTORS},  # API keys only: no user session records calls
     ),
+    "recordMessages": Case(
+        op("mutation { recordMessages(input: {messages: []}) { accepted } }", _none),
+        {actor: UNAUTH for actor in ACTORS},  # API keys only, as recordCalls
+    ),
+    "setMessagingVolumeLimit": Case(
+        op(mutation("setMessagingVolumeLimit", "SetMessagingVolumeLimitInput"), _limit_s1),
+        expect(*ADMINS),
+        on_s1("messagingVolumeLimit", {"messagingVolumeLimit": 500}),
+    ),
     "revokeApiKey": Case(
         op(mutation("revokeApiKey", "RevokeApiKeyInput"), _api_key),
         expect("AGENCY_OWNER"),
@@ -951,6 +964,23 @@ READS: dict[str, Case] = {
             "query($id: ID!) { node(id: $id) { id ... on SubAccount { "
             'report(range: {from: "2026-11-01", to: "2026-11-30"}) { calls { total } '
             "health { kind } } } } }",
+            lambda w: _id_of(w, w.s1_id),
+        ),
+        nullable(*MEMBERS_OF_S1),
+    ),
+    "node(granted secondary).calls": Case(
+        op(
+            "query($id: ID!) { node(id: $id) { id ... on SubAccount { "
+            'calls(range: {from: "2026-11-01", to: "2026-11-30"}) { totalCount '
+            "edges { node { cost { amount } fundedBy { id } } } } } } }",
+            lambda w: _id_of(w, w.s1_id),
+        ),
+        nullable(*MEMBERS_OF_S1),
+    ),
+    "node(granted secondary).messaging": Case(
+        op(
+            "query($id: ID!) { node(id: $id) { id ... on SubAccount { messagingVolumeLimit "
+            'messaging(range: {from: "2026-11-01", to: "2026-11-30"}) { sent volumeUsed } } } }',
             lambda w: _id_of(w, w.s1_id),
         ),
         nullable(*MEMBERS_OF_S1),

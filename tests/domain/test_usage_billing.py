@@ -16,6 +16,7 @@ from domain.usage import (
     CallChannel,
     CallDirection,
     CallStatus,
+    Pricer,
     ReportedCall,
     base_per_minute,
     bill,
@@ -81,7 +82,8 @@ def test_money_per_line_is_the_sum_of_its_calls_rounded_each(specs, raw_calls, b
         for i, (index, tier, channel, direction, duration, offset) in enumerate(raw_calls)
     ]
     balances = {(f, t): balance for f in [*ids, PRIMARY] for t in Tier}
-    billed = bill(calls, accounts, PRIMARY, balances, PRICES)
+    charges = Pricer(accounts, PRIMARY, PRICES).charges(calls)
+    billed = bill(calls, balances, charges)
 
     spent: dict[tuple, int] = defaultdict(int)
     cost: dict[tuple, int] = defaultdict(int)
@@ -102,4 +104,17 @@ def test_money_per_line_is_the_sum_of_its_calls_rounded_each(specs, raw_calls, b
         assert billed.debits.get(funder, 0) == min(asked, balance)  # never below zero
     assert sum(billed.debits.values()) + sum(billed.overage.values()) == sum(
         c.duration_seconds for c in calls
+    )
+    # Each call's own figures (what its row keeps) add up to the rollups and the overage.
+    by_line: dict[tuple, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for call in calls:
+        line = by_line[call.sub_account_id, call.tier, quarter_of(call.started_at)]
+        line[0] += charges[call.external_id].spent_micros
+        line[1] += charges[call.external_id].cost_micros
+        line[2] += billed.short_calls.get(call.external_id, 0)
+    assert {
+        k: [r.spent_micros, r.cost_micros, r.overage_seconds] for k, r in billed.rollups.items()
+    } == by_line
+    assert all(
+        0 < s <= c.duration_seconds for c in calls if (s := billed.short_calls.get(c.external_id))
     )

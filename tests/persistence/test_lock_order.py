@@ -15,7 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from domain.money import Tier
-from domain.usage import CallChannel, CallDirection, CallStatus, ReportedCall
+from domain.usage import CallChannel, CallCharge, CallDirection, CallStatus, ReportedCall
 from persistence import agencies, usage
 from tests.persistence.test_unit_of_work import new_account
 
@@ -36,6 +36,10 @@ def reported(sub_account_id: uuid.UUID, external_id: str) -> ReportedCall:
     )
 
 
+def charged(calls: list[ReportedCall]) -> dict[str, CallCharge]:
+    return {c.external_id: CallCharge(c.sub_account_id, 100, 80) for c in calls}  # type: ignore[arg-type]
+
+
 async def test_batches_resending_the_same_calls_in_opposite_orders_never_deadlock(database):
     # given batches of calls, each sent a second time in the opposite order
     agency_id, account_id = await new_account(database)
@@ -45,7 +49,7 @@ async def test_batches_resending_the_same_calls_in_opposite_orders_never_deadloc
         nonlocal deadlocked
         try:
             async with database.transaction() as conn:
-                return await usage.insert_new_calls(conn, agency_id, calls, now())
+                return await usage.insert_new_calls(conn, agency_id, calls, charged(calls), now())
         except DBAPIError as error:
             if getattr(error.orig, "sqlstate", None) != "40P01":
                 raise
@@ -76,9 +80,8 @@ async def test_locked_agency_and_sub_accounts_let_the_foreign_key_checks_of_inse
         # when a batch of calls referencing both rows is inserted meanwhile
         async with database.transaction() as conn:
             await conn.execute(text("SET LOCAL lock_timeout = '2s'"))
-            new = await usage.insert_new_calls(
-                conn, agency_id, [reported(account_id, "during")], now()
-            )
+            calls = [reported(account_id, "during")]
+            new = await usage.insert_new_calls(conn, agency_id, calls, charged(calls), now())
 
     # then its foreign-key checks (KEY SHARE) did not wait for the holder's locks
     assert new == {"during"}

@@ -16,7 +16,7 @@ from domain.agency import SubAccountKind, sign_up
 from persistence.agencies import add_agency, add_sub_account
 from persistence.database import Database
 from persistence.migrate import upgrade
-from persistence.records import agency_t
+from persistence.records import agency_t, sub_account_t
 from persistence.tables import AgencyUsagePeriodRow, Base, UsagePeriodRow
 from persistence.usage import call_t, daily_t, quarter_t, rollup_t
 from tests.conftest import PG_ADMIN_URL, pg_url_for
@@ -212,3 +212,98 @@ async def test_0011_splits_recorded_hours_into_quarters_that_add_up_to_them(tmp_
                 500_000,
             )
             assert (agency_period.period_start, agency_period.seconds) == (today, 100)
+
+
+async def test_0016_gives_recorded_calls_their_share_of_their_quarter(tmp_path):
+    """Calls recorded before per-call costs get their quarter row's money shared by seconds
+    (to the micro-dollar of the row), its overage on the last calls, and as funder the
+    sub-account that pays for them now (the primary for an AGENCY-funded client)."""
+    at = datetime(2026, 11, 2, 18, 0, tzinfo=UTC)
+    async with scratch_databases(tmp_path) as urls:
+        for url in urls:
+            database = Database(url)
+            await upgrade(database.engine, "0013")
+            async with database.transaction() as conn:
+                now = datetime.now(UTC)
+                signup = sign_up("Old", "old@example.com", "a long passphrase 9", None, now)
+                agency = (await add_agency(conn, signup, now)).id
+                day = at.date()
+                primary, client = [
+                    (
+                        await add_sub_account(
+                            conn, agency, kind, n, f"{n}@example.com", day, 0, now
+                        )
+                    ).id
+                    for kind, n in [(SubAccountKind.PRIMARY, "p"), (SubAccountKind.SECONDARY, "c")]
+                ]
+                await conn.execute(
+                    sub_account_t.update()
+                    .where(sub_account_t.c.id == client)
+                    .values(balance_source="AGENCY")
+                )
+                calls = [(primary, 1, 100), (primary, 5, 200), (primary, 14, 100), (client, 3, 60)]
+                await conn.execute(
+                    call_t.insert(),
+                    [
+                        {
+                            "agency_id": agency,
+                            "external_id": f"c{minute}",
+                            "sub_account_id": account,
+                            "direction": "OUTBOUND",
+                            "channel": "PHONE",
+                            "status": "COMPLETED",
+                            "tier": "PREMIUM",
+                            "started_at": at.replace(minute=minute),
+                            "duration_seconds": duration,
+                            "recorded_at": now,
+                        }
+                        for account, minute, duration in calls
+                    ],
+                )
+                key = {"tier": "PREMIUM", "agency_id": agency, "quarter_utc": at}
+                await conn.execute(
+                    quarter_t.insert(),
+                    [
+                        {
+                            **key,
+                            "sub_account_id": primary,
+                            "calls": 3,
+                            "seconds": 400,
+                            "overage_seconds": 150,
+                            "spent_micros": 2_000_001,
+                            "cost_micros": 1_000_000,
+                        },
+                        {
+                            **key,
+                            "sub_account_id": client,
+                            "calls": 1,
+                            "seconds": 60,
+                            "overage_seconds": 0,
+                            "spent_micros": 375_000,
+                            "cost_micros": 300_000,
+                        },
+                    ],
+                )
+            await upgrade(database.engine)
+            async with database.read() as conn:
+                rows = (
+                    await conn.execute(
+                        select(
+                            call_t.c.external_id,
+                            call_t.c.spent_micros,
+                            call_t.c.cost_micros,
+                            call_t.c.overage_seconds,
+                            call_t.c.funded_by,
+                        ).order_by(call_t.c.external_id)
+                    )
+                ).all()
+            await database.dispose()
+            # 2,000,001 by seconds 100:200:100 is 500,000.25, 1,000,000.5, 500,000.25: the
+            # largest remainder takes the odd micro-dollar; 150 s of overage fall on the last
+            # calls billed (100 s on the 18:14 call, 50 on the 18:05 one)
+            assert [tuple(r) for r in rows] == [
+                ("c1", 500_000, 250_000, 0, primary),
+                ("c14", 500_000, 250_000, 100, primary),
+                ("c3", 375_000, 300_000, 0, primary),
+                ("c5", 1_000_001, 500_000, 50, primary),
+            ], url

@@ -1,0 +1,129 @@
+"""Messaging: the platform reports messages in batches (one transaction each, idempotent on
+the external id), and owners and admins read figures for any range of local dates and set a
+sub-account's monthly volume limit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from domain import messaging as rules
+from domain import sub_account as sub_account_rules
+from domain.agency import SubAccount
+from domain.audit import AuditKind, AuditNote
+from domain.billing_cycle import period_started_at
+from domain.errors import DomainError, ErrorCode
+from domain.messaging import MessagingFigures, ReportedMessage
+from domain.policy import Action, Target, require
+from domain.reporting import local_range
+from persistence import messaging as store
+from persistence import usage
+from persistence.unit_of_work import UnitOfWork
+from resolvers.api_keys import INGEST_SCOPE
+from resolvers.context import RequestContext
+from resolvers.sub_account import lock_sub_accounts
+from resolvers.usage import Recorded
+from resolvers.viewer import sub_account_target
+
+
+async def record_messages(ctx: RequestContext, messages: list[ReportedMessage]) -> Recorded:
+    """Each message accepted once; its conversation's opening, reply and rollups as exact as
+    if every message had come in time order."""
+    key = await ctx.require_api_key(INGEST_SCOPE)
+    if len(messages) > rules.MAX_BATCH:
+        raise DomainError(
+            ErrorCode.INVALID_INPUT,
+            f"Send at most {rules.MAX_BATCH} messages per batch.",
+            ("messages",),
+        )
+    now = ctx.services.clock()
+
+    async def record(uow: UnitOfWork) -> Recorded:
+        result = Recorded()
+        ids = sorted({m.sub_account_id for m in messages if m.sub_account_id})
+        accounts = (await usage.batch_context(uow.conn, key.agency_id, ids)).accounts
+        claimed: dict[str, ReportedMessage] = {}
+        for message in messages:
+            account = accounts.get(message.sub_account_id) if message.sub_account_id else None
+            refused = rules.rejection(message, account, now)
+            if refused is not None:
+                result.rejected.append((message.external_id, refused))
+            elif message.external_id in claimed:
+                result.duplicates += 1
+            else:
+                claimed[message.external_id] = message
+        new_ids = await store.insert_new_messages(
+            uow.conn, key.agency_id, list(claimed.values()), now
+        )
+        accepted = [m for e, m in claimed.items() if e in new_ids]
+        result.accepted = len(accepted)
+        result.duplicates += len(claimed) - len(accepted)
+        if not accepted:
+            return result
+        fresh = rules.conversations_after(accepted, {})
+        created = await store.insert_new_conversations(uow.conn, key.agency_id, fresh.values())
+        before = await store.conversations_for_update(uow.conn, fresh.keys() - created)
+        after = rules.conversations_after(accepted, before)
+        await store.save_conversations(
+            uow.conn, [c for k, c in after.items() if k in before and before[k] != c]
+        )
+        await store.add_to_rollups(
+            uow.conn, key.agency_id, rules.rollup_changes(accepted, before, after)
+        )
+        return result
+
+    # Not audited, as calls are not: the messages are their own record.
+    return await ctx.services.transact(record, audited=False)
+
+
+@dataclass(frozen=True)
+class MessagingStats:
+    figures: MessagingFigures
+    volume_used: int
+    volume_limit: int | None
+
+
+async def messaging_stats(
+    ctx: RequestContext, sub_account: SubAccount, first: date, last: date
+) -> MessagingStats:
+    session = await ctx.require_session()
+    require(session.viewer, Action.VIEW_SUB_ACCOUNT, sub_account_target(sub_account))
+    zone = session.agency.time_zone
+    window = local_range(first, last, zone)
+    now = ctx.services.clock()
+    period_began = period_started_at(sub_account.subscription_start_date, now, zone)
+    async with ctx.services.database.read() as conn:
+        figures = await store.figures(conn, sub_account.id, window.start_utc, window.end_utc)
+        this_period = await store.figures(conn, sub_account.id, period_began, now)
+        limits = await store.monthly_limits(conn, [sub_account.id])
+    return MessagingStats(figures, this_period.sent, limits.get(sub_account.id))
+
+
+async def volume_limit(ctx: RequestContext, sub_account: SubAccount) -> int | None:
+    async with ctx.services.database.read() as conn:
+        return (await store.monthly_limits(conn, [sub_account.id])).get(sub_account.id)
+
+
+async def set_volume_limit(ctx: RequestContext, global_id: str, limit: int | None) -> SubAccount:
+    viewer = await ctx.viewer()
+    require(viewer, Action.ADMINISTER_SUB_ACCOUNTS, Target(viewer.agency_id))
+    actor = await ctx.actor()
+    limit = rules.check_volume_limit(limit)
+
+    async def store_limit(uow: UnitOfWork) -> SubAccount:
+        [sub_account] = await lock_sub_accounts(uow, viewer, (global_id, "subAccountId"))
+        await store.set_monthly_limit(uow.conn, sub_account.id, limit)
+        summary = (
+            f"set the messaging limit of {sub_account.name} to {limit} a month"
+            if limit is not None
+            else f"removed the messaging limit of {sub_account.name}"
+        )
+        uow.audit(
+            actor,
+            AuditNote(
+                AuditKind.SUBACCOUNT_UPDATED, summary, sub_account_rules.subject(sub_account)
+            ),
+        )
+        return sub_account
+
+    return await ctx.services.transact(store_limit)
