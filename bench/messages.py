@@ -244,6 +244,7 @@ def over_http(args: Any) -> int:
             "seconds": round(sent["elapsed"], 2),
             "batch_latency": sent["latency"],
             "client": f"{args.senders} Python httpx clients (asyncio, one connection each)",
+            "server_cpu_ms_per_batch": round(1000 * cpu["app server"] / sent["batches"], 1),
             "cpu_seconds": cpu,
             "cores": harness.cores(cpu),
         }
