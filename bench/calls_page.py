@@ -60,6 +60,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=300, help="measured, one at a time")
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--count-requests", type=int, default=3, help="in-process, counted")
+    parser.add_argument("--timed-requests", type=int, default=50, help="in-process, SQL timed")
     args = parser.parse_args()
     with Session("calls_page", args) as session:
         [server] = session.start("graphql")
@@ -131,6 +132,8 @@ def main() -> int:
                 counted = await harness.counted_requests(
                     client, services.database, body, headers, args.count_requests
                 )
+                bodies = [body] * args.timed_requests
+                counted |= await harness.sql_share(client, services.database, bodies, headers)
                 with captured(services.database, "FROM call") as seen:
                     await client.post("/graphql", content=body, headers=headers)
                 [(sql, parameters)] = seen
@@ -155,6 +158,11 @@ def main() -> int:
         print(f"statements per request: {found['statements_per_request']}")
         for statement in found["statements"]:
             print(f"  {statement[:200]}")
+        print(
+            f"in-process: p50 {found['in_process_latency']['p50_ms']} ms a request, of which SQL"
+            f" {found['sql_ms_per_request']['p50_ms']} ms (p50; {found['sql_share_of_request']:.0%}"
+            f" of the mean), Python ≈ {found['python_ms_per_request_mean']} ms"
+        )
         print(f"the page's SQL, raw (asyncpg, prepared): {found['raw_page_sql']}")
         print("EXPLAIN (ANALYZE, BUFFERS) of the page's SQL:")
         for line in found["explain"]:

@@ -227,6 +227,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=500, help="measured, one at a time")
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--count-requests", type=int, default=3, help="in-process, counted")
+    parser.add_argument("--timed-requests", type=int, default=100, help="in-process, SQL timed")
     args = parser.parse_args()
     with Session("messaging_figures", args) as session:
         [server] = session.start("graphql")
@@ -311,12 +312,20 @@ def main() -> int:
 
         async def counted() -> dict[str, Any]:
             async with harness.in_process_app(session.url, session.workdir) as (client, services):
-                return await harness.counted_requests(
+                counted = await harness.counted_requests(
                     client, services.database, bodies[0], headers, args.count_requests
                 )
+                timed = bodies[args.warmup :][: args.timed_requests]
+                return counted | await harness.sql_share(client, services.database, timed, headers)
 
         statements = harness.run_async(counted)
         print(f"statements per request: {statements['statements_per_request']}")
+        print(
+            f"in-process: p50 {statements['in_process_latency']['p50_ms']} ms a request, SQL"
+            f" {statements['sql_ms_per_request']['p50_ms']} ms (p50;"
+            f" {statements['sql_share_of_request']:.0%} of the mean), Python ≈"
+            f" {statements['python_ms_per_request_mean']} ms"
+        )
         for statement in statements["statements"]:
             print(f"  {statement[:160]}")
         session.write(
