@@ -61,6 +61,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--count-requests", type=int, default=3, help="in-process, counted")
     parser.add_argument("--timed-requests", type=int, default=50, help="in-process, SQL timed")
+    parser.add_argument("--profile", action="store_true", help="in-process, under pyinstrument")
     args = parser.parse_args()
     with Session("calls_page", args) as session:
         [server] = session.start("graphql")
@@ -134,6 +135,11 @@ def main() -> int:
                 )
                 bodies = [body] * args.timed_requests
                 counted |= await harness.sql_share(client, services.database, bodies, headers)
+                if args.profile:
+                    html = harness.RESULTS_DIR / f"profile_calls_page-{session.started}.html"
+                    counted["profile"] = await harness.profiled_posts(
+                        client, body, headers, args.timed_requests, html
+                    )
                 with captured(services.database, "FROM call") as seen:
                     await client.post("/graphql", content=body, headers=headers)
                 [(sql, parameters)] = seen
