@@ -27,8 +27,8 @@ CALLS = """query($id: ID!, $from: Date!, $to: Date!, $first: Int, $after: String
       totalCount pageInfo { hasNextPage endCursor }
       edges { cursor node { externalId startedAt durationSeconds direction channel status tier
         overageSeconds cost { amount } baseCost { amount } fundedBy { id } } } } } } }"""
-RAW_PAGE = """SELECT external_id, spent_micros FROM call WHERE sub_account_id = $1
-  AND started_at >= $2 AND started_at < $3 ORDER BY started_at DESC, id DESC LIMIT $4"""
+RAW_PAGE = """SELECT external_id, spent_micros, started_at, id FROM call WHERE sub_account_id = $1
+  AND started_at >= $2 AND started_at < $3 ORDER BY started_at DESC, id DESC LIMIT $4 OFFSET $5"""
 
 
 @contextlib.contextmanager
@@ -62,6 +62,7 @@ def main() -> int:
     parser.add_argument("--count-requests", type=int, default=3, help="in-process, counted")
     parser.add_argument("--timed-requests", type=int, default=50, help="in-process, SQL timed")
     parser.add_argument("--profile", action="store_true", help="in-process, under pyinstrument")
+    parser.add_argument("--deep", type=int, default=500_000, help="a later page: after this call")
     args = parser.parse_args()
     with Session("calls_page", args) as session:
         [server] = session.start("graphql")
@@ -85,7 +86,7 @@ def main() -> int:
         body = orjson.dumps({"query": CALLS, "variables": variables})
         headers = {"content-type": "application/json", "authorization": f"Bearer {token}"}
 
-        async def raw_top() -> tuple[int, list[Any]]:
+        async def raw_top(offset: int = 0, limit: int = args.first) -> tuple[int, list[Any]]:
             from domain.reporting import local_range
 
             window = local_range(first_day, today, "UTC")
@@ -94,7 +95,7 @@ def main() -> int:
                     "SELECT count(*) FROM call WHERE sub_account_id = $1", primary
                 )
                 top = await conn.fetch(
-                    RAW_PAGE, primary, window.start_utc, window.end_utc, args.first
+                    RAW_PAGE, primary, window.start_utc, window.end_utc, limit, offset
                 )
             return int(count), top
 
@@ -124,6 +125,29 @@ def main() -> int:
             f" p99 {http['p99_ms']} ms; cores {harness.cores(http['cpu_seconds'])}",
             flush=True,
         )
+        # A page deep in the range: `after` the cursor of the call at --deep (newest first).
+        from types import SimpleNamespace
+
+        from persistence.queries.calls import encode_cursor
+
+        _, deep_rows = harness.run_async(lambda: raw_top(args.deep, args.first + 1))
+        cursor = encode_cursor(
+            SimpleNamespace(started_at=deep_rows[0]["started_at"], id=deep_rows[0]["id"])
+        )
+        deep_body = orjson.dumps({"query": CALLS, "variables": variables | {"after": cursor}})
+        deep = harness.over_api(
+            server.url, lambda c: c.post("/graphql", content=deep_body, headers=headers)
+        ).json()["data"]["node"]["calls"]
+        if [e["node"]["externalId"] for e in deep["edges"]] != [
+            r["external_id"] for r in deep_rows[1:]
+        ]:
+            raise SystemExit(f"the page after call {args.deep:,} differs from raw SQL's")
+        http_deep = harness.sequential(server, deep_body, headers, args.warmup, args.requests)
+        print(
+            f"HTTP sequential, the page after call {args.deep:,}: p50 {http_deep['p50_ms']} ms,"
+            f" p95 {http_deep['p95_ms']} ms (checked against raw SQL)",
+            flush=True,
+        )
         session.stop_servers()
 
         async def in_process() -> dict[str, Any]:
@@ -142,9 +166,13 @@ def main() -> int:
                     )
                 with captured(services.database, "FROM call") as seen:
                     await client.post("/graphql", content=body, headers=headers)
-                [(sql, parameters)] = seen
+                    await client.post("/graphql", content=deep_body, headers=headers)
+                [(sql, parameters), (deep_sql, deep_parameters)] = seen
                 async with session.connect() as conn:
                     explain = await conn.fetch("EXPLAIN (ANALYZE, BUFFERS) " + sql, *parameters)
+                    explain_deep = await conn.fetch(
+                        "EXPLAIN (ANALYZE, BUFFERS) " + deep_sql, *deep_parameters
+                    )
                     statement = await conn.prepare(sql)
                     for _ in range(args.warmup):
                         await statement.fetch(*parameters)
@@ -157,6 +185,8 @@ def main() -> int:
                     "page_sql": harness.one_line(sql, 2000),
                     "page_parameters": [str(p) for p in parameters],
                     "explain": [r[0] for r in explain],
+                    "deep_page_sql": harness.one_line(deep_sql, 2000),
+                    "explain_deep_page": [r[0] for r in explain_deep],
                     "raw_page_sql": harness.summary_ms(spent),
                 }
 
@@ -172,6 +202,9 @@ def main() -> int:
         print(f"the page's SQL, raw (asyncpg, prepared): {found['raw_page_sql']}")
         print("EXPLAIN (ANALYZE, BUFFERS) of the page's SQL:")
         for line in found["explain"]:
+            print(f"  {line}")
+        print(f"EXPLAIN (ANALYZE, BUFFERS) of the page after call {args.deep:,}:")
+        for line in found["explain_deep_page"]:
             print(f"  {line}")
         index_scan = any(
             "Index Scan Backward using ix_call_sub_account_started_id" in line
@@ -190,6 +223,7 @@ def main() -> int:
                 "variables": variables,
                 "call_rows_of_the_sub_account": count,
                 "http": http,
+                "deep_page": {"after_call": args.deep, "cursor": cursor, "http": http_deep},
                 "in_process": found,
                 "reads_one_index_range": index_scan and limited,
                 "ratio_graphql_p50_to_raw_page_p50": round(
