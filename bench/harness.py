@@ -833,6 +833,28 @@ async def counted_requests(
     }
 
 
+async def sql_share(
+    client: httpx.AsyncClient, database: Any, bodies: Sequence[bytes], headers: dict[str, str]
+) -> dict[str, Any]:
+    """Each of `bodies` POSTed once, in-process: its latency and its statements' time (the
+    round trips included), so the rest is Python (app, GraphQL, ASGI, the httpx client)."""
+    totals, sql = [], []
+    for body in bodies:
+        with statements_of(database) as seen:
+            started = time.perf_counter()
+            response = await client.post("/graphql", content=body, headers=headers)
+            totals.append(time.perf_counter() - started)
+        if response.status_code != 200 or b'"errors"' in response.content:
+            raise RuntimeError(f"in-process request failed: {response.text[:500]}")
+        sql.append(sum(s.seconds for s in seen if s.kind == "request"))
+    return {
+        "in_process_latency": summary_ms(totals),
+        "sql_ms_per_request": summary_ms(sql),
+        "sql_share_of_request": round(sum(sql) / sum(totals), 3),
+        "python_ms_per_request_mean": round(1000 * (sum(totals) - sum(sql)) / len(totals), 2),
+    }
+
+
 SITE = "/site-packages/"
 APP_PACKAGES = tuple(f"{ROOT}/{p}/" for p in ("agencyhub", "resolvers", "schema", "persistence"))
 # Where a profiled frame's time goes, by its file; the first match wins. C functions count for

@@ -3,9 +3,11 @@ volume limit for owners and admins."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
+from typing import Any
 
 import strawberry
 
@@ -43,6 +45,24 @@ class MessageInput:
             direction=self.direction,
             sent_at=sent.astimezone(UTC),
         )
+
+
+def _message_from_input(
+    cls: type[MessageInput], value: Mapping[str, Any], _context: object
+) -> MessageInput:
+    """Builds a MessageInput straight from graphql-core's coerced value, as `CallInput` is
+    built (schema/usage.py): strawberry's generic conversion re-inspects every field's type
+    for each of up to 1,000 messages a batch."""
+    return cls(
+        external_id=value["externalId"],
+        sub_account_id=value["subAccountId"],
+        conversation_id=value["conversationId"],
+        direction=value["direction"],
+        sent_at=value["sentAt"],
+    )
+
+
+MessageInput.__strawberry_definition__.from_input = _message_from_input  # type: ignore[attr-defined]
 
 
 @strawberry.input
