@@ -7,7 +7,6 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import exists, func, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.agency import (
@@ -20,6 +19,7 @@ from domain.agency import (
 )
 from domain.auto_allocation import AutoAllocation
 from domain.payouts import DEFAULT_PAYOUT_THRESHOLD_MICROS
+from persistence.database import dialect_insert
 from persistence.ledger import open_balances
 from persistence.records import (
     AGENCY_COLUMNS,
@@ -210,8 +210,7 @@ async def save_auto_allocation(
         "enabled_on": allocation.enabled_on,
         "updated_at": now,
     }
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    upsert = dialect.insert(auto_allocation_t).values(sub_account_id=sub_account_id, **values)
+    upsert = dialect_insert(conn, auto_allocation_t).values(sub_account_id=sub_account_id, **values)
     await conn.execute(upsert.on_conflict_do_update(index_elements=["sub_account_id"], set_=values))
 
 

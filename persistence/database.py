@@ -16,12 +16,21 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from domain.errors import TryAgain
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def dialect_insert(conn: AsyncConnection, table: Any) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT in the connection's own dialect: the one with ON CONFLICT clauses."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
 _WRITE = "agencyhub_write"
 
 

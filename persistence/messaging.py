@@ -15,7 +15,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, func, or_, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.messaging import (
@@ -28,6 +27,7 @@ from domain.messaging import (
     RollupKey,
 )
 from persistence.arrays import insert_unnested
+from persistence.database import dialect_insert
 from persistence.merges import members_of
 from persistence.tables import (
     ConversationRow,
@@ -41,11 +41,6 @@ conversation_t = ConversationRow.__table__
 messaging_quarter_t = MessagingQuarterRow.__table__
 messaging_limit_t = MessagingLimitRow.__table__
 COUNTED = ("sent", "received", "new_outbound", "new_inbound", "responded")
-
-
-def _insert(conn: AsyncConnection, table: Any) -> postgresql.Insert | sqlite.Insert:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
 
 
 # PostgreSQL: one array per column through unnest(), a statement prepared once (a multi-row
@@ -122,7 +117,7 @@ async def insert_new_messages(
         for m in sorted(messages, key=lambda m: m.external_id)
     ]
     statement = (
-        _insert(conn, message_t)
+        dialect_insert(conn, message_t)
         .values(rows)
         .on_conflict_do_nothing(index_elements=["agency_id", "external_id"])
         .returning(message_t.c.external_id)
@@ -166,7 +161,7 @@ async def insert_new_conversations(
         result = await conn.execute(_INSERT_CONVERSATIONS_PG, {"agency_id": agency_id, **arrays})
         return {(r.sub_account_id, r.external_id) for r in result}
     statement = (
-        _insert(conn, conversation_t)
+        dialect_insert(conn, conversation_t)
         .values(rows)
         .on_conflict_do_nothing(index_elements=["sub_account_id", "external_id"])
         .returning(conversation_t.c.sub_account_id, conversation_t.c.external_id)
@@ -239,7 +234,7 @@ async def add_to_rollups(
         arrays = {c.name: [r[c.name] for r in rows] for c in _ROLLUP_ARRAYS}
         await conn.execute(_ADD_TO_ROLLUPS_PG, {"agency_id": agency_id, **arrays})
         return
-    statement = _insert(conn, messaging_quarter_t).values(rows)
+    statement = dialect_insert(conn, messaging_quarter_t).values(rows)
     statement = statement.on_conflict_do_update(
         index_elements=["sub_account_id", "quarter_utc"],
         set_={c: messaging_quarter_t.c[c] + statement.excluded[c] for c in COUNTED},

@@ -11,7 +11,6 @@ from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Table, and_, bindparam, func, or_, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.agency import Agency, SubAccount, SubAccountKind, SubAccountStatus
@@ -20,6 +19,7 @@ from domain.money import Tier
 from domain.usage import CallCharge, CallStatus, ReportedCall, RollupLine, hour_of
 from persistence import live
 from persistence.arrays import insert_unnested, insert_unnested_sql
+from persistence.database import dialect_insert
 from persistence.records import (
     AGENCY_COLUMNS,
     SUB_ACCOUNT_COLUMNS,
@@ -113,11 +113,6 @@ async def batch_context(
     )
 
 
-def _insert(conn: AsyncConnection, table: object) -> postgresql.Insert | sqlite.Insert:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)  # type: ignore[arg-type]
-
-
 # Every column of `call` a batch supplies per call (the overage comes after billing); the
 # agency and the time it was recorded are the batch's.
 _CALL_ARRAYS = [
@@ -174,7 +169,7 @@ async def insert_new_calls(
         result = await conn.execute(_INSERT_CALLS_PG, params)
         return set(result.scalars().all())
     statement = (
-        _insert(conn, call_t)
+        dialect_insert(conn, call_t)
         .values(
             [
                 {
@@ -387,7 +382,7 @@ async def add_to_rollups(
         await conn.execute(_UPSERT_ALL_PG, _rollup_arrays(tables, ("", "hour_", "day_")))
         return
     for table, rows in tables:
-        statement = _insert(conn, table).values(rows)
+        statement = dialect_insert(conn, table).values(rows)
         await conn.execute(
             statement.on_conflict_do_update(
                 index_elements=[c.name for c in table.primary_key.columns],
