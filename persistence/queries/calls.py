@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from datetime import datetime
 from typing import Any
@@ -12,29 +10,18 @@ from typing import Any
 from sqlalchemy import Select, select, tuple_, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from domain.errors import DomainError, ErrorCode
 from domain.money import Tier
 from domain.paging import Page
 from domain.usage import CallChannel, CallDirection, CallStatus, RecordedCall
 from persistence.merges import owned_accounts
-from persistence.tables import CallRow
+from persistence.queries import paging
+from persistence.usage import call_t
 
-call_t = CallRow.__table__
 _COLUMNS = [c for c in call_t.columns if c.name not in ("agency_id", "recorded_at")]
 
 
 def encode_cursor(call: RecordedCall) -> str:
-    return base64.urlsafe_b64encode(f"{call.started_at.isoformat()}|{call.id}".encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, int]:
-    try:
-        stamp, _, key = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.fromisoformat(stamp), int(key)
-    except (ValueError, binascii.Error, UnicodeError):
-        raise DomainError(
-            ErrorCode.INVALID_INPUT, "That cursor is not valid.", ("after",)
-        ) from None
+    return paging.encode_cursor(call.started_at, call.id)
 
 
 def _call_from(row: Any) -> RecordedCall:
@@ -67,7 +54,7 @@ async def calls_page(
     account's own and those of the accounts merged into it, each account's read as one
     backward range of its index, the newest `first` of them all kept."""
     accounts = [sub_account_id, *await owned_accounts(conn, sub_account_id)]
-    cursor = decode_cursor(after) if after is not None else None
+    cursor = paging.decode_cursor(after, int) if after is not None else None
 
     def of(account: uuid.UUID) -> Select[Any]:
         query = select(*_COLUMNS).where(

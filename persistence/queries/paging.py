@@ -23,14 +23,18 @@ from domain.paging import Page
 T = TypeVar("T")
 
 
-def encode_cursor(created_at: datetime, key: uuid.UUID) -> str:
+K = TypeVar("K")
+
+
+def encode_cursor(created_at: datetime, key: object) -> str:
+    """A row's place: its time and its key (a UUID, or an integer id)."""
     return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{key}".encode()).decode()
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+def decode_cursor(cursor: str, key_type: Callable[[str], K] = uuid.UUID) -> tuple[datetime, K]:  # type: ignore[assignment]
     try:
         stamp, _, key = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.fromisoformat(stamp), uuid.UUID(key)
+        return datetime.fromisoformat(stamp), key_type(key)
     except (ValueError, binascii.Error, UnicodeError):
         raise DomainError(
             ErrorCode.INVALID_INPUT, "That cursor is not valid.", ("after",)
