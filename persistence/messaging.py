@@ -10,7 +10,7 @@ calls, transfers or removals take (docs/ARCHITECTURE.md, lock order).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -265,12 +265,14 @@ async def figures(
 
 
 async def monthly_limits(
-    conn: AsyncConnection, sub_account_ids: list[uuid.UUID]
-) -> dict[uuid.UUID, int]:
+    conn: AsyncConnection, sub_account_ids: Sequence[uuid.UUID]
+) -> list[int | None]:
+    """A DataLoader batch: each sub-account's monthly limit (None: no limit)."""
     rows = await conn.execute(
         select(messaging_limit_t).where(messaging_limit_t.c.sub_account_id.in_(sub_account_ids))
     )
-    return {r.sub_account_id: r.monthly_limit for r in rows}
+    found = {r.sub_account_id: r.monthly_limit for r in rows}
+    return [found.get(i) for i in sub_account_ids]
 
 
 async def set_monthly_limit(

@@ -27,7 +27,7 @@ from domain.policy import Viewer
 from domain.pricing import PriceBook
 from domain.reporting import HealthThresholds
 from domain.usage import MAX_BATCH
-from persistence import lines, merges, payment_cards, purchases, team
+from persistence import lines, merges, messaging, payment_cards, purchases, team
 from persistence.api_keys import api_key_by_secret
 from persistence.broker import Broker
 from persistence.database import Database
@@ -168,6 +168,10 @@ class Loaders:
     @cached_property
     def merged_into_by_sub_account(self) -> DataLoader[UUID, UUID | None]:
         return self._loader(merges.merged_into)
+
+    @cached_property
+    def messaging_limit_by_sub_account(self) -> DataLoader[UUID, int | None]:
+        return self._loader(messaging.monthly_limits)
 
 
 class RequestContext:

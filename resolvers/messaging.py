@@ -95,13 +95,12 @@ async def messaging_stats(
     async with ctx.services.database.read() as conn:
         figures = await store.figures(conn, sub_account.id, window.start_utc, window.end_utc)
         this_period = await store.figures(conn, sub_account.id, period_began, now)
-        limits = await store.monthly_limits(conn, [sub_account.id])
-    return MessagingStats(figures, this_period.sent, limits.get(sub_account.id))
+    return MessagingStats(figures, this_period.sent, await volume_limit(ctx, sub_account))
 
 
 async def volume_limit(ctx: RequestContext, sub_account: SubAccount) -> int | None:
-    async with ctx.services.database.read() as conn:
-        return (await store.monthly_limits(conn, [sub_account.id])).get(sub_account.id)
+    """Batched: a list of sub-accounts asking for it reads the limits in one statement."""
+    return await ctx.loaders.messaging_limit_by_sub_account.load(sub_account.id)
 
 
 async def set_volume_limit(ctx: RequestContext, global_id: str, limit: int | None) -> SubAccount:
