@@ -61,6 +61,25 @@ def plan_conversion(
     return TransferPlan(tier, sent_seconds, received, base, from_bp, to_bp)
 
 
+def move_everything(
+    agency_id: UUID,
+    source: SubAccount,
+    destination: SubAccount,
+    held: dict[Tier, int],
+    prices: PriceBook,
+    reference: str,
+    kinds: tuple[LedgerKind, LedgerKind],
+) -> list[Movement]:
+    """Every balance `source` holds, moved to `destination` converted by value as a transfer
+    converts it (removal, merge): the ledger movements, tier by tier."""
+    moves: list[Movement] = []
+    for tier in Tier:
+        if seconds := held.get(tier, 0):
+            plan = plan_conversion(source, destination, tier, seconds, prices)
+            moves += plan.movements(agency_id, source.id, destination.id, reference, kinds)
+    return moves
+
+
 def plan_transfer(
     source: SubAccount, destination: SubAccount, tier: Tier, sent_seconds: int, prices: PriceBook
 ) -> TransferPlan:

@@ -17,7 +17,7 @@ from domain.merge import MergeRequest, MergeStatus
 from domain.money import Tier
 from domain.paging import Page
 from domain.policy import Action, Target, Viewer, can, require
-from domain.transfer import plan_conversion
+from domain.transfer import move_everything
 from persistence import agencies, ledger, lines, live, merges
 from persistence.errors import UniqueViolation
 from persistence.unit_of_work import UnitOfWork
@@ -132,18 +132,15 @@ async def approve_merge(ctx: RequestContext, global_id: str) -> MergeRequest:
             source_seconds,
             len(source_lines),
         )
-        reference = f"merge:{merge.id}"
-        moves = []
-        for tier, seconds in source_seconds.items():
-            if seconds:
-                plan = plan_conversion(source, target, tier, seconds, prices)
-                moves += plan.movements(
-                    viewer.agency_id,
-                    source.id,
-                    target.id,
-                    reference,
-                    (LedgerKind.MERGE_OUT, LedgerKind.MERGE_IN),
-                )
+        moves = move_everything(
+            viewer.agency_id,
+            source,
+            target,
+            source_seconds,
+            prices,
+            f"merge:{merge.id}",
+            (LedgerKind.MERGE_OUT, LedgerKind.MERGE_IN),
+        )
         if moves:
             await ledger.apply(uow.conn, moves, now)
         await _hand_over_lines(uow, source_lines, source, target, day)

@@ -21,7 +21,7 @@ from domain.money import Tier
 from domain.paging import Page
 from domain.policy import POLICY, Action, Scope, Target, Viewer, require
 from domain.pricing import markup_bp
-from domain.transfer import plan_conversion
+from domain.transfer import move_everything
 from persistence import activities, agencies, idempotency, ledger, lines, live
 from persistence.errors import UniqueViolation
 from persistence.queries import sub_accounts as lists
@@ -298,18 +298,15 @@ async def remove(
         changed = rules.remove(
             target, destination, {tier: held.get((target.id, tier), 0) for tier in Tier}, now
         )
-        reference = f"removal:{target.id}"
-        moves = []
-        for tier in Tier:
-            if seconds := held.get((target.id, tier), 0):
-                plan = plan_conversion(target, destination, tier, seconds, ctx.services.prices)
-                moves += plan.movements(
-                    viewer.agency_id,
-                    target.id,
-                    destination.id,
-                    reference,
-                    (LedgerKind.REMOVAL_OUT, LedgerKind.REMOVAL_IN),
-                )
+        moves = move_everything(
+            viewer.agency_id,
+            target,
+            destination,
+            {tier: held.get((target.id, tier), 0) for tier in Tier},
+            ctx.services.prices,
+            f"removal:{target.id}",
+            (LedgerKind.REMOVAL_OUT, LedgerKind.REMOVAL_IN),
+        )
         if moves:
             await ledger.apply(uow.conn, moves, now)
         if target.knowledge_pack_credits:
