@@ -22,7 +22,7 @@ from persistence.unit_of_work import UnitOfWork
 from resolvers.api_keys import INGEST_SCOPE
 from resolvers.context import RequestContext
 from resolvers.sub_account import lock_sub_accounts
-from resolvers.usage import Recorded
+from resolvers.usage import Recorded, accept, claim
 from resolvers.viewer import sub_account_target
 
 
@@ -39,25 +39,13 @@ async def record_messages(ctx: RequestContext, messages: list[ReportedMessage]) 
     now = ctx.services.clock()
 
     async def record(uow: UnitOfWork) -> Recorded:
-        result = Recorded()
         ids = sorted({m.sub_account_id for m in messages if m.sub_account_id})
         accounts = (await usage.batch_context(uow.conn, key.agency_id, ids)).accounts
-        claimed: dict[str, ReportedMessage] = {}
-        for message in messages:
-            account = accounts.get(message.sub_account_id) if message.sub_account_id else None
-            refused = rules.rejection(message, account, now)
-            if refused is not None:
-                result.rejected.append((message.external_id, refused))
-            elif message.external_id in claimed:
-                result.duplicates += 1
-            else:
-                claimed[message.external_id] = message
+        [result], claimed = claim([messages], accounts, now, rules.rejection)
         new_ids = await store.insert_new_messages(
-            uow.conn, key.agency_id, list(claimed.values()), now
+            uow.conn, key.agency_id, [m for _, m in claimed.values()], now
         )
-        accepted = [m for e, m in claimed.items() if e in new_ids]
-        result.accepted = len(accepted)
-        result.duplicates += len(claimed) - len(accepted)
+        accepted = [m for batch in accept([result], claimed, new_ids) for m in batch]
         if not accepted:
             return result
         fresh = rules.conversations_after(accepted, {})

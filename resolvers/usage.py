@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import functools
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol, TypeVar
 
 from domain.agency import SubAccount
 from domain.errors import DomainError, ErrorCode
@@ -79,11 +81,11 @@ async def _bill_batches(
         ids = sorted({c.sub_account_id for b in batches for c in b if c.sub_account_id})
         batch = await usage.batch_context(uow.conn, agency_id, ids)
         accounts, primary = batch.accounts, batch.primary
-        results, claimed = _claim(batches, accounts, now)  # built afresh on a rerun
+        results, claimed = claim(batches, accounts, now, rejection)  # afresh on a rerun
         calls = [call for _, call in claimed.values()]
         charges = Pricer(accounts, primary.id, services.prices).charges(calls)
         new_ids = await usage.insert_new_calls(uow.conn, agency_id, calls, charges, now)
-        accepted = _accept(results, claimed, new_ids)
+        accepted = accept(results, claimed, new_ids)
         if not accepted:
             return results
         # Locked: the balances debited, and those the events report (exact as of commit).
@@ -105,17 +107,33 @@ async def _bill_batches(
     return await services.transact(bill_all, audited=False)
 
 
-def _claim(
-    batches: list[list[ReportedCall]], accounts: dict[uuid.UUID, SubAccount], now: datetime
-) -> tuple[list[Recorded], dict[str, tuple[int, ReportedCall]]]:
-    """Each batch's rejections and repeats; the calls left to insert, by external id, with the
-    batch that claimed each first (a call sent twice in the group is the later one's duplicate)."""
+class Reported(Protocol):
+    """What the platform reports (a call, a message): its id and whose it says it is."""
+
+    @property
+    def external_id(self) -> str: ...
+    @property
+    def sub_account_id(self) -> uuid.UUID | None: ...
+
+
+R = TypeVar("R", bound=Reported)
+
+
+def claim(
+    batches: list[list[R]],
+    accounts: dict[uuid.UUID, SubAccount],
+    now: datetime,
+    refuse: Callable[[R, SubAccount | None, datetime], Rejection | None],
+) -> tuple[list[Recorded], dict[str, tuple[int, R]]]:
+    """Each batch's rejections (`refuse`) and repeats; the items left to insert, by external
+    id, with the batch that claimed each first (an item sent twice in a group is the later
+    one's duplicate)."""
     results = [Recorded() for _ in batches]
-    claimed: dict[str, tuple[int, ReportedCall]] = {}
+    claimed: dict[str, tuple[int, R]] = {}
     for n, (calls, result) in enumerate(zip(batches, results, strict=True)):
         for call in calls:
             account = accounts.get(call.sub_account_id) if call.sub_account_id else None
-            refused = rejection(call, account, now)
+            refused = refuse(call, account, now)
             if refused is not None:
                 result.rejected.append((call.external_id, refused))
             elif call.external_id in claimed:
@@ -125,12 +143,12 @@ def _claim(
     return results, claimed
 
 
-def _accept(
-    results: list[Recorded], claimed: dict[str, tuple[int, ReportedCall]], new_ids: set[str]
-) -> list[list[ReportedCall]]:
-    """Counts each batch's new calls and its duplicates of stored ones; the batches' new calls
-    (batches with none left out)."""
-    new_calls: list[list[ReportedCall]] = [[] for _ in results]
+def accept(
+    results: list[Recorded], claimed: dict[str, tuple[int, R]], new_ids: set[str]
+) -> list[list[R]]:
+    """Counts each batch's new items and its duplicates of stored ones; the batches' new
+    items (batches with none left out)."""
+    new_calls: list[list[R]] = [[] for _ in results]
     for external_id, (n, call) in claimed.items():
         if external_id in new_ids:
             new_calls[n].append(call)
