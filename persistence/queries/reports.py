@@ -65,6 +65,33 @@ class UsageTotals:
     def seconds(self) -> int:
         return sum(self.seconds_by_tier.values())
 
+    @property
+    def failed_calls(self) -> int:
+        return self.by_status.get(CallStatus.FAILED, 0)
+
+
+@dataclass
+class ClientUsage:
+    """What the agency report shows of one client's range: totals, without tiers or the
+    other statuses, so that its statement sums and groups less (one row per client)."""
+
+    calls: int = 0
+    seconds: int = 0
+    overage_seconds: int = 0
+    spent_micros: int = 0
+    cost_micros: int = 0
+    failed_calls: int = 0
+
+
+CLIENT_COLUMNS = (
+    "calls",
+    "seconds",
+    "overage_seconds",
+    "spent_micros",
+    "cost_micros",
+    STATUS_COLUMNS[CallStatus.FAILED],
+)
+
 
 def _floor(moment: datetime, period: timedelta) -> datetime:
     return moment - (moment - EPOCH) % period
@@ -256,6 +283,54 @@ async def usage_in_windows(
         for status, column in STATUS_COLUMNS.items():
             t.by_status[status] = t.by_status.get(status, 0) + m[column]
     return dict(totals), {n: dict(v) for n, v in others.items()}
+
+
+async def client_usage_in_windows(
+    conn: AsyncConnection,
+    agency_id: uuid.UUID,
+    detailed: tuple[datetime, datetime],
+    seconds_only: dict[str, tuple[datetime, datetime]],
+) -> tuple[dict[uuid.UUID, ClientUsage], dict[str, dict[uuid.UUID, int]]]:
+    """`usage_in_windows` for every client of an agency, cut to what the agency report shows:
+    the `detailed` range's totals (`ClientUsage`) and the seconds of the other ranges, grouped
+    by client alone. Read once, like `usage_in_windows`, with merged accounts rolled up."""
+    windows = {"": detailed, **seconds_only}
+    rows = rollup_rows(CLIENT_COLUMNS, list(windows.values()), agency_id=agency_id)
+
+    def inside(window: tuple[datetime, datetime]) -> ColumnElement[bool]:
+        return (rows.c.at >= window[0]) & (rows.c.at < window[1])
+
+    owner = func.coalesce(merged_t.c.owner_id, rows.c.sub_account_id)
+    query = (
+        select(
+            owner.label("sub_account_id"),
+            *(_sum(rows.c[c], inside(detailed)).label(c) for c in CLIENT_COLUMNS),
+            *(
+                _sum(rows.c.seconds, inside(w)).label(f"seconds_{n}")
+                for n, w in seconds_only.items()
+            ),
+        )
+        .select_from(rows.outerjoin(merged_t, merged_t.c.sub_account_id == rows.c.sub_account_id))
+        .group_by(owner)
+    )
+    totals: dict[uuid.UUID, ClientUsage] = {}
+    others: dict[str, dict[uuid.UUID, int]] = {name: {} for name in seconds_only}
+    failed = STATUS_COLUMNS[CallStatus.FAILED]
+    for row in await conn.execute(query):
+        m = row._mapping
+        for name in seconds_only:
+            if m[f"seconds_{name}"]:
+                others[name][row.sub_account_id] = m[f"seconds_{name}"]
+        if m["calls"] or m["seconds"]:
+            totals[row.sub_account_id] = ClientUsage(
+                m["calls"],
+                m["seconds"],
+                m["overage_seconds"],
+                m["spent_micros"],
+                m["cost_micros"],
+                m[failed],
+            )
+    return totals, others
 
 
 async def usage_by_sub_account(
