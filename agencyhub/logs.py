@@ -5,8 +5,9 @@ stdlib logging with a formatter of our own (orjson), not structlog: uvicorn, SQL
 strawberry and our modules all log through stdlib logging already, so one formatter on the root
 handler gives every line, ours and theirs, the same shape and the same request id; structlog
 would be a second pipeline to bridge them into. The request id lives in a context variable set
-by `agencyhub.observability.RequestObserver`: tasks started while serving a request
-(DataLoader batches, group commits) copy it, so their lines carry it too.
+by `agencyhub.observability.RequestObserver` and is stamped on each record as it is made
+(`stamp_request_ids`): tasks started while serving a request (DataLoader batches) copy the
+variable, so their lines carry it too.
 """
 
 from __future__ import annotations
@@ -62,12 +63,27 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 }
 
 
+def stamp_request_ids() -> None:
+    """Every log record made while a request is served carries its id from then on (taken
+    when the record is made, so a handler that formats it later, on another thread or after
+    the request, still has it). Idempotent."""
+    make = logging.getLogRecordFactory()
+    if getattr(make, "stamps_request_ids", False):
+        return
+
+    def stamped(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make(*args, **kwargs)
+        request = CURRENT_REQUEST.get()
+        if request is not None:
+            record.request_id = request.request_id
+        return record
+
+    stamped.stamps_request_ids = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(stamped)
+
+
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
-    found = {k: v for k, v in vars(record).items() if k not in _STANDARD}
-    request = CURRENT_REQUEST.get()
-    if request is not None and "request_id" not in found:
-        found["request_id"] = request.request_id
-    return found
+    return {k: v for k, v in vars(record).items() if k not in _STANDARD}
 
 
 class JsonFormatter(logging.Formatter):
