@@ -4,6 +4,7 @@ database that cannot be reached answered SERVICE_UNAVAILABLE."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from datetime import timedelta
@@ -12,6 +13,7 @@ import httpx
 import orjson
 import pytest
 from prometheus_client import REGISTRY
+from sqlalchemy import text
 
 from agencyhub import metrics as app_metrics
 from agencyhub.app import create_app
@@ -305,3 +307,24 @@ def test_one_worker_without_a_directory_keeps_metrics_in_memory(monkeypatch):
 def test_pools_in_use_are_read_without_a_round_trip(tmp_path):
     database = Database(f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/x")
     assert database.connections_in_use() == {"write": 0, "read": 0}
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_a_pooled_connection_the_server_closed_is_replaced_before_a_request_uses_it(
+    database_url,
+):
+    # given a pool holding an idle connection that PostgreSQL then terminates (as a restart
+    # terminates every session)
+    database = Database(database_url, pool_size=1)
+    try:
+        async with database.read() as conn:
+            pid = await conn.scalar(text("SELECT pg_backend_pid()"))
+        async with Database(database_url).read() as other:
+            assert await other.scalar(text(f"SELECT pg_terminate_backend({pid})"))
+        await asyncio.sleep(0.2)  # the termination reaches the idle connection
+
+        # when the next request reads, then it is served on a new connection
+        async with database.read() as conn:
+            assert await conn.scalar(text("SELECT pg_backend_pid()")) != pid
+    finally:
+        await database.dispose()
