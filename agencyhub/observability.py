@@ -95,16 +95,25 @@ class RequestObserver:
             metrics.observe_request(request.operation, request.error_codes, seconds)
         if not self.log_requests:
             return
-        log.info(
-            "%s %s %d",
-            request.method,
-            request.path,
-            request.status,
-            extra={
-                "operation": request.operation,
-                "agency_id": agency_of(request.context),
-                "duration_ms": round(seconds * 1000, 2),
-                "outcome": metrics.outcome_of(request.error_codes, request.status),
-                "error_codes": request.error_codes or None,
-            },
+        if not log.isEnabledFor(logging.INFO):
+            return
+        # makeRecord and handle, not log.info: the same record without the walk up the stack
+        # for the caller's file and line (a third of the line's cost, and always this line).
+        log.handle(
+            log.makeRecord(
+                log.name,
+                logging.INFO,
+                __file__,
+                0,
+                "%s %s %d",
+                (request.method, request.path, request.status),
+                None,
+                extra={
+                    "operation": request.operation,
+                    "agency_id": agency_of(request.context),
+                    "duration_ms": round(seconds * 1000, 2),
+                    "outcome": metrics.outcome_of(request.error_codes, request.status),
+                    "error_codes": request.error_codes or None,
+                },
+            )
         )
