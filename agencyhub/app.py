@@ -30,7 +30,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from agencyhub.background import JobRunner, payment_jobs
 from agencyhub.collector import SurvivorFreezer
 from agencyhub.limits import BodySizeLimit
-from agencyhub.logs import CURRENT_REQUEST
+from agencyhub.logs import CURRENT_REQUEST, stamp_request_ids
 from agencyhub.metrics import Sampler, metrics_endpoint, process_exiting
 from agencyhub.observability import OperationObserver, RequestObserver
 from agencyhub.settings import Settings
@@ -170,6 +170,7 @@ async def running_services(settings: Settings) -> AsyncIterator[tuple[Services, 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings()
     origins = browser_origins(settings)
+    stamp_request_ids()
     token = settings.metrics_token
     metrics_token = None if token is None else token.get_secret_value()
     keep_alive = KeepAlive(settings.ws_keepalive_seconds)
