@@ -82,8 +82,7 @@ def stamp_request_ids() -> None:
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
-    attributes = record.__dict__
-    return {k: attributes[k] for k in attributes.keys() - _STANDARD}
+    return {k: v for k, v in record.__dict__.items() if k not in _STANDARD}  # in their order
 
 
 _second: tuple[int, str] = (-1, "")
