@@ -328,3 +328,16 @@ async def test_a_pooled_connection_the_server_closed_is_replaced_before_a_reques
             assert await conn.scalar(text("SELECT pg_backend_pid()")) != pid
     finally:
         await database.dispose()
+
+
+async def test_events_handed_to_local_subscriptions_are_counted(broker):
+    from tests.persistence.test_broker import confirmed, messages, wire
+
+    topic = f"t:metrics-{uuid.uuid4().hex}"  # Redis channels are shared by every database
+    delivered = sample("agencyhub_events_delivered_total")
+    async with broker.subscribe([topic]) as a, broker.subscribe([topic]) as b:
+        await confirmed(a, b)
+        await broker.publish(topic, wire(1, topic))
+        await messages(a, 1)
+        await messages(b, 1)
+    assert sample("agencyhub_events_delivered_total") == delivered + 2
