@@ -18,7 +18,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 from prometheus_client import (
@@ -146,13 +146,16 @@ def multiprocess_directory(workers: int) -> Path | None:
 
 @contextlib.contextmanager
 def multiprocess_directory_for(workers: int) -> Iterator[Path | None]:
+    """`multiprocess_directory` for the server's life; a directory made for it is removed at
+    exit (one the operator named is kept)."""
+    named = os.environ.get(MULTIPROC_DIR)
     directory = multiprocess_directory(workers)
-    made_here = directory is not None and directory.name.startswith("agencyhub-metrics-")
     try:
         yield directory
     finally:
-        if made_here and directory is not None:
+        if directory is not None and not named:
             shutil.rmtree(directory, ignore_errors=True)
+            os.environ.pop(MULTIPROC_DIR, None)
 
 
 def is_multiprocess() -> bool:
@@ -221,7 +224,7 @@ def _is_loopback(host: str | None) -> bool:
     return False
 
 
-def metrics_endpoint(token: str | None):  # type: ignore[no-untyped-def]
+def metrics_endpoint(token: str | None) -> Callable[[Request], Awaitable[Response]]:
     """GET /metrics. With a token: `Authorization: Bearer <token>` or 401 (compared in constant
     time). Without: loopback clients only, 403 for others."""
     expected = None if token is None else f"Bearer {token}".encode()
