@@ -341,3 +341,34 @@ async def test_events_handed_to_local_subscriptions_are_counted(broker):
         await messages(a, 1)
         await messages(b, 1)
     assert sample("agencyhub_events_delivered_total") == delivered + 2
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_stream_cut_off_as_too_slow_is_counted(app_client, monkeypatch):
+    from dataclasses import replace
+
+    from domain.errors import SubscriberTooSlow
+    from resolvers.context import RequestContext
+    from resolvers.live import authorized_messages
+    from tests.persistence.test_broker import wire
+
+    # given a signed-in stream on a topic, with room for 2 waiting events
+    owner = await make_agency(app_client)
+    services = replace(app_client.app.state.services, subscriber_queue_size=2)
+    topic = f"t:slow-{uuid.uuid4().hex}"
+    ctx = RequestContext(services, f"Bearer {owner.token}")
+    stream = authorized_messages(ctx, lambda viewer: [topic], lambda viewer: None)
+    first = asyncio.ensure_future(anext(stream))
+    await asyncio.sleep(0.2)  # subscribed (the in-process broker confirms at once)
+    cut = sample("agencyhub_subscribers_too_slow_total")
+
+    # when 10 events arrive before it reads any
+    for n in range(10):
+        await services.broker.publish(topic, wire(10_000 + n, topic))
+
+    # then it ends with SubscriberTooSlow, and the cut is counted
+    with pytest.raises(SubscriberTooSlow):
+        await asyncio.wait_for(first, 5)
+        while True:
+            await asyncio.wait_for(anext(stream), 5)
+    assert sample("agencyhub_subscribers_too_slow_total") == cut + 1
