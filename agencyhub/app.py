@@ -1,4 +1,4 @@
-"""The ASGI app: GraphQL over HTTP and WebSocket at /graphql, /healthz and /readyz.
+"""The ASGI app: GraphQL over HTTP and WebSocket at /graphql, /healthz, /readyz and /metrics.
 
 `create_app(settings)` builds nothing at import time; the lifespan opens the database, the
 broker and the outbox relay, and closes them again. Browser front ends on the origins in
@@ -30,6 +30,9 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from agencyhub.background import JobRunner, payment_jobs
 from agencyhub.collector import SurvivorFreezer
 from agencyhub.limits import BodySizeLimit
+from agencyhub.logs import CURRENT_REQUEST, stamp_request_ids
+from agencyhub.metrics import Sampler, metrics_endpoint, process_exiting
+from agencyhub.observability import OperationObserver, RequestObserver
 from agencyhub.settings import Settings
 from agencyhub.websocket import KeepAlive, KeptAliveHandler, TextFrames
 from persistence.broker import Broker, InProcessBroker, RedisBroker
@@ -62,9 +65,13 @@ class GraphQLApp(GraphQL[RequestContext, None]):
         if isinstance(request, WebSocket):
             return RequestContext(self.services, None, long_lived=True)
         client = request.client.host if request.client else None
-        return RequestContext(
+        context = RequestContext(
             self.services, request.headers.get("authorization"), client_host=client
         )
+        observed = CURRENT_REQUEST.get()
+        if observed is not None:
+            observed.context = context  # the request's log line names the viewer's agency
+        return context
 
     async def on_ws_connect(self, context: RequestContext) -> None:
         # A socket that presents a token must present a valid one; no token means anonymous.
@@ -113,7 +120,11 @@ async def running_services(settings: Settings) -> AsyncIterator[tuple[Services, 
     tokens = Tokens(settings.secret())  # first: no SECRET_KEY stops before the database opens
     if settings.is_embedded:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    database = Database(settings.effective_database_url, pool_size=settings.db_pool_size)
+    database = Database(
+        settings.effective_database_url,
+        pool_size=settings.db_pool_size,
+        pool_pre_ping=settings.db_pool_pre_ping,
+    )
     try:
         if settings.should_auto_migrate:
             await upgrade(database.engine)
@@ -159,10 +170,18 @@ async def running_services(settings: Settings) -> AsyncIterator[tuple[Services, 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings()
     origins = browser_origins(settings)
+    stamp_request_ids()
+    token = settings.metrics_token
+    metrics_token = None if token is None else token.get_secret_value()
     keep_alive = KeepAlive(settings.ws_keepalive_seconds)
     handler = type("Handler", (KeptAliveHandler,), {"keep_alive": keep_alive})
     graphql = GraphQLApp(
-        build_schema(settings.max_query_depth, settings.max_aliases, settings.max_tokens),
+        build_schema(
+            settings.max_query_depth,
+            settings.max_aliases,
+            settings.max_tokens,
+            observers=[OperationObserver],
+        ),
         graphql_ide="graphiql" if settings.graphiql else None,
         allow_queries_via_get=True,
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
@@ -186,6 +205,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 else [],
             )
             runner.start()
+            sampler = Sampler(services, settings.metrics_sample_seconds)
+            sampler.start()
             # What start-up built and what each full collection finds alive (sockets,
             # subscriptions) move out of the cyclic collector's way, so full collections under
             # load walk only recent objects (agencyhub/collector.py): at 10,000 screens a full
@@ -197,8 +218,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 yield
             finally:
                 freezer.uninstall()
+                await sampler.stop()
                 await runner.stop()
                 await keep_alive.stop()
+                process_exiting()
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -233,13 +256,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/metrics", metrics_endpoint(metrics_token)),
         ],
         middleware=[
+            # Outermost: every request gets its id before anything else runs or logs.
+            Middleware(RequestObserver, log_requests=settings.access_log),
             Middleware(
                 CORSMiddleware,
                 allow_origins=origins,
                 allow_methods=["GET", "POST"],
-                allow_headers=["content-type", "authorization"],
+                allow_headers=["content-type", "authorization", "x-request-id"],
+                expose_headers=["x-request-id"],
                 max_age=600,
             ),
             Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),

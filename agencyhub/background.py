@@ -16,6 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from persistence import metrics
 from resolvers.context import Services
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,23 @@ class PeriodicJob:
     name: str
     every_seconds: float
     run: Callable[[Services], Awaitable[int]]
+
+
+async def run_counted(
+    name: str, run: Callable[[Services], Awaitable[int]], services: Services
+) -> int:
+    """One run of a job, counted in the metrics (`agencyhub_job_runs`, `agencyhub_job_items`):
+    failed when it raises, ok otherwise (also when another process held the job's lock: that
+    is `agencyhub_job_skipped`)."""
+    try:
+        done = await run(services)
+    except Exception:
+        metrics.JOB_RUNS.labels(name, "failed").inc()
+        raise
+    metrics.JOB_RUNS.labels(name, "ok").inc()
+    if done:
+        metrics.JOB_DONE.labels(name).inc(done)
+    return done
 
 
 class JobRunner:
@@ -41,7 +59,7 @@ class JobRunner:
     async def _loop(self, job: PeriodicJob) -> None:
         while True:
             try:
-                done = await job.run(self._services)
+                done = await run_counted(job.name, job.run, self._services)
                 if done:
                     log.info("%s: %d done", job.name, done)
             except Exception:

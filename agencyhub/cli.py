@@ -7,14 +7,16 @@ import argparse
 import asyncio
 import csv
 import logging
+import logging.config
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from agencyhub.logs import logging_config
 from agencyhub.settings import ConfigurationError, Settings
 from domain.errors import DomainError
 
@@ -35,9 +37,8 @@ def websocket_options(settings: Settings) -> dict[str, Any]:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from agencyhub.app import browser_origins, create_app
+    from agencyhub.app import browser_origins
+    from agencyhub.metrics import multiprocess_directory_for
 
     try:
         browser_origins(settings)
@@ -60,10 +61,22 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         "http": "auto",  # httptools when installed
         **websocket_options(settings),
         "log_level": "info",
-        "access_log": settings.access_log,
+        # Applied in each worker too: JSON or console lines, uvicorn's through the same
+        # handler; uvicorn's access log is off, RequestObserver logs each request (ACCESS_LOG).
+        "log_config": logging_config(settings.log_format, settings.log_level),
+        "access_log": False,
         "proxy_headers": True,
         "lifespan": "on",
     }
+    with multiprocess_directory_for(workers):
+        return _run_server(settings, workers, options)
+
+
+def _run_server(settings: Settings, workers: int, options: dict[str, Any]) -> int:
+    import uvicorn
+
+    from agencyhub.app import create_app
+
     if workers > 1:
         # Each worker process builds its app from the environment (as this one did).
         print(
@@ -165,29 +178,30 @@ def _create_api_key(settings: Settings, args: argparse.Namespace) -> int:
 def _job(name: str) -> Callable[[Settings, argparse.Namespace], int]:
     def run_job(settings: Settings, args: argparse.Namespace) -> int:
         from agencyhub.app import running_services
+        from agencyhub.background import run_counted
         from resolvers import jobs
+
+        by_name: dict[str, tuple[Callable[[Any], Awaitable[int]], str]] = {
+            "pay-out": (jobs.pay_out, "paid {} payout(s)"),
+            "charge-auto-allocations": (
+                jobs.charge_auto_allocations,
+                "{} auto allocation charge(s) succeeded",
+            ),
+            "reconcile-payments": (jobs.reconcile_payments, "settled {} pending purchase(s)"),
+            "grant-plan-minutes": (jobs.grant_plan_minutes, "granted {} plan period(s)"),
+            "purge-removed": (jobs.purge_removed, "purged {} removed sub-account(s)"),
+        }
 
         async def run() -> int:
             async with running_services(settings) as (services, relay):
                 if name == "prune-outbox":
                     keep = timedelta(hours=settings.outbox_retention_hours)
-                    done = await jobs.prune_outbox(services, keep)
+                    done = await run_counted(name, lambda s: jobs.prune_outbox(s, keep), services)
                     print(f"agencyhub: pruned {done} published event(s)")
-                elif name == "pay-out":
-                    done = await jobs.pay_out(services)
-                    print(f"agencyhub: paid {done} payout(s)")
-                elif name == "charge-auto-allocations":
-                    done = await jobs.charge_auto_allocations(services)
-                    print(f"agencyhub: {done} auto allocation charge(s) succeeded")
-                elif name == "reconcile-payments":
-                    done = await jobs.reconcile_payments(services)
-                    print(f"agencyhub: settled {done} pending purchase(s)")
-                elif name == "grant-plan-minutes":
-                    done = await jobs.grant_plan_minutes(services)
-                    print(f"agencyhub: granted {done} plan period(s)")
                 else:
-                    done = await jobs.purge_removed(services)
-                    print(f"agencyhub: purged {done} removed sub-account(s)")
+                    job, said = by_name[name]
+                    done = await run_counted(name, job, services)
+                    print(f"agencyhub: {said.format(done)}")
                 await relay.relay_once()
             return 0
 
@@ -325,10 +339,10 @@ def main(argv: list[str] | None = None) -> int:
     check = commands.add_parser("check-ledger", help="prove balances equal ledger sums")
     check.set_defaults(run=_check_ledger)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    settings = Settings()
+    logging.config.dictConfig(logging_config(settings.log_format, settings.log_level))
     try:
-        return int(args.run(Settings(), args))
+        return int(args.run(settings, args))
     except ConfigurationError as error:  # e.g. SECRET_KEY missing for a job on PostgreSQL
         print(f"agencyhub: {error}", file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@ import secrets
 import tempfile
 from decimal import Decimal
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -50,7 +51,7 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1)  # server processes for `serve`
     data_dir: Path = Path("data")
 
-    access_log: bool = True
+    access_log: bool = True  # one log line per HTTP request (agencyhub/observability.py)
     graphiql: bool = True  # the in-browser IDE at /graphql; turn off in production
     auto_migrate: bool | None = None  # default: on for the embedded SQLite, off otherwise
     session_ttl_hours: int = Field(default=24 * 14, ge=1)
@@ -61,6 +62,16 @@ class Settings(BaseSettings):
     login_attempts_per_client: int = 100
     login_window_seconds: int = 900
     db_pool_size: int = Field(default=10, ge=1)
+    # A round trip per checkout to test each pooled connection. Off: a connection the server
+    # closed (a restart) is replaced at checkout anyway (persistence/database.py).
+    db_pool_pre_ping: bool = False
+
+    # Operations (docs/DEPLOYMENT.md). Logs: json, console, or auto (console on a terminal).
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: str = "INFO"
+    # /metrics: with a token, `Authorization: Bearer <token>`; without, loopback clients only.
+    metrics_token: SecretStr | None = None
+    metrics_sample_seconds: float = Field(default=10.0, ge=0)  # outbox backlog, pools; 0: off
 
     # Request limits: each refused with a clear error.
     max_body_bytes: int = 1_000_000
@@ -93,7 +104,9 @@ class Settings(BaseSettings):
     health_failure_rate: Decimal = Field(default=Decimal("0.2"), ge=0, le=1)
     health_failure_min_calls: int = Field(default=10, ge=1)
 
-    @field_validator("secret_key", "stripe_secret_key", "stripe_webhook_secret", mode="before")
+    @field_validator(
+        "secret_key", "stripe_secret_key", "stripe_webhook_secret", "metrics_token", mode="before"
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         # `SECRET_KEY=` in a .env file would otherwise hash every token with an empty key

@@ -37,6 +37,8 @@ from websockets.extensions.permessage_deflate import (
 from websockets.frames import CONT, Frame
 from websockets.server import ServerProtocol
 
+from agencyhub.metrics import SUBSCRIPTIONS_OPEN, WEBSOCKETS_OPEN
+
 log = logging.getLogger(__name__)
 
 PING = {"type": "ping"}
@@ -97,6 +99,20 @@ class KeptAliveHandler(BaseGraphQLTransportWSHandler[Any, Any]):
     last_sent = 0.0
     unanswered_since: float | None = None  # the first ping the client has not answered
     _pinging: asyncio.Task[None] | None = None
+
+    async def handle(self) -> None:
+        WEBSOCKETS_OPEN.inc()
+        try:
+            await super().handle()
+        finally:
+            WEBSOCKETS_OPEN.dec()
+
+    async def run_operation(self, operation: Any) -> None:
+        SUBSCRIPTIONS_OPEN.inc()
+        try:
+            await super().run_operation(operation)
+        finally:
+            SUBSCRIPTIONS_OPEN.dec()
 
     async def send_message(self, message: Any) -> None:
         self.last_sent = time.monotonic()

@@ -79,10 +79,20 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=1, help="processes (needs REDIS_URL)")
     args = parser.parse_args()
+    from agencyhub.metrics import multiprocess_directory_for
+
+    # No request log lines (as UVICORN_OPTIONS has no access log), but the metrics are counted
+    # as in `agencyhub serve`, in files shared by the workers when there are several.
+    os.environ.setdefault("ACCESS_LOG", "false")
+    # As `agencyhub serve`: each worker builds its app from the environment.
+    with multiprocess_directory_for(args.workers):
+        serve(args)
+
+
+def serve(args: argparse.Namespace) -> None:
     from agencyhub.cli import websocket_options
     from agencyhub.settings import Settings
 
-    # As `agencyhub serve`: each worker builds its app from the environment.
     uvicorn.run(
         "serve_app:create_app",
         factory=True,

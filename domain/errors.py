@@ -83,6 +83,15 @@ class TryAgain(Exception):
     """
 
 
+class ServiceUnavailable(Exception):
+    """The database could not be reached, or went away mid-request (a restart, a failover).
+
+    Becomes a GraphQL error with extensions.code SERVICE_UNAVAILABLE: what the request wrote
+    was rolled back or never began, unless the connection dropped during its commit; the
+    server reconnects on its own. Raised by persistence/database.py.
+    """
+
+
 class SubscriberTooSlow(Exception):
     """A live subscriber fell too far behind and was cut off; it should reconnect and resume
     by sequence. Becomes a GraphQL error with extensions.code SUBSCRIBER_TOO_SLOW. Raised by

@@ -32,6 +32,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from domain.errors import SubscriberTooSlow
+from persistence.metrics import EVENTS_DELIVERED
 
 log = logging.getLogger(__name__)
 
@@ -213,9 +214,13 @@ class Fanout:
             self.position[message.topic] = message.sequence
         everyone = self._routes.get((message.topic, None), ())
         keyed = self._routes.get((message.topic, message.key), ()) if message.key else ()
+        delivered = 0
         for subscription in (*everyone, *keyed):
             if subscription.accepts is None or subscription.accepts(message):
                 subscription.deliver(message)
+                delivered += 1
+        if delivered:
+            EVENTS_DELIVERED.inc(delivered)
 
     @property
     def topics(self) -> list[str]:

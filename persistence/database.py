@@ -5,7 +5,9 @@ time: write transactions start with BEGIN IMMEDIATE and wait on the busy timeout
 concurrent requests queue instead of failing with "database is locked" (past the timeout,
 the unit of work answers TRY_AGAIN). On PostgreSQL, a request that waits longer than
 `pool_timeout` for a connection (the server is saturated) is answered TRY_AGAIN too, not
-"Unexpected error": nothing was done, and repeating it later is the right move.
+"Unexpected error": nothing was done, and repeating it later is the right move. A database
+that cannot be reached, or restarts under a request, is answered SERVICE_UNAVAILABLE
+(`_connected`), and the pools replace dead connections on their own (`_drop_closed_connections`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from domain.errors import TryAgain
+from domain.errors import ServiceUnavailable, TryAgain
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -42,6 +44,7 @@ class Database:
         pool_size: int = 10,
         pool_timeout: float = 30,
         busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
+        pool_pre_ping: bool = False,
     ) -> None:
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
@@ -53,7 +56,11 @@ class Database:
             # A fixed pool: "overflow" connections are opened and closed again under sustained
             # load, and a new PostgreSQL connection costs far more than waiting for one.
             self.engine = create_async_engine(
-                self.url, pool_size=pool_size, max_overflow=0, pool_timeout=pool_timeout
+                self.url,
+                pool_size=pool_size,
+                max_overflow=0,
+                pool_timeout=pool_timeout,
+                pool_pre_ping=pool_pre_ping,
             )
         # Reads are single statements (a DataLoader batch, a page): on PostgreSQL they get a
         # pool of their own in autocommit, which saves the BEGIN and ROLLBACK round trips
@@ -66,9 +73,13 @@ class Database:
                 pool_size=pool_size,
                 max_overflow=0,
                 pool_timeout=pool_timeout,
+                pool_pre_ping=pool_pre_ping,
                 isolation_level="AUTOCOMMIT",
             )
         )
+        if not self.is_sqlite:
+            _drop_closed_connections(self.engine)
+            _drop_closed_connections(self._read_engine)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -88,23 +99,89 @@ class Database:
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
+    def connections_in_use(self) -> dict[str, int]:
+        """Pooled connections checked out now, per pool ("write", and "read" on PostgreSQL)."""
+        pools = {"write": self.engine}
+        if self._read_engine is not self.engine:
+            pools["read"] = self._read_engine
+        in_use = {}
+        for name, engine in pools.items():
+            checked_out = getattr(engine.pool, "checkedout", None)
+            in_use[name] = int(checked_out()) if checked_out is not None else 0
+        return in_use
+
     async def dispose(self) -> None:
         await self.engine.dispose()
         if self._read_engine is not self.engine:
             await self._read_engine.dispose()
 
 
+_UNAVAILABLE = "The database is unavailable; try again in a moment."
+# SQLSTATEs of a server going or gone: class 08 (connection exception), and shutting down,
+# crashed, still starting (57P01-57P03).
+_SERVER_GONE = ("08", "57P01", "57P02", "57P03")
+
+
+def database_unreachable(error: BaseException) -> bool:
+    """The error says the database cannot be reached or the connection died (a restart, a
+    failover, the network), not that the request was wrong: whatever the layer that raised it
+    (the socket, asyncpg, SQLAlchemy's wrapper), anywhere in its chain of causes."""
+    seen: BaseException | None = error
+    for _ in range(5):
+        if seen is None:
+            return False
+        if isinstance(seen, (OSError, sa_exc.DisconnectionError)):
+            return True
+        if isinstance(seen, sa_exc.DBAPIError) and seen.connection_invalidated:
+            return True
+        state = getattr(seen, "sqlstate", None) or getattr(seen, "pgcode", None)
+        if isinstance(state, str) and state.startswith(_SERVER_GONE):
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False
+
+
 @asynccontextmanager
 async def _connected(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A pooled connection; a database that cannot be reached, or is lost while the block
+    runs, leaves as `ServiceUnavailable` (the API's SERVICE_UNAVAILABLE), never as a driver's
+    error with SQL in it."""
     conn = engine.connect()
     try:
         await conn.start()
     except sa_exc.TimeoutError as error:  # every pooled connection stayed busy
         raise TryAgain("The server is busy; try again in a moment.") from error
+    except Exception as error:
+        if database_unreachable(error):
+            raise ServiceUnavailable(_UNAVAILABLE) from error
+        raise
     try:
         yield conn
+    except Exception as error:
+        if database_unreachable(error):
+            raise ServiceUnavailable(_UNAVAILABLE) from error
+        raise
     finally:
-        await conn.close()
+        try:
+            await conn.close()
+        except Exception as error:
+            if not database_unreachable(error):
+                raise
+
+
+def _drop_closed_connections(engine: AsyncEngine) -> None:
+    """A pooled connection whose server went away (a restart closes every socket) is replaced
+    when it is checked out, before a request uses it: asyncpg knows it closed without a round
+    trip, unlike pre-ping, which would cost one per checkout on the hot path. A connection
+    that dies while in use still fails its request (SERVICE_UNAVAILABLE), and SQLAlchemy then
+    replaces every connection of the pool opened before."""
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        driver = getattr(dbapi_connection, "_connection", None)
+        is_closed = getattr(driver, "is_closed", None)
+        if is_closed is not None and is_closed():
+            raise sa_exc.DisconnectionError("the server closed this pooled connection")
 
 
 def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:

@@ -29,7 +29,7 @@ import orjson
 from sqlalchemy import ARRAY, BigInteger, bindparam, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from domain.errors import SubscriberTooSlow
+from domain.errors import ServiceUnavailable, SubscriberTooSlow
 from domain.events import Event, encode
 from persistence.arrays import insert_unnested
 from persistence.broker import Broker, Message
@@ -222,9 +222,13 @@ class OutboxRelay:
                         pass  # a full batch: there may be more waiting
                 else:
                     standing_by = not await self._lead()
-            except Exception:
+            except Exception as error:
                 # The broker or database is away; the rows wait in the outbox for the next try.
-                log.warning("outbox relay round failed; retrying", exc_info=True)
+                # A database away (a restart) is said in one line, not a traceback per round.
+                log.warning(
+                    "outbox relay round failed; retrying",
+                    exc_info=not isinstance(error, ServiceUnavailable),
+                )
             if self._stopping:
                 return
             if standing_by:

@@ -188,6 +188,7 @@ class RequestContext:
         self._authorization = authorization
         self.client_host = client_host
         self.connection_params: dict[str, Any] | None = None
+        self.api_key_agency_id: UUID | None = None  # once an API key checked out (request logs)
         self.loaders = Loaders(services.database, cache=not long_lived)
         self._session: asyncio.Future[SessionContext | None] | None = None
 
@@ -238,6 +239,7 @@ class RequestContext:
             key = await api_key_by_secret(conn, self.services.tokens.digest(token))
         if key is None:
             raise NotAuthenticated("The API key is invalid or revoked.")
+        self.api_key_agency_id = key.agency_id
         if scope not in key.scopes:
             raise AccessDenied(f"this API key lacks the {scope!r} scope")
         return key

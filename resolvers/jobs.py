@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
 from functools import partial
 from uuid import UUID
@@ -9,7 +10,7 @@ from uuid import UUID
 from domain.billing_cycle import periods_begun
 from domain.ledger import LedgerKind, Movement
 from domain.money import minutes_to_seconds
-from persistence import jobs, ledger, outbox
+from persistence import jobs, ledger, metrics, outbox
 from persistence.errors import UniqueViolation
 from persistence.unit_of_work import UnitOfWork
 from resolvers import auto_allocations, payouts, purchases
@@ -88,18 +89,29 @@ async def prune_outbox(services: Services, keep: timedelta) -> int:
 
 async def reconcile_payments(services: Services) -> int:
     """Settle purchases PENDING for more than 10 minutes from what Stripe says of them."""
-    async with jobs.sole_runner(services.database, "reconcile-payments") as sole:
-        return await purchases.reconcile_pending(services) if sole else 0
+    return await _as_sole_runner(services, "reconcile-payments", purchases.reconcile_pending)
 
 
 async def pay_out(services: Services) -> int:
     """Pay out every agency's unpaid earnings that reached its threshold (and resend payouts a
     crash left PENDING)."""
-    async with jobs.sole_runner(services.database, "pay-out") as sole:
-        return await payouts.pay_out(services) if sole else 0
+    return await _as_sole_runner(services, "pay-out", payouts.pay_out)
 
 
 async def charge_auto_allocations(services: Services) -> int:
     """Charge the monthly auto allocations due (and retry the failed ones that are due)."""
-    async with jobs.sole_runner(services.database, "charge-auto-allocations") as sole:
-        return await auto_allocations.charge_auto_allocations(services) if sole else 0
+    return await _as_sole_runner(
+        services, "charge-auto-allocations", auto_allocations.charge_auto_allocations
+    )
+
+
+async def _as_sole_runner(
+    services: Services, job: str, run: Callable[[Services], Awaitable[int]]
+) -> int:
+    """`run` if this process is the deployment's one runner of `job` now; else 0 (counted as
+    skipped: another process holds the job's lock)."""
+    async with jobs.sole_runner(services.database, job) as sole:
+        if not sole:
+            metrics.JOB_SKIPPED.labels(job).inc()
+            return 0
+        return await run(services)

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 
-from domain.errors import DomainError, ErrorCode
+from domain.errors import DomainError, ErrorCode, SubscriberTooSlow
 from domain.events import EventKind, user_topic
 from domain.policy import Viewer
 
 # Message is also what the streams below yield: schema/ names it from here, as it may not
 # import persistence/.
+from persistence import metrics
 from persistence.broker import Message, Resync
 from persistence.outbox import last_sequence
 from resolvers.context import RequestContext
@@ -83,19 +84,23 @@ async def authorized_messages(
             return None
         return message
 
-    async with services.broker.subscribe(
-        topics, services.subscriber_queue_size, accepts, keys=keys, start=start
-    ) as subscription:
-        if after_sequence is not None:
-            for topic in topics:
-                for message in replayed(await services.replays.after(topic, start)):
-                    if (shown := await handled(message)) is not None:
-                        yield shown
-        async for item in subscription:
-            if isinstance(item, Resync):
-                after = max(last[item.topic], item.after or 0)
-                for message in replayed(await services.replays.after(item.topic, after)):
-                    if (shown := await handled(message)) is not None:
-                        yield shown
-            elif (shown := await handled(item)) is not None:
-                yield shown
+    try:
+        async with services.broker.subscribe(
+            topics, services.subscriber_queue_size, accepts, keys=keys, start=start
+        ) as subscription:
+            if after_sequence is not None:
+                for topic in topics:
+                    for message in replayed(await services.replays.after(topic, start)):
+                        if (shown := await handled(message)) is not None:
+                            yield shown
+            async for item in subscription:
+                if isinstance(item, Resync):
+                    after = max(last[item.topic], item.after or 0)
+                    for message in replayed(await services.replays.after(item.topic, after)):
+                        if (shown := await handled(message)) is not None:
+                            yield shown
+                elif (shown := await handled(item)) is not None:
+                    yield shown
+    except SubscriberTooSlow:
+        metrics.SUBSCRIBERS_TOO_SLOW.inc()
+        raise

@@ -17,7 +17,7 @@ from domain.messaging import MessagingFigures, ReportedMessage
 from domain.policy import Action, Target, require
 from domain.reporting import local_range
 from persistence import messaging as store
-from persistence import usage
+from persistence import metrics, usage
 from persistence.unit_of_work import UnitOfWork
 from resolvers.api_keys import INGEST_SCOPE
 from resolvers.context import RequestContext
@@ -61,7 +61,11 @@ async def record_messages(ctx: RequestContext, messages: list[ReportedMessage]) 
         return result
 
     # Not audited, as calls are not: the messages are their own record.
-    return await ctx.services.transact(record, audited=False)
+    recorded = await ctx.services.transact(record, audited=False)
+    metrics.count_ingested(
+        "messages", recorded.accepted, recorded.duplicates, len(recorded.rejected)
+    )
+    return recorded
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from domain.usage import (
     funding_account,
     rejection,
 )
-from persistence import ledger, usage
+from persistence import ledger, metrics, usage
 from persistence.unit_of_work import UnitOfWork
 from resolvers.api_keys import INGEST_SCOPE
 from resolvers.context import RequestContext, Services
@@ -66,9 +66,11 @@ async def record_calls(ctx: RequestContext, calls: list[ReportedCall]) -> Record
     billing = functools.partial(_bill_batches, services, key.agency_id)
     if len(calls) > GROUPED_UP_TO:
         [recorded] = await billing([calls])
-        return recorded
-    group = ("recordCalls", key.agency_id)
-    return await services.ingestion_groups.submit(group, calls, billing, len(calls))
+    else:
+        group = ("recordCalls", key.agency_id)
+        recorded = await services.ingestion_groups.submit(group, calls, billing, len(calls))
+    metrics.count_ingested("calls", recorded.accepted, recorded.duplicates, len(recorded.rejected))
+    return recorded
 
 
 async def _bill_batches(

@@ -2,7 +2,8 @@
 
 - Business-rule failures (`DomainError`) become `userErrors` in the mutation payload.
 - Not signed in / not allowed become GraphQL errors with extensions.code UNAUTHENTICATED /
-  FORBIDDEN; a transaction that lost to concurrent ones on every attempt, TRY_AGAIN.
+  FORBIDDEN; a transaction that lost to concurrent ones on every attempt, TRY_AGAIN; the
+  database unreachable or gone mid-request (a restart), SERVICE_UNAVAILABLE.
 - Malformed requests keep graphql-core's message (code BAD_REQUEST); anything else is logged
   and masked, so no stack trace or SQL ever reaches a client.
 """
@@ -22,6 +23,7 @@ from domain.errors import (
     AccessDenied,
     DomainError,
     NotAuthenticated,
+    ServiceUnavailable,
     SubscriberTooSlow,
     TryAgain,
 )
@@ -97,6 +99,8 @@ class ErrorPolicy(MaskErrors):
             return _with_code(error, str(original), "SUBSCRIBER_TOO_SLOW")
         if isinstance(original, TryAgain):  # logged where the retries gave up
             return _with_code(error, str(original), "TRY_AGAIN")
+        if isinstance(original, ServiceUnavailable):  # logged once per request, not per field
+            return _with_code(error, str(original), "SERVICE_UNAVAILABLE")
         if error.path is None and (
             original is None or isinstance(original, (GraphQLError, ValueError, TypeError))
         ):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import strawberry
@@ -12,6 +13,7 @@ from strawberry.extensions import (
     MaxTokensLimiter,
     ParserCache,
     QueryDepthLimiter,
+    SchemaExtension,
     ValidationCache,
 )
 from strawberry.tools import merge_types
@@ -114,7 +116,14 @@ class Schema(strawberry.Schema):
                 error.extensions = {**(error.extensions or {}), "code": "BAD_REQUEST"}
 
 
-def build_schema(max_depth: int = 10, max_aliases: int = 15, max_tokens: int = 2_000) -> Schema:
+def build_schema(
+    max_depth: int = 10,
+    max_aliases: int = 15,
+    max_tokens: int = 2_000,
+    observers: Sequence[type[SchemaExtension]] = (),
+) -> Schema:
+    """`observers`: extensions that see each operation's outcome once the error policy has
+    coded its errors (the app's request logs and metrics)."""
     # The limit rules are built once: their classes are part of ValidationCache's key, and
     # a new class per request (what a `lambda: QueryDepthLimiter(...)` makes) never hits.
     limit_rules = [
@@ -144,6 +153,7 @@ def build_schema(max_depth: int = 10, max_aliases: int = 15, max_tokens: int = 2
             MergeRequest,
         ],
         extensions=[
+            *observers,  # first: their on_operation ends after the policy's
             ErrorPolicy,
             lambda: MaxTokensLimiter(max_token_count=max_tokens),
             lambda: ParserCache(maxsize=512),
