@@ -609,7 +609,8 @@ async def test_the_client_list_costs_the_same_few_statements_for_500_clients(app
 FRAGMENTED_LIST = """
 fragment Money on SubAccount { walletBalance { amount } balances { tier seconds } }
 { viewer { agency { subAccounts(first: 50) { edges { node {
-  id ...Money ... on SubAccount { autoAllocation { enabled } } ... { nextBillingDate } } } } } } }"""
+  id ...Money ... on SubAccount { autoAllocation { enabled } }
+  ... { nextBillingDate } } } } } } }"""
 
 
 async def test_a_page_loads_what_its_nodes_show_up_front_fragments_included(
