@@ -162,7 +162,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
     keep_alive = KeepAlive(settings.ws_keepalive_seconds)
     handler = type("Handler", (KeptAliveHandler,), {"keep_alive": keep_alive})
     graphql = GraphQLApp(
-        build_schema(settings.max_query_depth, settings.max_aliases, settings.max_tokens),
+        build_schema(
+            settings.max_query_depth,
+            settings.max_aliases,
+            settings.max_tokens,
+            settings.query_cost_limit,
+        ),
         graphql_ide="graphiql" if settings.graphiql else None,
         allow_queries_via_get=True,
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),

@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     max_query_depth: int = 10
     max_aliases: int = 15
     max_tokens: int = 2_000
+    # Items a query may ask for, its page sizes multiplied through nested connections
+    # (schema/cost.py); above it: QUERY_TOO_COSTLY before anything runs. 0: no limit.
+    query_cost_limit: int = Field(default=1_000, ge=0)
     max_subscriptions_per_connection: int = 100
     ws_connection_init_timeout_seconds: float = 10.0
     # A graphql-transport-ws `ping` on sockets quiet this long, so proxies keep idle screens.

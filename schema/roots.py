@@ -32,6 +32,7 @@ from schema.activity import ActivityMutations, Automation, Campaign, InboundAgen
 from schema.agency import Agency, AgencyMutations
 from schema.audit import AuditSubscriptions
 from schema.billing import BillingAdjustment, BillingMutations
+from schema.cost import CostEstimator, QueryCostLimit
 from schema.errors import ErrorPolicy
 from schema.lines import LineMutations, PhoneLine
 from schema.merge import MergeMutations, MergeRequest
@@ -114,13 +115,16 @@ class Schema(strawberry.Schema):
                 error.extensions = {**(error.extensions or {}), "code": "BAD_REQUEST"}
 
 
-def build_schema(max_depth: int = 10, max_aliases: int = 15, max_tokens: int = 2_000) -> Schema:
+def build_schema(
+    max_depth: int = 10, max_aliases: int = 15, max_tokens: int = 2_000, max_cost: int = 1_000
+) -> Schema:
     # The limit rules are built once: their classes are part of ValidationCache's key, and
     # a new class per request (what a `lambda: QueryDepthLimiter(...)` makes) never hits.
     limit_rules = [
         *QueryDepthLimiter(max_depth=max_depth).validation_rules,
         *MaxAliasesLimiter(max_alias_count=max_aliases).validation_rules,
     ]
+    estimator = CostEstimator()
     return Schema(
         execution_context_class=SharedEventExecution,
         query=Query,
@@ -149,5 +153,6 @@ def build_schema(max_depth: int = 10, max_aliases: int = 15, max_tokens: int = 2
             lambda: ParserCache(maxsize=512),
             lambda: AddValidationRules(limit_rules),
             lambda: ValidationCache(maxsize=512),
+            lambda: QueryCostLimit(estimator, max_cost),
         ],
     )
