@@ -29,7 +29,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from agencyhub.background import JobRunner, payment_jobs
 from agencyhub.collector import SurvivorFreezer
-from agencyhub.limits import BodySizeLimit
+from agencyhub.limits import BodySizeLimit, RequestLimit, RequestRateLimit
 from agencyhub.settings import Settings
 from agencyhub.websocket import KeepAlive, KeptAliveHandler, TextFrames
 from persistence.broker import Broker, InProcessBroker, RedisBroker
@@ -59,9 +59,9 @@ class GraphQLApp(GraphQL[RequestContext, None]):
     websocket_adapter_class = TextFrames
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> RequestContext:
-        if isinstance(request, WebSocket):
-            return RequestContext(self.services, None, long_lived=True)
         client = request.client.host if request.client else None
+        if isinstance(request, WebSocket):
+            return RequestContext(self.services, None, long_lived=True, client_host=client)
         return RequestContext(
             self.services, request.headers.get("authorization"), client_host=client
         )
@@ -160,7 +160,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings()
     origins = browser_origins(settings)
     keep_alive = KeepAlive(settings.ws_keepalive_seconds)
-    handler = type("Handler", (KeptAliveHandler,), {"keep_alive": keep_alive})
+    request_limit = RequestLimit(settings.rate_limit_per_minute)
+    handler = type(
+        "Handler", (KeptAliveHandler,), {"keep_alive": keep_alive, "request_limit": request_limit}
+    )
     graphql = GraphQLApp(
         build_schema(
             settings.max_query_depth,
@@ -182,6 +185,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         async with running_services(settings) as (services, relay):
             graphql.services = services
             app.state.services = services
+            request_limit.services = services
             relay.start()
             keep_alive.start()
             runner = JobRunner(
@@ -247,6 +251,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 allow_headers=["content-type", "authorization"],
                 max_age=600,
             ),
+            Middleware(RequestRateLimit, limit=request_limit),
             Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
         ],
         lifespan=lifespan,

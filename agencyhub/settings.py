@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     login_attempts_per_email: int = 10
     login_attempts_per_client: int = 100
     login_window_seconds: int = 900
+    # GraphQL requests a minute per session token or API key (per client address without a
+    # token): one HTTP request, or one operation over WebSocket, counts once. 0: no limit.
+    rate_limit_per_minute: int = Field(default=1_200, ge=0)
     db_pool_size: int = Field(default=10, ge=1)
 
     # Request limits: each refused with a clear error.
