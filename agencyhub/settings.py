@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     # GraphQL requests a minute per session token or API key (per client address without a
     # token): one HTTP request, or one operation over WebSocket, counts once. 0: no limit.
     rate_limit_per_minute: int = Field(default=1_200, ge=0)
+    # Automatic persisted queries (Apollo's persisted-query link): texts kept by their SHA-256,
+    # in Redis with REDIS_URL (each for this long after its last use), else in process (the
+    # most recently used). Longer texts run but are not kept.
+    persisted_query_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=1)
+    persisted_query_max_entries: int = Field(default=10_000, ge=1)
+    persisted_query_max_bytes: int = Field(default=32_768, ge=0)
     db_pool_size: int = Field(default=10, ge=1)
 
     # Request limits: each refused with a clear error.
