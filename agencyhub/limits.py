@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -107,6 +108,7 @@ class RequestLimit:
     def __init__(self, per_minute: int) -> None:
         self.per_minute = per_minute
         self.services: Services | None = None  # set by the app's lifespan
+        self._warned = -math.inf
 
     async def check(self, token: str | None, client_host: str | None) -> int | None:
         """Count one request; None when it is within the limit, else the seconds to wait."""
@@ -117,11 +119,13 @@ class RequestLimit:
         key = "requests:" + services.tokens.digest(subject)[:16].hex()
         now = services.clock().timestamp()
         try:
-            retry_after = await services.rate_limiter.hit(
+            retry_after = await services.rate_limiter.count(
                 key, self.per_minute, self.WINDOW_SECONDS, now
             )
         except Exception as error:  # Redis down: serve rather than refuse
-            log.warning("rate limit not checked: %s", error.__class__.__name__)
+            if time.monotonic() - self._warned > 10:  # once in a while, not per request
+                self._warned = time.monotonic()
+                log.warning("rate limit not checked: %s", error.__class__.__name__)
             return None
         return None if retry_after is None else max(1, math.ceil(retry_after))
 
