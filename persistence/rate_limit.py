@@ -1,5 +1,6 @@
-"""Fixed-window attempt counters, for throttling logins: `RedisRateLimiter` shares them between
-processes, `InProcessRateLimiter` (the embedded default) keeps them in one process's memory.
+"""Fixed-window attempt counters, for throttling logins (`hit`, undone by `reset`) and every API
+request (`count`, RATE_LIMIT_PER_MINUTE): `RedisRateLimiter` shares them between processes,
+`InProcessRateLimiter` (the embedded default) keeps them in one process's memory.
 """
 
 from __future__ import annotations
