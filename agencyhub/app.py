@@ -24,8 +24,10 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLRequestData
 from strawberry.http.websocket_origin import normalize_allowed_origins
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types.unset import UNSET
 
 from agencyhub.background import JobRunner, payment_jobs
 from agencyhub.collector import SurvivorFreezer
@@ -33,6 +35,8 @@ from agencyhub.limits import BodySizeLimit
 from agencyhub.logs import CURRENT_REQUEST, stamp_request_ids
 from agencyhub.metrics import Sampler, metrics_endpoint, process_exiting
 from agencyhub.observability import OperationObserver, RequestObserver
+from agencyhub.limits import BodySizeLimit, RequestLimit, RequestRateLimit
+from agencyhub.persisted_queries import AutomaticPersistedQueries, PersistedQueryProblem
 from agencyhub.settings import Settings
 from agencyhub.websocket import KeepAlive, KeptAliveHandler, TextFrames
 from persistence.broker import Broker, InProcessBroker, RedisBroker
@@ -40,6 +44,7 @@ from persistence.database import Database
 from persistence.mail import build_mailer
 from persistence.migrate import upgrade
 from persistence.outbox import OutboxRelay
+from persistence.persisted_queries import build_persisted_queries
 from persistence.rate_limit import build_rate_limiter
 from persistence.stripe_gateway import StripeGateway
 from resolvers.context import LoginLimits, RequestContext, Services
@@ -59,12 +64,31 @@ class GraphQLApp(GraphQL[RequestContext, None]):
     and keep-alive pings on WebSocket."""
 
     services: Services
+    persisted_queries: AutomaticPersistedQueries
     websocket_adapter_class = TextFrames
 
+    async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
+        try:
+            return await super().run(request, context, root_value)
+        except PersistedQueryProblem as problem:
+            return Response(problem.body(), problem.status, media_type="application/json")
+
+    async def parse_http_body(self, request: Any) -> Any:
+        data = await super().parse_http_body(request)
+        if isinstance(data, GraphQLRequestData) and data.extensions:
+            data.query = await self.persisted_queries.query_for(data.query, data.extensions)
+        return data
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        # A GET with a persisted query's hash carries no `query`, and may accept */*.
+        return "extensions" not in request.query_params and super().should_render_graphql_ide(
+            request
+        )
+
     async def get_context(self, request: Request | WebSocket, response: Any) -> RequestContext:
-        if isinstance(request, WebSocket):
-            return RequestContext(self.services, None, long_lived=True)
         client = request.client.host if request.client else None
+        if isinstance(request, WebSocket):
+            return RequestContext(self.services, None, long_lived=True, client_host=client)
         context = RequestContext(
             self.services, request.headers.get("authorization"), client_host=client
         )
@@ -174,12 +198,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
     token = settings.metrics_token
     metrics_token = None if token is None else token.get_secret_value()
     keep_alive = KeepAlive(settings.ws_keepalive_seconds)
-    handler = type("Handler", (KeptAliveHandler,), {"keep_alive": keep_alive})
+    request_limit = RequestLimit(settings.rate_limit_per_minute)
+    handler = type(
+        "Handler", (KeptAliveHandler,), {"keep_alive": keep_alive, "request_limit": request_limit}
+    )
     graphql = GraphQLApp(
         build_schema(
             settings.max_query_depth,
             settings.max_aliases,
             settings.max_tokens,
+            settings.query_cost_limit,
             observers=[OperationObserver],
         ),
         graphql_ide="graphiql" if settings.graphiql else None,
@@ -190,12 +218,20 @@ def create_app(settings: Settings | None = None) -> Starlette:
         allowed_origins=origins,
     )
     graphql.graphql_transport_ws_handler_class = handler
+    graphql.persisted_queries = AutomaticPersistedQueries(settings.persisted_query_max_bytes)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with running_services(settings) as (services, relay):
             graphql.services = services
             app.state.services = services
+            request_limit.services = services
+            persisted = build_persisted_queries(
+                settings.redis_url,
+                settings.persisted_query_max_entries,
+                settings.persisted_query_ttl_seconds,
+            )
+            graphql.persisted_queries.store = persisted
             relay.start()
             keep_alive.start()
             runner = JobRunner(
@@ -219,6 +255,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             finally:
                 freezer.uninstall()
                 await sampler.stop()
+                await persisted.close()
                 await runner.stop()
                 await keep_alive.stop()
                 process_exiting()
@@ -269,6 +306,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 expose_headers=["x-request-id"],
                 max_age=600,
             ),
+            Middleware(RequestRateLimit, limit=request_limit),
             Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
         ],
         lifespan=lifespan,

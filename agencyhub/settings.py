@@ -61,6 +61,15 @@ class Settings(BaseSettings):
     login_attempts_per_email: int = 10
     login_attempts_per_client: int = 100
     login_window_seconds: int = 900
+    # GraphQL requests a minute per session token or API key (per client address without a
+    # token): one HTTP request, or one operation over WebSocket, counts once. 0: no limit.
+    rate_limit_per_minute: int = Field(default=1_200, ge=0)
+    # Automatic persisted queries (Apollo's persisted-query link): texts kept by their SHA-256,
+    # in Redis with REDIS_URL (each for this long after its last use), else in process (the
+    # most recently used). Longer texts run but are not kept.
+    persisted_query_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=1)
+    persisted_query_max_entries: int = Field(default=10_000, ge=1)
+    persisted_query_max_bytes: int = Field(default=32_768, ge=0)
     db_pool_size: int = Field(default=10, ge=1)
     # A round trip per checkout to test each pooled connection. Off: a connection the server
     # closed (a restart) is replaced at checkout anyway (persistence/database.py).
@@ -78,6 +87,9 @@ class Settings(BaseSettings):
     max_query_depth: int = 10
     max_aliases: int = 15
     max_tokens: int = 2_000
+    # Items a query may ask for, its page sizes multiplied through nested connections
+    # (schema/cost.py); above it: QUERY_TOO_COSTLY before anything runs. 0: no limit.
+    query_cost_limit: int = Field(default=1_000, ge=0)
     max_subscriptions_per_connection: int = 100
     ws_connection_init_timeout_seconds: float = 10.0
     # A graphql-transport-ws `ping` on sockets quiet this long, so proxies keep idle screens.

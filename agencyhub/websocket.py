@@ -38,6 +38,7 @@ from websockets.frames import CONT, Frame
 from websockets.server import ServerProtocol
 
 from agencyhub.metrics import SUBSCRIPTIONS_OPEN, WEBSOCKETS_OPEN
+from agencyhub.limits import RequestLimit
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ class KeptAliveHandler(BaseGraphQLTransportWSHandler[Any, Any]):
     """strawberry's graphql-transport-ws handler, registered for keep-alive pings once acked."""
 
     keep_alive: KeepAlive  # set on the class by the app
+    request_limit: RequestLimit | None = None  # likewise: each operation counts as a request
 
     last_sent = 0.0
     unanswered_since: float | None = None  # the first ping the client has not answered
@@ -123,6 +125,17 @@ class KeptAliveHandler(BaseGraphQLTransportWSHandler[Any, Any]):
     async def handle_message(self, message: Any) -> None:
         self.unanswered_since = None  # a pong, or anything else: the client is there
         await super().handle_message(message)
+
+    async def handle_subscribe(self, message: Any) -> None:
+        limit = self.request_limit
+        if limit is not None and self.connection_acknowledged:
+            context = self.context
+            retry_after = await limit.check(context.token, context.client_host)
+            if retry_after is not None:
+                error = limit.error(retry_after)
+                await self.send_message({"id": message["id"], "type": "error", "payload": [error]})
+                return
+        await super().handle_subscribe(message)
 
     def ping(self) -> None:
         # Its own task, so one socket whose client stopped reading never holds up the rest.

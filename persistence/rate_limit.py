@@ -1,5 +1,6 @@
-"""Fixed-window attempt counters, for throttling logins: `RedisRateLimiter` shares them between
-processes, `InProcessRateLimiter` (the embedded default) keeps them in one process's memory.
+"""Fixed-window attempt counters, for throttling logins (`hit`, undone by `reset`) and every API
+request (`count`, RATE_LIMIT_PER_MINUTE): `RedisRateLimiter` shares them between processes,
+`InProcessRateLimiter` (the embedded default) keeps them in one process's memory.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ class RateLimiter(Protocol):
     async def hit(self, key: str, limit: int, window_seconds: int, now: float) -> float | None:
         """Count one attempt; None if it is within `limit` for the window of `now` (a UNIX
         time), else the seconds until that window ends (a retry-after)."""
+
+    async def count(self, key: str, limit: int, window_seconds: int, now: float) -> float | None:
+        """`hit` for the hot path (every API request): cheaper, but `reset` cannot undo it."""
 
     async def reset(self, key: str) -> None:
         """Forget every attempt counted for `key`, whatever its window."""
@@ -33,13 +37,27 @@ def bucket_key(key: str, window_seconds: int, index: int) -> str:
     return f"ratelimit:{key}:{window_seconds}:{index}"
 
 
+_COUNT = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return count
+"""
+
+
 class RedisRateLimiter:
     """One counter per key and window (INCR), listed in a per-key sorted set so that `reset`,
     which knows neither window size nor time, can find them. Needs Redis >= 7.0 (EXPIRE GT).
     """
 
-    def __init__(self, url: str) -> None:
-        self._client = redis.Redis.from_url(url, socket_connect_timeout=2)
+    def __init__(self, url: str, max_connections: int = 50) -> None:
+        # A blocking pool: past `max_connections` hits in flight (every API request makes one
+        # when RATE_LIMIT_PER_MINUTE is on), the next waits for a connection instead of failing
+        # (redis-py's default pool raises past 100).
+        pool = redis.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=2, socket_connect_timeout=2
+        )
+        self._client = redis.Redis(connection_pool=pool)
+        self._count = self._client.register_script(_COUNT)
 
     async def hit(self, key: str, limit: int, window_seconds: int, now: float) -> float | None:
         index, retry_after = window_of(now, window_seconds)
@@ -57,6 +75,14 @@ class RedisRateLimiter:
             pipe.expire(listed, ttl, gt=True)
             count, *_ = await pipe.execute()
         return None if count <= limit else retry_after
+
+    async def count(self, key: str, limit: int, window_seconds: int, now: float) -> float | None:
+        # One command (EVALSHA of a script INCR-ing the counter, setting its expiry on the
+        # first), one reply, no listing: half the client's CPU of `hit`'s MULTI of six.
+        index, retry_after = window_of(now, window_seconds)
+        bucket = bucket_key(key, window_seconds, index)
+        count = await self._count(keys=[bucket], args=[window_seconds * 2])
+        return None if int(count) <= limit else retry_after
 
     async def reset(self, key: str) -> None:
         # A hit racing this may leave its bucket unlisted; its next hit lists it again.
@@ -90,6 +116,9 @@ class InProcessRateLimiter:
         if len(self._counts) > self._max_keys:
             self._shrink(now)
         return None if count <= limit else retry_after
+
+    async def count(self, key: str, limit: int, window_seconds: int, now: float) -> float | None:
+        return await self.hit(key, limit, window_seconds, now)
 
     async def reset(self, key: str) -> None:
         self._counts.pop(key, None)

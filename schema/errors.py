@@ -27,6 +27,7 @@ from domain.errors import (
     SubscriberTooSlow,
     TryAgain,
 )
+from schema.cost import QueryTooCostly
 
 log = logging.getLogger("agencyhub.errors")
 
@@ -97,6 +98,8 @@ class ErrorPolicy(MaskErrors):
             return _with_code(error, original.message, original.code.value)
         if isinstance(original, SubscriberTooSlow):
             return _with_code(error, str(original), "SUBSCRIBER_TOO_SLOW")
+        if isinstance(original, QueryTooCostly):  # its extensions say the cost and the maximum
+            return original.as_graphql_error()
         if isinstance(original, TryAgain):  # logged where the retries gave up
             return _with_code(error, str(original), "TRY_AGAIN")
         if isinstance(original, ServiceUnavailable):  # logged once per request, not per field

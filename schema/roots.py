@@ -34,6 +34,7 @@ from schema.activity import ActivityMutations, Automation, Campaign, InboundAgen
 from schema.agency import Agency, AgencyMutations
 from schema.audit import AuditSubscriptions
 from schema.billing import BillingAdjustment, BillingMutations
+from schema.cost import CostEstimator, QueryCostLimit
 from schema.errors import ErrorPolicy
 from schema.lines import LineMutations, PhoneLine
 from schema.merge import MergeMutations, MergeRequest
@@ -120,6 +121,7 @@ def build_schema(
     max_depth: int = 10,
     max_aliases: int = 15,
     max_tokens: int = 2_000,
+    max_cost: int = 1_000,
     observers: Sequence[type[SchemaExtension]] = (),
 ) -> Schema:
     """`observers`: extensions that see each operation's outcome once the error policy has
@@ -130,6 +132,7 @@ def build_schema(
         *QueryDepthLimiter(max_depth=max_depth).validation_rules,
         *MaxAliasesLimiter(max_alias_count=max_aliases).validation_rules,
     ]
+    estimator = CostEstimator()
     return Schema(
         execution_context_class=SharedEventExecution,
         query=Query,
@@ -159,5 +162,6 @@ def build_schema(
             lambda: ParserCache(maxsize=512),
             lambda: AddValidationRules(limit_rules),
             lambda: ValidationCache(maxsize=512),
+            lambda: QueryCostLimit(estimator, max_cost),
         ],
     )

@@ -4,15 +4,23 @@ Python's `gql` over WebSocket. Each test signs up its own agency on the module's
 each client meets the server's keep-alive pings while it watches."""
 
 import asyncio
+import contextlib
+import hashlib
 import json
+import uuid
 from pathlib import Path
 
+import httpx
 import pytest
+import uvicorn
 from gql import Client, GraphQLRequest
 from gql.transport.websockets import WebsocketsTransport
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Route
 
 from tests.conftest import empty_all_tables
-from tests.e2e.server import production_env, running_server
+from tests.e2e.server import free_port, production_env, running_server
 from tests.e2e.test_live_monitoring import RECORD, USAGE, a_call, an_agency_with_a_client
 from tests.e2e.test_server_process import post
 
@@ -132,3 +140,80 @@ async def test_python_gql_sees_each_recorded_call_live(server):
     assert [premium_seconds(e) for e in (before, first, second)] == [480, 420, 390]
     assert int(before["sequence"]) < int(first["sequence"]) < int(second["sequence"])
     assert second["walletBalance"] == {"amount": "2.437500"}  # 390 s at $0.375/min
+
+
+@contextlib.asynccontextmanager
+async def recording_proxy(upstream):
+    """A reverse proxy in front of `upstream` that notes each request it passes on: (method,
+    query parameters, JSON body or None), so a test sees what a client really sent."""
+    seen = []
+
+    async def forward(request):
+        body = await request.body()
+        seen.append((request.method, dict(request.query_params), json.loads(body or "null")))
+        headers = {k: v for k, v in request.headers.items() if k in FORWARDED}
+        async with httpx.AsyncClient() as client:
+            answer = await client.request(
+                request.method,
+                upstream + "/graphql",
+                params=request.query_params,
+                content=body,
+                headers=headers,
+            )
+        media_type = answer.headers.get("content-type")
+        return Response(answer.content, answer.status_code, media_type=media_type)
+
+    port = free_port()
+    app = Starlette(routes=[Route("/graphql", forward, methods=["GET", "POST"])])
+    proxy = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    task = asyncio.create_task(proxy.serve())
+    try:
+        async with asyncio.timeout(10):
+            while not proxy.started:
+                assert not task.done(), "the proxy stopped while starting"
+                await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{port}/graphql", seen
+    finally:
+        proxy.should_exit = True
+        await task
+
+
+FORWARDED = ("authorization", "content-type", "accept")
+
+
+async def test_apollo_persisted_queries_send_the_text_once(server):
+    token, _, _ = an_agency_with_a_client(server)
+    async with recording_proxy(server) as (url, seen):
+        node = await asyncio.create_subprocess_exec(
+            "node",
+            "persisted.mjs",
+            url,
+            token,
+            f"Viewer{uuid.uuid4().hex}",  # a text, and a hash, new to the server's store
+            cwd=CLIENTS,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(node.communicate(), 30)
+    assert node.returncode == 0, err.decode()
+    expected = {  # Apollo's cache adds __typename to each selection
+        "viewer": {
+            "__typename": "Viewer",
+            "user": {"__typename": "User", "role": "AGENCY_OWNER"},
+            "agency": {
+                "__typename": "Agency",
+                "primarySubAccount": {"__typename": "SubAccount", "kind": "PRIMARY"},
+            },
+        }
+    }
+    assert [json.loads(line) for line in out.decode().splitlines()] == [expected, expected]
+    # the first time: the hash over GET (unknown), then the text with it over POST
+    (first_get, params, _), (post_method, _, body), *rest = seen
+    assert first_get == "GET" and "query" not in params
+    sha256 = json.loads(params["extensions"])["persistedQuery"]["sha256Hash"]
+    assert post_method == "POST" and body["extensions"]["persistedQuery"]["sha256Hash"] == sha256
+    assert hashlib.sha256(body["query"].encode()).hexdigest() == sha256
+    # the second time: the hash alone, over GET, answered without the text
+    [(second_get, params, second_body)] = rest
+    assert second_get == "GET" and "query" not in params and second_body is None
+    assert json.loads(params["extensions"])["persistedQuery"]["sha256Hash"] == sha256

@@ -127,3 +127,27 @@ async def test_past_windows_are_swept_before_live_keys_are_dropped():
         await limiter.hit(f"old:{n}", 3, WINDOW, START)
     await hits(limiter, "live", 3, START + WINDOW)
     assert list(limiter._counts) == ["live"]
+
+
+async def test_count_is_hit_for_the_hot_path(limiter: RateLimiter):
+    key, other = new_key(), new_key()
+    assert [await limiter.count(key, 3, WINDOW, START + 15) for _ in range(3)] == [None] * 3
+    assert await limiter.count(key, 3, WINDOW, START + 15) == pytest.approx(45)
+    assert await limiter.count(other, 3, WINDOW, START + 15) is None
+    assert await limiter.count(key, 3, WINDOW, START + WINDOW) is None  # a new window
+
+
+async def test_redis_count_keeps_one_counter_that_expires():
+    limiter = RedisRateLimiter(REDIS_URL)
+    client = redis.Redis.from_url(REDIS_URL)
+    key = new_key()
+    try:
+        for _ in range(2):
+            await limiter.count(key, 3, WINDOW, START)
+        bucket = bucket_key(key, WINDOW, 1_000)
+        assert await client.get(bucket) == b"2"
+        assert WINDOW < await client.ttl(bucket) <= 2 * WINDOW
+        assert await client.keys(f"ratelimit:{key}:*") == [bucket.encode()]
+    finally:
+        await client.aclose()
+        await limiter.close()
