@@ -31,11 +31,10 @@ from strawberry.types.unset import UNSET
 
 from agencyhub.background import JobRunner, payment_jobs
 from agencyhub.collector import SurvivorFreezer
-from agencyhub.limits import BodySizeLimit
+from agencyhub.limits import BodySizeLimit, RequestLimit, RequestRateLimit
 from agencyhub.logs import CURRENT_REQUEST, stamp_request_ids
 from agencyhub.metrics import Sampler, metrics_endpoint, process_exiting
 from agencyhub.observability import OperationObserver, RequestObserver
-from agencyhub.limits import BodySizeLimit, RequestLimit, RequestRateLimit
 from agencyhub.persisted_queries import AutomaticPersistedQueries, PersistedQueryProblem
 from agencyhub.settings import Settings
 from agencyhub.websocket import KeepAlive, KeptAliveHandler, TextFrames

@@ -37,8 +37,8 @@ from websockets.extensions.permessage_deflate import (
 from websockets.frames import CONT, Frame
 from websockets.server import ServerProtocol
 
-from agencyhub.metrics import SUBSCRIPTIONS_OPEN, WEBSOCKETS_OPEN
 from agencyhub.limits import RequestLimit
+from agencyhub.metrics import SUBSCRIPTIONS_OPEN, WEBSOCKETS_OPEN
 
 log = logging.getLogger(__name__)
 
