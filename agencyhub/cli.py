@@ -182,6 +182,9 @@ def _job(name: str) -> Callable[[Settings, argparse.Namespace], int]:
                 elif name == "reconcile-payments":
                     done = await jobs.reconcile_payments(services)
                     print(f"agencyhub: settled {done} pending purchase(s)")
+                elif name == "deliver-webhooks":
+                    done = await jobs.deliver_webhooks(services)
+                    print(f"agencyhub: delivered {done} webhook event(s)")
                 elif name == "grant-plan-minutes":
                     done = await jobs.grant_plan_minutes(services)
                     print(f"agencyhub: granted {done} plan period(s)")
@@ -311,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         ("reconcile-payments", "settle purchases PENDING over 10 minutes from Stripe (5 min)"),
         ("pay-out", "pay unpaid earnings over the threshold to Connect accounts (hourly)"),
         ("charge-auto-allocations", "charge each period's monthly auto allocations (hourly)"),
+        ("deliver-webhooks", "send the webhook deliveries due now (the server does it itself)"),
     ):
         commands.add_parser(job, help=job_help).set_defaults(run=_job(job))
     reconcile = commands.add_parser(

@@ -55,6 +55,8 @@ class ErrorCode(StrEnum):
     # phone lines
     INVALID_PHONE_NUMBER = "INVALID_PHONE_NUMBER"
     LINE_NUMBER_TAKEN = "LINE_NUMBER_TAKEN"
+    # webhooks
+    URL_NOT_ALLOWED = "URL_NOT_ALLOWED"
 
 
 class DomainError(Exception):

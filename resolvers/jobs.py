@@ -12,7 +12,7 @@ from domain.money import minutes_to_seconds
 from persistence import jobs, ledger, outbox
 from persistence.errors import UniqueViolation
 from persistence.unit_of_work import UnitOfWork
-from resolvers import auto_allocations, payouts, purchases
+from resolvers import auto_allocations, payouts, purchases, webhooks
 from resolvers.context import Services
 
 
@@ -103,3 +103,9 @@ async def charge_auto_allocations(services: Services) -> int:
     """Charge the monthly auto allocations due (and retry the failed ones that are due)."""
     async with jobs.sole_runner(services.database, "charge-auto-allocations") as sole:
         return await auto_allocations.charge_auto_allocations(services) if sole else 0
+
+
+async def deliver_webhooks(services: Services) -> int:
+    """Send the webhook deliveries that are due (one runner in the deployment at a time)."""
+    async with jobs.sole_runner(services.database, "deliver-webhooks") as sole:
+        return await webhooks.deliver_webhooks(services) if sole else 0
