@@ -472,3 +472,19 @@ def test_a_forged_or_stale_delivery_fails_the_documented_check():
     with pytest.raises(SignatureError) as stale:
         verify("whsec_right", header, body, now=1_700_000_000 + 3600)
     assert (forged.value.reason, stale.value.reason) == ("mismatch", "stale")
+
+
+async def test_another_agencys_endpoint_is_neither_seen_nor_touched(app_client):
+    owner = await make_agency(app_client)
+    other = await make_agency(app_client)
+    with receiver() as hook:
+        theirs, _ = await endpoint_for(app_client, other, hook.url)
+        await gql(app_client, PING, {"id": theirs}, other.token)
+        for mutation, name in ((DELETE, "deleteWebhookEndpoint"), (PING, "pingWebhookEndpoint")):
+            body = await gql(app_client, mutation, {"id": theirs}, owner.token)
+            assert body["data"][name] == {"endpoint": None, "userErrors": [{"code": "NOT_FOUND"}]}
+        seen = await gql(app_client, DELIVERIES, {"id": theirs}, owner.token)
+        assert seen["data"]["node"] is None
+        listed = (await gql(app_client, ENDPOINTS, None, owner.token))["data"]
+        assert listed["viewer"]["agency"]["webhookEndpoints"]["totalCount"] == 0
+        assert len(await deliveries(app_client, other.token, theirs)) == 1  # still theirs alone
