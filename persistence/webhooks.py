@@ -166,12 +166,17 @@ async def queue_deliveries(
     conn: AsyncConnection, events: Sequence[WebhookEvent], now: datetime
 ) -> int:
     """One PENDING delivery per enabled endpoint of the event's agency subscribed to its kind
-    (the caller's transaction: the event's cause commits with it). Returns how many."""
+    (the caller's transaction: the event's cause commits with it). Returns how many.
+
+    The endpoints are read `FOR KEY SHARE` (what the deliveries' foreign key takes anyway), so
+    an endpoint being deleted meanwhile is waited for and then skipped, instead of failing the
+    insert (and with it the change that raised the event) on the foreign key."""
     agency_ids = sorted({e.agency_id for e in events})
     rows = await conn.execute(
         select(*_ENDPOINT_COLUMNS)
         .where(endpoint_t.c.agency_id.in_(agency_ids), endpoint_t.c.enabled.is_(True))
         .order_by(endpoint_t.c.id)
+        .with_for_update(read=True, key_share=True)
     )
     endpoints = [_endpoint(r) for r in rows]
     values = []
