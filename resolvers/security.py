@@ -12,7 +12,7 @@ import secrets
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -60,8 +60,12 @@ class Tokens:
         derived from the server's secret, so the database alone does not reveal them."""
         return self._box.encrypt(token.encode())
 
-    def unseal(self, sealed: bytes) -> str:
-        return self._box.decrypt(sealed).decode()
+    def unseal(self, sealed: bytes) -> str | None:
+        """The secret; None when it was sealed under another SECRET_KEY (or tampered with)."""
+        try:
+            return self._box.decrypt(sealed).decode()
+        except InvalidToken:
+            return None
 
     @functools.cached_property
     def _box(self) -> Fernet:

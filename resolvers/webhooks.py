@@ -285,8 +285,11 @@ async def deliver_due(services: Services) -> Pass:
             return await _attempt(services, client, endpoint, sealed, delivery)
 
     async with new_client() as client:
-        results = await asyncio.gather(*(one(d) for d in due))
-    tried = [r for r in results if r is not None]
+        results = await asyncio.gather(*(one(d) for d in due), return_exceptions=True)
+    for delivery, result in zip(due, results, strict=True):
+        if isinstance(result, Exception):  # recorded nothing: tried again next pass
+            log.warning("webhook delivery %d failed to run", delivery.id, exc_info=result)
+    tried = [r for r in results if isinstance(r, bool)]
     return Pass(len(tried), sum(tried))
 
 
@@ -304,8 +307,11 @@ async def _attempt(
         answer = Answer(None, refused.message)
     else:
         secret = services.tokens.unseal(sealed)
-        headers = headers_for(delivery, secret, body, services.clock())
-        answer = await post(client, target, addresses[0], headers, body)
+        if secret is None:
+            answer = Answer(None, "the signing secret cannot be read (SECRET_KEY changed?)")
+        else:
+            headers = headers_for(delivery, secret, body, services.clock())
+            answer = await post(client, target, addresses[0], headers, body)
     return await _record(services, delivery, answer)
 
 

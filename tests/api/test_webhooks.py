@@ -488,3 +488,23 @@ async def test_another_agencys_endpoint_is_neither_seen_nor_touched(app_client):
         listed = (await gql(app_client, ENDPOINTS, None, owner.token))["data"]
         assert listed["viewer"]["agency"]["webhookEndpoints"]["totalCount"] == 0
         assert len(await deliveries(app_client, other.token, theirs)) == 1  # still theirs alone
+
+
+async def test_a_secret_sealed_under_another_secret_key_is_a_failed_attempt_not_a_crash(
+    app_client,
+):
+    from resolvers.security import Tokens
+
+    owner = await make_agency(app_client)
+    acme = await new_client(app_client, owner)
+    with receiver() as hook:
+        endpoint_id, _ = await endpoint_for(app_client, owner, hook.url)
+        await gql(app_client, SUSPEND, {"id": acme}, owner.token)
+        services = app_client.app.state.services
+        kept, services.tokens = services.tokens, Tokens(b"another-secret-key")
+        assert await deliver(app_client) == 0  # as if SECRET_KEY had changed since
+        services.tokens = kept  # (sessions are hashed with it too)
+        assert hook.got == []
+    [delivery] = await deliveries(app_client, owner.token, endpoint_id)
+    assert (delivery["status"], delivery["attempts"]) == ("PENDING", 1)
+    assert "SECRET_KEY" in delivery["lastError"]
