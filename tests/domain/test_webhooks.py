@@ -151,3 +151,25 @@ def test_retries_follow_1s_5s_30s_2min_10min_1h_then_hourly_for_24_hours():
     assert set(gaps[6:]) == {3600}
     assert at <= start + timedelta(hours=24) < at + timedelta(hours=1)
     assert attempts == 29  # 7 attempts in the first 73 minutes, then 22 hourly
+
+
+def test_the_readme_recipe_accepts_a_real_signature_and_refuses_forged_and_stale_ones():
+    import re
+    import time
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    [recipe] = re.findall(r"without this package:\n\n```python\n(.*?)```", readme, re.S)
+    scope: dict[str, object] = {}
+    exec(recipe, scope)
+    readme_verify = scope["verify"]
+    now = int(time.time())
+    readme_verify(SECRET, sign(SECRET, now, BODY), BODY)  # type: ignore[operator]
+    for header, body, why in [
+        (sign("whsec_other", now, BODY), BODY, "forged"),
+        (sign(SECRET, now, BODY), BODY + b"!", "forged"),
+        ("garbage", BODY, "forged"),
+        (sign(SECRET, now - 301, BODY), BODY, "stale"),
+    ]:
+        with pytest.raises(ValueError, match=why):
+            readme_verify(SECRET, header, body)  # type: ignore[operator]
