@@ -7,6 +7,7 @@ A request never shares one database session between resolvers: reads go through 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -85,6 +86,7 @@ class Services:
     wake_webhooks: Callable[[], None] = lambda: None
     resolve_host: Resolver = field(default=resolve_host)
     webhook_retries: RetrySchedule = field(default_factory=RetrySchedule)
+    webhook_tls: ssl.SSLContext | bool = True  # certificates checked against the system's CAs
 
     def payments(self) -> StripeGateway:
         """Stripe, for a use case that moves money; without a key, every one of them answers

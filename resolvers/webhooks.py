@@ -284,7 +284,7 @@ async def deliver_due(services: Services) -> Pass:
         async with gate:
             return await _attempt(services, client, endpoint, sealed, delivery)
 
-    async with new_client() as client:
+    async with new_client(services.webhook_tls) as client:
         results = await asyncio.gather(*(one(d) for d in due), return_exceptions=True)
     for delivery, result in zip(due, results, strict=True):
         if isinstance(result, Exception):  # recorded nothing: tried again next pass

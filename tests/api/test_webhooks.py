@@ -508,3 +508,43 @@ async def test_a_secret_sealed_under_another_secret_key_is_a_failed_attempt_not_
     [delivery] = await deliveries(app_client, owner.token, endpoint_id)
     assert (delivery["status"], delivery["attempts"]) == ("PENDING", 1)
     assert "SECRET_KEY" in delivery["lastError"]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_https_goes_to_the_checked_address_and_verifies_the_certificate_for_the_name(
+    app_client,
+):
+    """Over real TLS: the request is addressed to the IP that was checked, and the
+    certificate must still be valid for the URL's host name (sent as SNI)."""
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    services = app_client.app.state.services
+    client_tls = ssl.create_default_context()
+    ca.configure_trust(client_tls)
+    services.webhook_tls = client_tls
+
+    async def resolve(host: str, port: int):
+        return [ipaddress.ip_address("127.0.0.1")]
+
+    services.resolve_host = resolve
+    owner = await make_agency(app_client)
+    acme = await new_client(app_client, owner)
+    for certified_name, delivered in (("hooks.tls.example", 1), ("someone-else.example", 0)):
+        server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert(certified_name).configure_cert(server_tls)
+        with receiver(server_tls) as hook:
+            url = f"https://hooks.tls.example:{hook.port}/hook"
+            endpoint_id, _ = await endpoint_for(app_client, owner, url)
+            await gql(app_client, SUSPEND, {"id": acme}, owner.token)
+            await gql(app_client, RESTORE, {"id": acme}, owner.token)
+            assert await deliver(app_client) == 2 * delivered
+            assert len(hook.got) == 2 * delivered
+        if delivered:
+            assert hook.got[0].headers["Host"] == f"hooks.tls.example:{hook.port}"
+        else:
+            [_, refused] = await deliveries(app_client, owner.token, endpoint_id)
+            assert "CERTIFICATE_VERIFY_FAILED" in refused["lastError"]
+        await gql(app_client, DELETE, {"id": endpoint_id}, owner.token)
