@@ -140,6 +140,7 @@ async def running_services(settings: Settings) -> AsyncIterator[tuple[Services, 
                     removed_retention=timedelta(days=settings.removed_retention_days),
                     health=settings.health_thresholds(),
                     stripe=build_stripe(settings),
+                    webhook_allow_loopback=settings.webhook_allow_loopback,
                     login_limits=LoginLimits(
                         settings.login_attempts_per_email,
                         settings.login_attempts_per_client,

@@ -178,14 +178,15 @@ def literal_address(host: str) -> IPAddress | None:
         return None
 
 
-def address_allowed(address: IPAddress) -> bool:
-    """Loopback, or a global unicast address that is no metadata service. Private, shared
-    (CGNAT), link-local, unique-local, multicast, unspecified, reserved and documentation
-    ranges are refused; an IPv4-mapped IPv6 address is judged as its IPv4 address."""
+def address_allowed(address: IPAddress, allow_loopback: bool = True) -> bool:
+    """Loopback (unless the operator turned it off), or a global unicast address that is no
+    metadata service. Private, shared (CGNAT), link-local, unique-local, multicast,
+    unspecified, reserved and documentation ranges are refused; an IPv4-mapped IPv6 address
+    is judged as its IPv4 address."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     if address.is_loopback:
-        return True
+        return allow_loopback
     if address in METADATA_ADDRESSES:
         return False
     if (
@@ -206,13 +207,15 @@ def _loopback(address: IPAddress) -> bool:
     return address.is_loopback
 
 
-def check_addresses(target: WebhookTarget, addresses: Sequence[IPAddress]) -> list[IPAddress]:
+def check_addresses(
+    target: WebhookTarget, addresses: Sequence[IPAddress], allow_loopback: bool = True
+) -> list[IPAddress]:
     """Every address the host resolved to must be allowed (one bad address is enough to
     refuse: a resolver may answer with any of them); plain http only to loopback."""
     if not addresses:
         raise _refuse(f"The host {target.host} has no address.")
     for address in addresses:
-        if not address_allowed(address):
+        if not address_allowed(address, allow_loopback):
             raise _refuse(
                 f"The host {target.host} resolves to {address}, a private, link-local or "
                 "metadata address: webhooks only go to public addresses (or loopback)."

@@ -87,6 +87,7 @@ class Services:
     resolve_host: Resolver = field(default=resolve_host)
     webhook_retries: RetrySchedule = field(default_factory=RetrySchedule)
     webhook_tls: ssl.SSLContext | bool = True  # certificates checked against the system's CAs
+    webhook_allow_loopback: bool = True  # WEBHOOK_ALLOW_LOOPBACK
 
     def payments(self) -> StripeGateway:
         """Stripe, for a use case that moves money; without a key, every one of them answers

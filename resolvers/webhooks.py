@@ -103,7 +103,7 @@ async def checked_target(services: Services, url: str) -> tuple[WebhookTarget, l
         raise DomainError(
             ErrorCode.URL_NOT_ALLOWED, f"The host {target.host} could not be resolved.", ("url",)
         ) from None
-    return target, check_addresses(target, addresses)
+    return target, check_addresses(target, addresses, services.webhook_allow_loopback)
 
 
 async def create_webhook_endpoint(

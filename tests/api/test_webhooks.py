@@ -548,3 +548,20 @@ async def test_https_goes_to_the_checked_address_and_verifies_the_certificate_fo
             [_, refused] = await deliveries(app_client, owner.token, endpoint_id)
             assert "CERTIFICATE_VERIFY_FAILED" in refused["lastError"]
         await gql(app_client, DELETE, {"id": endpoint_id}, owner.token)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_operators_can_refuse_loopback_targets(tmp_path, database_url):
+    import httpx
+
+    from agencyhub.app import create_app
+
+    settings = make_settings(tmp_path, database_url, webhook_allow_loopback=False)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            owner = await make_agency(client)
+            for url in ("http://127.0.0.1:9/hook", "https://[::1]/hook"):
+                made = await create(client, owner.token, url)
+                assert [e["code"] for e in made["userErrors"]] == ["URL_NOT_ALLOWED"], url

@@ -56,6 +56,12 @@ def test_loopback_is_allowed(address):
     assert address_allowed(ip(address))
 
 
+def test_the_operator_can_refuse_loopback_too():
+    assert not address_allowed(ip("127.0.0.1"), allow_loopback=False)
+    with pytest.raises(DomainError):
+        check_addresses(parse_url("https://localhost/x"), [ip("::1")], allow_loopback=False)
+
+
 @pytest.mark.parametrize("address", ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111"])
 def test_public_addresses_are_allowed(address):
     assert address_allowed(ip(address))
