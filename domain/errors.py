@@ -57,6 +57,7 @@ class ErrorCode(StrEnum):
     LINE_NUMBER_TAKEN = "LINE_NUMBER_TAKEN"
     # webhooks
     URL_NOT_ALLOWED = "URL_NOT_ALLOWED"
+    WEBHOOK_ENDPOINT_LIMIT = "WEBHOOK_ENDPOINT_LIMIT"
 
 
 class DomainError(Exception):

@@ -27,6 +27,7 @@ SECRET_PREFIX = "whsec_"
 SIGNATURE_HEADER = "Agencyhub-Signature"
 MAX_URL_LENGTH = 2000
 DEFAULT_TOLERANCE_SECONDS = 300
+MAX_ENDPOINTS_PER_AGENCY = 20
 
 
 class WebhookEventKind(StrEnum):
@@ -223,6 +224,16 @@ def check_addresses(
     if target.scheme == "http" and not all(_loopback(a) for a in addresses):
         raise _refuse("Plain http:// is only for loopback addresses; use https://.")
     return list(addresses)
+
+
+def check_room(endpoints: int) -> None:
+    """An agency has at most MAX_ENDPOINTS_PER_AGENCY endpoints (each event fans out to all)."""
+    if endpoints >= MAX_ENDPOINTS_PER_AGENCY:
+        raise DomainError(
+            ErrorCode.WEBHOOK_ENDPOINT_LIMIT,
+            f"An agency has at most {MAX_ENDPOINTS_PER_AGENCY} webhook endpoints; delete one "
+            "first.",
+        )
 
 
 def check_events(events: Iterable[WebhookEventKind]) -> frozenset[WebhookEventKind]:

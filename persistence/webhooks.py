@@ -128,6 +128,13 @@ async def delete_endpoint(
     return _endpoint(found)
 
 
+async def endpoint_count(conn: AsyncConnection, agency_id: uuid.UUID) -> int:
+    found = await conn.scalar(
+        select(func.count()).select_from(endpoint_t).where(endpoint_t.c.agency_id == agency_id)
+    )
+    return int(found or 0)
+
+
 async def endpoints_page(
     conn: AsyncConnection, agency_id: uuid.UUID, first: int, after: str | None
 ) -> tuple[Page[WebhookEndpoint], int]:

@@ -41,11 +41,13 @@ from domain.webhooks import (
     WebhookTarget,
     check_addresses,
     check_events,
+    check_room,
     event_id_text,
     parse_url,
     sign,
     succeeded,
 )
+from persistence import agencies
 from persistence import webhooks as store
 from persistence.unit_of_work import UnitOfWork
 from persistence.webhook_sender import Answer, Unresolvable, new_client, post
@@ -123,6 +125,8 @@ async def create_webhook_endpoint(
     )
 
     async def add(uow: UnitOfWork) -> WebhookEndpoint:
+        await agencies.agency_for_update(uow.conn, viewer.agency_id)  # one creation at a time
+        check_room(await store.endpoint_count(uow.conn, viewer.agency_id))
         await store.add_endpoint(uow.conn, endpoint, sealed)
         kinds = ", ".join(k.value for k in WebhookEventKind if k in chosen)
         uow.audit(

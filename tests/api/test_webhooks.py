@@ -565,3 +565,15 @@ async def test_operators_can_refuse_loopback_targets(tmp_path, database_url):
             for url in ("http://127.0.0.1:9/hook", "https://[::1]/hook"):
                 made = await create(client, owner.token, url)
                 assert [e["code"] for e in made["userErrors"]] == ["URL_NOT_ALLOWED"], url
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_an_agency_has_at_most_20_endpoints(app_client):
+    owner = await make_agency(app_client)
+    made = await asyncio.gather(
+        *(create(app_client, owner.token, f"https://127.0.0.1/{n}") for n in range(22))
+    )
+    codes = sorted(e["code"] for m in made for e in m["userErrors"])
+    assert codes == ["WEBHOOK_ENDPOINT_LIMIT"] * 2
+    listed = (await gql(app_client, ENDPOINTS, None, owner.token))["data"]
+    assert listed["viewer"]["agency"]["webhookEndpoints"]["totalCount"] == 20
