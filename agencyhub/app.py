@@ -29,7 +29,7 @@ from strawberry.http.websocket_origin import normalize_allowed_origins
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UNSET
 
-from agencyhub.background import JobRunner, payment_jobs
+from agencyhub.background import JobRunner, payment_jobs, webhook_job
 from agencyhub.collector import SurvivorFreezer
 from agencyhub.limits import BodySizeLimit, RequestLimit, RequestRateLimit
 from agencyhub.logs import CURRENT_REQUEST, stamp_request_ids
@@ -174,6 +174,7 @@ async def running_services(settings: Settings) -> AsyncIterator[tuple[Services, 
                     removed_retention=timedelta(days=settings.removed_retention_days),
                     health=settings.health_thresholds(),
                     stripe=build_stripe(settings),
+                    webhook_allow_loopback=settings.webhook_allow_loopback,
                     login_limits=LoginLimits(
                         settings.login_attempts_per_email,
                         settings.login_attempts_per_client,
@@ -233,12 +234,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
             graphql.persisted_queries.store = persisted
             relay.start()
             keep_alive.start()
-            runner = JobRunner(
-                services,
+            jobs = (
                 payment_jobs(settings.reconcile_payments_seconds)
                 if settings.server_jobs and services.stripe is not None
-                else [],
+                else []
             )
+            if settings.server_jobs:
+                webhooks_due = asyncio.Event()
+                services.wake_webhooks = webhooks_due.set
+                jobs.append(webhook_job(settings.webhook_poll_seconds, webhooks_due))
+            runner = JobRunner(services, jobs)
             runner.start()
             sampler = Sampler(services, settings.metrics_sample_seconds)
             sampler.start()

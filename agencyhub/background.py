@@ -1,6 +1,6 @@
 """The jobs the server runs itself, besides the outbox relay: the payment jobs, each every so
-often, each also a command for cron (`agencyhub reconcile-payments`, `pay-out`,
-`charge-auto-allocations`).
+often, and the webhook deliveries, woken by new ones; each also a command for cron
+(`agencyhub reconcile-payments`, `pay-out`, `charge-auto-allocations`, `deliver-webhooks`).
 
 Every server process starts a runner; each job takes its own PostgreSQL advisory lock for a
 run (`persistence.jobs.sole_runner`), so one process of the deployment runs it at a time and
@@ -24,9 +24,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PeriodicJob:
+    """`run` every `every_seconds`, and at once whenever `wake` is set (new work committed in
+    this process)."""
+
     name: str
     every_seconds: float
     run: Callable[[Services], Awaitable[int]]
+    wake: asyncio.Event | None = None
 
 
 async def run_counted(
@@ -58,6 +62,8 @@ class JobRunner:
 
     async def _loop(self, job: PeriodicJob) -> None:
         while True:
+            if job.wake is not None:
+                job.wake.clear()
             try:
                 done = await run_counted(job.name, job.run, self._services)
                 if done:
@@ -66,7 +72,15 @@ class JobRunner:
                 log.warning(
                     "%s failed; trying again in %.0f s", job.name, job.every_seconds, exc_info=True
                 )
+            await self._pause(job)
+
+    @staticmethod
+    async def _pause(job: PeriodicJob) -> None:
+        if job.wake is None:
             await asyncio.sleep(job.every_seconds)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(job.wake.wait(), job.every_seconds)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -88,3 +102,11 @@ def payment_jobs(reconcile_seconds: float) -> list[PeriodicJob]:
         PeriodicJob("pay-out", HOUR, jobs.pay_out),
         PeriodicJob("charge-auto-allocations", HOUR, jobs.charge_auto_allocations),
     ]
+
+
+def webhook_job(every_seconds: float, wake: asyncio.Event) -> PeriodicJob:
+    """Outgoing webhooks: woken by each commit that queued a delivery in this process, and
+    polling every `every_seconds` for those queued by other processes and for retries."""
+    from resolvers import jobs
+
+    return PeriodicJob("deliver-webhooks", every_seconds, jobs.deliver_webhooks, wake)

@@ -190,6 +190,7 @@ def _job(name: str) -> Callable[[Settings, argparse.Namespace], int]:
             "reconcile-payments": (jobs.reconcile_payments, "settled {} pending purchase(s)"),
             "grant-plan-minutes": (jobs.grant_plan_minutes, "granted {} plan period(s)"),
             "purge-removed": (jobs.purge_removed, "purged {} removed sub-account(s)"),
+            "deliver-webhooks": (jobs.deliver_webhooks, "delivered {} webhook event(s)"),
         }
 
         async def run() -> int:
@@ -325,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         ("reconcile-payments", "settle purchases PENDING over 10 minutes from Stripe (5 min)"),
         ("pay-out", "pay unpaid earnings over the threshold to Connect accounts (hourly)"),
         ("charge-auto-allocations", "charge each period's monthly auto allocations (hourly)"),
+        ("deliver-webhooks", "send the webhook deliveries due now (the server does it itself)"),
     ):
         commands.add_parser(job, help=job_help).set_defaults(run=_job(job))
     reconcile = commands.add_parser(

@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     # they are left to cron (`agencyhub reconcile-payments`, …).
     server_jobs: bool = True
     reconcile_payments_seconds: float = Field(default=300, gt=0)
+    # How often the webhook worker looks for deliveries queued by other processes and for
+    # retries that came due (a commit in its own process wakes it at once).
+    webhook_poll_seconds: float = Field(default=1.0, gt=0)
+    # Webhook endpoints on loopback (for development, as the SPEC allows); in production, where
+    # loopback reaches the server's own host and its neighbours' ports, turn it off.
+    webhook_allow_loopback: bool = True
     mail_url: str | None = None  # smtp://user:pass@host:port ; default: .eml files in MAIL_DIR
     mail_dir: Path | None = None
     mail_from: str = "agencyhub <no-reply@agencyhub.invalid>"

@@ -55,6 +55,9 @@ class ErrorCode(StrEnum):
     # phone lines
     INVALID_PHONE_NUMBER = "INVALID_PHONE_NUMBER"
     LINE_NUMBER_TAKEN = "LINE_NUMBER_TAKEN"
+    # webhooks
+    URL_NOT_ALLOWED = "URL_NOT_ALLOWED"
+    WEBHOOK_ENDPOINT_LIMIT = "WEBHOOK_ENDPOINT_LIMIT"
 
 
 class DomainError(Exception):

@@ -40,6 +40,7 @@ class Action(Enum):
     MANAGE_PAYOUTS = auto()  # where the agency's earnings go, and when
     MANAGE_LINES = auto()  # add phone lines to the pool, assign, move and release them
     MANAGE_BILLING = auto()  # the billing summary, its discounts and credits
+    MANAGE_WEBHOOKS = auto()  # the agency's outgoing webhook endpoints and their deliveries
 
 
 class Scope(Enum):

@@ -810,3 +810,53 @@ class MessagingLimitRow(Base):
         ForeignKey("sub_account.id"), primary_key=True
     )
     monthly_limit: Mapped[int] = mapped_column(Integer)
+
+
+class WebhookEndpointRow(Base):
+    """An agency's URL for signed events. The signing secret must be read back to sign, so it
+    is kept sealed (Fernet, a key derived from SECRET_KEY), never in clear."""
+
+    __tablename__ = "webhook_endpoint"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"), index=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    events: Mapped[str] = mapped_column(String(300))  # the kinds, space-separated
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    secret_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class WebhookDeliveryRow(Base):
+    """One event on its way to one endpoint, written in the transaction that caused the event;
+    its id is the endpoint's order. PENDING until a 2xx answer (DELIVERED) or until retries
+    run out (FAILED)."""
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (
+        Index("ix_webhook_delivery_endpoint_id", "endpoint_id", "id"),
+        # the worker's queue: each endpoint's oldest pending delivery
+        Index(
+            "ix_webhook_delivery_pending",
+            "endpoint_id",
+            "id",
+            postgresql_where=text("status = 'PENDING'"),
+            sqlite_where=text("status = 'PENDING'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhook_endpoint.id"))
+    agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"))
+    event_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    kind: Mapped[str] = mapped_column(String(40))
+    sub_account_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    data: Mapped[str] = mapped_column(Text)  # JSON
+    test: Mapped[bool] = mapped_column(Boolean)  # a ping
+    status: Mapped[str] = mapped_column(String(10))
+    attempts: Mapped[int] = mapped_column(Integer)
+    last_response_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(200))
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -32,7 +32,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from domain.audit import Actor, AuditNote
 from domain.errors import TryAgain
 from domain.events import Event, audit_recorded
-from persistence import audit
+from domain.webhooks import WebhookEvent
+from persistence import audit, webhooks
 from persistence.database import Database
 from persistence.errors import unique_violation
 from persistence.outbox import write_events
@@ -143,6 +144,7 @@ class UnitOfWork:
         now: Callable[[], datetime],
         on_events_committed: Callable[[], None] = lambda: None,
         audited: bool = False,
+        on_webhooks_queued: Callable[[], None] = lambda: None,
     ) -> None:
         self._database = database
         self._now = now
@@ -152,6 +154,9 @@ class UnitOfWork:
         self._events: list[Event] = []
         self._notes: list[tuple[Actor, AuditNote]] = []
         self._unchanged = False
+        self._webhook_events: list[WebhookEvent] = []
+        self._on_webhooks_queued = on_webhooks_queued
+        self._webhooks_queued = 0
         self.conn: AsyncConnection
 
     @property
@@ -169,6 +174,12 @@ class UnitOfWork:
     def audit(self, actor: Actor, note: AuditNote) -> None:
         """Log who changed what, in this transaction; the live audit feed announces it."""
         self._notes.append((actor, note))
+
+    def notify(self, event: WebhookEvent) -> None:
+        """Queue `event` for the agency's webhook endpoints: at commit, one delivery row per
+        enabled endpoint subscribed to its kind, in this transaction (none if no endpoint
+        listens); the delivery worker sends them after the commit, never in this request."""
+        self._webhook_events.append(event)
 
     def nothing_changed(self) -> None:
         """This run changed nothing (a replayed request, a no-op): no audit entry is due."""
@@ -202,7 +213,8 @@ class UnitOfWork:
     ) -> None:
         """Commit (with the audit entries and events) when the work succeeded, else roll back."""
         assert self._transaction is not None
-        if exc is None and (self._events or self._notes or self._audited):
+        pending = self._events or self._notes or self._webhook_events
+        if exc is None and (pending or self._audited):
             try:
                 if self._audited and not self._notes and not self._unchanged:
                     raise Unaudited("a change was about to commit without an audit entry")
@@ -211,6 +223,10 @@ class UnitOfWork:
                     self._events.append(audit_recorded(entry))
                 if self._events:
                     await write_events(self.conn, self._events, now)
+                if self._webhook_events:
+                    self._webhooks_queued = await webhooks.queue_deliveries(
+                        self.conn, self._webhook_events, now
+                    )
             except BaseException as write_error:
                 await self._transaction.__aexit__(
                     type(write_error), write_error, write_error.__traceback__
@@ -219,3 +235,5 @@ class UnitOfWork:
         await self._transaction.__aexit__(exc_type, exc, tb)
         if exc is None and self._events:
             self._on_events_committed()
+        if exc is None and self._webhooks_queued:
+            self._on_webhooks_queued()

@@ -7,6 +7,7 @@ A request never shares one database session between resolvers: reads go through 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -27,6 +28,7 @@ from domain.policy import Viewer
 from domain.pricing import PriceBook
 from domain.reporting import HealthThresholds
 from domain.usage import MAX_BATCH
+from domain.webhooks import RetrySchedule
 from persistence import lines, merges, messaging, payment_cards, purchases, team
 from persistence.api_keys import api_key_by_secret
 from persistence.broker import Broker
@@ -39,6 +41,7 @@ from persistence.queries.session import SessionContext, load_session
 from persistence.rate_limit import RateLimiter
 from persistence.stripe_gateway import StripeGateway
 from persistence.unit_of_work import RetryPolicy, UnitOfWork, transact
+from persistence.webhook_sender import Resolver, resolve_host
 from resolvers.group_commit import GroupCommit
 from resolvers.security import API_KEY_PREFIX, Passwords, Tokens, bearer_token
 
@@ -78,6 +81,13 @@ class Services:
     # Small recordCalls requests of one agency, billed together (resolvers/group_commit.py).
     ingestion_groups: GroupCommit = field(default_factory=lambda: GroupCommit(MAX_BATCH))
     stripe: StripeGateway | None = None  # None: STRIPE_SECRET_KEY is not set
+    # Outgoing webhooks: the delivery worker's wake-up (set by the app when it runs one), how
+    # host names are resolved (tests replace it) and when failed deliveries are tried again.
+    wake_webhooks: Callable[[], None] = lambda: None
+    resolve_host: Resolver = field(default=resolve_host)
+    webhook_retries: RetrySchedule = field(default_factory=RetrySchedule)
+    webhook_tls: ssl.SSLContext | bool = True  # certificates checked against the system's CAs
+    webhook_allow_loopback: bool = True  # WEBHOOK_ALLOW_LOOPBACK
 
     def payments(self) -> StripeGateway:
         """Stripe, for a use case that moves money; without a key, every one of them answers
@@ -96,7 +106,9 @@ class Services:
 
     def uow(self, audited: bool = False) -> UnitOfWork:
         """One unit of work, not retried: production code goes through `transact`."""
-        return UnitOfWork(self.database, self.clock, self.wake_relay, audited)
+        return UnitOfWork(
+            self.database, self.clock, self.wake_relay, audited, lambda: self.wake_webhooks()
+        )
 
     async def transact(
         self, work: Callable[[UnitOfWork], Awaitable[T]], *, audited: bool = True

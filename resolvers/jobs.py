@@ -13,7 +13,7 @@ from domain.money import minutes_to_seconds
 from persistence import jobs, ledger, metrics, outbox
 from persistence.errors import UniqueViolation
 from persistence.unit_of_work import UnitOfWork
-from resolvers import auto_allocations, payouts, purchases
+from resolvers import auto_allocations, payouts, purchases, webhooks
 from resolvers.context import Services
 
 
@@ -115,3 +115,8 @@ async def _as_sole_runner(
             metrics.JOB_SKIPPED.labels(job).inc()
             return 0
         return await run(services)
+
+
+async def deliver_webhooks(services: Services) -> int:
+    """Send the webhook deliveries that are due (one runner in the deployment at a time)."""
+    return await _as_sole_runner(services, "deliver-webhooks", webhooks.deliver_webhooks)

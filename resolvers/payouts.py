@@ -30,6 +30,7 @@ from persistence import agencies, idempotency, payouts
 from persistence.errors import UniqueViolation
 from persistence.stripe_gateway import StripeGateway, StripeUnavailable, TransferRefused
 from persistence.unit_of_work import UnitOfWork
+from resolvers import webhooks
 from resolvers.context import RequestContext, Services
 from resolvers.paging import page_size
 
@@ -168,12 +169,15 @@ async def _settle(
     now = services.clock()
 
     async def record(uow: UnitOfWork) -> Payout:
+        paid = False
         if transfer_id is not None:
-            await payouts.settle_paid(uow.conn, payout.id, transfer_id, now)
+            paid = await payouts.settle_paid(uow.conn, payout.id, transfer_id, now)
         else:
             await payouts.settle_failed(uow.conn, payout.id, reason or "refused")
         settled = await payouts.payout_by_id(uow.conn, payout.id)
         assert settled is not None
+        if paid:
+            uow.notify(webhooks.payout_paid(settled))
         return settled
 
     return await services.transact(record, audited=False)

@@ -1,14 +1,20 @@
-"""Passwords (argon2) and opaque bearer tokens (random, stored as an HMAC)."""
+"""Passwords (argon2), opaque bearer tokens (random, stored as an HMAC), and the secrets we
+must read back (sealed)."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import functools
 import hashlib
 import hmac
 import secrets
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 SESSION_TOKEN_PREFIX = "ahs_"
 API_KEY_PREFIX = "ahk_"
@@ -47,6 +53,26 @@ class Tokens:
 
     def digest(self, token: str) -> bytes:
         return hmac.new(self._secret, token.encode(), hashlib.sha256).digest()
+
+    def seal(self, token: str) -> bytes:
+        """For the few secrets we must read back (a webhook's signing secret: we sign with
+        it): encrypted and authenticated (Fernet: AES-128-CBC and HMAC-SHA-256) under a key
+        derived from the server's secret, so the database alone does not reveal them."""
+        return self._box.encrypt(token.encode())
+
+    def unseal(self, sealed: bytes) -> str | None:
+        """The secret; None when it was sealed under another SECRET_KEY (or tampered with)."""
+        try:
+            return self._box.decrypt(sealed).decode()
+        except InvalidToken:
+            return None
+
+    @functools.cached_property
+    def _box(self) -> Fernet:
+        key = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=b"agencyhub sealed secrets v1"
+        ).derive(self._secret)
+        return Fernet(base64.urlsafe_b64encode(key))
 
 
 def bearer_token(authorization: str | None) -> str | None:

@@ -26,6 +26,7 @@ from persistence import activities, agencies, idempotency, ledger, lines, live
 from persistence.errors import UniqueViolation
 from persistence.queries import sub_accounts as lists
 from persistence.unit_of_work import UnitOfWork
+from resolvers import webhooks
 from resolvers.context import RequestContext
 from resolvers.ids import decode, not_found
 from resolvers.paging import MAX_SUB_ACCOUNT_PAGE_SIZE, page_size
@@ -219,6 +220,7 @@ async def suspend(ctx: RequestContext, global_id: str, note: str | None) -> SubA
         await agencies.save_sub_account(uow.conn, changed.state)
         if sub_account.status is not SubAccountStatus.SUSPENDED:
             await activities.pause_for_suspension(uow.conn, sub_account.id)
+            uow.notify(webhooks.suspended(changed.state, note))
         return _saved(uow, actor, changed)
 
     return await ctx.services.transact(pause)
@@ -233,6 +235,7 @@ async def restore(ctx: RequestContext, global_id: str) -> SubAccount:
         changed = rules.restore(sub_account)
         await agencies.save_sub_account(uow.conn, changed.state)
         await activities.resume_after_suspension(uow.conn, sub_account.id)
+        uow.notify(webhooks.restored(changed.state))
         return _saved(uow, actor, changed)
 
     return await ctx.services.transact(resume)

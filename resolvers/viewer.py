@@ -21,6 +21,7 @@ from domain.merge import MergeRequest
 from domain.payments import PaymentCard, Purchase
 from domain.payouts import Payout
 from domain.policy import Action, Target, Viewer, can, require
+from domain.webhooks import WebhookEndpoint
 from persistence import activities, api_keys, team
 from persistence.queries.session import SessionContext
 from resolvers.context import RequestContext
@@ -66,6 +67,7 @@ async def node(
     | PhoneLine
     | BillingAdjustment
     | MergeRequest
+    | WebhookEndpoint
     | None
 ):
     viewer = await ctx.viewer()
@@ -126,6 +128,10 @@ async def node(
         from resolvers.merge import merge_request_node
 
         return await merge_request_node(ctx, key)
+    elif type_name == "WebhookEndpoint":
+        from resolvers.webhooks import endpoint_node
+
+        return await endpoint_node(ctx, key)
     elif type_name == "User":
         user = await loaders.user_by_id.load(key)
         if user is not None and (

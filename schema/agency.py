@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from schema.payouts import Earnings, PayoutConnection
     from schema.report import AgencyReport
     from schema.team import ApiKeyConnection, InvitationConnection, UserConnection
+    from schema.webhooks import WebhookEndpointConnection
 
 BillingModelEnum = strawberry.enum(BillingModel, name="BillingModel")
 Info = strawberry.Info[RequestContext, None]
@@ -144,6 +145,17 @@ class Agency(Node):
         from schema.audit import audit_log_connection
 
         return await audit_log_connection(info, self.entity.id, first, after, kinds)
+
+    @strawberry.field(
+        description="Endpoints receiving the agency's signed webhook events, oldest first "
+        "(owners and agency admins)."
+    )
+    async def webhook_endpoints(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Annotated[WebhookEndpointConnection, strawberry.lazy("schema.webhooks")]:
+        from schema.webhooks import webhook_endpoints_connection
+
+        return await webhook_endpoints_connection(info, self.entity.id, first, after)
 
     @strawberry.field(description="Profit from clients' purchases: total, unpaid, paid out.")
     async def earnings(self, info: Info) -> Annotated[Earnings, strawberry.lazy("schema.payouts")]:

@@ -28,6 +28,7 @@ from domain.merge import MergeRequest as MergeRequestEntity
 from domain.payments import PaymentCard as PaymentCardEntity
 from domain.payments import Purchase as PurchaseEntity
 from domain.payouts import Payout as PayoutEntity
+from domain.webhooks import WebhookEndpoint as WebhookEndpointEntity
 from resolvers import viewer as reads
 from resolvers.context import RequestContext
 from schema.activity import ActivityMutations, Automation, Campaign, InboundAgent, to_graphql
@@ -49,6 +50,7 @@ from schema.team import ApiKey, Invitation, TeamMutations
 from schema.transfer import Transfer, TransferMutations, TransferQueries
 from schema.usage import UsageMutations
 from schema.user import User, UserMutations, Viewer
+from schema.webhooks import WebhookEndpoint, WebhookMutations
 
 Info = strawberry.Info[RequestContext, None]
 
@@ -65,6 +67,7 @@ _NODE_TYPES = {
     PhoneLineEntity: PhoneLine.from_domain,
     BillingAdjustmentEntity: BillingAdjustment.from_domain,
     MergeRequestEntity: MergeRequest.from_domain,
+    WebhookEndpointEntity: WebhookEndpoint.from_domain,
 }
 
 
@@ -100,6 +103,7 @@ Mutation = merge_types(
         BillingMutations,
         MergeMutations,
         MessagingMutations,
+        WebhookMutations,
     ),
 )
 Subscription = merge_types("Subscription", (MonitoringSubscriptions, AuditSubscriptions))
@@ -154,6 +158,7 @@ def build_schema(
             PhoneLine,
             BillingAdjustment,
             MergeRequest,
+            WebhookEndpoint,
         ],
         extensions=[
             *observers,  # first: their on_operation ends after the policy's

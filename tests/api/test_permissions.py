@@ -595,6 +595,62 @@ async def _s1_credited(done: Done) -> None:
     ]
 
 
+# ---- outgoing webhooks (owners and agency admins) -------------------------------------------
+
+WEBHOOK_ENDPOINTS = "{ viewer { agency { webhookEndpoints { edges { node { id url } } } } } }"
+HOOK_URL = "https://127.0.0.1/hook"  # an IP literal: nothing to resolve
+
+
+async def _webhook_endpoints(done: Done) -> list[dict[str, Any]]:
+    edges = (await done.read(WEBHOOK_ENDPOINTS))["viewer"]["agency"]["webhookEndpoints"]["edges"]
+    return [e["node"] for e in edges]
+
+
+async def _new_webhook_endpoint(world: World) -> dict[str, Any]:
+    return {"i": {"url": HOOK_URL, "events": ["SUBACCOUNT_SUSPENDED"]}}
+
+
+async def _endpoint_created(done: Done) -> None:
+    assert done.payload["secret"].startswith("whsec_")
+    assert [e["url"] for e in await _webhook_endpoints(done)] == [HOOK_URL]
+
+
+async def _endpoint_key(w: World) -> uuid.UUID:
+    from domain.webhooks import WebhookEndpoint, WebhookEventKind
+    from persistence.webhooks import add_endpoint
+
+    endpoint = WebhookEndpoint(
+        uuid.uuid4(),
+        w.agency_id,
+        HOOK_URL,
+        frozenset({WebhookEventKind.PAYOUT_PAID}),
+        True,
+        w.services.clock(),
+    )
+    async with w.services.uow() as uow:
+        await add_endpoint(uow.conn, endpoint, w.services.tokens.seal("whsec_x"))
+    return endpoint.id
+
+
+async def _webhook_endpoint(world: World) -> dict[str, Any]:
+    world.made["endpoint"] = world.gid("WebhookEndpoint", await _endpoint_key(world))
+    return {"i": {"id": world.made["endpoint"]}}
+
+
+async def _endpoint_deleted(done: Done) -> None:
+    assert done.world.made["endpoint"] not in [e["id"] for e in await _webhook_endpoints(done)]
+
+
+async def _endpoint_pinged(done: Done) -> None:
+    query = (
+        "query($id: ID!) { node(id: $id) { ... on WebhookEndpoint { deliveries { "
+        "edges { node { kind test status } } } } } }"
+    )
+    found = await done.read(query, {"id": done.world.made["endpoint"]})
+    [delivery] = [e["node"] for e in found["node"]["deliveries"]["edges"]]
+    assert delivery == {"kind": "PAYOUT_PAID", "test": True, "status": "PENDING"}
+
+
 MUTATIONS: dict[str, Case] = {
     "signUpAgency": Case(
         op(mutation("signUpAgency", "SignUpAgencyInput", "token"), _sign_up),
@@ -807,6 +863,24 @@ MUTATIONS: dict[str, Case] = {
         expect(*ADMINS),
         _merge_now("REJECTED"),
     ),
+    "createWebhookEndpoint": Case(
+        op(
+            mutation("createWebhookEndpoint", "CreateWebhookEndpointInput", "secret"),
+            _new_webhook_endpoint,
+        ),
+        expect(*ADMINS, outsider=OK),  # the outsider makes one in its own agency
+        _endpoint_created,
+    ),
+    "deleteWebhookEndpoint": Case(
+        op(mutation("deleteWebhookEndpoint", "WebhookEndpointIdInput"), _webhook_endpoint),
+        expect(*ADMINS),
+        _endpoint_deleted,
+    ),
+    "pingWebhookEndpoint": Case(
+        op(mutation("pingWebhookEndpoint", "WebhookEndpointIdInput"), _webhook_endpoint),
+        expect(*ADMINS),
+        _endpoint_pinged,
+    ),
 }
 
 
@@ -1017,6 +1091,14 @@ READS: dict[str, Case] = {
     ),
     "viewer.user.subAccounts": Case(
         viewer("user { subAccounts { id } }"), {**EVERYONE, "ANONYMOUS": UNAUTH}
+    ),
+    "node(webhook endpoint)": Case(node("WebhookEndpoint", _endpoint_key), nullable(*ADMINS)),
+    "viewer.agency.webhookEndpoints": Case(
+        viewer(
+            "agency { webhookEndpoints { totalCount edges { node { id url events "
+            "deliveries { totalCount edges { node { eventId status } } } } } } }"
+        ),
+        expect(*ADMINS, outsider=OK),
     ),
 }
 

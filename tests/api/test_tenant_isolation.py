@@ -29,6 +29,7 @@ TYPE_NAMES = (
     "PhoneLine",
     "BillingAdjustment",
     "MergeRequest",
+    "WebhookEndpoint",
     "",
 )
 
@@ -142,6 +143,16 @@ ID_ARGUMENTS: dict[str, tuple[str, Any]] = {
         "mutation($i: MergeRequestIdInput!) { rejectMerge(input: $i) { userErrors { code } } }",
         lambda g, w: {"i": {"id": g}},
     ),
+    "deleteWebhookEndpoint.id": (
+        "mutation($i: WebhookEndpointIdInput!) { deleteWebhookEndpoint(input: $i) "
+        "{ userErrors { code } } }",
+        lambda g, w: {"i": {"id": g}},
+    ),
+    "pingWebhookEndpoint.id": (
+        "mutation($i: WebhookEndpointIdInput!) { pingWebhookEndpoint(input: $i) "
+        "{ userErrors { code } } }",
+        lambda g, w: {"i": {"id": g}},
+    ),
     "inviteUser.subAccountIds": (
         "mutation($i: InviteUserInput!) { inviteUser(input: $i) { userErrors { code } } }",
         lambda g, w: {
@@ -182,6 +193,7 @@ async def _fuzz_world(services) -> World:
         await world.add_line(world.outsider_primary_id, agency_id=outsider),
         await _adjustment(world, world.outsider_primary_id),
         *await _merge_pending(world),  # their two clients and their pending merge request
+        await _webhook_endpoint(world),
     ]
     world.own_line_gid = to_global_id(  # type: ignore[attr-defined]
         "PhoneLine", await world.add_line()
@@ -236,6 +248,26 @@ async def _merge_pending(world: World) -> list[uuid.UUID]:
     return [source, target, made.id]
 
 
+async def _webhook_endpoint(world: World) -> uuid.UUID:
+    """An endpoint of the outsider agency, with one delivery in its log."""
+    from domain.webhooks import WebhookEndpoint, WebhookEvent, WebhookEventKind
+    from persistence.webhooks import add_endpoint, add_test_delivery
+
+    endpoint = WebhookEndpoint(
+        uuid.uuid4(),
+        world.outsider_agency_id,
+        "https://127.0.0.1/theirs",
+        frozenset({WebhookEventKind.PAYOUT_PAID}),
+        True,
+        world.services.clock(),
+    )
+    async with world.services.uow() as uow:
+        await add_endpoint(uow.conn, endpoint, world.services.tokens.seal("whsec_theirs"))
+        event = WebhookEvent(WebhookEventKind.PAYOUT_PAID, endpoint.agency_id, None, {})
+        await add_test_delivery(uow.conn, endpoint, event, world.services.clock())
+    return endpoint.id
+
+
 async def _card(world: World, payer_id: uuid.UUID) -> uuid.UUID:
     """A saved card row of that payer (never charged here, so no Stripe behind it)."""
     from domain.payments import PaymentCard
@@ -281,6 +313,10 @@ async def snapshot(world: World) -> dict[str, list[Any]]:
         "WHERE agency_id = :a ORDER BY id",
         "merges": "SELECT id, status, decided_at FROM merge_request WHERE agency_id = :a "
         "ORDER BY id",
+        "webhook_endpoints": "SELECT id, url FROM webhook_endpoint WHERE agency_id = :a "
+        "ORDER BY id",
+        "webhook_deliveries": "SELECT id, status, attempts FROM webhook_delivery "
+        "WHERE agency_id = :a ORDER BY id",
     }
     key = world.outsider_agency_id
     param = key.hex if world.services.database.is_sqlite else key
@@ -293,7 +329,7 @@ async def snapshot(world: World) -> dict[str, list[Any]]:
 
 foreign_id = st.one_of(
     # a real object of the other agency, under its own type name or another one
-    st.tuples(st.sampled_from(TYPE_NAMES), st.integers(min_value=0, max_value=12)).map(
+    st.tuples(st.sampled_from(TYPE_NAMES), st.integers(min_value=0, max_value=13)).map(
         lambda t: ("foreign", t[0], t[1])
     ),
     st.tuples(st.sampled_from(TYPE_NAMES), st.uuids()).map(lambda t: ("made-up", t[0], t[1])),
@@ -320,6 +356,7 @@ async def test_foreign_ids_reveal_and_change_nothing(app_client, fuzz_world, arg
     before = await snapshot(world)
     assert len(before["users"]) == 3 and before["invitations"] and before["keys"]
     assert before["merges"] and len(before["sub_accounts"]) == 3
+    assert before["webhook_endpoints"] and before["webhook_deliveries"]
     query, make = ID_ARGUMENTS[argument]
     body = await gql(
         app_client, query, make(realise(world, drawn), world), token=world.tokens["AGENCY_OWNER"]

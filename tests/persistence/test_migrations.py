@@ -307,3 +307,54 @@ async def test_0016_gives_recorded_calls_their_share_of_their_quarter(tmp_path):
                 ("c3", 375_000, 300_000, 0, primary),
                 ("c5", 1_000_001, 500_000, 50, primary),
             ], url
+
+
+async def test_0018_adds_the_webhook_tables_beside_existing_data_and_goes_back(tmp_path):
+    """An installation with an agency gets empty webhook tables that take endpoints and
+    deliveries; the downgrade drops them and nothing else."""
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from domain.webhooks import WebhookEndpoint, WebhookEvent, WebhookEventKind
+    from persistence import webhooks
+    from persistence.migrate import alembic_config
+
+    def downgrade(sync_conn, revision):
+        config = alembic_config()
+        config.attributes["connection"] = sync_conn
+        command.downgrade(config, revision)
+
+    def tables(sync_conn):
+        return set(inspect(sync_conn).get_table_names())
+
+    async with scratch_databases(tmp_path) as urls:
+        for url in urls:
+            database = Database(url)
+            await upgrade(database.engine, "0017")
+            now = datetime.now(UTC)
+            async with database.transaction() as conn:
+                signup = sign_up("Old", "old@example.com", "a long passphrase 9", None, now)
+                agency = (await add_agency(conn, signup, now)).id
+            await upgrade(database.engine, "0018")
+            endpoint = WebhookEndpoint(
+                uuid.uuid4(),
+                agency,
+                "https://hooks.example.com/in",
+                frozenset({WebhookEventKind.PAYOUT_PAID}),
+                True,
+                now,
+            )
+            event = WebhookEvent(WebhookEventKind.PAYOUT_PAID, agency, None, {"amount": "1.00"})
+            async with database.transaction() as conn:
+                await webhooks.add_endpoint(conn, endpoint, b"sealed")
+                assert await webhooks.queue_deliveries(conn, [event], now) == 1
+            async with database.engine.connect() as conn:
+                await conn.run_sync(downgrade, "0017")
+                await conn.commit()
+                left = await conn.run_sync(tables)
+                assert not {"webhook_endpoint", "webhook_delivery"} & left
+                assert await conn.scalar(select(agency_t.c.name)) == "Old"
+            await upgrade(database.engine)
+            async with database.read() as conn:
+                assert await webhooks.endpoint_count(conn, agency) == 0
+            await database.dispose()
