@@ -346,8 +346,9 @@ class Session:
                 self.pg_version = run_async(lambda: recreate_database(self.pg, self.database))
                 self.created = True
                 migrate(self.url, self.workdir)
-            else:
+            else:  # a kept dataset: brought up to the code's schema (later migrations)
                 self.pg_version = run_async(self._server_version)
+                migrate(self.url, self.workdir)
         except BaseException as error:
             self.__exit__(type(error), error, None)
             raise
