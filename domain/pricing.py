@@ -9,8 +9,9 @@ fractions inside a calculation; they are rounded only where a figure leaves the 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from fractions import Fraction
 
 from domain.errors import DomainError, ErrorCode
@@ -59,12 +60,24 @@ def client_price_per_minute(base_micros: int, markup: int) -> Fraction:
 
 
 def to_micros(amount: Fraction) -> int:
-    """Round an exact amount to whole micro-dollars, half up: the one display rounding."""
-    return int(
-        (Decimal(amount.numerator) / Decimal(amount.denominator)).quantize(
-            Decimal(1), rounding=ROUND_HALF_UP
-        )
-    )
+    """Round an exact amount to whole micro-dollars, half up (away from zero, as Decimal's
+    ROUND_HALF_UP): the one display rounding. Integer arithmetic: a page of 500 clients
+    rounds a thousand prices and wallets."""
+    return _half_up(amount.numerator, amount.denominator)
+
+
+def _half_up(numerator: int, denominator: int) -> int:
+    magnitude = (2 * abs(numerator) + denominator) // (2 * denominator)
+    return magnitude if numerator >= 0 else -magnitude
+
+
+def wallet_micros(holdings: Iterable[tuple[int, int, int]]) -> int:
+    """What balances are worth at their client prices, rounded half up once, at the end:
+    each holding is (seconds, base micro-dollars per minute, markup in bp). The same figure
+    as summing `value_of_seconds` at `client_price_per_minute` and rounding with
+    `to_micros`, in integers (every term's denominator is 10,000 bp x 60 s)."""
+    exact = sum(seconds * base * (10_000 + markup) for seconds, base, markup in holdings)
+    return _half_up(exact, 10_000 * SECONDS_PER_MINUTE)
 
 
 def micros_for_seconds(seconds: int, price_per_minute: Fraction | int) -> int:

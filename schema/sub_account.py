@@ -17,7 +17,7 @@ from domain import sub_account as rules
 from domain.auto_allocation import AutoAllocation as AllocationEntity
 from domain.ledger import Balance
 from domain.money import Tier, seconds_to_minutes
-from domain.pricing import bp_to_percent, client_price_per_minute, value_of_seconds
+from domain.pricing import bp_to_percent, client_price_per_minute, wallet_micros
 from domain.sub_account import ActivityKind
 from resolvers import activity as activity_use_cases
 from resolvers import sub_account as use_cases
@@ -308,11 +308,13 @@ class SubAccount(Node):
 
 
 def wallet_of(info: Info, sub_account: entities.SubAccount, balances: list[Balance]) -> Money:
-    total = sum(
-        (value_of_seconds(b.seconds, _price(info, sub_account, b.tier)) for b in balances),
-        Fraction(0),
+    prices = info.context.services.prices
+    return Money.of_micros(
+        wallet_micros(
+            (b.seconds, prices.base_per_minute(b.tier), sub_account.markup_bp(b.tier))
+            for b in balances
+        )
     )
-    return Money.of_exact(total)
 
 
 def _price(info: Info, sub_account: entities.SubAccount, tier: Tier) -> Fraction:

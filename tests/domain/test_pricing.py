@@ -15,7 +15,7 @@ from decimal import Decimal
 from fractions import Fraction
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from domain.agency import BalanceSource, SubAccount, SubAccountKind, SubAccountStatus
@@ -32,6 +32,7 @@ from domain.pricing import (
     price_to_dollars,
     to_micros,
     value_of_seconds,
+    wallet_micros,
 )
 from domain.transfer import plan_conversion, plan_transfer
 
@@ -479,3 +480,36 @@ def test_more_minutes_than_any_balance_could_hold_are_refused_not_overflowed():
     with pytest.raises(DomainError) as refused:
         minutes_to_whole_seconds(Decimal("1E+18"))
     assert refused.value.code is ErrorCode.INVALID_INPUT
+
+
+@given(st.integers(-(10**30), 10**30), st.integers(1, 10**18))
+def test_to_micros_rounds_half_up_away_from_zero_like_decimal(numerator, denominator):
+    from decimal import ROUND_HALF_UP, localcontext
+
+    with localcontext() as context:
+        context.prec = 80  # exact for these sizes
+        expected = (Decimal(numerator) / Decimal(denominator)).quantize(
+            Decimal(1), rounding=ROUND_HALF_UP
+        )
+    assert to_micros(Fraction(numerator, denominator)) == int(expected)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 60 * 10**9),  # seconds
+            st.sampled_from([160_000, 180_000, 300_000, 1]),  # base per minute
+            st.integers(0, 100_000),  # markup bp
+        ),
+        max_size=3,
+    )
+)
+@example([(1, 30, 0)])  # exactly half a micro-dollar: up
+@example([(7, 1, 32_857)])  # 299,999 / 600,000 of a micro-dollar: down
+@example([(7, 1, 32_857), (1, 1, 0)])  # 309,999 / 600,000 together: up, rounded once
+def test_a_wallet_is_its_balances_at_client_prices_rounded_once(holdings):
+    exact = sum(
+        (value_of_seconds(s, client_price_per_minute(base, bp)) for s, base, bp in holdings),
+        Fraction(0),
+    )
+    assert wallet_micros(holdings) == to_micros(exact)
