@@ -59,6 +59,11 @@ def client_price_per_minute(base_micros: int, markup: int) -> Fraction:
     return Fraction(base_micros * (10_000 + markup), 10_000)
 
 
+def client_price_micros(base_micros: int, markup: int) -> int:
+    """`client_price_per_minute` rounded for display (`to_micros`), in integers."""
+    return _half_up(base_micros * (10_000 + markup), 10_000)
+
+
 def to_micros(amount: Fraction) -> int:
     """Round an exact amount to whole micro-dollars, half up (away from zero, as Decimal's
     ROUND_HALF_UP): the one display rounding. Integer arithmetic: a page of 500 clients

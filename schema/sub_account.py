@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from fractions import Fraction
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
@@ -17,7 +16,7 @@ from domain import sub_account as rules
 from domain.auto_allocation import AutoAllocation as AllocationEntity
 from domain.ledger import Balance
 from domain.money import Tier, seconds_to_minutes
-from domain.pricing import bp_to_percent, client_price_per_minute, wallet_micros
+from domain.pricing import bp_to_percent, client_price_micros, wallet_micros
 from domain.sub_account import ActivityKind
 from resolvers import activity as activity_use_cases
 from resolvers import sub_account as use_cases
@@ -156,7 +155,8 @@ class SubAccount(Node):
 
     @strawberry.field(description="Base cost x (1 + markup%), per minute.")
     def client_price_per_minute(self, info: Info, tier: TierEnum) -> Money:
-        return Money.of_exact(_price(info, self.entity, tier))
+        base = info.context.services.prices.base_per_minute(tier)
+        return Money.of_micros(client_price_micros(base, self.entity.markup_bp(tier)))
 
     @strawberry.field(description="Remaining minutes valued at the client price.")
     def wallet_balance(self, info: Info) -> Money:
@@ -315,11 +315,6 @@ def wallet_of(info: Info, sub_account: entities.SubAccount, balances: list[Balan
             for b in balances
         )
     )
-
-
-def _price(info: Info, sub_account: entities.SubAccount, tier: Tier) -> Fraction:
-    base = info.context.services.prices.base_per_minute(tier)
-    return client_price_per_minute(base, sub_account.markup_bp(tier))
 
 
 @strawberry.type

@@ -25,6 +25,7 @@ from domain.money import Tier, to_dollars
 from domain.pricing import (
     PriceBook,
     bp_to_percent,
+    client_price_micros,
     client_price_per_minute,
     convert_seconds,
     markup_bp,
@@ -513,3 +514,10 @@ def test_a_wallet_is_its_balances_at_client_prices_rounded_once(holdings):
         Fraction(0),
     )
     assert wallet_micros(holdings) == to_micros(exact)
+
+
+@given(base_prices, st.integers(0, 100_000))
+@example(1, 5_000)  # 1.5 micro-dollars: up
+@example(3, 1_666)  # 3.4998 micro-dollars: down
+def test_a_displayed_client_price_is_the_exact_one_rounded_half_up(base, bp):
+    assert client_price_micros(base, bp) == to_micros(client_price_per_minute(base, bp))
