@@ -48,7 +48,12 @@ class JobRunner:
                 log.warning(
                     "%s failed; trying again in %.0f s", job.name, job.every_seconds, exc_info=True
                 )
-            await asyncio.sleep(job.every_seconds)
+            # The next turn comes after `every_seconds`, or sooner when a commit wrote work
+            # for this job in this process (`Services.wake_job`).
+            wakeup = self._services.wakeup(job.name)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wakeup.wait(), job.every_seconds)
+            wakeup.clear()
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -60,6 +65,7 @@ class JobRunner:
 
 
 HOUR = 3600.0
+MINUTE = 60.0
 
 
 def payment_jobs(reconcile_seconds: float) -> list[PeriodicJob]:
@@ -69,4 +75,9 @@ def payment_jobs(reconcile_seconds: float) -> list[PeriodicJob]:
         PeriodicJob("reconcile-payments", reconcile_seconds, jobs.reconcile_payments),
         PeriodicJob("pay-out", HOUR, jobs.pay_out),
         PeriodicJob("charge-auto-allocations", HOUR, jobs.charge_auto_allocations),
+        # Woken by the debits that write requests, caps reached and alerts raised; the turn
+        # every minute catches what another process wrote and the backoffs that ended.
+        PeriodicJob("charge-auto-recharges", MINUTE, jobs.charge_auto_recharges),
+        PeriodicJob("apply-spending-caps", MINUTE, jobs.apply_spending_caps),
+        PeriodicJob("send-alerts", MINUTE, jobs.send_alerts),
     ]

@@ -29,10 +29,11 @@ from typing import TypeVar
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from domain.alerts import Alert
 from domain.audit import Actor, AuditNote
 from domain.errors import TryAgain
 from domain.events import Event, audit_recorded
-from persistence import audit
+from persistence import alerts, audit
 from persistence.database import Database
 from persistence.errors import unique_violation
 from persistence.outbox import write_events
@@ -143,11 +144,14 @@ class UnitOfWork:
         now: Callable[[], datetime],
         on_events_committed: Callable[[], None] = lambda: None,
         audited: bool = False,
+        wake_job: Callable[[str], None] = lambda name: None,
     ) -> None:
         self._database = database
         self._now = now
         self._on_events_committed = on_events_committed
         self._audited = audited
+        self._wake_job = wake_job
+        self._wakes: set[str] = set()
         self._transaction: AbstractAsyncContextManager[AsyncConnection] | None = None
         self._events: list[Event] = []
         self._notes: list[tuple[Actor, AuditNote]] = []
@@ -169,6 +173,20 @@ class UnitOfWork:
     def audit(self, actor: Actor, note: AuditNote) -> None:
         """Log who changed what, in this transaction; the live audit feed announces it."""
         self._notes.append((actor, note))
+
+    def wake(self, job: str) -> None:
+        """Nudge this process's runner of `job` once this unit of work commits: it has work
+        (a durable row this transaction wrote), sooner than its next turn."""
+        self._wakes.add(job)
+
+    async def raise_alert(self, alert: Alert) -> bool:
+        """Every alert goes through here, in the transaction that raised it: its row (at most
+        one per sub-account, kind and local day; false when today's was raised already), sent
+        by the alert job after the commit."""
+        added = await alerts.add(self.conn, alert, self._now())
+        if added:
+            self.wake(alerts.JOB)
+        return added
 
     def nothing_changed(self) -> None:
         """This run changed nothing (a replayed request, a no-op): no audit entry is due."""
@@ -219,3 +237,6 @@ class UnitOfWork:
         await self._transaction.__aexit__(exc_type, exc, tb)
         if exc is None and self._events:
             self._on_events_committed()
+        if exc is None:
+            for job in sorted(self._wakes):
+                self._wake_job(job)

@@ -12,7 +12,7 @@ from domain.money import minutes_to_seconds
 from persistence import jobs, ledger, outbox
 from persistence.errors import UniqueViolation
 from persistence.unit_of_work import UnitOfWork
-from resolvers import auto_allocations, payouts, purchases
+from resolvers import alerts, auto_allocations, auto_recharges, payouts, purchases, spending_caps
 from resolvers.context import Services
 
 
@@ -103,3 +103,21 @@ async def charge_auto_allocations(services: Services) -> int:
     """Charge the monthly auto allocations due (and retry the failed ones that are due)."""
     async with jobs.sole_runner(services.database, "charge-auto-allocations") as sole:
         return await auto_allocations.charge_auto_allocations(services) if sole else 0
+
+
+async def charge_auto_recharges(services: Services) -> int:
+    """Turn the open auto-recharge requests into purchases and finish those that settled."""
+    async with jobs.sole_runner(services.database, "charge-auto-recharges") as sole:
+        return await auto_recharges.charge_auto_recharges(services) if sole else 0
+
+
+async def apply_spending_caps(services: Services) -> int:
+    """Cap the sub-accounts ingestion found over their cap; lift those a new period freed."""
+    async with jobs.sole_runner(services.database, "apply-spending-caps") as sole:
+        return await spending_caps.apply_spending_caps(services) if sole else 0
+
+
+async def send_alerts(services: Services) -> int:
+    """Mail the alerts raised and not sent yet."""
+    async with jobs.sole_runner(services.database, "send-alerts") as sole:
+        return await alerts.send_alerts(services) if sole else 0

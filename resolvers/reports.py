@@ -23,6 +23,7 @@ from domain.reporting import (
     local_range,
 )
 from domain.usage import CallStatus
+from persistence import auto_recharge
 from persistence.queries import reports as queries
 from persistence.queries.loaders import balances_by_sub_account, balances_in_agency
 from persistence.queries.reports import UsageTotals
@@ -95,11 +96,13 @@ class Windows:
     recent: dict[UUID, UsageTotals]
     balances: dict[UUID, list[Balance]]
     thresholds: HealthThresholds
+    payment_failed: frozenset[UUID] = frozenset()  # their last auto-recharge failed
 
     def flags(self, account: SubAccount) -> list[HealthFlag]:
         return _flags(
             self.thresholds,
             account,
+            account.id in self.payment_failed,
             self.balances[account.id],
             self.now.get(account.id, EMPTY),
             self.before.get(account.id, EMPTY),
@@ -140,12 +143,15 @@ async def _windows(
         else:
             found = await balances_by_sub_account(conn, ids)
         balances = dict(zip(ids, found, strict=True))
-    return Windows(now, others["before"], others["recent"], balances, ctx.services.health)
+        settings = await auto_recharge.settings_of(conn, ids)
+    failed = frozenset(i for i, s in zip(ids, settings, strict=True) if s.payment_failed)
+    return Windows(now, others["before"], others["recent"], balances, ctx.services.health, failed)
 
 
 def _flags(
     thresholds: HealthThresholds,
     account: SubAccount,
+    payment_failed: bool,
     balances: list[Balance],
     now: UsageTotals,
     before: UsageTotals,
@@ -161,6 +167,8 @@ def _flags(
             previous_seconds=before.seconds,
             calls=now.calls,
             failed_calls=now.by_status.get(CallStatus.FAILED, 0),
+            spending_cap_reached=account.capped_at is not None,
+            payment_failed=payment_failed,
         ),
         thresholds,
     )

@@ -46,6 +46,7 @@ from schema.team import ApiKey, Invitation, TeamMutations
 from schema.transfer import Transfer, TransferMutations, TransferQueries
 from schema.usage import UsageMutations
 from schema.user import User, UserMutations, Viewer
+from schema.wallet import WalletMutations
 
 Info = strawberry.Info[RequestContext, None]
 
@@ -97,6 +98,7 @@ Mutation = merge_types(
         BillingMutations,
         MergeMutations,
         MessagingMutations,
+        WalletMutations,
     ),
 )
 Subscription = merge_types("Subscription", (MonitoringSubscriptions, AuditSubscriptions))
