@@ -125,7 +125,7 @@ async def test_a_call_leaving_the_balance_below_the_threshold_recharges_once(
     assert await open_requests(app_client) == 1
     assert await jobs.charge_auto_recharges(services) == 1
     assert await jobs.charge_auto_recharges(services) == 0
-    # then 20 minutes at the client price (base $0.12 + 25 % = $0.15 a minute: $3.00) are
+    # then 20 minutes at the client price (25 % over base: $0.375 a minute, $7.50) are
     # credited once, and lastCharge shows the purchase
     node = await state(app_client, owner, client)
     assert premium(node) == 180 + 1200
@@ -135,7 +135,7 @@ async def test_a_call_leaving_the_balance_below_the_threshold_recharges_once(
         "seconds": 1200,
         "status": "SUCCEEDED",
         "failureReason": None,
-        "amount": {"amount": node["autoRecharge"]["lastCharge"]["amount"]["amount"]},
+        "amount": {"amount": "7.50"},
     }
     assert await recharges(app_client, client) == [("SUCCEEDED", 1)]
     assert await open_requests(app_client) == 0
@@ -240,7 +240,9 @@ async def test_turning_it_off_stops_the_requests_and_bad_settings_have_codes(
     await record(app_client, key, client, 400)
     assert await open_requests(app_client) == 0
     too_small = await set_recharge(app_client, owner.token, client, 5, 1)
-    assert too_small["userErrors"] == [{"code": "AMOUNT_TOO_SMALL", "field": ["input", "topUpMinutes"]}]
+    assert too_small["userErrors"] == [
+        {"code": "AMOUNT_TOO_SMALL", "field": ["input", "topUpMinutes"]}
+    ]
     zero = await set_recharge(app_client, owner.token, client, 0, 20)
     assert zero["userErrors"] == [{"code": "INVALID_INPUT", "field": ["input", "thresholdMinutes"]}]
 
@@ -330,9 +332,8 @@ async def _check(services, client_key: uuid.UUID) -> None:
         credits = dict(
             (
                 await conn.execute(
-                    select(ledger_t.c.reference, func.sum(ledger_t.c.delta_seconds)).where(
-                        ledger_t.c.reference.in_([f"purchase:{r.id}" for r in rows] or [""])
-                    )
+                    select(ledger_t.c.reference, func.sum(ledger_t.c.delta_seconds))
+                    .where(ledger_t.c.reference.in_([f"purchase:{r.id}" for r in rows] or [""]))
                     .group_by(ledger_t.c.reference)
                 )
             ).all()
