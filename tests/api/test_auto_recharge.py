@@ -135,7 +135,7 @@ async def test_a_call_leaving_the_balance_below_the_threshold_recharges_once(
         "seconds": 1200,
         "status": "SUCCEEDED",
         "failureReason": None,
-        "amount": {"amount": "7.50"},
+        "amount": {"amount": "7.500000"},
     }
     assert await recharges(app_client, client) == [("SUCCEEDED", 1)]
     assert await open_requests(app_client) == 0
