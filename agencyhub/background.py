@@ -80,4 +80,5 @@ def payment_jobs(reconcile_seconds: float) -> list[PeriodicJob]:
         PeriodicJob("charge-auto-recharges", MINUTE, jobs.charge_auto_recharges),
         PeriodicJob("apply-spending-caps", MINUTE, jobs.apply_spending_caps),
         PeriodicJob("send-alerts", MINUTE, jobs.send_alerts),
+        PeriodicJob("low-balance-alerts", HOUR, jobs.raise_low_balance_alerts),
     ]

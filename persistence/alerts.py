@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from domain.alerts import Alert, AlertKind
 from domain.policy import Role
 from persistence.database import dialect_insert
-from persistence.tables import AlertRow, SubAccountRow, UserGrantRow, UserRow
+from persistence.tables import AgencyRow, AlertRow, SubAccountRow, UserGrantRow, UserRow
 
 JOB = "send-alerts"
 
@@ -22,6 +22,7 @@ alert_t = AlertRow.__table__
 user_t = UserRow.__table__
 grant_t = UserGrantRow.__table__
 sub_account_t = SubAccountRow.__table__
+agency_t = AgencyRow.__table__
 
 
 async def add(conn: AsyncConnection, alert: Alert, now: datetime) -> bool:
@@ -108,3 +109,17 @@ async def mark_sent(conn: AsyncConnection, alert_id: uuid.UUID, now: datetime) -
         .where(alert_t.c.id == alert_id, alert_t.c.sent_at.is_(None))
         .values(sent_at=now)
     )
+
+
+async def live_sub_accounts(conn: AsyncConnection) -> dict[tuple[uuid.UUID, str], list[uuid.UUID]]:
+    """Every ACTIVE sub-account, by (agency, its time zone)."""
+    rows = await conn.execute(
+        select(sub_account_t.c.agency_id, agency_t.c.time_zone, sub_account_t.c.id)
+        .join(agency_t, agency_t.c.id == sub_account_t.c.agency_id)
+        .where(sub_account_t.c.status == "ACTIVE")
+        .order_by(sub_account_t.c.agency_id, sub_account_t.c.id)
+    )
+    found: dict[tuple[uuid.UUID, str], list[uuid.UUID]] = {}
+    for r in rows:
+        found.setdefault((r.agency_id, r.time_zone), []).append(r.id)
+    return found

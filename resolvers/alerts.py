@@ -12,10 +12,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+from datetime import timedelta
+from zoneinfo import ZoneInfo
 
-from domain.alerts import mail_text
+from domain.alerts import Alert, AlertKind, mail_text
+from domain.reporting import HealthFlagKind, HealthInputs, health_flags, local_range
 from persistence import alerts
 from persistence.mail import compose
+from persistence.queries.loaders import balances_in_agency
+from persistence.queries.reports import usage_in_windows
 from persistence.unit_of_work import UnitOfWork
 from resolvers.context import Services
 
@@ -48,6 +53,58 @@ async def send_alerts(services: Services) -> int:
         await services.transact(mark, audited=False)
         sent += 1
     return sent
+
+
+async def raise_low_balance_alerts(services: Services) -> int:
+    """LOW_BALANCE for every active sub-account whose runway (balance over the recent burn,
+    the health flag's rule) is short: one statement over the rollups and one over the balances
+    per agency; raising one already raised today adds nothing. Returns how many were raised."""
+    now = services.clock()
+    thresholds = services.health
+    async with services.database.read() as conn:
+        live = await alerts.live_sub_accounts(conn)
+    raised = 0
+    for (agency_id, zone), ids in live.items():
+        today = now.astimezone(ZoneInfo(zone)).date()
+        burn = local_range(today - timedelta(days=thresholds.burn_window_days - 1), today, zone)
+        async with services.database.read() as conn:
+            recent, _ = await usage_in_windows(conn, agency_id, (burn.start_utc, burn.end_utc), {})
+            balances = await balances_in_agency(conn, agency_id, ids)
+        low = []
+        for sub_account_id, held in zip(ids, balances, strict=True):
+            burnt = recent.get(sub_account_id)
+            flags = health_flags(
+                HealthInputs(
+                    suspended=False,
+                    balance_seconds=sum(b.seconds for b in held),
+                    recent_burn_seconds=0 if burnt is None else burnt.seconds,
+                    overage_seconds=0,
+                    seconds=0,
+                    previous_seconds=0,
+                    calls=0,
+                    failed_calls=0,
+                ),
+                thresholds,
+            )
+            for flag in flags:
+                if flag.kind is HealthFlagKind.LOW_BALANCE:
+                    low.append((sub_account_id, str(flag.runway_days)))
+        if not low:
+            continue
+
+        found = [
+            Alert(agency_id, sub_account_id, AlertKind.LOW_BALANCE, today, {"runwayDays": runway})
+            for sub_account_id, runway in low
+        ]
+
+        async def record(uow: UnitOfWork, found: list[Alert] = found) -> int:
+            added = 0
+            for alert in found:
+                added += await uow.raise_alert(alert)
+            return added
+
+        raised += await services.transact(record, audited=False)
+    return raised
 
 
 def _token(email: str) -> str:

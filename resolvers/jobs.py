@@ -121,3 +121,9 @@ async def send_alerts(services: Services) -> int:
     """Mail the alerts raised and not sent yet."""
     async with jobs.sole_runner(services.database, "send-alerts") as sole:
         return await alerts.send_alerts(services) if sole else 0
+
+
+async def raise_low_balance_alerts(services: Services) -> int:
+    """LOW_BALANCE alerts for the sub-accounts whose runway is short (once a day each)."""
+    async with jobs.sole_runner(services.database, "low-balance-alerts") as sole:
+        return await alerts.raise_low_balance_alerts(services) if sole else 0

@@ -75,3 +75,22 @@ async def test_an_alert_is_mailed_once_a_day_to_the_admins_of_the_agency_and_the
     )
     # each (alert, recipient) has one Message-ID, the same if it were ever sent again
     assert len({m["Message-ID"] for m in sent}) == len(sent)
+
+
+async def test_low_balance_follows_the_health_flags_runway_rule_once_a_day(app_client, clock):
+    from tests.api.conftest import make_setup
+    from tests.api.test_usage import RECORD, call
+    from tests.factories import gql
+
+    services = app_client.app.state.services
+    owner, client, key = await make_setup(app_client)
+    # given a client that used 400 of its 480 seconds this week (a runway of 1.4 days)
+    body = await gql(app_client, RECORD, {"calls": [call(client, None, 400)]}, key)
+    assert body["data"]["recordCalls"]["accepted"] == 1
+    # when the check runs twice in a day: one alert
+    assert await jobs.raise_low_balance_alerts(services) == 1
+    assert await jobs.raise_low_balance_alerts(services) == 0
+    assert await jobs.send_alerts(services) == 1
+    # and the next day, still low, another
+    clock.advance(timedelta(days=1))
+    assert await jobs.raise_low_balance_alerts(services) == 1
