@@ -179,6 +179,18 @@ def _job(name: str) -> Callable[[Settings, argparse.Namespace], int]:
                 elif name == "charge-auto-allocations":
                     done = await jobs.charge_auto_allocations(services)
                     print(f"agencyhub: {done} auto allocation charge(s) succeeded")
+                elif name == "charge-auto-recharges":
+                    done = await jobs.charge_auto_recharges(services)
+                    print(f"agencyhub: {done} auto-recharge(s) succeeded")
+                elif name == "apply-spending-caps":
+                    done = await jobs.apply_spending_caps(services)
+                    print(f"agencyhub: {done} sub-account(s) capped or freed")
+                elif name == "low-balance-alerts":
+                    done = await jobs.raise_low_balance_alerts(services)
+                    print(f"agencyhub: raised {done} LOW_BALANCE alert(s)")
+                elif name == "send-alerts":
+                    done = await jobs.send_alerts(services)
+                    print(f"agencyhub: mailed {done} alert(s)")
                 elif name == "reconcile-payments":
                     done = await jobs.reconcile_payments(services)
                     print(f"agencyhub: settled {done} pending purchase(s)")
@@ -311,6 +323,10 @@ def main(argv: list[str] | None = None) -> int:
         ("reconcile-payments", "settle purchases PENDING over 10 minutes from Stripe (5 min)"),
         ("pay-out", "pay unpaid earnings over the threshold to Connect accounts (hourly)"),
         ("charge-auto-allocations", "charge each period's monthly auto allocations (hourly)"),
+        ("charge-auto-recharges", "charge the auto-recharges debits asked for (every minute)"),
+        ("apply-spending-caps", "cap what reached its cap, free what a new period freed"),
+        ("low-balance-alerts", "raise LOW_BALANCE alerts by the runway rule (hourly)"),
+        ("send-alerts", "mail the alerts raised (every minute)"),
     ):
         commands.add_parser(job, help=job_help).set_defaults(run=_job(job))
     reconcile = commands.add_parser(
