@@ -83,7 +83,7 @@ async def test_low_balance_follows_the_health_flags_runway_rule_once_a_day(app_c
     from tests.factories import gql
 
     services = app_client.app.state.services
-    owner, client, key = await make_setup(app_client)
+    _, client, key = await make_setup(app_client)
     # given a client that used 400 of its 480 seconds this week (a runway of 1.4 days)
     body = await gql(app_client, RECORD, {"calls": [call(client, None, 400)]}, key)
     assert body["data"]["recordCalls"]["accepted"] == 1
