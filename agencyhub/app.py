@@ -27,7 +27,7 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http.websocket_origin import normalize_allowed_origins
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
-from agencyhub.background import JobRunner, payment_jobs
+from agencyhub.background import JobRunner, payment_jobs, wallet_jobs
 from agencyhub.collector import SurvivorFreezer
 from agencyhub.limits import BodySizeLimit
 from agencyhub.settings import Settings
@@ -179,12 +179,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             app.state.services = services
             relay.start()
             keep_alive.start()
-            runner = JobRunner(
-                services,
-                payment_jobs(settings.reconcile_payments_seconds)
-                if settings.server_jobs and services.stripe is not None
-                else [],
-            )
+            jobs = payment_jobs(settings.reconcile_payments_seconds) if services.stripe else []
+            runner = JobRunner(services, jobs + wallet_jobs() if settings.server_jobs else [])
             runner.start()
             # What start-up built and what each full collection finds alive (sockets,
             # subscriptions) move out of the cyclic collector's way, so full collections under

@@ -78,6 +78,14 @@ def payment_jobs(reconcile_seconds: float) -> list[PeriodicJob]:
         # Woken by the debits that write requests, caps reached and alerts raised; the turn
         # every minute catches what another process wrote and the backoffs that ended.
         PeriodicJob("charge-auto-recharges", MINUTE, jobs.charge_auto_recharges),
+    ]
+
+
+def wallet_jobs() -> list[PeriodicJob]:
+    """Spending caps and alerts, which need no payments."""
+    from resolvers import jobs
+
+    return [
         PeriodicJob("apply-spending-caps", MINUTE, jobs.apply_spending_caps),
         PeriodicJob("send-alerts", MINUTE, jobs.send_alerts),
         PeriodicJob("low-balance-alerts", HOUR, jobs.raise_low_balance_alerts),
