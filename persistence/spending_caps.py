@@ -70,6 +70,9 @@ async def close_check(conn: AsyncConnection, sub_account_id: uuid.UUID) -> None:
 async def capped(conn: AsyncConnection) -> list[SubAccount]:
     """Sub-accounts held by their cap now (a new billing period may have freed them)."""
     rows = await conn.execute(
-        select(*SUB_ACCOUNT_COLUMNS).where(sub_account_t.c.capped_at.is_not(None))
+        select(*SUB_ACCOUNT_COLUMNS).where(
+            sub_account_t.c.capped_at.is_not(None),
+            sub_account_t.c.status.in_(["ACTIVE", "SUSPENDED"]),
+        )
     )
     return [sub_account_from(r) for r in rows]
