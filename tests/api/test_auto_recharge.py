@@ -38,6 +38,7 @@ STATE = """query($id: ID!) { node(id: $id) { ... on SubAccount {
   balances { tier seconds }
   autoRecharge { enabled lastCharge { kind tier seconds status failureReason amount { amount } } }
   report(range: {from: "2026-11-01", to: "2027-03-01"}) { health { kind } } } } }"""
+EARNINGS = "{ viewer { agency { earnings { total { amount } } } } }"
 AUDIT = """{ viewer { agency { auditLog(first: 20) { edges { node { kind summary } } } } } }"""
 
 purchase_t = PurchaseRow.__table__
@@ -140,6 +141,10 @@ async def test_a_call_leaving_the_balance_below_the_threshold_recharges_once(
     assert await recharges(app_client, client) == [("SUCCEEDED", 1)]
     assert await open_requests(app_client) == 0
     await assert_ledger_balanced(app_client)
+    # and the agency earns its markup on it, as on the client's own purchases
+    # (20 minutes x ($0.375 - $0.30))
+    body = await gql(app_client, EARNINGS, token=owner.token)
+    assert body["data"]["viewer"]["agency"]["earnings"]["total"]["amount"] == "1.500000", body
     log = (await gql(app_client, AUDIT, token=owner.token))["data"]["viewer"]["agency"]
     summaries = [e["node"]["summary"] for e in log["auditLog"]["edges"]]
     assert any(s.startswith("auto-recharged Client with 20 PREMIUM minutes") for s in summaries)
