@@ -7,6 +7,7 @@ six hours or a new card."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from datetime import timedelta
 
@@ -19,6 +20,7 @@ from persistence.tables import (
     AlertRow,
     AutoRechargeRequestRow,
     LedgerEntryRow,
+    OutboxRow,
     PurchaseRow,
 )
 from resolvers import auto_recharges, jobs
@@ -45,6 +47,7 @@ purchase_t = PurchaseRow.__table__
 request_t = AutoRechargeRequestRow.__table__
 ledger_t = LedgerEntryRow.__table__
 alert_t = AlertRow.__table__
+outbox_t = OutboxRow.__table__
 
 
 async def recharging_client(app_client, stripe_server, number=None, threshold=5, top_up=20):
@@ -141,6 +144,18 @@ async def test_a_call_leaving_the_balance_below_the_threshold_recharges_once(
     assert await recharges(app_client, client) == [("SUCCEEDED", 1)]
     assert await open_requests(app_client) == 0
     await assert_ledger_balanced(app_client)
+    # and the live event of the credit shows the new balance
+    async with services.database.read() as conn:
+        payload = await conn.scalar(
+            select(outbox_t.c.payload)
+            .where(
+                outbox_t.c.key == str(from_global_id(client)[1]),
+                outbox_t.c.kind.in_(["USAGE_UPDATED", "BALANCES_CHANGED"]),
+            )
+            .order_by(outbox_t.c.id.desc())
+            .limit(1)
+        )
+    assert json.loads(payload)["balances"]["PREMIUM"] == 180 + 1200
     # and the agency earns its markup on it, as on the client's own purchases
     # (20 minutes x ($0.375 - $0.30))
     body = await gql(app_client, EARNINGS, token=owner.token)

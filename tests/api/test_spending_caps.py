@@ -5,13 +5,14 @@ in every order without one undoing the other."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
 from domain.banner import CAPPED_MESSAGE, SUSPENDED_MESSAGE
-from persistence.tables import ActivityRow, AlertRow, CapCheckRow, SubAccountRow
+from persistence.tables import ActivityRow, AlertRow, CapCheckRow, OutboxRow, SubAccountRow
 from resolvers import jobs
 from resolvers.global_id import from_global_id
 from tests.api.conftest import make_setup
@@ -32,6 +33,7 @@ STATE = """query($id: ID!) { node(id: $id) { ... on SubAccount {
 alert_t = AlertRow.__table__
 check_t = CapCheckRow.__table__
 activity_t = ActivityRow.__table__
+outbox_t = OutboxRow.__table__
 sub_account_t = SubAccountRow.__table__
 
 
@@ -95,6 +97,15 @@ async def test_reaching_the_cap_pauses_the_active_campaigns_until_a_higher_cap(a
             "SPENDING_CAP_REACHED"
         ]
         assert (await conn.execute(select(check_t))).all() == []
+    # and the banner went out live (bannerChanged)
+    async with services.database.read() as conn:
+        banner = await conn.scalar(
+            select(outbox_t.c.payload)
+            .where(outbox_t.c.kind == "BANNER_CHANGED")
+            .order_by(outbox_t.c.id.desc())
+            .limit(1)
+        )
+    assert json.loads(banner)["message"] == CAPPED_MESSAGE
     # and calls still reported are recorded and billed
     await spend(app_client, key, client, 60)
     assert await jobs.apply_spending_caps(services) == 0
