@@ -11,12 +11,13 @@ paused.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 from domain.agency import SubAccount
 from domain.audit import AuditKind, AuditNote, Subject
 from domain.banner import banner_of
+from domain.billing_cycle import period_start
 from domain.errors import DomainError, ErrorCode
 from domain.events import Changed, banner_event
 from domain.money import to_dollars
@@ -87,6 +88,12 @@ def lift(
             _subject(lifted),
         ),
     )
+
+
+def period_turned(sub_account: SubAccount, today: date, capped_on: date) -> bool:
+    """Whether a new billing period began since it was capped (`today` and `capped_on` in the
+    agency's zone): the only way a cap lets go without a change to the cap."""
+    return period_start(sub_account.subscription_start_date, today) > capped_on
 
 
 def changed(sub_account: SubAccount, amount_micros: int | None) -> AuditNote:

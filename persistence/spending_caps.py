@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.agency import SubAccount
 from persistence.database import dialect_insert
-from persistence.records import SUB_ACCOUNT_COLUMNS, sub_account_from, sub_account_t
+from persistence.records import SUB_ACCOUNT_COLUMNS, agency_t, sub_account_from, sub_account_t
 from persistence.tables import CapCheckRow, SpendingCapRow
 
 cap_t = SpendingCapRow.__table__
@@ -67,12 +67,15 @@ async def close_check(conn: AsyncConnection, sub_account_id: uuid.UUID) -> None:
     await conn.execute(delete(check_t).where(check_t.c.sub_account_id == sub_account_id))
 
 
-async def capped(conn: AsyncConnection) -> list[SubAccount]:
-    """Sub-accounts held by their cap now (a new billing period may have freed them)."""
+async def capped(conn: AsyncConnection) -> list[tuple[SubAccount, str]]:
+    """Live sub-accounts held by their cap now (a new billing period may have freed them),
+    each with its agency's time zone."""
     rows = await conn.execute(
-        select(*SUB_ACCOUNT_COLUMNS).where(
+        select(*SUB_ACCOUNT_COLUMNS, agency_t.c.time_zone)
+        .join(agency_t, agency_t.c.id == sub_account_t.c.agency_id)
+        .where(
             sub_account_t.c.capped_at.is_not(None),
             sub_account_t.c.status.in_(["ACTIVE", "SUSPENDED"]),
         )
     )
-    return [sub_account_from(r) for r in rows]
+    return [(sub_account_from(r), r.time_zone) for r in rows]

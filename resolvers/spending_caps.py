@@ -90,8 +90,14 @@ async def apply_spending_caps(services: Services) -> int:
     async with services.database.read() as conn:
         asked = await spending_caps.checks(conn)
         held = await spending_caps.capped(conn)
+    now = services.clock()
     work = [(agency_id, sub_account_id, True) for agency_id, sub_account_id in asked]
-    work += [(s.agency_id, s.id, False) for s in held]
+    for sub_account, zone in held:  # only those whose billing period turned since
+        assert sub_account.capped_at is not None
+        local = ZoneInfo(zone)
+        capped_on = sub_account.capped_at.astimezone(local).date()
+        if rules.period_turned(sub_account, now.astimezone(local).date(), capped_on):
+            work.append((sub_account.agency_id, sub_account.id, False))
     changed = 0
     for agency_id, sub_account_id, is_check in work:
 

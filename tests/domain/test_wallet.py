@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from domain.agency import BalanceSource, SubAccount, SubAccountKind, SubAccountStatus
 from domain.auto_recharge import AutoRecharge, Step, failed, next_step, requests_after
 from domain.money import Tier
-from domain.spending_cap import lift, reach
+from domain.spending_cap import lift, period_turned, reach
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
 ON = AutoRecharge(True, Tier.PREMIUM, 5, 20)  # below 300 seconds, buy 20 minutes
@@ -80,3 +80,11 @@ def test_a_cap_holds_from_the_amount_reached_until_it_is_above_the_spending():
     assert lift(capped.state, None, 1_500_000) is not None  # no cap
     assert lift(capped.state, 1_000_000, 0) is not None  # a new period
     assert reach(client(status=SubAccountStatus.REMOVED), 1, 1, NOW) is None
+
+
+def test_a_cap_lets_go_on_its_own_only_when_the_billing_period_turns():
+    account = client(subscription_start_date=date(2026, 1, 31))  # periods start on the 31st/last
+    assert not period_turned(account, date(2026, 2, 27), date(2026, 2, 1))
+    assert period_turned(account, date(2026, 2, 28), date(2026, 2, 1))  # clamped to the 28th
+    assert not period_turned(account, date(2026, 3, 30), date(2026, 2, 28))
+    assert period_turned(account, date(2026, 3, 31), date(2026, 3, 30))
