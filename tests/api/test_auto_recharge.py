@@ -124,9 +124,11 @@ async def test_a_call_leaving_the_balance_below_the_threshold_recharges_once(
     # when a call leaves 420 seconds (above 300): nothing is asked
     await record(app_client, key, client, 60)
     assert await open_requests(app_client) == 0
-    # when a call leaves 180 seconds: a request, and the job recharges once
+    assert not services.wakeup("charge-auto-recharges").is_set()
+    # when a call leaves 180 seconds: a request, the job woken, and it recharges once
     await record(app_client, key, client, 240)
     assert await open_requests(app_client) == 1
+    assert services.wakeup("charge-auto-recharges").is_set()
     assert await jobs.charge_auto_recharges(services) == 1
     assert await jobs.charge_auto_recharges(services) == 0
     # then 20 minutes at the client price (25 % over base: $0.375 a minute, $7.50) are

@@ -86,6 +86,7 @@ async def test_reaching_the_cap_pauses_the_active_campaigns_until_a_higher_cap(a
     await spend(app_client, key, client, 240)
     async with services.database.read() as conn:
         assert len((await conn.execute(select(check_t))).all()) == 1
+    assert services.wakeup("apply-spending-caps").is_set()
     assert await jobs.apply_spending_caps(services) == 1
     # then the running campaign is paused, not the automation; banner, flag and alert say so
     now = await state(app_client, owner, client)
