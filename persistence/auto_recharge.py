@@ -23,6 +23,8 @@ from domain.money import Tier
 from persistence.database import dialect_insert
 from persistence.tables import AutoRechargeRequestRow, AutoRechargeRow
 
+JOB = "charge-auto-recharges"  # the job that charges them (woken by the debits that ask)
+
 auto_recharge_t = AutoRechargeRow.__table__
 request_t = AutoRechargeRequestRow.__table__
 

@@ -19,6 +19,8 @@ from persistence.database import dialect_insert
 from persistence.records import SUB_ACCOUNT_COLUMNS, agency_t, sub_account_from, sub_account_t
 from persistence.tables import CapCheckRow, SpendingCapRow
 
+JOB = "apply-spending-caps"  # the job that caps and lifts (woken by ingestion's checks)
+
 cap_t = SpendingCapRow.__table__
 check_t = CapCheckRow.__table__
 

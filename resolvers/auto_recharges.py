@@ -51,7 +51,7 @@ from resolvers.sub_account import lock_sub_accounts
 
 log = logging.getLogger(__name__)
 
-JOB = "charge-auto-recharges"
+JOB = auto_recharge.JOB
 
 
 async def set_auto_recharge(

@@ -24,7 +24,7 @@ from persistence.unit_of_work import UnitOfWork
 from resolvers.context import RequestContext, Services
 from resolvers.sub_account import _administer, lock_sub_accounts
 
-JOB = "apply-spending-caps"
+JOB = spending_caps.JOB
 
 
 async def set_spending_cap(

@@ -39,9 +39,7 @@ from domain.usage import (
 from persistence import auto_recharge, ledger, spending_caps, usage
 from persistence.unit_of_work import UnitOfWork
 from resolvers.api_keys import INGEST_SCOPE
-from resolvers.auto_recharges import JOB as RECHARGE_JOB
 from resolvers.context import RequestContext, Services
-from resolvers.spending_caps import JOB as CAP_JOB
 
 
 @dataclass
@@ -124,7 +122,7 @@ async def _request_recharges(
     wanted = requests_after(batch.recharges, debited, billed[-1].balances_after)
     if wanted:
         await auto_recharge.request(uow.conn, batch.agency.id, wanted, now)
-        uow.wake(RECHARGE_JOB)
+        uow.wake(auto_recharge.JOB)
 
 
 async def _request_cap_checks(
@@ -146,7 +144,7 @@ async def _request_cap_checks(
     ]
     if reached:
         await spending_caps.request_checks(uow.conn, batch.agency.id, sorted(reached), now)
-        uow.wake(CAP_JOB)
+        uow.wake(spending_caps.JOB)
 
 
 class Reported(Protocol):

@@ -121,6 +121,7 @@ async def test_a_call_leaving_the_balance_below_the_threshold_recharges_once(
     # given a client with 480 PREMIUM seconds, recharging 20 minutes below 5 minutes
     owner, client, key = await recharging_client(app_client, stripe_server)
     services = app_client.app.state.services
+    services.wakeup("charge-auto-recharges").clear()  # adding the card woke it
     # when a call leaves 420 seconds (above 300): nothing is asked
     await record(app_client, key, client, 60)
     assert await open_requests(app_client) == 0
@@ -210,8 +211,10 @@ async def test_a_failure_raises_payment_failed_and_waits_six_hours_or_a_new_card
     assert await recharges(app_client, client) == [("FAILED", 1), ("FAILED", 1)]
     # when a working card becomes the default, it does not wait for the six hours
     clock.advance(timedelta(minutes=1))
+    services.wakeup("charge-auto-recharges").clear()
     payload, _ = await add_card(app_client, owner.token, client, stripe_server, makeDefault=True)
     assert payload["userErrors"] == [], payload
+    assert services.wakeup("charge-auto-recharges").is_set()  # the job goes now
     assert await jobs.charge_auto_recharges(services) == 1
     node = await state(app_client, owner, client)
     assert [s for s, _ in await recharges(app_client, client)] == ["FAILED", "FAILED", "SUCCEEDED"]
