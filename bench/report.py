@@ -357,8 +357,8 @@ async def stages(
 ) -> list[dict[str, Any]]:
     """The steps of resolvers.reports.agency_report, each on its own with the app's persistence
     functions (no GraphQL, no HTTP), its statements' time apart: medians of `runs`."""
-    from persistence.queries.loaders import balances_in_agency
-    from persistence.queries.reports import usage_in_windows
+    from persistence.queries.loaders import balances_by_sub_account
+    from persistence.queries.reports import client_usage_in_windows
     from persistence.queries.sub_accounts import sub_accounts_page
     from resolvers.reports import MAX_CLIENTS_IN_REPORT, Windows
 
@@ -383,28 +383,29 @@ async def stages(
             )
             ids = [a.id for a in page.items]
             now, others = await step(
-                "usage_in_windows, the 3 windows in one statement",
-                lambda c=conn: usage_in_windows(
+                "client_usage_in_windows, the 3 windows in one statement",
+                lambda c=conn: client_usage_in_windows(
                     c, agency_id, span["now"], {"previous": span["previous"], "burn": span["burn"]}
                 ),
             )
+            shown = ids[:50]
             balances = await step(
-                "balances (a join on the agency)",
-                lambda c=conn, i=ids: balances_in_agency(c, agency_id, i),
+                "balances of a page's 50 clients",
+                lambda c=conn, i=shown: balances_by_sub_account(c, i),
             )
         windows_ = Windows(
             now,
             others["previous"],
             others["burn"],
-            dict(zip(ids, balances, strict=True)),
+            dict(zip(shown, balances, strict=True)),
             thresholds,
         )
 
-        async def flags(w: Windows = windows_, accounts: list[Any] = page.items) -> None:
+        async def flags(w: Windows = windows_, accounts: list[Any] = page.items[:50]) -> None:
             for a in accounts:
                 w.flags(a)
 
-        await step("health flags for 1,000 accounts", flags)
+        await step("health flags for a page's 50 clients", flags)
     rows = []
     for name, values in timings.items():
         total = sorted(t for t, _ in values[2:])[len(values[2:]) // 2]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from uuid import UUID
@@ -22,11 +23,10 @@ from domain.reporting import (
     hour_starts,
     local_range,
 )
-from domain.usage import CallStatus
 from persistence import auto_recharge
 from persistence.queries import reports as queries
-from persistence.queries.loaders import balances_by_sub_account, balances_in_agency
-from persistence.queries.reports import UsageTotals
+from persistence.queries.loaders import balances_by_sub_account
+from persistence.queries.reports import ClientUsage, Span, UsageTotals
 from persistence.queries.sub_accounts import sub_accounts_page
 from resolvers import viewer as reads
 from resolvers.context import RequestContext
@@ -66,6 +66,9 @@ class SeriesPoint:
     spent_micros: int
 
 
+Figures = UsageTotals | ClientUsage  # what health flags read of a range's usage
+
+
 @dataclass(frozen=True)
 class ClientRow:
     """One client of the agency report; its figures are read from the report's windows."""
@@ -74,11 +77,12 @@ class ClientRow:
     windows: Windows
 
     @property
-    def usage(self) -> UsageTotals:
+    def usage(self) -> Figures:
         return self.windows.now.get(self.sub_account.id, EMPTY)
 
     @property
     def balances(self) -> list[Balance]:
+        """Loaded for the rows a page shows (`clients_page`), not for the whole agency."""
         return self.windows.balances[self.sub_account.id]
 
     @property
@@ -89,14 +93,16 @@ class ClientRow:
 
 @dataclass(frozen=True)
 class Windows:
-    """Usage in the range, in the previous equal range and over the recent burn window."""
+    """Usage in the range; seconds in the previous equal range and over the recent burn
+    window; balances of the accounts shown."""
 
-    now: dict[UUID, UsageTotals]
-    before: dict[UUID, UsageTotals]
-    recent: dict[UUID, UsageTotals]
+    now: Mapping[UUID, Figures]
+    before: dict[UUID, int]
+    recent: dict[UUID, int]
     balances: dict[UUID, list[Balance]]
     thresholds: HealthThresholds
-    payment_failed: frozenset[UUID] = frozenset()  # their last auto-recharge failed
+    # Of the accounts shown, those whose last auto-recharge failed (read with their balances).
+    payment_failed: set[UUID] = field(default_factory=set)
 
     def flags(self, account: SubAccount) -> list[HealthFlag]:
         return _flags(
@@ -105,19 +111,16 @@ class Windows:
             account.id in self.payment_failed,
             self.balances[account.id],
             self.now.get(account.id, EMPTY),
-            self.before.get(account.id, EMPTY),
-            self.recent.get(account.id, EMPTY),
+            self.before.get(account.id, 0),
+            self.recent.get(account.id, 0),
         )
 
 
-EMPTY = UsageTotals()
+EMPTY = ClientUsage()
 
 
-async def _windows(
-    ctx: RequestContext, agency: Agency, window: Range, accounts: list[SubAccount]
-) -> Windows:
-    """One grouped statement over the rollups and one balance batch, whatever the number of
-    accounts: the range's figures, and seconds in the previous range and the burn window."""
+def _other_windows(ctx: RequestContext, agency: Agency, window: Range) -> dict[str, Span]:
+    """The previous equal range (usage drop) and the burn window ending today (runway)."""
     # "Today" where the agency is: the burn window ends on the same local day as a range
     # ending today (a UTC date would add an empty tomorrow west of UTC in the evening).
     today = reads.today(ctx, agency.time_zone)
@@ -125,27 +128,36 @@ async def _windows(
         today - timedelta(days=ctx.services.health.burn_window_days - 1), today, agency.time_zone
     )
     previous = window.previous(agency.time_zone)
-    only = accounts[0].id if len(accounts) == 1 else None
-    ids = [a.id for a in accounts]
+    return {
+        "before": (previous.start_utc, previous.end_utc),
+        "recent": (burn.start_utc, burn.end_utc),
+    }
+
+
+async def _account_windows(
+    ctx: RequestContext, agency: Agency, window: Range, account: SubAccount
+) -> tuple[UsageTotals, Windows]:
+    """One grouped statement over the rollups and one for the balances: every figure of the
+    account's range, and seconds in the previous range and the burn window."""
     async with ctx.services.database.read() as conn:
         now, others = await queries.usage_in_windows(
             conn,
             agency.id,
             (window.start_utc, window.end_utc),
-            {
-                "before": (previous.start_utc, previous.end_utc),
-                "recent": (burn.start_utc, burn.end_utc),
-            },
-            only,
+            _other_windows(ctx, agency, window),
+            account.id,
         )
-        if only is None:
-            found = await balances_in_agency(conn, agency.id, ids)
-        else:
-            found = await balances_by_sub_account(conn, ids)
-        balances = dict(zip(ids, found, strict=True))
-        settings = await auto_recharge.settings_of(conn, ids)
-    failed = frozenset(i for i, s in zip(ids, settings, strict=True) if s.payment_failed)
-    return Windows(now, others["before"], others["recent"], balances, ctx.services.health, failed)
+        (balances,) = await balances_by_sub_account(conn, [account.id])
+        [setting] = await auto_recharge.settings_of(conn, [account.id])
+    seconds = {n: {i: t.seconds for i, t in o.items()} for n, o in others.items()}
+    return now.get(account.id, UsageTotals()), Windows(
+        now,
+        seconds["before"],
+        seconds["recent"],
+        {account.id: balances},
+        ctx.services.health,
+        {account.id} if setting.payment_failed else set(),
+    )
 
 
 def _flags(
@@ -153,20 +165,20 @@ def _flags(
     account: SubAccount,
     payment_failed: bool,
     balances: list[Balance],
-    now: UsageTotals,
-    before: UsageTotals,
-    recent: UsageTotals,
+    now: Figures,
+    before_seconds: int,
+    recent_seconds: int,
 ) -> list[HealthFlag]:
     return health_flags(
         HealthInputs(
             suspended=account.status is SubAccountStatus.SUSPENDED,
             balance_seconds=sum(b.seconds for b in balances),
-            recent_burn_seconds=recent.seconds,
+            recent_burn_seconds=recent_seconds,
             overage_seconds=now.overage_seconds,
             seconds=now.seconds,
-            previous_seconds=before.seconds,
+            previous_seconds=before_seconds,
             calls=now.calls,
-            failed_calls=now.by_status.get(CallStatus.FAILED, 0),
+            failed_calls=now.failed_calls,
             spending_cap_reached=account.capped_at is not None,
             payment_failed=payment_failed,
         ),
@@ -181,12 +193,12 @@ async def sub_account_report(
     require(session.viewer, Action.VIEW_SUB_ACCOUNT, sub_account_target(sub_account))
     agency = session.agency
     window = local_range(first, last, agency.time_zone)
-    windows = await _windows(ctx, agency, window, [sub_account])
+    usage, windows = await _account_windows(ctx, agency, window, sub_account)
     return SubAccountReport(
         sub_account,
         window,
         agency.time_zone,
-        windows.now.get(sub_account.id, EMPTY),
+        usage,
         windows.balances[sub_account.id],
         windows.flags(sub_account),
     )
@@ -210,6 +222,7 @@ class AgencyReport:
     agency: Agency
     range: Range
     rows: list[ClientRow]
+    windows: Windows
 
     @property
     def total_seconds(self) -> int:
@@ -223,14 +236,45 @@ class AgencyReport:
 async def agency_report(
     ctx: RequestContext, agency: Agency, first: date, last: date
 ) -> AgencyReport:
+    """Every client with its usage (one statement for the sub-accounts, one over the
+    rollups); balances wait for the page of clients shown (`clients_page`)."""
     session = await ctx.require_session()
     require(session.viewer, Action.VIEW_AGENCY_DETAILS, Target(agency.id))
     window = local_range(first, last, agency.time_zone)
     async with ctx.services.database.read() as conn:
         page = await sub_accounts_page(conn, agency.id, None, None, MAX_CLIENTS_IN_REPORT, None)
-    windows = await _windows(ctx, agency, window, page.items)
+        now, others = await queries.client_usage_in_windows(
+            conn,
+            agency.id,
+            (window.start_utc, window.end_utc),
+            _other_windows(ctx, agency, window),
+        )
+    windows = Windows(now, others["before"], others["recent"], {}, ctx.services.health)
     rows = [ClientRow(a, windows) for a in page.items]
-    return AgencyReport(agency, window, rows)
+    return AgencyReport(agency, window, rows, windows)
+
+
+async def clients_page(
+    ctx: RequestContext,
+    report: AgencyReport,
+    field: ClientSortField,
+    descending: bool,
+    first: int | None,
+    after: str | None,
+) -> tuple[list[tuple[ClientRow, str]], bool]:
+    """A page of the report's clients in the chosen order, with the balances its rows show
+    (their wallets and health), read in one statement for the page alone."""
+    page, has_next = page_of(sorted_clients(report.rows, field, descending), first, after)
+    missing = [r.sub_account.id for r, _ in page if r.sub_account.id not in report.windows.balances]
+    if missing:
+        async with ctx.services.database.read() as conn:
+            found = await balances_by_sub_account(conn, missing)
+            settings = await auto_recharge.settings_of(conn, missing)
+        report.windows.balances.update(zip(missing, found, strict=True))
+        report.windows.payment_failed.update(
+            i for i, setting in zip(missing, settings, strict=True) if setting.payment_failed
+        )
+    return page, has_next
 
 
 def sorted_clients(

@@ -7,6 +7,7 @@ IDs from other agencies reveal nothing.
 from __future__ import annotations
 
 from datetime import date
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from domain.activity import Activity
@@ -163,12 +164,17 @@ def today(ctx: RequestContext, zone: str) -> date:
 
 
 async def next_billing_date(ctx: RequestContext, sub_account: SubAccount) -> date:
-    """The zone comes with the sub-account's own agency, read (or primed by the session
-    lookup) through the request's loader: never guessed from what this request happened to
-    load already, which on a socket may be a session from before the zone changed."""
-    agency = await ctx.loaders.agency_by_id.load(sub_account.agency_id)
+    return sub_account.next_billing_date(await agency_today(ctx, sub_account.agency_id))
+
+
+async def agency_today(ctx: RequestContext, agency_id: UUID) -> date:
+    """Today where the agency is. The zone comes with the agency, read (or primed by the
+    session lookup) through the request's loader: never guessed from what this request
+    happened to load already, which on a socket may be a session from before the zone
+    changed."""
+    agency = await ctx.loaders.agency_by_id.load(agency_id)
     assert agency is not None, "a sub-account's agency outlives it"
-    return sub_account.next_billing_date(today(ctx, agency.time_zone))
+    return today(ctx, agency.time_zone)
 
 
 async def spent_this_period(ctx: RequestContext, sub_account: SubAccount) -> int:

@@ -90,7 +90,7 @@ class Agency(Node):
         after: str | None = None,
         status: SubAccountStatus | None = None,
     ) -> SubAccountConnection:
-        return await sub_accounts_connection(info.context, self.entity, first, after, status)
+        return await sub_accounts_connection(info, self.entity, first, after, status)
 
     @strawberry.field(description="Secondary sub-accounts counting against the plan's cap.")
     async def slots_used(self, info: Info) -> int:

@@ -215,20 +215,22 @@ class AgencyReport:
         return agency.plan_renewal_date(reads.today(info.context, agency.time_zone))
 
     @strawberry.field(description="One row per client; sortable; paged.")
-    def clients(
+    async def clients(
         self,
+        info: Info,
         first: int | None = None,
         after: str | None = None,
         order_by: ClientOrder | None = None,
     ) -> ClientRowConnection:
         field = order_by.field if order_by else reports.ClientSortField.NAME
         descending = bool(order_by and order_by.direction == SortDirection.DESC)
-        rows = reports.sorted_clients(self.report.rows, field, descending)
-        page, has_next = reports.page_of(rows, first, after)
+        page, has_next = await reports.clients_page(
+            info.context, self.report, field, descending, first, after
+        )
         return ClientRowConnection(
             edges=[ClientRowEdge(node=ClientRow(row=r), cursor=c) for r, c in page],
             page_info=PageInfo(has_next_page=has_next, end_cursor=page[-1][1] if page else None),
-            total_count=len(rows),
+            total_count=len(self.report.rows),
         )
 
 

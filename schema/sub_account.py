@@ -14,6 +14,7 @@ import strawberry
 from domain import agency as entities
 from domain import auto_allocation
 from domain import sub_account as rules
+from domain.auto_allocation import AutoAllocation as AllocationEntity
 from domain.ledger import Balance
 from domain.money import Tier, seconds_to_minutes
 from domain.pricing import bp_to_percent, client_price_per_minute, value_of_seconds
@@ -29,7 +30,7 @@ from schema.dates import DateRangeInput
 from schema.errors import UserError, with_user_errors
 from schema.money import Money
 from schema.node import Node
-from schema.paging import PageInfo, edges, page_info
+from schema.paging import PageInfo, page_info, selected_at
 
 if TYPE_CHECKING:
     from schema.calls import CallConnection
@@ -125,16 +126,30 @@ class SubAccount(Node):
     balance_source: BalanceSource
     knowledge_pack_credits: int
     entity: strawberry.Private[entities.SubAccount]
-    # Balances known already (a live event's, as of its commit): no read for them.
+    # What is known already, so that the field needs no read: balances (a live event's, as of
+    # its commit, or loaded with a page of the list), the auto allocation and the agency's
+    # today (loaded with a page). A field whose value is held answers it synchronously;
+    # otherwise it returns a coroutine that graphql-core awaits. On a page of 500 nodes that
+    # is the difference between plain values and 2,000 awaitables gathered in Tasks.
     held: strawberry.Private[tuple[Balance, ...] | None] = None
+    held_allocation: strawberry.Private[AllocationEntity | None] = None
+    held_today: strawberry.Private[date | None] = None
 
     @strawberry.field(description="The monthly anniversary of the subscription start date.")
-    async def next_billing_date(self, info: Info) -> date:
-        return await reads.next_billing_date(info.context, self.entity)
+    def next_billing_date(self, info: Info) -> date:
+        if self.held_today is not None:
+            return self.entity.next_billing_date(self.held_today)
+        return reads.next_billing_date(info.context, self.entity)  # type: ignore[return-value]
 
     @strawberry.field(description="Minutes left per tier, in whole seconds.")
-    async def balances(self, info: Info) -> list[MinuteBalance]:
-        return [MinuteBalance.from_domain(b) for b in await self._balances(info)]
+    def balances(self, info: Info) -> list[MinuteBalance]:
+        if self.held is not None:
+            return [MinuteBalance.from_domain(b) for b in self.held]
+        return self._later_balances(info)  # type: ignore[return-value]
+
+    async def _later_balances(self, info: Info) -> list[MinuteBalance]:
+        found = await reads.balances(info.context, self.entity)
+        return [MinuteBalance.from_domain(b) for b in found]
 
     @strawberry.field(description="The markup over base cost, in percent (0 for the primary).")
     def markup_percent(self, tier: TierEnum) -> Decimal:
@@ -145,21 +160,29 @@ class SubAccount(Node):
         return Money.of_exact(_price(info, self.entity, tier))
 
     @strawberry.field(description="Remaining minutes valued at the client price.")
-    async def wallet_balance(self, info: Info) -> Money:
-        return wallet_of(info, self.entity, await self._balances(info))
-
-    async def _balances(self, info: Info) -> list[Balance]:
+    def wallet_balance(self, info: Info) -> Money:
         if self.held is not None:
-            return list(self.held)
-        return await reads.balances(info.context, self.entity)
+            return wallet_of(info, self.entity, list(self.held))
+        return self._later_wallet(info)  # type: ignore[return-value]
+
+    async def _later_wallet(self, info: Info) -> Money:
+        return wallet_of(info, self.entity, await reads.balances(info.context, self.entity))
 
     @strawberry.field
     def banner(self) -> Banner:
         return Banner.of(self.entity)
 
     @strawberry.field
-    async def auto_allocation(self, info: Info) -> AutoAllocation:
-        found = await info.context.loaders.auto_allocation_by_sub_account.load(self.entity.id)
+    def auto_allocation(self, info: Info) -> AutoAllocation:
+        if self.held_allocation is not None:
+            return self._allocation(self.held_allocation)
+        return self._later_allocation(info)  # type: ignore[return-value]
+
+    async def _later_allocation(self, info: Info) -> AutoAllocation:
+        loader = info.context.loaders.auto_allocation_by_sub_account
+        return self._allocation(await loader.load(self.entity.id))
+
+    def _allocation(self, found: AllocationEntity) -> AutoAllocation:
         return AutoAllocation(
             enabled=found.enabled,
             basic_minutes=found.basic_minutes,
@@ -328,15 +351,41 @@ class SubAccountConnection:
 
 
 async def sub_accounts_connection(
-    ctx: RequestContext,
+    info: Info,
     agency: entities.Agency,
     first: int | None,
     after: str | None,
     status: entities.SubAccountStatus | None,
 ) -> SubAccountConnection:
+    """A page of the agency's sub-accounts, with what its nodes are asked for loaded up front
+    for the whole page (one statement each, as the nodes' DataLoaders would): the nodes then
+    answer those fields synchronously."""
+    ctx = info.context
     page, total = await use_cases.sub_accounts_page(ctx, agency.id, status, first, after)
+    wanted = selected_at(info, "edges", "node")
+    ids = [s.id for s in page.items]
+    balances = allocations = None
+    today = None
+    if ids and wanted & {"balances", "walletBalance"}:
+        balances = await ctx.loaders.balances_by_sub_account.load_many(ids)
+    if ids and "autoAllocation" in wanted:
+        allocations = await ctx.loaders.auto_allocation_by_sub_account.load_many(ids)
+    if ids and "nextBillingDate" in wanted:
+        today = await reads.agency_today(ctx, agency.id)
+
+    def node(index: int, sub_account: entities.SubAccount) -> SubAccount:
+        found = SubAccount.from_domain(
+            sub_account, held=None if balances is None else tuple(balances[index])
+        )
+        found.held_allocation = None if allocations is None else allocations[index]
+        found.held_today = today
+        return found
+
     return SubAccountConnection(
-        edges=edges(page, SubAccountEdge, SubAccount.from_domain),
+        edges=[
+            SubAccountEdge(node=node(i, s), cursor=c)
+            for i, (s, c) in enumerate(zip(page.items, page.cursors, strict=True))
+        ],
         page_info=page_info(page),
         total_count=total,
     )

@@ -56,12 +56,10 @@ async def users_by_id(conn: AsyncConnection, ids: Sequence[UUID]) -> list[User |
 
 
 async def _balances(
-    conn: AsyncConnection, ids: Sequence[UUID], where: ColumnElement[bool], join: bool = False
+    conn: AsyncConnection, ids: Sequence[UUID], where: ColumnElement[bool]
 ) -> list[list[Balance]]:
     """Every tier's balance of each of `ids` (0 where no row), from the rows `where` selects."""
     query = select(balance_t.c.sub_account_id, balance_t.c.tier, balance_t.c.seconds)
-    if join:
-        query = query.join(sub_account_t, sub_account_t.c.id == balance_t.c.sub_account_id)
     found: dict[UUID, dict[Tier, int]] = {}
     for row in await conn.execute(query.where(where)):
         found.setdefault(row.sub_account_id, {})[Tier(row.tier)] = int(row.seconds)
@@ -72,11 +70,3 @@ async def balances_by_sub_account(
     conn: AsyncConnection, ids: Sequence[UUID]
 ) -> list[list[Balance]]:
     return await _balances(conn, ids, balance_t.c.sub_account_id.in_(ids))
-
-
-async def balances_in_agency(
-    conn: AsyncConnection, agency_id: UUID, ids: Sequence[UUID]
-) -> list[list[Balance]]:
-    """`balances_by_sub_account` for many of one agency's sub-accounts: a join on the agency,
-    not a list of a thousand IDs."""
-    return await _balances(conn, ids, sub_account_t.c.agency_id == agency_id, join=True)

@@ -606,6 +606,38 @@ async def test_the_client_list_costs_the_same_few_statements_for_500_clients(app
     assert len(statements) <= 5, statements
 
 
+FRAGMENTED_LIST = """
+fragment Money on SubAccount { walletBalance { amount } balances { tier seconds } }
+{ viewer { agency { subAccounts(first: 50) { edges { node {
+  id ...Money ... on SubAccount { autoAllocation { enabled } } ... { nextBillingDate } } } } } } }"""
+
+
+async def test_a_page_loads_what_its_nodes_show_up_front_fragments_included(
+    app_client, monkeypatch
+):
+    """The list hands its nodes their balances, auto allocation and today: no node reads them
+    on its own, even when they are asked for inside fragments."""
+    from resolvers import viewer as reads
+
+    owner = await make_agency(app_client)
+    client_id = await new_client(app_client, owner, markup="10")
+    expected = await gql(app_client, FRAGMENTED_LIST, token=owner.token)
+    assert "errors" not in expected, expected
+
+    async def not_per_node(*args, **kwargs):
+        raise AssertionError("a node of the page read this on its own")
+
+    monkeypatch.setattr(reads, "balances", not_per_node)
+    monkeypatch.setattr(reads, "next_billing_date", not_per_node)
+    body = await gql(app_client, FRAGMENTED_LIST, token=owner.token)
+    assert body == expected
+    nodes = {
+        e["node"]["id"]: e["node"] for e in body["data"]["viewer"]["agency"]["subAccounts"]["edges"]
+    }
+    assert set(nodes) == {owner.primary_id, client_id}
+    assert nodes[client_id]["autoAllocation"] == {"enabled": False}
+
+
 TIER_MARKUPS = """mutation($i: UpdateSubAccountInput!) { updateSubAccount(input: $i) {
   subAccount { basic: markupPercent(tier: BASIC) premium: markupPercent(tier: PREMIUM) }
   userErrors { code field } } }"""
