@@ -19,8 +19,8 @@ from domain.alerts import Alert, AlertKind, mail_text
 from domain.reporting import HealthFlagKind, HealthInputs, health_flags, local_range
 from persistence import alerts
 from persistence.mail import compose
-from persistence.queries.loaders import balances_in_agency
-from persistence.queries.reports import usage_in_windows
+from persistence.queries.loaders import balances_by_sub_account
+from persistence.queries.reports import client_usage_in_windows
 from persistence.unit_of_work import UnitOfWork
 from resolvers.context import Services
 
@@ -68,8 +68,10 @@ async def raise_low_balance_alerts(services: Services) -> int:
         today = now.astimezone(ZoneInfo(zone)).date()
         burn = local_range(today - timedelta(days=thresholds.burn_window_days - 1), today, zone)
         async with services.database.read() as conn:
-            recent, _ = await usage_in_windows(conn, agency_id, (burn.start_utc, burn.end_utc), {})
-            balances = await balances_in_agency(conn, agency_id, ids)
+            recent, _ = await client_usage_in_windows(
+                conn, agency_id, (burn.start_utc, burn.end_utc), {}
+            )
+            balances = await balances_by_sub_account(conn, ids)
         low = []
         for sub_account_id, held in zip(ids, balances, strict=True):
             burnt = recent.get(sub_account_id)
