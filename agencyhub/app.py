@@ -29,7 +29,7 @@ from strawberry.http.websocket_origin import normalize_allowed_origins
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UNSET
 
-from agencyhub.background import JobRunner, payment_jobs, webhook_job
+from agencyhub.background import JobRunner, payment_jobs, wallet_jobs, webhook_job
 from agencyhub.collector import SurvivorFreezer
 from agencyhub.limits import BodySizeLimit, RequestLimit, RequestRateLimit
 from agencyhub.logs import CURRENT_REQUEST, stamp_request_ids
@@ -240,9 +240,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 else []
             )
             if settings.server_jobs:
-                webhooks_due = asyncio.Event()
-                services.wake_webhooks = webhooks_due.set
-                jobs.append(webhook_job(settings.webhook_poll_seconds, webhooks_due))
+                jobs += [*wallet_jobs(), webhook_job(settings.webhook_poll_seconds)]
             runner = JobRunner(services, jobs)
             runner.start()
             sampler = Sampler(services, settings.metrics_sample_seconds)

@@ -24,13 +24,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PeriodicJob:
-    """`run` every `every_seconds`, and at once whenever `wake` is set (new work committed in
-    this process)."""
+    """`run` every `every_seconds`, and at once when a commit in this process wrote work for
+    it (`UnitOfWork.wake`, `Services.wake_job`)."""
 
     name: str
     every_seconds: float
     run: Callable[[Services], Awaitable[int]]
-    wake: asyncio.Event | None = None
 
 
 async def run_counted(
@@ -62,8 +61,6 @@ class JobRunner:
 
     async def _loop(self, job: PeriodicJob) -> None:
         while True:
-            if job.wake is not None:
-                job.wake.clear()
             try:
                 done = await run_counted(job.name, job.run, self._services)
                 if done:
@@ -72,15 +69,12 @@ class JobRunner:
                 log.warning(
                     "%s failed; trying again in %.0f s", job.name, job.every_seconds, exc_info=True
                 )
-            await self._pause(job)
-
-    @staticmethod
-    async def _pause(job: PeriodicJob) -> None:
-        if job.wake is None:
-            await asyncio.sleep(job.every_seconds)
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(job.wake.wait(), job.every_seconds)
+            # The next turn comes after `every_seconds`, or sooner when a commit wrote work
+            # for this job in this process (`Services.wake_job`).
+            wakeup = self._services.wakeup(job.name)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wakeup.wait(), job.every_seconds)
+            wakeup.clear()
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -92,6 +86,7 @@ class JobRunner:
 
 
 HOUR = 3600.0
+MINUTE = 60.0
 
 
 def payment_jobs(reconcile_seconds: float) -> list[PeriodicJob]:
@@ -101,12 +96,26 @@ def payment_jobs(reconcile_seconds: float) -> list[PeriodicJob]:
         PeriodicJob("reconcile-payments", reconcile_seconds, jobs.reconcile_payments),
         PeriodicJob("pay-out", HOUR, jobs.pay_out),
         PeriodicJob("charge-auto-allocations", HOUR, jobs.charge_auto_allocations),
+        # Woken by the debits that write requests, caps reached and alerts raised; the turn
+        # every minute catches what another process wrote and the backoffs that ended.
+        PeriodicJob("charge-auto-recharges", MINUTE, jobs.charge_auto_recharges),
     ]
 
 
-def webhook_job(every_seconds: float, wake: asyncio.Event) -> PeriodicJob:
+def wallet_jobs() -> list[PeriodicJob]:
+    """Spending caps and alerts, which need no payments."""
+    from resolvers import jobs
+
+    return [
+        PeriodicJob("apply-spending-caps", MINUTE, jobs.apply_spending_caps),
+        PeriodicJob("send-alerts", MINUTE, jobs.send_alerts),
+        PeriodicJob("low-balance-alerts", HOUR, jobs.raise_low_balance_alerts),
+    ]
+
+
+def webhook_job(every_seconds: float) -> PeriodicJob:
     """Outgoing webhooks: woken by each commit that queued a delivery in this process, and
     polling every `every_seconds` for those queued by other processes and for retries."""
     from resolvers import jobs
 
-    return PeriodicJob("deliver-webhooks", every_seconds, jobs.deliver_webhooks, wake)
+    return PeriodicJob("deliver-webhooks", every_seconds, jobs.deliver_webhooks)

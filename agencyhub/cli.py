@@ -191,6 +191,13 @@ def _job(name: str) -> Callable[[Settings, argparse.Namespace], int]:
             "grant-plan-minutes": (jobs.grant_plan_minutes, "granted {} plan period(s)"),
             "purge-removed": (jobs.purge_removed, "purged {} removed sub-account(s)"),
             "deliver-webhooks": (jobs.deliver_webhooks, "delivered {} webhook event(s)"),
+            "charge-auto-recharges": (jobs.charge_auto_recharges, "{} auto-recharge(s) succeeded"),
+            "apply-spending-caps": (
+                jobs.apply_spending_caps,
+                "{} sub-account(s) capped or freed",
+            ),
+            "low-balance-alerts": (jobs.raise_low_balance_alerts, "raised {} LOW_BALANCE alert(s)"),
+            "send-alerts": (jobs.send_alerts, "mailed {} alert(s)"),
         }
 
         async def run() -> int:
@@ -327,6 +334,10 @@ def main(argv: list[str] | None = None) -> int:
         ("pay-out", "pay unpaid earnings over the threshold to Connect accounts (hourly)"),
         ("charge-auto-allocations", "charge each period's monthly auto allocations (hourly)"),
         ("deliver-webhooks", "send the webhook deliveries due now (the server does it itself)"),
+        ("charge-auto-recharges", "charge the auto-recharges debits asked for (every minute)"),
+        ("apply-spending-caps", "cap what reached its cap, free what a new period freed"),
+        ("low-balance-alerts", "raise LOW_BALANCE alerts by the runway rule (hourly)"),
+        ("send-alerts", "mail the alerts raised (every minute)"),
     ):
         commands.add_parser(job, help=job_help).set_defaults(run=_job(job))
     reconcile = commands.add_parser(

@@ -63,6 +63,7 @@ class SubAccount:
     suspended_at: datetime | None = None
     suspension_note: str | None = None
     removed_at: datetime | None = None
+    capped_at: datetime | None = None  # its spending cap was reached this billing period
 
     @property
     def is_primary(self) -> bool:

@@ -168,6 +168,7 @@ def sub_account_payload(sub_account: SubAccount) -> dict[str, Any]:
         "suspended_at": _iso(sub_account.suspended_at),
         "suspension_note": sub_account.suspension_note,
         "removed_at": _iso(sub_account.removed_at),
+        "capped_at": _iso(sub_account.capped_at),
     }
 
 
@@ -187,6 +188,7 @@ def sub_account_from(payload: dict[str, Any]) -> SubAccount:
         suspended_at=_moment(payload["suspended_at"]),
         suspension_note=payload["suspension_note"],
         removed_at=_moment(payload["removed_at"]),
+        capped_at=_moment(payload.get("capped_at")),  # absent from events written before caps
     )
 
 

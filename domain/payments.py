@@ -39,6 +39,7 @@ RECONCILE_AFTER = timedelta(minutes=10)
 class PurchaseKind(StrEnum):
     CLIENT_PURCHASE = "CLIENT_PURCHASE"
     AUTO_ALLOCATION = "AUTO_ALLOCATION"
+    AUTO_RECHARGE = "AUTO_RECHARGE"
 
 
 class PaymentStatus(StrEnum):
@@ -311,6 +312,8 @@ def purchased(purchase: Purchase, sub_account: SubAccount) -> AuditNote:
         summary = (
             f"charged {amount} for the monthly auto allocation of {what} to {sub_account.name}"
         )
+    elif purchase.kind is PurchaseKind.AUTO_RECHARGE:
+        summary = f"auto-recharged {sub_account.name} with {what} ({amount})"
     else:
         summary = f"bought {what} for {sub_account.name} ({amount})"
     return AuditNote(

@@ -105,6 +105,8 @@ class HealthFlagKind(StrEnum):
     SUSPENDED = "SUSPENDED"
     USAGE_DROP = "USAGE_DROP"
     HIGH_FAILURE_RATE = "HIGH_FAILURE_RATE"
+    SPENDING_CAP_REACHED = "SPENDING_CAP_REACHED"
+    PAYMENT_FAILED = "PAYMENT_FAILED"
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,8 @@ class HealthInputs:
     previous_seconds: int  # in the previous equal period
     calls: int
     failed_calls: int
+    spending_cap_reached: bool = False
+    payment_failed: bool = False  # its last auto-recharge failed
 
 
 def health_flags(inputs: HealthInputs, thresholds: HealthThresholds) -> list[HealthFlag]:
@@ -177,5 +181,16 @@ def health_flags(inputs: HealthInputs, thresholds: HealthThresholds) -> list[Hea
                 HealthFlagKind.HIGH_FAILURE_RATE,
                 f"{inputs.failed_calls} of {inputs.calls} calls failed.",
             )
+        )
+    if inputs.spending_cap_reached:
+        flags.append(
+            HealthFlag(
+                HealthFlagKind.SPENDING_CAP_REACHED,
+                "The spending cap is reached: its campaigns are paused.",
+            )
+        )
+    if inputs.payment_failed:
+        flags.append(
+            HealthFlag(HealthFlagKind.PAYMENT_FAILED, "The last auto-recharge payment failed.")
         )
     return flags

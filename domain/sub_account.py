@@ -184,6 +184,7 @@ def remove(
         knowledge_pack_credits=0,
         suspended_at=None,
         suspension_note=None,
+        capped_at=None,
     )
     held = [tier_minutes_text(seconds, tier) for tier, seconds in held_seconds.items() if seconds]
     credits = sub_account.knowledge_pack_credits

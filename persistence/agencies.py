@@ -196,6 +196,7 @@ async def save_sub_account(conn: AsyncConnection, sub_account: SubAccount) -> No
             suspended_at=sub_account.suspended_at,
             suspension_note=sub_account.suspension_note,
             removed_at=sub_account.removed_at,
+            capped_at=sub_account.capped_at,
         )
     )
 

@@ -24,6 +24,9 @@ from persistence.tables import PayoutRow, PurchaseRow
 payout_t = PayoutRow.__table__
 BATCH = 500
 purchase_t = PurchaseRow.__table__
+# Purchases at the client price earn the agency its markup: a client's own, and its
+# auto-recharges (auto allocations are at base cost).
+EARNING_KINDS = ("CLIENT_PURCHASE", "AUTO_RECHARGE")
 
 
 def _succeeded_profit(agency_id: uuid.UUID) -> Any:
@@ -32,7 +35,7 @@ def _succeeded_profit(agency_id: uuid.UUID) -> Any:
         .where(
             purchase_t.c.agency_id == agency_id,
             purchase_t.c.status == "SUCCEEDED",
-            purchase_t.c.kind == "CLIENT_PURCHASE",
+            purchase_t.c.kind.in_(EARNING_KINDS),
         )
         .scalar_subquery()
     )
@@ -75,7 +78,7 @@ async def profit_between(
         select(func.coalesce(func.sum(purchase_t.c.profit_micros), 0)).where(
             purchase_t.c.agency_id == agency_id,
             purchase_t.c.status == "SUCCEEDED",
-            purchase_t.c.kind == "CLIENT_PURCHASE",
+            purchase_t.c.kind.in_(EARNING_KINDS),
             purchase_t.c.completed_at >= start,
             purchase_t.c.completed_at < end,
         )

@@ -42,6 +42,7 @@ SUB_ACCOUNT_COLUMNS = (
     sub_account_t.c.suspended_at,
     sub_account_t.c.suspension_note,
     sub_account_t.c.removed_at,
+    sub_account_t.c.capped_at,
 )
 USER_COLUMNS = (
     user_t.c.id,
@@ -82,6 +83,7 @@ def sub_account_from(row: Any) -> SubAccount:
         suspended_at=row.suspended_at,
         suspension_note=row.suspension_note,
         removed_at=row.removed_at,
+        capped_at=row.capped_at,
     )
 
 

@@ -93,6 +93,8 @@ class SubAccountRow(Base):
     suspended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     suspension_note: Mapped[str | None] = mapped_column(String(150))
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When its spending cap was reached this billing period (None: not capped now).
+    capped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Its Stripe Customer, made when its first card is added: the primary's is the agency's
     # (it pays for AGENCY-funded secondaries too); a CUSTOMER-funded secondary has its own.
@@ -294,6 +296,9 @@ class ActivityRow(Base):
     status: Mapped[str] = mapped_column(String(10))
     # Set by suspension on exactly what it paused, so restore brings back exactly those.
     paused_by_suspension: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    # Set by the spending cap on what it paused; an activity paused by both comes back only
+    # when both are lifted.
+    paused_by_cap: Mapped[bool] = mapped_column(Boolean, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
@@ -544,6 +549,15 @@ class PurchaseRow(Base):
             "created_at",
             postgresql_where=text("status = 'PENDING'"),
             sqlite_where=text("status = 'PENDING'"),
+        ),
+        # At most one auto-recharge in flight per (sub-account, tier), whatever runs at once.
+        Index(
+            "uq_purchase_recharge_in_flight",
+            "sub_account_id",
+            "tier",
+            unique=True,
+            postgresql_where=text("kind = 'AUTO_RECHARGE' AND status = 'PENDING'"),
+            sqlite_where=text("kind = 'AUTO_RECHARGE' AND status = 'PENDING'"),
         ),
         # Failed auto allocation charges waiting for their next attempt.
         Index(
@@ -860,3 +874,93 @@ class WebhookDeliveryRow(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AutoRechargeRow(Base):
+    """A sub-account's threshold auto-recharge (one tier), and its backoff after a failure."""
+
+    __tablename__ = "auto_recharge"
+
+    sub_account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("sub_account.id"), primary_key=True
+    )
+    agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"))
+    enabled: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    tier: Mapped[str] = mapped_column(String(10))
+    threshold_minutes: Mapped[int] = mapped_column(Integer)
+    top_up_minutes: Mapped[int] = mapped_column(Integer)
+    # The last recharge's purchase (shown as lastCharge).
+    last_purchase_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("purchase.id"))
+    # After a failure: no new attempt before `blocked_until` unless the payer's default card
+    # is no longer `blocked_card`.
+    failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    blocked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    blocked_card: Mapped[str | None] = mapped_column(String(255))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AutoRechargeRequestRow(Base):
+    """A debit left a tier below its threshold: written in the debit's transaction, taken by
+    the auto-recharge job. One per (sub-account, tier); `purchase_id` is the recharge in
+    flight (at most one)."""
+
+    __tablename__ = "auto_recharge_request"
+
+    sub_account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("sub_account.id"), primary_key=True
+    )
+    tier: Mapped[str] = mapped_column(String(10), primary_key=True)
+    agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    purchase_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("purchase.id"))
+
+
+class SpendingCapRow(Base):
+    """A secondary's monthly spending cap, in micro-dollars."""
+
+    __tablename__ = "spending_cap"
+
+    sub_account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("sub_account.id"), primary_key=True
+    )
+    agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"))
+    amount_micros: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CapCheckRow(Base):
+    """Ingestion saw a sub-account's spending reach its cap: the cap job pauses it (it takes
+    the sub-account's row, which ingestion never does)."""
+
+    __tablename__ = "cap_check"
+
+    sub_account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("sub_account.id"), primary_key=True
+    )
+    agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AlertRow(Base):
+    """An alert mail: at most one per (sub-account, kind, local day), written in the
+    transaction that raised it and sent by the alert job (`sent_at`)."""
+
+    __tablename__ = "alert"
+    __table_args__ = (
+        UniqueConstraint("sub_account_id", "kind", "day"),
+        Index(
+            "ix_alert_unsent",
+            "created_at",
+            postgresql_where=text("sent_at IS NULL"),
+            sqlite_where=text("sent_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    agency_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agency.id"))
+    sub_account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sub_account.id"))
+    kind: Mapped[str] = mapped_column(String(30))
+    day: Mapped[date] = mapped_column(Date)
+    data: Mapped[str] = mapped_column(Text)  # JSON
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

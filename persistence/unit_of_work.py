@@ -29,11 +29,12 @@ from typing import TypeVar
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from domain.alerts import Alert
 from domain.audit import Actor, AuditNote
 from domain.errors import TryAgain
 from domain.events import Event, audit_recorded
-from domain.webhooks import WebhookEvent
-from persistence import audit, webhooks
+from domain.webhooks import WebhookEvent, WebhookEventKind
+from persistence import alerts, audit, webhooks
 from persistence.database import Database
 from persistence.errors import unique_violation
 from persistence.outbox import write_events
@@ -144,19 +145,19 @@ class UnitOfWork:
         now: Callable[[], datetime],
         on_events_committed: Callable[[], None] = lambda: None,
         audited: bool = False,
-        on_webhooks_queued: Callable[[], None] = lambda: None,
+        wake_job: Callable[[str], None] = lambda name: None,
     ) -> None:
         self._database = database
         self._now = now
         self._on_events_committed = on_events_committed
         self._audited = audited
+        self._wake_job = wake_job
+        self._wakes: set[str] = set()
         self._transaction: AbstractAsyncContextManager[AsyncConnection] | None = None
         self._events: list[Event] = []
         self._notes: list[tuple[Actor, AuditNote]] = []
         self._unchanged = False
         self._webhook_events: list[WebhookEvent] = []
-        self._on_webhooks_queued = on_webhooks_queued
-        self._webhooks_queued = 0
         self.conn: AsyncConnection
 
     @property
@@ -180,6 +181,23 @@ class UnitOfWork:
         enabled endpoint subscribed to its kind, in this transaction (none if no endpoint
         listens); the delivery worker sends them after the commit, never in this request."""
         self._webhook_events.append(event)
+
+    def wake(self, job: str) -> None:
+        """Nudge this process's runner of `job` once this unit of work commits: it has work
+        (a durable row this transaction wrote), sooner than its next turn."""
+        self._wakes.add(job)
+
+    async def raise_alert(self, alert: Alert) -> bool:
+        """Every alert goes through here, in the transaction that raised it: its row (at most
+        one per sub-account, kind and local day; false when today's was raised already), sent
+        by the alert job after the commit."""
+        added = await alerts.add(self.conn, alert, self._now())
+        if added:
+            self.wake(alerts.JOB)
+            # the same event for the agency's webhook endpoints, as often as the mail
+            kind = WebhookEventKind(alert.kind.value)
+            self.notify(WebhookEvent(kind, alert.agency_id, alert.sub_account_id, alert.data))
+        return added
 
     def nothing_changed(self) -> None:
         """This run changed nothing (a replayed request, a no-op): no audit entry is due."""
@@ -223,10 +241,10 @@ class UnitOfWork:
                     self._events.append(audit_recorded(entry))
                 if self._events:
                     await write_events(self.conn, self._events, now)
-                if self._webhook_events:
-                    self._webhooks_queued = await webhooks.queue_deliveries(
-                        self.conn, self._webhook_events, now
-                    )
+                if self._webhook_events and await webhooks.queue_deliveries(
+                    self.conn, self._webhook_events, now
+                ):
+                    self.wake(webhooks.JOB)
             except BaseException as write_error:
                 await self._transaction.__aexit__(
                     type(write_error), write_error, write_error.__traceback__
@@ -235,5 +253,6 @@ class UnitOfWork:
         await self._transaction.__aexit__(exc_type, exc, tb)
         if exc is None and self._events:
             self._on_events_committed()
-        if exc is None and self._webhooks_queued:
-            self._on_webhooks_queued()
+        if exc is None:
+            for job in sorted(self._wakes):
+                self._wake_job(job)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
@@ -14,6 +14,7 @@ from sqlalchemy import Table, and_, bindparam, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.agency import Agency, SubAccount, SubAccountKind, SubAccountStatus
+from domain.auto_recharge import AutoRecharge
 from domain.live import PeriodUse
 from domain.money import Tier
 from domain.usage import CallCharge, CallStatus, ReportedCall, RollupLine, hour_of
@@ -28,7 +29,15 @@ from persistence.records import (
     sub_account_from,
     sub_account_t,
 )
-from persistence.tables import CallRow, UsageDailyRow, UsageHourlyRow, UsageQuarterRow
+from persistence.tables import (
+    AutoRechargeRequestRow,
+    AutoRechargeRow,
+    CallRow,
+    SpendingCapRow,
+    UsageDailyRow,
+    UsageHourlyRow,
+    UsageQuarterRow,
+)
 
 call_t = CallRow.__table__
 quarter_t = UsageQuarterRow.__table__
@@ -51,6 +60,11 @@ class BatchContext:
     active_sub_accounts: int  # for the agency totals its events carry (a batch changes none)
     primary: SubAccount
     accounts: dict[uuid.UUID, SubAccount]  # the batch's sub-accounts found in the agency
+    # Their auto-recharge settings (and the primary's), each with whether a request is open,
+    # and their spending caps in micro-dollars: read in the same statement, so a batch that
+    # crosses nothing pays nothing more for them.
+    recharges: dict[uuid.UUID, tuple[AutoRecharge, bool]] = field(default_factory=dict)
+    caps: dict[uuid.UUID, int] = field(default_factory=dict)
 
 
 _COUNTED = sub_account_t.alias("counted")
@@ -70,11 +84,29 @@ _ACTIVE = (
 # than running it. One statement, one round trip: each row is one of the batch's sub-accounts
 # found in the agency, or its primary, beside the agency's columns (named `agency__…`).
 _AGENCY_LABELS = tuple(f"agency__{c.name}" for c in AGENCY_COLUMNS)
+_recharge_t = AutoRechargeRow.__table__
+_request_t = AutoRechargeRequestRow.__table__
+_cap_t = SpendingCapRow.__table__
+_OPEN_REQUEST = (
+    select(_request_t.c.sub_account_id)
+    .where(
+        _request_t.c.sub_account_id == sub_account_t.c.id,
+        _request_t.c.tier == _recharge_t.c.tier,
+    )
+    .correlate(sub_account_t, _recharge_t)
+    .exists()
+)
 _BATCH_CONTEXT = (
     select(
         *(c.label(label) for c, label in zip(AGENCY_COLUMNS, _AGENCY_LABELS, strict=True)),
         _ACTIVE.label("agency__active"),
         *SUB_ACCOUNT_COLUMNS,
+        _recharge_t.c.enabled.label("recharge__enabled"),
+        _recharge_t.c.tier.label("recharge__tier"),
+        _recharge_t.c.threshold_minutes.label("recharge__threshold"),
+        _recharge_t.c.top_up_minutes.label("recharge__top_up"),
+        _OPEN_REQUEST.label("recharge__requested"),
+        _cap_t.c.amount_micros.label("cap__amount"),
     )
     .select_from(
         agency_t.join(
@@ -87,6 +119,11 @@ _BATCH_CONTEXT = (
                 ),
             ),
         )
+        .outerjoin(
+            _recharge_t,
+            and_(_recharge_t.c.sub_account_id == sub_account_t.c.id, _recharge_t.c.enabled),
+        )
+        .outerjoin(_cap_t, _cap_t.c.sub_account_id == sub_account_t.c.id)
     )
     .where(agency_t.c.id == bindparam("agency_id"))
 )
@@ -105,11 +142,22 @@ async def batch_context(
         **{c.name: first[label] for c, label in zip(AGENCY_COLUMNS, _AGENCY_LABELS, strict=True)}
     )
     wanted = set(sub_account_ids)
+    recharges = {
+        r.id: (
+            AutoRecharge(True, Tier(r.recharge__tier), r.recharge__threshold, r.recharge__top_up),
+            bool(r.recharge__requested),
+        )
+        for r in rows
+        if r.recharge__tier is not None
+    }
+    caps = {r.id: int(r.cap__amount) for r in rows if r.cap__amount is not None}
     return BatchContext(
         agency_from(agency),
         int(first["agency__active"]),
         primary,
         {s.id: s for s in found if s.id in wanted},
+        recharges,
+        caps,
     )
 
 

@@ -33,6 +33,8 @@ from persistence.tables import WebhookDeliveryRow, WebhookEndpointRow
 endpoint_t = WebhookEndpointRow.__table__
 delivery_t = WebhookDeliveryRow.__table__
 
+JOB = "deliver-webhooks"  # the job that sends what is queued (woken by the commit)
+
 _ENDPOINT_COLUMNS = (
     endpoint_t.c.id,
     endpoint_t.c.agency_id,

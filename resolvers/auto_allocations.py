@@ -70,7 +70,7 @@ async def _begin(
         assert sub_account is not None and primary is not None
         if sub_account.status is not SubAccountStatus.ACTIVE:
             return None
-        customer, card = await _payer_card(uow, primary.id)
+        customer, card = await payer_card(uow, primary.id)
         purchase = rules.new_purchase(
             uuid.uuid4(),
             sub_account,
@@ -106,7 +106,7 @@ async def _retry_failed(services: Services, stripe: StripeGateway) -> int:
             if not keeps_retrying(allocation, active):
                 await purchases.stop_retrying(uow.conn, purchase.id)
                 return None
-            customer, card = await _payer_card(uow, purchase.payer_id)
+            customer, card = await payer_card(uow, purchase.payer_id)
             look_again_at = services.clock() + rules.RECONCILE_AFTER
             return await purchases.start_retry(uow.conn, purchase, customer, card, look_again_at)
 
@@ -117,7 +117,7 @@ async def _retry_failed(services: Services, stripe: StripeGateway) -> int:
     return succeeded
 
 
-async def _payer_card(uow: UnitOfWork, payer_id: uuid.UUID) -> tuple[str, str | None]:
+async def payer_card(uow: UnitOfWork, payer_id: uuid.UUID) -> tuple[str, str | None]:
     """The payer's Customer and default card now; without a card the charge fails (and is
     retried) as any declined one: "There is no card to charge"."""
     customer = await payment_cards.customer_id(uow.conn, payer_id)

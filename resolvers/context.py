@@ -21,6 +21,7 @@ from domain.agency import Agency, SubAccount, User
 from domain.api_key import ApiKey
 from domain.audit import Actor
 from domain.auto_allocation import AutoAllocation
+from domain.auto_recharge import AutoRecharge
 from domain.errors import AccessDenied, DomainError, ErrorCode, NotAuthenticated
 from domain.ledger import Balance
 from domain.payments import PaymentCard, Purchase
@@ -29,7 +30,16 @@ from domain.pricing import PriceBook
 from domain.reporting import HealthThresholds
 from domain.usage import MAX_BATCH
 from domain.webhooks import RetrySchedule
-from persistence import lines, merges, messaging, payment_cards, purchases, team
+from persistence import (
+    auto_recharge,
+    lines,
+    merges,
+    messaging,
+    payment_cards,
+    purchases,
+    spending_caps,
+    team,
+)
 from persistence.api_keys import api_key_by_secret
 from persistence.broker import Broker
 from persistence.database import Database
@@ -81,13 +91,21 @@ class Services:
     # Small recordCalls requests of one agency, billed together (resolvers/group_commit.py).
     ingestion_groups: GroupCommit = field(default_factory=lambda: GroupCommit(MAX_BATCH))
     stripe: StripeGateway | None = None  # None: STRIPE_SECRET_KEY is not set
-    # Outgoing webhooks: the delivery worker's wake-up (set by the app when it runs one), how
-    # host names are resolved (tests replace it) and when failed deliveries are tried again.
-    wake_webhooks: Callable[[], None] = lambda: None
+    # Outgoing webhooks: how host names are resolved (tests replace it) and when failed
+    # deliveries are tried again.
     resolve_host: Resolver = field(default=resolve_host)
     webhook_retries: RetrySchedule = field(default_factory=RetrySchedule)
     webhook_tls: ssl.SSLContext | bool = True  # certificates checked against the system's CAs
     webhook_allow_loopback: bool = True  # WEBHOOK_ALLOW_LOOPBACK
+    # A job's wake-up in this process (`agencyhub.background.JobRunner` waits on it between
+    # turns): set after a commit that wrote work for it (`UnitOfWork.wake`).
+    job_wakeups: dict[str, asyncio.Event] = field(default_factory=dict)
+
+    def wakeup(self, job: str) -> asyncio.Event:
+        return self.job_wakeups.setdefault(job, asyncio.Event())
+
+    def wake_job(self, job: str) -> None:
+        self.wakeup(job).set()
 
     def payments(self) -> StripeGateway:
         """Stripe, for a use case that moves money; without a key, every one of them answers
@@ -106,9 +124,7 @@ class Services:
 
     def uow(self, audited: bool = False) -> UnitOfWork:
         """One unit of work, not retried: production code goes through `transact`."""
-        return UnitOfWork(
-            self.database, self.clock, self.wake_relay, audited, lambda: self.wake_webhooks()
-        )
+        return UnitOfWork(self.database, self.clock, self.wake_relay, audited, self.wake_job)
 
     async def transact(
         self, work: Callable[[UnitOfWork], Awaitable[T]], *, audited: bool = True
@@ -184,6 +200,18 @@ class Loaders:
     @cached_property
     def messaging_limit_by_sub_account(self) -> DataLoader[UUID, int | None]:
         return self._loader(messaging.monthly_limits)
+
+    @cached_property
+    def auto_recharge_by_sub_account(self) -> DataLoader[UUID, AutoRecharge]:
+        return self._loader(auto_recharge.settings_of)
+
+    @cached_property
+    def purchase_by_id(self) -> DataLoader[UUID, Purchase | None]:
+        return self._loader(purchases.purchases_by_id)
+
+    @cached_property
+    def spending_cap_by_sub_account(self) -> DataLoader[UUID, int | None]:
+        return self._loader(spending_caps.caps_of)
 
 
 class RequestContext:

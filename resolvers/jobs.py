@@ -13,7 +13,15 @@ from domain.money import minutes_to_seconds
 from persistence import jobs, ledger, metrics, outbox
 from persistence.errors import UniqueViolation
 from persistence.unit_of_work import UnitOfWork
-from resolvers import auto_allocations, payouts, purchases, webhooks
+from resolvers import (
+    alerts,
+    auto_allocations,
+    auto_recharges,
+    payouts,
+    purchases,
+    spending_caps,
+    webhooks,
+)
 from resolvers.context import Services
 
 
@@ -120,3 +128,25 @@ async def _as_sole_runner(
 async def deliver_webhooks(services: Services) -> int:
     """Send the webhook deliveries that are due (one runner in the deployment at a time)."""
     return await _as_sole_runner(services, "deliver-webhooks", webhooks.deliver_webhooks)
+
+
+async def charge_auto_recharges(services: Services) -> int:
+    """Turn the open auto-recharge requests into purchases and finish those that settled."""
+    return await _as_sole_runner(
+        services, "charge-auto-recharges", auto_recharges.charge_auto_recharges
+    )
+
+
+async def apply_spending_caps(services: Services) -> int:
+    """Cap the sub-accounts ingestion found over their cap; lift those a new period freed."""
+    return await _as_sole_runner(services, "apply-spending-caps", spending_caps.apply_spending_caps)
+
+
+async def send_alerts(services: Services) -> int:
+    """Mail the alerts raised and not sent yet."""
+    return await _as_sole_runner(services, "send-alerts", alerts.send_alerts)
+
+
+async def raise_low_balance_alerts(services: Services) -> int:
+    """LOW_BALANCE alerts for the sub-accounts whose runway is short (once a day each)."""
+    return await _as_sole_runner(services, "low-balance-alerts", alerts.raise_low_balance_alerts)

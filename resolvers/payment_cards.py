@@ -13,6 +13,7 @@ from domain.errors import DomainError, ErrorCode
 from domain.payments import PaymentCard
 from domain.policy import Action, Viewer, can, require
 from domain.sub_account import check_changeable
+from persistence import auto_recharge
 from persistence import payment_cards as cards
 from persistence.errors import UniqueViolation
 from persistence.stripe_gateway import CardRefused, StripeGateway, StripeUnavailable
@@ -125,6 +126,7 @@ async def add_payment_card(
         )
         await cards.add_card(uow.conn, card)
         uow.audit(actor, rules.card_added(card, payer))
+        uow.wake(auto_recharge.JOB)  # a recharge waiting for another card may go now
         return card
 
     try:
@@ -169,6 +171,7 @@ async def set_default_payment_card(ctx: RequestContext, global_id: str) -> Payme
         await cards.make_default(uow.conn, card)
         made = replace(card, is_default=True)
         uow.audit(actor, rules.default_card_set(made, payer))
+        uow.wake(auto_recharge.JOB)  # a recharge waiting for another card may go now
         return made
 
     return await ctx.services.transact(make_default)
@@ -190,6 +193,7 @@ async def remove_payment_card(ctx: RequestContext, global_id: str) -> UUID:
         payer = await _locked_card(uow, viewer, card)
         await cards.remove_card(uow.conn, card)
         uow.audit(actor, rules.card_removed(card, payer))
+        uow.wake(auto_recharge.JOB)  # a recharge waiting for another card may go now
         return card.id
 
     return await ctx.services.transact(remove)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from uuid import UUID
@@ -23,6 +23,7 @@ from domain.reporting import (
     hour_starts,
     local_range,
 )
+from persistence import auto_recharge
 from persistence.queries import reports as queries
 from persistence.queries.loaders import balances_by_sub_account
 from persistence.queries.reports import ClientUsage, Span, UsageTotals
@@ -100,11 +101,14 @@ class Windows:
     recent: dict[UUID, int]
     balances: dict[UUID, list[Balance]]
     thresholds: HealthThresholds
+    # Of the accounts shown, those whose last auto-recharge failed (read with their balances).
+    payment_failed: set[UUID] = field(default_factory=set)
 
     def flags(self, account: SubAccount) -> list[HealthFlag]:
         return _flags(
             self.thresholds,
             account,
+            account.id in self.payment_failed,
             self.balances[account.id],
             self.now.get(account.id, EMPTY),
             self.before.get(account.id, 0),
@@ -144,6 +148,7 @@ async def _account_windows(
             account.id,
         )
         (balances,) = await balances_by_sub_account(conn, [account.id])
+        [setting] = await auto_recharge.settings_of(conn, [account.id])
     seconds = {n: {i: t.seconds for i, t in o.items()} for n, o in others.items()}
     return now.get(account.id, UsageTotals()), Windows(
         now,
@@ -151,12 +156,14 @@ async def _account_windows(
         seconds["recent"],
         {account.id: balances},
         ctx.services.health,
+        {account.id} if setting.payment_failed else set(),
     )
 
 
 def _flags(
     thresholds: HealthThresholds,
     account: SubAccount,
+    payment_failed: bool,
     balances: list[Balance],
     now: Figures,
     before_seconds: int,
@@ -172,6 +179,8 @@ def _flags(
             previous_seconds=before_seconds,
             calls=now.calls,
             failed_calls=now.failed_calls,
+            spending_cap_reached=account.capped_at is not None,
+            payment_failed=payment_failed,
         ),
         thresholds,
     )
@@ -260,7 +269,11 @@ async def clients_page(
     if missing:
         async with ctx.services.database.read() as conn:
             found = await balances_by_sub_account(conn, missing)
+            settings = await auto_recharge.settings_of(conn, missing)
         report.windows.balances.update(zip(missing, found, strict=True))
+        report.windows.payment_failed.update(
+            i for i, setting in zip(missing, settings, strict=True) if setting.payment_failed
+        )
     return page, has_next
 
 

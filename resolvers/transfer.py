@@ -17,6 +17,7 @@ from domain.transfer import TransferPlan, plan_transfer, transferred
 from persistence import idempotency, ledger, live, transfers
 from persistence.errors import UniqueViolation
 from persistence.unit_of_work import UnitOfWork
+from resolvers.auto_recharges import after_debit
 from resolvers.context import RequestContext
 from resolvers.ids import decode, not_found
 from resolvers.sub_account import lock_sub_accounts
@@ -114,6 +115,9 @@ async def _transfer(
             )
         for snapshot in await live.usage_snapshots(uow.conn, [source, destination], zone, now):
             uow.publish(usage_event(snapshot))
+            if snapshot.sub_account.id == source.id:
+                left = {b.tier: b.seconds for b in snapshot.balances}
+                await after_debit(uow, source, plan.tier, left.get(plan.tier, 0), now)
         uow.audit(actor, transferred(plan, source, destination))
         return TransferResult(transfer_id, plan, source, destination)
 

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Protocol, TypeVar
 
 from domain.agency import SubAccount
+from domain.auto_recharge import requests_after
 from domain.errors import DomainError, ErrorCode
 from domain.events import EventKind, totals_event, usage_event
 from domain.ledger import Balance, LedgerKind, Movement
@@ -22,6 +23,7 @@ from domain.live import (
     use_after_each,
 )
 from domain.money import Tier
+from domain.spending_cap import is_reached
 from domain.usage import (
     MAX_BATCH,
     REJECTION_MESSAGES,
@@ -34,7 +36,7 @@ from domain.usage import (
     funding_account,
     rejection,
 )
-from persistence import ledger, metrics, usage
+from persistence import auto_recharge, ledger, metrics, spending_caps, usage
 from persistence.unit_of_work import UnitOfWork
 from resolvers.api_keys import INGEST_SCOPE
 from resolvers.context import RequestContext, Services
@@ -102,11 +104,49 @@ async def _bill_batches(
         await usage.set_overage(
             uow.conn, agency_id, {e: s for b in billed for e, s in b.bill.short_calls.items()}
         )
-        await _announce(uow, batch, billed, now)
+        this_period = await _announce(uow, batch, billed, now)
+        await _request_recharges(uow, batch, billed, now)
+        await _request_cap_checks(uow, batch, this_period, now)
         return results
 
     # Not audited: the platform's usage reports are the call records themselves.
     return await services.transact(bill_all, audited=False)
+
+
+async def _request_recharges(
+    uow: UnitOfWork, batch: usage.BatchContext, billed: list[BilledInTurn], now: datetime
+) -> None:
+    """Balances the group left below their auto-recharge threshold get a request (no
+    statement at all when none did, or when the account has no auto-recharge)."""
+    if not batch.recharges:
+        return
+    debited = [key for b in billed for key, seconds in b.bill.debits.items() if seconds]
+    wanted = requests_after(batch.recharges, debited, billed[-1].balances_after)
+    if wanted:
+        await auto_recharge.request(uow.conn, batch.agency.id, wanted, now)
+        uow.wake(auto_recharge.JOB)
+
+
+async def _request_cap_checks(
+    uow: UnitOfWork,
+    batch: usage.BatchContext,
+    this_period: dict[uuid.UUID, tuple[int, int]],
+    now: datetime,
+) -> None:
+    """Sub-accounts whose spending this period reached their cap get a check: the cap job
+    pauses them under their row's lock, which ingestion never takes."""
+    if not batch.caps:
+        return
+    reached = [
+        account.id
+        for account in batch.accounts.values()
+        if account.capped_at is None
+        and account.id in this_period
+        and is_reached(batch.caps.get(account.id), this_period[account.id][1])
+    ]
+    if reached:
+        await spending_caps.request_checks(uow.conn, batch.agency.id, sorted(reached), now)
+        uow.wake(spending_caps.JOB)
 
 
 class Reported(Protocol):
@@ -181,7 +221,7 @@ def _movements(agency_id: uuid.UUID, billed: BatchBill) -> list[Movement]:
 
 async def _announce(
     uow: UnitOfWork, batch: usage.BatchContext, billed: list[BilledInTurn], now: datetime
-) -> None:
+) -> dict[uuid.UUID, tuple[int, int]]:
     """Adds the batches' use to the rollups and the period counters (one statement), and
     publishes each batch's events with the figures right after it: those of the sub-accounts
     it touched, and the agency's."""
@@ -210,6 +250,7 @@ async def _announce(
             uow.publish(usage_event(snapshot, EventKind.USAGE_UPDATED))
         totals = AgencyTotals(agency_period, batch.active_sub_accounts)
         uow.publish(totals_event(agency.id, totals))
+    return this_period
 
 
 def _balances_of(

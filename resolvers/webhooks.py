@@ -200,7 +200,7 @@ async def ping_webhook_endpoint(ctx: RequestContext, global_id: str) -> WebhookE
         return endpoint
 
     endpoint = await ctx.services.transact(queue)
-    ctx.services.wake_webhooks()
+    ctx.services.wake_job(store.JOB)
     return endpoint
 
 

@@ -50,6 +50,7 @@ from schema.team import ApiKey, Invitation, TeamMutations
 from schema.transfer import Transfer, TransferMutations, TransferQueries
 from schema.usage import UsageMutations
 from schema.user import User, UserMutations, Viewer
+from schema.wallet import WalletMutations
 from schema.webhooks import WebhookEndpoint, WebhookMutations
 
 Info = strawberry.Info[RequestContext, None]
@@ -104,6 +105,7 @@ Mutation = merge_types(
         MergeMutations,
         MessagingMutations,
         WebhookMutations,
+        WalletMutations,
     ),
 )
 Subscription = merge_types("Subscription", (MonitoringSubscriptions, AuditSubscriptions))

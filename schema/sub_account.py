@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from schema.messaging import MessagingStats
     from schema.payments import PaymentCard, Purchase, PurchaseConnection
     from schema.report import SubAccountReport
+    from schema.wallet import AutoRecharge, SpendingCap
 
 TierEnum = strawberry.enum(Tier, name="Tier")
 SubAccountKind = strawberry.enum(entities.SubAccountKind, name="SubAccountKind")
@@ -280,6 +281,22 @@ class SubAccount(Node):
         from resolvers.messaging import volume_limit
 
         return await volume_limit(info.context, self.entity)
+
+    @strawberry.field(description="The threshold auto-recharge (off until set).")
+    async def auto_recharge(
+        self, info: Info
+    ) -> Annotated[AutoRecharge, strawberry.lazy("schema.wallet")]:
+        from schema.wallet import auto_recharge_of
+
+        return await auto_recharge_of(info, self.entity)
+
+    @strawberry.field(description="The monthly spending cap; null when none is set.")
+    async def spending_cap(
+        self, info: Info
+    ) -> Annotated[SpendingCap, strawberry.lazy("schema.wallet")] | None:
+        from schema.wallet import spending_cap_of
+
+        return await spending_cap_of(info, self.entity)
 
     @strawberry.field(description="Usage, spending and health over an inclusive date range.")
     async def report(

@@ -414,6 +414,23 @@ async def _purchase_for_s1(world: World) -> dict[str, Any]:
     }
 
 
+async def _recharge_for_s1(world: World) -> dict[str, Any]:
+    await _card_on(world, world.s1_id)
+    return {
+        "i": {
+            "subAccountId": sub(world, world.s1_id),
+            "enabled": True,
+            "tier": "PREMIUM",
+            "thresholdMinutes": 5,
+            "topUpMinutes": 20,
+        }
+    }
+
+
+async def _cap_s1(world: World) -> dict[str, Any]:
+    return {"i": {"subAccountId": sub(world, world.s1_id), "amount": "100"}}
+
+
 async def _earned(world: World, agency_id: uuid.UUID, payer_id: uuid.UUID) -> None:
     """$1 of earnings (a client purchase that succeeded) and a Connect account to pay it to."""
     from dataclasses import replace
@@ -811,6 +828,29 @@ MUTATIONS: dict[str, Case] = {
         on_s1(
             "balances { tier seconds }",
             {"balances": [{"tier": "BASIC", "seconds": 0}, {"tier": "PREMIUM", "seconds": 600}]},
+        ),
+    ),
+    "setAutoRecharge": Case(  # whoever may buy minutes there
+        op(mutation("setAutoRecharge", "SetAutoRechargeInput"), _recharge_for_s1),
+        expect(*MEMBERS_OF_S1),
+        on_s1(
+            "autoRecharge { enabled tier thresholdMinutes topUpMinutes }",
+            {
+                "autoRecharge": {
+                    "enabled": True,
+                    "tier": "PREMIUM",
+                    "thresholdMinutes": 5,
+                    "topUpMinutes": 20,
+                }
+            },
+        ),
+    ),
+    "setSpendingCap": Case(
+        op(mutation("setSpendingCap", "SetSpendingCapInput"), _cap_s1),
+        expect(*ADMINS),
+        on_s1(
+            "spendingCap { amount { amount } reached }",
+            {"spendingCap": {"amount": {"amount": "100.000000"}, "reached": False}},
         ),
     ),
     "setPayoutSettings": Case(

@@ -358,3 +358,69 @@ async def test_0018_adds_the_webhook_tables_beside_existing_data_and_goes_back(t
             async with database.read() as conn:
                 assert await webhooks.endpoint_count(conn, agency) == 0
             await database.dispose()
+
+
+async def test_0019_adds_wallet_automation_beside_existing_data_and_goes_back(tmp_path):
+    """An installation with an agency and a client gets empty wallet-automation tables that
+    take an alert; the downgrade drops them and nothing else."""
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from domain.alerts import Alert, AlertKind
+    from persistence import alerts
+    from persistence.migrate import alembic_config
+
+    wallet_tables = {
+        "auto_recharge",
+        "auto_recharge_request",
+        "spending_cap",
+        "cap_check",
+        "alert",
+    }
+
+    def downgrade(sync_conn, revision):
+        config = alembic_config()
+        config.attributes["connection"] = sync_conn
+        command.downgrade(config, revision)
+
+    def tables(sync_conn):
+        return set(inspect(sync_conn).get_table_names())
+
+    async with scratch_databases(tmp_path) as urls:
+        for url in urls:
+            database = Database(url)
+            await upgrade(database.engine, "0018")
+            now = datetime.now(UTC)
+            async with database.transaction() as conn:
+                signup = sign_up("Old", "old@example.com", "a long passphrase 9", None, now)
+                agency = await add_agency(conn, signup, now)
+                primary = (
+                    await add_sub_account(
+                        conn,
+                        agency.id,
+                        SubAccountKind.PRIMARY,
+                        "Old",
+                        "o@example.com",
+                        now.date(),
+                        0,
+                        now,
+                    )
+                ).id
+            await upgrade(database.engine, "0019")
+            async with database.engine.connect() as conn:
+                assert wallet_tables <= await conn.run_sync(tables)
+            alert = Alert(
+                agency.id, primary, AlertKind.LOW_BALANCE, now.date(), {"runwayDays": "2"}
+            )
+            async with database.transaction() as conn:
+                assert await alerts.add(conn, alert, now)
+                assert not await alerts.add(conn, alert, now)  # one a day
+            async with database.engine.connect() as conn:
+                await conn.run_sync(downgrade, "0018")
+                await conn.commit()
+                left = await conn.run_sync(tables)
+                assert not wallet_tables & left
+                assert "webhook_endpoint" in left
+                assert await conn.scalar(select(agency_t.c.name)) == "Old"
+            await upgrade(database.engine)
+            await database.dispose()

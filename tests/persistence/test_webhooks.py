@@ -47,10 +47,10 @@ async def test_notify_writes_with_the_commit_and_nothing_on_rollback(database):
             raise RuntimeError("the change failed")
     assert await count(database) == 0
     woken = []
-    async with UnitOfWork(database, now, on_webhooks_queued=lambda: woken.append(1)) as uow:
+    async with UnitOfWork(database, now, wake_job=woken.append) as uow:
         uow.notify(paid(agency_id))
         uow.notify(paid(agency_id))
-    assert await count(database) == 2 and woken == [1]
+    assert await count(database) == 2 and woken == ["deliver-webhooks"]
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
@@ -72,3 +72,31 @@ async def test_an_endpoint_deleted_while_an_event_is_queued_is_skipped_not_an_er
     await deleting.__aexit__(None, None, None)
     assert await asyncio.wait_for(queued, 5) == 0
     assert await count(database) == 0
+
+
+async def test_an_alert_is_also_a_webhook_event_as_often_as_its_mail(database):
+    """LOW_BALANCE, PAYMENT_FAILED and SPENDING_CAP_REACHED reach the agency's endpoints
+    through the one place alerts are raised, with the alert's data; a second alert of the
+    kind the same day (no mail) queues nothing either."""
+    import orjson
+
+    from domain.alerts import Alert, AlertKind
+
+    agency_id, sub_account_id = await new_account(database)
+    await add_endpoint(database, agency_id, (WebhookEventKind.PAYMENT_FAILED,))
+    today = now().date()
+    failed = Alert(agency_id, sub_account_id, AlertKind.PAYMENT_FAILED, today, {"reason": "no"})
+    woken = []
+    async with UnitOfWork(database, now, wake_job=woken.append) as uow:
+        assert await uow.raise_alert(failed)
+        assert not await uow.raise_alert(failed)  # one a day
+        await uow.raise_alert(Alert(agency_id, sub_account_id, AlertKind.LOW_BALANCE, today))
+    async with database.read() as conn:
+        rows = (await conn.execute(select(delivery_t))).all()
+    assert [(r.kind, r.sub_account_id, orjson.loads(r.data)) for r in rows] == [
+        ("PAYMENT_FAILED", sub_account_id, {"reason": "no"})
+    ]
+    assert set(woken) == {"send-alerts", "deliver-webhooks"}
+    async with UnitOfWork(database, now) as uow:
+        assert not await uow.raise_alert(failed)
+    assert await count(database) == 1
