@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -13,8 +11,8 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.audit import Actor, AuditKind, AuditNote, AuditRecord, Subject
-from domain.errors import DomainError, ErrorCode
 from domain.paging import Page
+from persistence.queries.paging import decode_id_cursor, encode_id_cursor
 from persistence.tables import AuditLogRow
 
 audit_t = AuditLogRow.__table__
@@ -62,22 +60,6 @@ async def record(
     return records
 
 
-def _cursor(entry_id: int) -> str:
-    return base64.urlsafe_b64encode(f"audit|{entry_id}".encode()).decode()
-
-
-def _after(cursor: str) -> int:
-    try:
-        label, _, number = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        if label != "audit":
-            raise ValueError(cursor)
-        return int(number)
-    except (ValueError, binascii.Error, UnicodeError):
-        raise DomainError(
-            ErrorCode.INVALID_INPUT, "That cursor is not valid.", ("after",)
-        ) from None
-
-
 def _record(row: Any) -> AuditRecord:
     return AuditRecord(
         id=int(row.id),
@@ -103,9 +85,11 @@ async def audit_page(
         where.append(audit_t.c.kind.in_([k.value for k in kinds]))
     query = select(*_COLUMNS).where(*where)
     if after is not None:
-        query = query.where(audit_t.c.id < _after(after))
+        query = query.where(audit_t.c.id < decode_id_cursor("audit", after))
     rows = (await conn.execute(query.order_by(audit_t.c.id.desc()).limit(first + 1))).all()
     total = await conn.scalar(select(func.count()).select_from(audit_t).where(*where))
     records = [_record(r) for r in rows[:first]]
-    page = Page(records, [_cursor(r.id) for r in records], has_next_page=len(rows) > first)
+    page = Page(
+        records, [encode_id_cursor("audit", r.id) for r in records], has_next_page=len(rows) > first
+    )
     return page, int(total or 0)

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import bindparam, func, insert, select, text, update
+from sqlalchemy import BigInteger, bindparam, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.errors import DomainError, ErrorCode
@@ -49,6 +49,19 @@ async def balances_for_update(
     return {(r.sub_account_id, Tier(r.tier)): int(r.seconds) for r in rows}
 
 
+# Built once (every transfer runs them; building and hashing them cost more than running).
+_CREDIT = (
+    update(balance_t)
+    .where(
+        balance_t.c.sub_account_id == bindparam("m_sub_account_id"),
+        balance_t.c.tier == bindparam("m_tier"),
+    )
+    .values(seconds=balance_t.c.seconds + bindparam("m_delta", type_=BigInteger))
+)
+_DEBIT = _CREDIT.where(balance_t.c.seconds + bindparam("m_delta", type_=BigInteger) >= 0)
+_ADD_ENTRIES = insert(ledger_t)
+
+
 async def apply(conn: AsyncConnection, movements: Sequence[Movement], now: datetime) -> None:
     """Apply movements; a debit that would take a balance below zero refuses the whole lot.
 
@@ -56,18 +69,18 @@ async def apply(conn: AsyncConnection, movements: Sequence[Movement], now: datet
     accounts always lock in the same order and cannot deadlock.
     """
     for m in sorted(movements, key=lambda m: (m.sub_account_id, m.tier.value)):
-        stmt = (
-            update(balance_t)
-            .where(balance_t.c.sub_account_id == m.sub_account_id, balance_t.c.tier == m.tier.value)
-            .values(seconds=balance_t.c.seconds + m.delta_seconds)
+        result = await conn.execute(
+            _DEBIT if m.delta_seconds < 0 else _CREDIT,
+            {
+                "m_sub_account_id": m.sub_account_id,
+                "m_tier": m.tier.value,
+                "m_delta": m.delta_seconds,
+            },
         )
-        if m.delta_seconds < 0:
-            stmt = stmt.where(balance_t.c.seconds >= -m.delta_seconds)
-        result = await conn.execute(stmt)
         if result.rowcount != 1:
             raise DomainError(ErrorCode.INSUFFICIENT_MINUTES, "Not enough minutes left.")
     await conn.execute(
-        insert(ledger_t),
+        _ADD_ENTRIES,
         [
             {
                 "agency_id": m.agency_id,

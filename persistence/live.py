@@ -185,14 +185,16 @@ async def agency_totals(conn: AsyncConnection, agency: Agency, now: datetime) ->
     return AgencyTotals(int(seconds or 0), await active_sub_accounts(conn, agency.id))
 
 
-async def usage_snapshots(
+async def this_period_use(
     conn: AsyncConnection, sub_accounts: Sequence[SubAccount], zone: str, now: datetime
-) -> list[UsageSnapshot]:
-    """Balances and this period's use of sub-accounts whose minutes a change moved (not by
-    calls): read after the change, in its transaction, whose locks keep them exact."""
+) -> dict[UUID, tuple[int, int]]:
+    """Seconds and spending (micro-dollars) of each sub-account in its billing period under
+    way where the agency (`zone`) is; absent: nothing used yet."""
     today = now.astimezone(ZoneInfo(zone)).date()
     current = {s.id: period_start(s.subscription_start_date, today) for s in sub_accounts}
-    used = {
+    if not current:
+        return {}
+    return {
         row.sub_account_id: (int(row.seconds), int(row.spent_micros))
         for row in await conn.execute(
             select(
@@ -206,6 +208,14 @@ async def usage_snapshots(
             )
         )
     }
+
+
+async def usage_snapshots(
+    conn: AsyncConnection, sub_accounts: Sequence[SubAccount], zone: str, now: datetime
+) -> list[UsageSnapshot]:
+    """Balances and this period's use of sub-accounts whose minutes a change moved (not by
+    calls): read after the change, in its transaction, whose locks keep them exact."""
+    used = await this_period_use(conn, sub_accounts, zone, now)
     balances = await balances_by_sub_account(conn, [s.id for s in sub_accounts])
     snapshots = []
     for sub_account, held in zip(sub_accounts, balances, strict=True):

@@ -12,6 +12,7 @@ from domain.transfer import TransferPlan
 from persistence.tables import MinuteTransferRow
 
 transfer_t = MinuteTransferRow.__table__
+_ADD = insert(transfer_t)  # built once: every transfer runs it
 
 
 async def add_transfer(
@@ -24,17 +25,18 @@ async def add_transfer(
     now: datetime,
 ) -> None:
     await conn.execute(
-        insert(transfer_t).values(
-            id=transfer_id,
-            agency_id=agency_id,
-            from_sub_account_id=source_id,
-            to_sub_account_id=destination_id,
-            tier=plan.tier.value,
-            sent_seconds=plan.sent_seconds,
-            received_seconds=plan.received_seconds,
-            base_micros_per_minute=plan.base_micros_per_minute,
-            from_markup_bp=plan.from_markup_bp,
-            to_markup_bp=plan.to_markup_bp,
-            created_at=now,
-        )
+        _ADD,
+        {
+            "id": transfer_id,
+            "agency_id": agency_id,
+            "from_sub_account_id": source_id,
+            "to_sub_account_id": destination_id,
+            "tier": plan.tier.value,
+            "sent_seconds": plan.sent_seconds,
+            "received_seconds": plan.received_seconds,
+            "base_micros_per_minute": plan.base_micros_per_minute,
+            "from_markup_bp": plan.from_markup_bp,
+            "to_markup_bp": plan.to_markup_bp,
+            "created_at": now,
+        },
     )

@@ -7,8 +7,6 @@ one (`queue_heads`) and records every attempt with a guarded update (`record_att
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -18,7 +16,6 @@ import orjson
 from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from domain.errors import DomainError, ErrorCode
 from domain.paging import Page
 from domain.webhooks import (
     DeliveryStatus,
@@ -27,7 +24,7 @@ from domain.webhooks import (
     WebhookEvent,
     WebhookEventKind,
 )
-from persistence.queries.paging import keyset_page
+from persistence.queries.paging import decode_id_cursor, encode_id_cursor, keyset_page
 from persistence.tables import WebhookDeliveryRow, WebhookEndpointRow
 
 endpoint_t = WebhookEndpointRow.__table__
@@ -256,22 +253,6 @@ async def record_attempt(
     return bool(result.rowcount == 1)
 
 
-def _cursor(delivery_id: int) -> str:
-    return base64.urlsafe_b64encode(f"delivery|{delivery_id}".encode()).decode()
-
-
-def _after(cursor: str) -> int:
-    try:
-        label, _, number = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        if label != "delivery":
-            raise ValueError(cursor)
-        return int(number)
-    except (ValueError, binascii.Error, UnicodeError):
-        raise DomainError(
-            ErrorCode.INVALID_INPUT, "That cursor is not valid.", ("after",)
-        ) from None
-
-
 async def deliveries_page(
     conn: AsyncConnection, endpoint_id: uuid.UUID, first: int, after: str | None
 ) -> tuple[Page[WebhookDelivery], int]:
@@ -280,9 +261,11 @@ async def deliveries_page(
     where = [d.c.endpoint_id == endpoint_id]
     query = select(*_COLUMNS).where(*where)
     if after is not None:
-        query = query.where(d.c.id < _after(after))
+        query = query.where(d.c.id < decode_id_cursor("delivery", after))
     rows = (await conn.execute(query.order_by(d.c.id.desc()).limit(first + 1))).all()
     total = await conn.scalar(select(func.count()).select_from(d).where(and_(*where)))
     found = [_delivery(r) for r in rows[:first]]
-    page = Page(found, [_cursor(x.id) for x in found], has_next_page=len(rows) > first)
+    page = Page(
+        found, [encode_id_cursor("delivery", x.id) for x in found], has_next_page=len(rows) > first
+    )
     return page, int(total or 0)

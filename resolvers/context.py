@@ -10,7 +10,7 @@ import asyncio
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any, TypeVar
 from uuid import UUID
@@ -33,6 +33,7 @@ from domain.webhooks import RetrySchedule
 from persistence import (
     auto_recharge,
     lines,
+    live,
     merges,
     messaging,
     payment_cards,
@@ -140,9 +141,15 @@ class Services:
 class Loaders:
     """The request's DataLoaders, created on first use. `cache=False` for long-lived sockets."""
 
-    def __init__(self, database: Database, cache: bool = True) -> None:
+    def __init__(
+        self,
+        database: Database,
+        cache: bool = True,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self._database = database
         self._cache = cache
+        self._clock = clock
 
     def _loader(
         self, query: Callable[[Any, Sequence[K]], Awaitable[Sequence[V]]]
@@ -213,6 +220,25 @@ class Loaders:
     def spending_cap_by_sub_account(self) -> DataLoader[UUID, int | None]:
         return self._loader(spending_caps.caps_of)
 
+    @cached_property
+    def spent_this_period(self) -> DataLoader[SubAccount, int]:
+        """What each sub-account spent (client price, micro-dollars) in its billing period
+        under way where its agency is: one statement for a page of one agency's accounts."""
+
+        async def load(accounts: list[SubAccount]) -> list[int]:
+            agency_ids = list(dict.fromkeys(a.agency_id for a in accounts))
+            agencies = await self.agency_by_id.load_many(agency_ids)
+            used: dict[UUID, tuple[int, int]] = {}
+            async with self._database.read() as conn:
+                for agency in agencies:
+                    assert agency is not None, "a sub-account's agency outlives it"
+                    mine = [a for a in accounts if a.agency_id == agency.id]
+                    now = self._clock()
+                    used |= await live.this_period_use(conn, mine, agency.time_zone, now)
+            return [used.get(a.id, (0, 0))[1] for a in accounts]
+
+        return DataLoader(load_fn=load, cache=self._cache)
+
 
 class RequestContext:
     """Per HTTP request, or per WebSocket connection (then `connection_params` holds the auth)."""
@@ -229,7 +255,7 @@ class RequestContext:
         self.client_host = client_host
         self.connection_params: dict[str, Any] | None = None
         self.api_key_agency_id: UUID | None = None  # once an API key checked out (request logs)
-        self.loaders = Loaders(services.database, cache=not long_lived)
+        self.loaders = Loaders(services.database, cache=not long_lived, clock=services.clock)
         self._session: asyncio.Future[SessionContext | None] | None = None
 
     @property

@@ -22,7 +22,7 @@ from domain.payments import PaymentCard, Purchase
 from domain.payouts import Payout
 from domain.policy import Action, Target, Viewer, can, require
 from domain.webhooks import WebhookEndpoint
-from persistence import activities, api_keys, live, team
+from persistence import activities, api_keys, team
 from persistence.queries.session import SessionContext
 from resolvers.context import RequestContext
 from resolvers.global_id import from_global_id
@@ -185,10 +185,4 @@ async def agency_today(ctx: RequestContext, agency_id: UUID) -> date:
 
 async def spent_this_period(ctx: RequestContext, sub_account: SubAccount) -> int:
     """What the sub-account spent (client price) in its current billing period, micro-dollars."""
-    agency = await ctx.loaders.agency_by_id.load(sub_account.agency_id)
-    assert agency is not None
-    async with ctx.services.database.read() as conn:
-        [snapshot] = await live.usage_snapshots(
-            conn, [sub_account], agency.time_zone, ctx.services.clock()
-        )
-    return snapshot.spent_this_period_micros
+    return await ctx.loaders.spent_this_period.load(sub_account)

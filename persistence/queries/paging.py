@@ -41,6 +41,24 @@ def decode_cursor(cursor: str, key_type: Callable[[str], K] = uuid.UUID) -> tupl
         ) from None
 
 
+def encode_id_cursor(label: str, row_id: int) -> str:
+    """A row's place in a list ordered by an integer id alone (newest first: the audit log,
+    webhook deliveries); `label` keeps one list's cursor out of another."""
+    return base64.urlsafe_b64encode(f"{label}|{row_id}".encode()).decode()
+
+
+def decode_id_cursor(label: str, cursor: str) -> int:
+    try:
+        found, _, number = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        if found != label:
+            raise ValueError(cursor)
+        return int(number)
+    except (ValueError, binascii.Error, UnicodeError):
+        raise DomainError(
+            ErrorCode.INVALID_INPUT, "That cursor is not valid.", ("after",)
+        ) from None
+
+
 async def keyset_page(
     conn: AsyncConnection,
     query: Select[Any],

@@ -214,3 +214,52 @@ async def test_cap_rules_have_their_codes(app_client):
     assert negative["userErrors"] == [{"code": "INVALID_INPUT", "field": ["input", "amount"]}]
     primary = await set_cap(app_client, owner, owner.primary_id, "10")
     assert primary["userErrors"] == [{"code": "INVALID_INPUT", "field": ["input", "subAccountId"]}]
+
+
+CAPS_LIST = """{ viewer { agency { subAccounts(first: 50) { edges { node { id
+  spendingCap { amount { amount } spentThisPeriod { amount } reached } } } } } } }"""
+
+
+async def test_a_list_shows_every_cap_and_its_spending_in_the_same_few_statements(app_client):
+    """Caps and this period's spending load per page (DataLoaders), not per sub-account."""
+    from sqlalchemy import event
+
+    from tests.api.test_account_manager import new_client
+
+    owner, client, key = await make_setup(app_client)
+    await set_cap(app_client, owner, client, "100")
+    await spend(app_client, key, client)  # 240 s at $0.375 a minute: $1.50
+    database = app_client.app.state.services.database
+    engines = {database.engine.sync_engine, database._read_engine.sync_engine}
+
+    async def statements() -> tuple[int, dict]:
+        seen = []
+
+        def count(conn, cursor, statement, *args):
+            relay = "outbox" in statement or "advisory" in statement or "webhook" in statement
+            if not relay and not statement.lstrip().upper().startswith(("BEGIN", "COMMIT")):
+                seen.append(statement)
+
+        for engine in engines:
+            event.listen(engine, "before_cursor_execute", count)
+        try:
+            body = await gql(app_client, CAPS_LIST, token=owner.token)
+        finally:
+            for engine in engines:
+                event.remove(engine, "before_cursor_execute", count)
+        assert "errors" not in body, body
+        edges = body["data"]["viewer"]["agency"]["subAccounts"]["edges"]
+        return len(seen), {e["node"]["id"]: e["node"]["spendingCap"] for e in edges}
+
+    few, caps = await statements()
+    assert caps[client] == {
+        "amount": {"amount": "100.000000"},
+        "spentThisPeriod": {"amount": "1.500000"},
+        "reached": False,
+    }
+    for n in range(4):
+        other = await new_client(app_client, owner, f"Capped {n}")
+        await set_cap(app_client, owner, other, str(10 + n))
+    many, caps = await statements()
+    assert many == few, (few, many)
+    assert len([c for c in caps.values() if c is not None]) == 5
