@@ -20,7 +20,7 @@ from domain.banner import banner_of
 from domain.billing_cycle import period_start
 from domain.errors import DomainError, ErrorCode
 from domain.events import Changed, banner_event
-from domain.money import to_dollars
+from domain.money import dollars_to_micros, to_dollars
 
 MAX_CAP_MICROS = 10**15  # a billion dollars
 
@@ -111,7 +111,9 @@ def alert_data(cap_micros: int, spent_micros: int) -> dict[str, str]:
 
 def to_micros(amount: Decimal) -> int:
     """Dollars to micro-dollars; more than six decimals is refused, not rounded."""
-    micros = amount * 1_000_000
-    if micros != micros.to_integral_value():
-        raise DomainError(ErrorCode.INVALID_INPUT, "At most six decimals.", ("amount",))
-    return int(micros)
+    if not amount.is_finite():
+        raise DomainError(ErrorCode.INVALID_INPUT, "A cap is an amount of dollars.", ("amount",))
+    try:
+        return dollars_to_micros(amount)
+    except ValueError:
+        raise DomainError(ErrorCode.INVALID_INPUT, "At most six decimals.", ("amount",)) from None

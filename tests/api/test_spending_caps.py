@@ -214,6 +214,9 @@ async def test_cap_rules_have_their_codes(app_client):
     assert negative["userErrors"] == [{"code": "INVALID_INPUT", "field": ["input", "amount"]}]
     primary = await set_cap(app_client, owner, owner.primary_id, "10")
     assert primary["userErrors"] == [{"code": "INVALID_INPUT", "field": ["input", "subAccountId"]}]
+    for amount in ("10.0000001", "Infinity", "NaN"):
+        refused = await set_cap(app_client, owner, client, amount)
+        assert refused["userErrors"] == [{"code": "INVALID_INPUT", "field": ["input", "amount"]}]
 
 
 CAPS_LIST = """{ viewer { agency { subAccounts(first: 50) { edges { node { id
