@@ -7,15 +7,16 @@ from datetime import UTC, datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import select, text
+from sqlalchemy import inspect, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from domain.agency import SubAccountKind, sign_up
 from persistence.agencies import add_agency, add_sub_account
 from persistence.database import Database
-from persistence.migrate import upgrade
+from persistence.migrate import alembic_config, upgrade
 from persistence.records import agency_t, sub_account_t
 from persistence.tables import AgencyUsagePeriodRow, Base, UsagePeriodRow
 from persistence.usage import call_t, daily_t, quarter_t, rollup_t
@@ -309,23 +310,22 @@ async def test_0016_gives_recorded_calls_their_share_of_their_quarter(tmp_path):
             ], url
 
 
+def downgrade(sync_conn, revision):
+    """Alembic's downgrade to `revision` on a connection (run through `run_sync`)."""
+    config = alembic_config()
+    config.attributes["connection"] = sync_conn
+    command.downgrade(config, revision)
+
+
+def tables(sync_conn) -> set[str]:
+    return set(inspect(sync_conn).get_table_names())
+
+
 async def test_0018_adds_the_webhook_tables_beside_existing_data_and_goes_back(tmp_path):
     """An installation with an agency gets empty webhook tables that take endpoints and
     deliveries; the downgrade drops them and nothing else."""
-    from alembic import command
-    from sqlalchemy import inspect
-
     from domain.webhooks import WebhookEndpoint, WebhookEvent, WebhookEventKind
     from persistence import webhooks
-    from persistence.migrate import alembic_config
-
-    def downgrade(sync_conn, revision):
-        config = alembic_config()
-        config.attributes["connection"] = sync_conn
-        command.downgrade(config, revision)
-
-    def tables(sync_conn):
-        return set(inspect(sync_conn).get_table_names())
 
     async with scratch_databases(tmp_path) as urls:
         for url in urls:
@@ -363,12 +363,8 @@ async def test_0018_adds_the_webhook_tables_beside_existing_data_and_goes_back(t
 async def test_0019_adds_wallet_automation_beside_existing_data_and_goes_back(tmp_path):
     """An installation with an agency and a client gets empty wallet-automation tables that
     take an alert; the downgrade drops them and nothing else."""
-    from alembic import command
-    from sqlalchemy import inspect
-
     from domain.alerts import Alert, AlertKind
     from persistence import alerts
-    from persistence.migrate import alembic_config
 
     wallet_tables = {
         "auto_recharge",
@@ -377,14 +373,6 @@ async def test_0019_adds_wallet_automation_beside_existing_data_and_goes_back(tm
         "cap_check",
         "alert",
     }
-
-    def downgrade(sync_conn, revision):
-        config = alembic_config()
-        config.attributes["connection"] = sync_conn
-        command.downgrade(config, revision)
-
-    def tables(sync_conn):
-        return set(inspect(sync_conn).get_table_names())
 
     async with scratch_databases(tmp_path) as urls:
         for url in urls:
