@@ -34,7 +34,7 @@ from agencyhub.collector import SurvivorFreezer
 from agencyhub.limits import BodySizeLimit, RequestLimit, RequestRateLimit
 from agencyhub.logs import CURRENT_REQUEST, stamp_request_ids
 from agencyhub.metrics import Sampler, metrics_endpoint, process_exiting
-from agencyhub.observability import OperationObserver, RequestObserver
+from agencyhub.observability import RequestObserver, observe_operation
 from agencyhub.persisted_queries import AutomaticPersistedQueries, PersistedQueryProblem
 from agencyhub.settings import Settings
 from agencyhub.websocket import KeepAlive, KeptAliveHandler, TextFrames
@@ -208,7 +208,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             settings.max_aliases,
             settings.max_tokens,
             settings.query_cost_limit,
-            observers=[OperationObserver],
+            observers=[observe_operation],
         ),
         graphql_ide="graphiql" if settings.graphiql else None,
         allow_queries_via_get=True,

@@ -5,8 +5,8 @@
 `X-Request-ID`), keeps it in a context variable for every line logged while serving it, and
 when an HTTP request ends logs one line (method, path, status, GraphQL operation, the
 viewer's agency, duration, outcome, error codes) and observes the request metrics.
-`OperationObserver` (a strawberry extension) tells it the operation's name and its errors'
-codes, and counts the codes of every operation, WebSocket ones included.
+`observe_operation` (called by the schema's error policy) tells it the operation's name and
+its errors' codes, and counts the codes of every operation, WebSocket ones included.
 
 Nothing secret is logged: no header, body, variable or token, only the agency's id.
 """
@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionContext
 
 from agencyhub import metrics
 from agencyhub.logs import CURRENT_REQUEST, RequestRecord, request_id_from
@@ -27,23 +26,18 @@ from agencyhub.logs import CURRENT_REQUEST, RequestRecord, request_id_from
 log = logging.getLogger("agencyhub.request")
 
 
-class OperationObserver(SchemaExtension):
-    """Runs after the error policy has given each error its code (it is listed first, so its
-    `on_operation` wraps the policy's)."""
-
-    def on_operation(self) -> Iterator[None]:
-        yield
-        context = self.execution_context
-        result = context.result
-        errors = getattr(result, "errors", None) or context.pre_execution_errors or ()
-        codes = [str((e.extensions or {}).get("code", "INTERNAL_SERVER_ERROR")) for e in errors]
-        if codes:
-            metrics.count_errors(codes)
-        request = CURRENT_REQUEST.get()
-        if request is not None:
-            request.graphql = True
-            request.operation = context.operation_name
-            request.error_codes.extend(codes)
+def observe_operation(context: ExecutionContext) -> None:
+    """An operation's outcome, once the error policy has given each error its code."""
+    result = context.result
+    errors = getattr(result, "errors", None) or context.pre_execution_errors or ()
+    codes = [str((e.extensions or {}).get("code", "INTERNAL_SERVER_ERROR")) for e in errors]
+    if codes:
+        metrics.count_errors(codes)
+    request = CURRENT_REQUEST.get()
+    if request is not None:
+        request.graphql = True
+        request.operation = context.operation_name
+        request.error_codes.extend(codes)
 
 
 def agency_of(context: Any) -> str | None:

@@ -46,7 +46,6 @@ from graphql import (
     get_named_type,
     get_operation_ast,
 )
-from strawberry.extensions import SchemaExtension
 
 from resolvers.paging import DEFAULT_PAGE_SIZE
 
@@ -206,26 +205,3 @@ class CostEstimator:
         else:
             self._terms.move_to_end(key)
         return cost_of(terms, variables)
-
-
-class QueryCostLimit(SchemaExtension):
-    """Refuses, before any resolver runs, an operation whose cost is above `maximum` (0: no
-    limit). Runs for queries, mutations and subscriptions, over HTTP and WebSocket alike."""
-
-    def __init__(self, estimator: CostEstimator, maximum: int) -> None:
-        self._estimator = estimator  # one per schema, shared by every request
-        self._maximum = maximum
-
-    def on_execute(self) -> Iterator[None]:
-        context = self.execution_context
-        if self._maximum > 0 and context.graphql_document is not None:
-            cost = self._estimator.cost(
-                context.schema._schema,
-                context.query or "",
-                context.graphql_document,
-                context.operation_name,
-                context.variables,
-            )
-            if cost > self._maximum:
-                raise QueryTooCostly(cost, self._maximum).as_graphql_error()
-        yield

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import MaskErrors
+from strawberry.types import ExecutionContext
 
 from domain.errors import (
     AccessDenied,
@@ -81,8 +82,17 @@ def _with_code(error: GraphQLError, message: str, code: str) -> GraphQLError:
 
 
 class ErrorPolicy(MaskErrors):
-    def __init__(self) -> None:
+    """Codes every error; then each of `observers` sees the operation's outcome (the app's
+    request log and metrics), from this one extension rather than one of their own each."""
+
+    def __init__(self, observers: Sequence[Callable[[ExecutionContext], None]] = ()) -> None:
         super().__init__(error_message="Unexpected error.")
+        self._observers = observers
+
+    def on_operation(self) -> Iterator[None]:
+        yield from super().on_operation()
+        for observe in self._observers:
+            observe(self.execution_context)
 
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
         return [self._process(error) for error in errors]

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    ParserCache,
-    QueryDepthLimiter,
-    SchemaExtension,
-    ValidationCache,
-)
 from strawberry.tools import merge_types
+from strawberry.types import ExecutionContext
 
 from domain import agency as entities
 from domain.activity import Activity as ActivityEntity
@@ -35,7 +27,8 @@ from schema.activity import ActivityMutations, Automation, Campaign, InboundAgen
 from schema.agency import Agency, AgencyMutations
 from schema.audit import AuditSubscriptions
 from schema.billing import BillingAdjustment, BillingMutations
-from schema.cost import CostEstimator, QueryCostLimit
+from schema.direct import resolve_directly
+from schema.documents import DocumentCache, PreparedDocuments
 from schema.errors import ErrorPolicy
 from schema.lines import LineMutations, PhoneLine
 from schema.merge import MergeMutations, MergeRequest
@@ -128,18 +121,18 @@ def build_schema(
     max_aliases: int = 15,
     max_tokens: int = 2_000,
     max_cost: int = 1_000,
-    observers: Sequence[type[SchemaExtension]] = (),
+    observers: Sequence[Callable[[ExecutionContext], None]] = (),
 ) -> Schema:
-    """`observers`: extensions that see each operation's outcome once the error policy has
-    coded its errors (the app's request logs and metrics)."""
-    # The limit rules are built once: their classes are part of ValidationCache's key, and
-    # a new class per request (what a `lambda: QueryDepthLimiter(...)` makes) never hits.
-    limit_rules = [
-        *QueryDepthLimiter(max_depth=max_depth).validation_rules,
-        *MaxAliasesLimiter(max_alias_count=max_aliases).validation_rules,
-    ]
-    estimator = CostEstimator()
-    return Schema(
+    """`observers` see each operation's outcome once the error policy has coded its errors
+    (the app's request logs and metrics).
+
+    Two extensions, each a context manager per hook per request in strawberry: the error
+    policy (with the observers) and the documents' limits and caches (schema/documents.py).
+    """
+    documents = DocumentCache(
+        max_tokens=max_tokens, max_depth=max_depth, max_aliases=max_aliases, max_cost=max_cost
+    )
+    schema = Schema(
         execution_context_class=SharedEventExecution,
         query=Query,
         mutation=Mutation,
@@ -162,13 +155,7 @@ def build_schema(
             MergeRequest,
             WebhookEndpoint,
         ],
-        extensions=[
-            *observers,  # first: their on_operation ends after the policy's
-            ErrorPolicy,
-            lambda: MaxTokensLimiter(max_token_count=max_tokens),
-            lambda: ParserCache(maxsize=512),
-            lambda: AddValidationRules(limit_rules),
-            lambda: ValidationCache(maxsize=512),
-            lambda: QueryCostLimit(estimator, max_cost),
-        ],
+        extensions=[lambda: ErrorPolicy(observers), lambda: PreparedDocuments(documents)],
     )
+    resolve_directly(schema)  # most fields skip strawberry's per-call wrapper (schema/direct.py)
+    return schema

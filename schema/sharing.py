@@ -16,9 +16,9 @@ from typing import Any
 import orjson
 from graphql.execution import Executor
 from graphql.pyutils import RefMap
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from resolvers.context import RequestContext
+from schema.direct import DirectExecution
 
 
 class SharedResults:
@@ -31,7 +31,7 @@ class SharedResults:
         return results
 
 
-class SharedEventExecution(StrawberryGraphQLCoreExecutionContext):
+class SharedEventExecution(DirectExecution):
     """strawberry's executor: each subscription event memoises its own sub-selections, and
     identical subscriptions share one execution per event."""
 

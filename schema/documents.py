@@ -1,0 +1,141 @@
+"""Each query text parsed, validated and priced once: one extension for what five did.
+
+A request used to pass through five strawberry extensions before its first resolver
+(`MaxTokensLimiter`, `ParserCache`, `AddValidationRules`, `ValidationCache`, `QueryCostLimit`),
+and strawberry wraps every hook of every extension in a context manager of its own per
+request: a fixed cost on every operation, HTTP and WebSocket alike, larger than the lookups
+it guards (BENCHMARKS.md, "viewer query over HTTP"). `PreparedDocuments` does the same work in
+three hooks:
+
+- parse: the text's document from an LRU, parsed under the token limit when absent (a text
+  over the limit, or not GraphQL, raises and is not stored);
+- validate: graphql-core's rules plus the depth and alias limits, what they found kept beside
+  the text's document;
+- execute: the cost limit (schema/cost.py), the document's shape worked out once and
+  multiplied through each request's variables.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from graphql import ASTValidationRule, DocumentNode, GraphQLError, GraphQLSchema, parse
+from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter, SchemaExtension
+from strawberry.schema.schema import validate_document
+
+from schema.cost import CostEstimator, QueryTooCostly
+
+
+@dataclass
+class Prepared:
+    """A query text's document and, once validated, what validation found."""
+
+    document: DocumentNode
+    errors: list[GraphQLError] | None = None
+
+
+class DocumentCache:
+    """The schema's limits and what they found for the last `maxsize` query texts: shared by
+    every request of one schema."""
+
+    def __init__(
+        self,
+        *,
+        max_tokens: int,
+        max_depth: int,
+        max_aliases: int,
+        max_cost: int,
+        maxsize: int = 512,
+    ) -> None:
+        self.max_tokens = max_tokens
+        self.max_cost = max_cost
+        # Built once: a rule class made per request would be a new rule every time.
+        self.limit_rules: tuple[type[ASTValidationRule], ...] = (
+            *QueryDepthLimiter(max_depth=max_depth).validation_rules,
+            *MaxAliasesLimiter(max_alias_count=max_aliases).validation_rules,
+        )
+        self.costs = CostEstimator(maxsize)
+        self._maxsize = maxsize
+        self._prepared: OrderedDict[str, Prepared] = OrderedDict()
+
+    def prepared(self, query: str) -> Prepared:
+        """The text's entry; a text that is not GraphQL, or over the token limit, raises its
+        GraphQLError and is not stored."""
+        found = self._prepared.get(query)
+        if found is not None:
+            self._prepared.move_to_end(query)
+            return found
+        found = self._prepared[query] = Prepared(parse(query, max_tokens=self.max_tokens))
+        if len(self._prepared) > self._maxsize:
+            self._prepared.popitem(last=False)
+        return found
+
+    def validation_errors(
+        self,
+        schema: GraphQLSchema,
+        prepared: Prepared,
+        rules: Sequence[type[ASTValidationRule]],
+    ) -> list[GraphQLError]:
+        """What strawberry's validation finds with `rules` (the same for every request of a
+        schema) and the limits."""
+        if prepared.errors is None:
+            prepared.errors = validate_document(
+                schema, prepared.document, (*rules, *self.limit_rules)
+            )
+        return prepared.errors
+
+    def check_cost(
+        self,
+        schema: GraphQLSchema,
+        query: str,
+        document: DocumentNode,
+        operation_name: str | None,
+        variables: dict[str, Any] | None,
+    ) -> None:
+        if self.max_cost <= 0:
+            return
+        cost = self.costs.cost(schema, query, document, operation_name, variables)
+        if cost > self.max_cost:
+            raise QueryTooCostly(cost, self.max_cost).as_graphql_error()
+
+
+class PreparedDocuments(SchemaExtension):
+    """Refuses over the token, depth, alias and cost limits, before any resolver runs."""
+
+    def __init__(self, documents: DocumentCache) -> None:
+        self._documents = documents
+        self._prepared: Prepared | None = None
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.graphql_document is None and context.query:
+            self._prepared = self._documents.prepared(context.query)
+            context.graphql_document = self._prepared.document
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        document = context.graphql_document
+        if document is not None and context.pre_execution_errors is None:
+            prepared = self._prepared
+            if prepared is None or prepared.document is not document:
+                prepared = Prepared(document)  # a document given whole: validated each time
+            context.pre_execution_errors = self._documents.validation_errors(
+                context.schema._schema, prepared, context.validation_rules
+            )
+        yield
+
+    def on_execute(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.graphql_document is not None:
+            self._documents.check_cost(
+                context.schema._schema,
+                context.query or "",
+                context.graphql_document,
+                context.operation_name,
+                context.variables,
+            )
+        yield
