@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.api_key import ApiKey
+from persistence.database import Database, Lookup
 from persistence.tables import ApiKeyRow
 
 api_key_t = ApiKeyRow.__table__
@@ -52,16 +54,18 @@ def api_key_from(row: Any) -> ApiKey:
     return ApiKey(row.id, row.agency_id, row.name, frozenset(row.scopes.split()), row.created_at)
 
 
-# Built once: every ingestion request looks its key up, and building the statement afresh (and
-# its cache key) cost more CPU than running it.
-_BY_SECRET = select(*API_KEY_COLUMNS).where(
-    api_key_t.c.secret_hash == bindparam("secret_hash"), api_key_t.c.revoked_at.is_(None)
+# Every ingestion request looks its key up: straight on asyncpg on PostgreSQL
+# (persistence.database.Lookup).
+_BY_SECRET = Lookup(
+    select(*API_KEY_COLUMNS).where(
+        api_key_t.c.secret_hash == bindparam("secret_hash"), api_key_t.c.revoked_at.is_(None)
+    )
 )
 
 
-async def api_key_by_secret(conn: AsyncConnection, secret_hash: bytes) -> ApiKey | None:
-    row = (await conn.execute(_BY_SECRET, {"secret_hash": secret_hash})).first()
-    return None if row is None else api_key_from(row)
+async def api_key_by_secret(database: Database, secret_hash: bytes) -> ApiKey | None:
+    row = await database.lookup(_BY_SECRET, {"secret_hash": secret_hash})
+    return None if row is None else api_key_from(SimpleNamespace(**row))
 
 
 async def api_key_by_id(conn: AsyncConnection, key_id: uuid.UUID) -> ApiKey | None:

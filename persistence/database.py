@@ -12,11 +12,14 @@ that cannot be reached, or restarts under a request, is answered SERVICE_UNAVAIL
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import event, text
+import asyncpg
+from sqlalchemy import Select, event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
@@ -34,6 +37,74 @@ def dialect_insert(conn: AsyncConnection, table: Any) -> postgresql.Insert | sql
 
 
 _WRITE = "agencyhub_write"
+# Connections of the lookup pool (`Database.lookup`): each is a short single-row read.
+LOOKUP_POOL_SIZE = 4
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    """A statement as SQLAlchemy sends it to asyncpg: its SQL, its parameters' names in order
+    with their SQLAlchemy bind conversion, and its columns' result conversion (known once the
+    first run has told the columns' PostgreSQL types)."""
+
+    sql: str
+    names: tuple[str, ...]
+    binds: tuple[Callable[[Any], Any] | None, ...]
+    types: tuple[Any, ...]
+    constants: dict[str, Any]
+
+
+class Lookup:
+    """A one-row read made on (nearly) every request: who is calling, from a session token or
+    an API key.
+
+    On PostgreSQL it runs straight on asyncpg, on a small pool of its own, with the SQL and the
+    type conversions SQLAlchemy itself would use (compiled once per process): SQLAlchemy's
+    connection checkout and execution path cost about twice the statement's own CPU, on every
+    request. On SQLite it goes through SQLAlchemy like any read.
+    """
+
+    def __init__(self, statement: Select[Any]) -> None:
+        self.statement = statement
+        self._compiled: _Compiled | None = None
+        self._results: tuple[tuple[str, Callable[[Any], Any] | None], ...] | None = None
+
+    def compiled(self, dialect: Any) -> _Compiled:
+        if self._compiled is None:
+            compiled = self.statement.compile(dialect=dialect)
+            names = tuple(compiled.positiontup or ())
+            if len(set(names)) != len(names) or compiled.literal_execute_params:
+                raise ValueError("a Lookup takes each bound parameter once, none expanded")
+            binds = tuple(
+                compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+                for name in names
+            )
+            # Values written in the statement (`kind == 'PRIMARY'`) are parameters too.
+            constants = {
+                name: compiled.binds[name].effective_value
+                for name in names
+                if not compiled.binds[name].required
+            }
+            types = tuple(column.type for column in self.statement.selected_columns)
+            self._compiled = _Compiled(compiled.string, names, binds, types, constants)
+        return self._compiled
+
+    @property
+    def known_results(self) -> tuple[tuple[str, Callable[[Any], Any] | None], ...] | None:
+        return self._results
+
+    def results(
+        self, dialect: Any, compiled: _Compiled, attributes: Any
+    ) -> tuple[tuple[str, Callable[[Any], Any] | None], ...]:
+        if self._results is None:
+            self._results = tuple(
+                (
+                    attribute.name,
+                    kind.dialect_impl(dialect).result_processor(dialect, attribute.type.oid),
+                )
+                for kind, attribute in zip(compiled.types, attributes, strict=True)
+            )
+        return self._results
 
 
 class Database:
@@ -80,6 +151,60 @@ class Database:
         if not self.is_sqlite:
             _drop_closed_connections(self.engine)
             _drop_closed_connections(self._read_engine)
+        self._pool_timeout = pool_timeout
+        self._lookups: asyncpg.Pool | None = None
+        self._lookups_opening = asyncio.Lock()
+
+    async def lookup(self, lookup: Lookup, params: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """The statement's first row as a mapping of its column names, or None."""
+        if self.is_sqlite:
+            async with self.read() as conn:
+                row = (await conn.execute(lookup.statement, dict(params))).first()
+            return None if row is None else row._mapping
+        dialect = self.engine.dialect
+        compiled = lookup.compiled(dialect)
+        values = {**compiled.constants, **params} if compiled.constants else params
+        args = [
+            values[name] if convert is None else convert(values[name])
+            for name, convert in zip(compiled.names, compiled.binds, strict=True)
+        ]
+        pool = self._lookups or await self._open_lookups()
+        try:
+            async with pool.acquire(timeout=self._pool_timeout) as conn:
+                results = lookup.known_results
+                if results is None:  # once per process: the columns' types, for conversion
+                    statement = await conn.prepare(compiled.sql)
+                    results = lookup.results(dialect, compiled, statement.get_attributes())
+                record = await conn.fetchrow(compiled.sql, *args)  # prepared once per connection
+        except TimeoutError as error:  # every connection of the pool stayed busy
+            raise TryAgain("The server is busy; try again in a moment.") from error
+        except Exception as error:
+            if database_unreachable(error):
+                raise ServiceUnavailable(_UNAVAILABLE) from error
+            raise
+        if record is None:
+            return None
+        return {
+            name: value if convert is None else convert(value)
+            for (name, convert), value in zip(results, record, strict=True)
+        }
+
+    async def _open_lookups(self) -> asyncpg.Pool:
+        async with self._lookups_opening:
+            if self._lookups is None:
+                url = self.url.set(drivername="postgresql")
+                try:
+                    self._lookups = await asyncpg.create_pool(
+                        url.render_as_string(hide_password=False),
+                        min_size=1,
+                        max_size=LOOKUP_POOL_SIZE,
+                        reset=_nothing_to_reset,
+                    )
+                except Exception as error:
+                    if database_unreachable(error):
+                        raise ServiceUnavailable(_UNAVAILABLE) from error
+                    raise
+            return self._lookups
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -111,9 +236,16 @@ class Database:
         return in_use
 
     async def dispose(self) -> None:
+        if self._lookups is not None:
+            await self._lookups.close()
         await self.engine.dispose()
         if self._read_engine is not self.engine:
             await self._read_engine.dispose()
+
+
+async def _nothing_to_reset(conn: asyncpg.Connection) -> None:
+    """A lookup connection changes no session state (single SELECTs in autocommit): asyncpg's
+    default reset would cost a round trip per lookup."""
 
 
 _UNAVAILABLE = "The database is unavailable; try again in a moment."

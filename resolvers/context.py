@@ -278,8 +278,7 @@ class RequestContext:
         if token is None or token.startswith(API_KEY_PREFIX):
             return None
         digest = self.services.tokens.digest(token)
-        async with self.services.database.read() as conn:
-            session = await load_session(conn, digest, self.services.clock())
+        session = await load_session(self.services.database, digest, self.services.clock())
         if session is not None:  # fresher than anything the loaders may hold
             self.loaders.agency_by_id.prime(session.agency.id, session.agency, force=True)
         return session
@@ -301,8 +300,7 @@ class RequestContext:
         token = self.token
         if token is None or not token.startswith(API_KEY_PREFIX):
             raise NotAuthenticated("Send an API key: Authorization: Bearer ahk_…")
-        async with self.services.database.read() as conn:
-            key = await api_key_by_secret(conn, self.services.tokens.digest(token))
+        key = await api_key_by_secret(self.services.database, self.services.tokens.digest(token))
         if key is None:
             raise NotAuthenticated("The API key is invalid or revoked.")
         self.api_key_agency_id = key.agency_id

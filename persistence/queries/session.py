@@ -6,9 +6,11 @@ back in the same round trip and prime the request's DataLoaders.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from types import SimpleNamespace
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy import and_, bindparam, select
@@ -16,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.agency import Agency, SubAccount, User
 from domain.policy import Role, Viewer
+from persistence.database import Database, Lookup
 from persistence.records import (
     AGENCY_COLUMNS,
     SUB_ACCOUNT_COLUMNS,
@@ -42,9 +45,8 @@ class SessionContext:
     primary: SubAccount | None
 
 
-# Built once: it runs on every request, and a statement object reused keeps SQLAlchemy from
-# rebuilding and re-hashing it each time.
-_SESSION_BY_TOKEN = (
+# Runs on every signed-in request: straight on asyncpg on PostgreSQL (persistence.database.Lookup).
+_SESSION_BY_TOKEN = Lookup(
     select(
         *(c.label(f"u_{c.name}") for c in USER_COLUMNS),
         *(c.label(f"a_{c.name}") for c in AGENCY_COLUMNS),
@@ -66,18 +68,17 @@ _SESSION_BY_TOKEN = (
 )
 
 
-def _prefixed(row: object, prefix: str) -> SimpleNamespace:
-    mapping = row._mapping  # type: ignore[attr-defined]
+def _prefixed(row: Mapping[str, Any], prefix: str) -> SimpleNamespace:
     return SimpleNamespace(
-        **{key[len(prefix) :]: value for key, value in mapping.items() if key.startswith(prefix)}
+        **{key[len(prefix) :]: value for key, value in row.items() if key.startswith(prefix)}
     )
 
 
 async def load_session(
-    conn: AsyncConnection, token_hash: bytes, now: datetime
+    database: Database, token_hash: bytes, now: datetime
 ) -> SessionContext | None:
     """The live session for this token hash; None when unknown, revoked or expired."""
-    row = (await conn.execute(_SESSION_BY_TOKEN, {"token_hash": token_hash, "now": now})).first()
+    row = await database.lookup(_SESSION_BY_TOKEN, {"token_hash": token_hash, "now": now})
     if row is None:
         return None
     user = user_from(_prefixed(row, "u_"))
@@ -86,7 +87,8 @@ async def load_session(
     primary = sub_account_from(primary_fields) if primary_fields.id is not None else None
     granted: frozenset[UUID] = frozenset()
     if not user.all_sub_accounts and user.role not in (Role.AGENCY_OWNER, Role.AGENCY_ADMIN):
-        granted = await granted_sub_accounts(conn, user.id)
+        async with database.read() as conn:
+            granted = await granted_sub_accounts(conn, user.id)
     viewer = Viewer(
         user_id=user.id,
         agency_id=user.agency_id,
