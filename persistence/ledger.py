@@ -5,15 +5,31 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import BigInteger, bindparam, func, insert, select, text, update
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    ColumnElement,
+    Select,
+    Uuid,
+    any_,
+    bindparam,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.errors import DomainError, ErrorCode
 from domain.ledger import Movement
 from domain.money import Tier
+from persistence import prepared
 from persistence.arrays import insert_unnested_sql, unnested
+from persistence.prepared import Prepared
 from persistence.tables import BalanceRow, LedgerEntryRow
 
 balance_t = BalanceRow.__table__
@@ -28,12 +44,22 @@ async def open_balances(conn: AsyncConnection, sub_account_id: UUID) -> None:
     )
 
 
-# Built once (ingestion and transfers run it on every request; building it cost more than running).
-_LOCK_BALANCES = (
-    select(balance_t.c.sub_account_id, balance_t.c.tier, balance_t.c.seconds)
-    .where(balance_t.c.sub_account_id.in_(bindparam("ids", expanding=True)))
-    .order_by(balance_t.c.sub_account_id, balance_t.c.tier)
-    .with_for_update(key_share=True)
+def _lock_balances(accounts: ColumnElement[bool]) -> Select[Any]:
+    return (
+        select(balance_t.c.sub_account_id, balance_t.c.tier, balance_t.c.seconds)
+        .where(accounts)
+        .order_by(balance_t.c.sub_account_id, balance_t.c.tier)
+        .with_for_update(key_share=True)
+    )
+
+
+# Built once (ingestion and transfers run it on every request; building it cost more than
+# running). On PostgreSQL the accounts go as one array (persistence/prepared.py).
+_LOCK_BALANCES = _lock_balances(balance_t.c.sub_account_id.in_(bindparam("ids", expanding=True)))
+_LOCK_BALANCES_PG = Prepared(
+    _lock_balances(
+        balance_t.c.sub_account_id == any_(bindparam("ids", type_=ARRAY(Uuid(as_uuid=True))))
+    )
 )
 
 
@@ -45,7 +71,10 @@ async def balances_for_update(
     ids = sorted(set(sub_account_ids))
     if not ids:
         return {}
-    rows = await conn.execute(_LOCK_BALANCES, {"ids": ids})
+    if conn.dialect.name == "postgresql":
+        rows: Iterable[Any] = await prepared.fetch(conn, _LOCK_BALANCES_PG, {"ids": ids})
+    else:
+        rows = await conn.execute(_LOCK_BALANCES, {"ids": ids})
     return {(r.sub_account_id, Tier(r.tier)): int(r.seconds) for r in rows}
 
 
@@ -103,21 +132,23 @@ async def apply(conn: AsyncConnection, movements: Sequence[Movement], now: datet
 # balances moved tells whether any would have gone below zero (the caller then rolls the
 # transaction back, ledger rows with it). One round trip where there were two.
 _MOVED = (ledger_t.c.sub_account_id, ledger_t.c.tier, ledger_t.c.delta_seconds)
-_APPLY_MANY_PG = text(
-    "WITH moved AS ("
-    f" UPDATE {balance_t.name} SET seconds = {balance_t.name}.seconds + m.delta_seconds"
-    f" FROM {unnested(_MOVED, alias='m')}"
-    f" WHERE {balance_t.name}.sub_account_id = m.sub_account_id"
-    f" AND {balance_t.name}.tier = m.tier AND {balance_t.name}.seconds + m.delta_seconds >= 0"
-    " RETURNING 1),"
-    " entries AS ("
-    + insert_unnested_sql(
-        ledger_t,
-        (ledger_t.c.agency_id, *_MOVED, ledger_t.c.kind, ledger_t.c.reference),
-        constants=(ledger_t.c.created_at,),
-        prefix="entry_",
+_APPLY_MANY_PG = Prepared(
+    text(
+        "WITH moved AS ("
+        f" UPDATE {balance_t.name} SET seconds = {balance_t.name}.seconds + m.delta_seconds"
+        f" FROM {unnested(_MOVED, alias='m')}"
+        f" WHERE {balance_t.name}.sub_account_id = m.sub_account_id"
+        f" AND {balance_t.name}.tier = m.tier AND {balance_t.name}.seconds + m.delta_seconds >= 0"
+        " RETURNING 1),"
+        " entries AS ("
+        + insert_unnested_sql(
+            ledger_t,
+            (ledger_t.c.agency_id, *_MOVED, ledger_t.c.kind, ledger_t.c.reference),
+            constants=(ledger_t.c.created_at,),
+            prefix="entry_",
+        )
+        + ") SELECT count(*) FROM moved"
     )
-    + ") SELECT count(*) FROM moved"
 )
 
 
@@ -136,7 +167,8 @@ async def apply_locked(conn: AsyncConnection, movements: Sequence[Movement], now
     net: dict[tuple[UUID, Tier], int] = defaultdict(int)
     for m in movements:
         net[m.sub_account_id, m.tier] += m.delta_seconds
-    moved = await conn.scalar(
+    moved = await prepared.fetch_value(
+        conn,
         _APPLY_MANY_PG,
         {
             "sub_account_id": [account_id for account_id, _ in net],

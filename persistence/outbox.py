@@ -31,9 +31,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.errors import ServiceUnavailable, SubscriberTooSlow
 from domain.events import Event, encode
+from persistence import prepared
 from persistence.arrays import insert_unnested
 from persistence.broker import Broker, Message
 from persistence.database import Database
+from persistence.prepared import Prepared
 from persistence.tables import OutboxRow
 
 log = logging.getLogger(__name__)
@@ -64,23 +66,25 @@ _NEXT_PG = text(
 # A leading relay's round: `_NEXT_PG` that first marks what the round before published (in
 # the same statement, one round trip less per round), and so leaves those rows out of what it
 # returns (the statement's SELECT sees them as they were before its UPDATE).
-_MARK_AND_NEXT_PG = text(
-    "WITH done AS (UPDATE outbox SET published_at = :now WHERE id = ANY(:done)),"
-    "  new AS ("
-    "  SELECT id, row_number() OVER (ORDER BY id) AS n FROM outbox"
-    "  WHERE sequence IS NULL ORDER BY id LIMIT :batch),"
-    " last AS (SELECT coalesce(max(sequence), 0) AS sequence FROM outbox),"
-    " numbered AS ("
-    "  UPDATE outbox SET sequence = last.sequence + new.n FROM new, last"
-    "  WHERE outbox.id = new.id RETURNING outbox.*)"
-    f" SELECT {_COLUMNS} FROM ("
-    f"  SELECT {_COLUMNS} FROM outbox WHERE sequence IS NOT NULL AND published_at IS NULL"
-    "   AND id <> ALL(:done)"
-    f"  UNION ALL SELECT {_COLUMNS} FROM numbered) AS waiting"
-    " ORDER BY sequence LIMIT :batch"
-).bindparams(
-    bindparam("done", type_=ARRAY(outbox.c.id.type)),
-    bindparam("now", type_=outbox.c.published_at.type),
+_MARK_AND_NEXT_PG = Prepared(
+    text(
+        "WITH done AS (UPDATE outbox SET published_at = :now WHERE id = ANY(:done)),"
+        "  new AS ("
+        "  SELECT id, row_number() OVER (ORDER BY id) AS n FROM outbox"
+        "  WHERE sequence IS NULL ORDER BY id LIMIT :batch),"
+        " last AS (SELECT coalesce(max(sequence), 0) AS sequence FROM outbox),"
+        " numbered AS ("
+        "  UPDATE outbox SET sequence = last.sequence + new.n FROM new, last"
+        "  WHERE outbox.id = new.id RETURNING outbox.*)"
+        f" SELECT {_COLUMNS} FROM ("
+        f"  SELECT {_COLUMNS} FROM outbox WHERE sequence IS NOT NULL AND published_at IS NULL"
+        "   AND id <> ALL(:done)"
+        f"  UNION ALL SELECT {_COLUMNS} FROM numbered) AS waiting"
+        " ORDER BY sequence LIMIT :batch"
+    ).bindparams(
+        bindparam("done", type_=ARRAY(outbox.c.id.type)),
+        bindparam("now", type_=outbox.c.published_at.type),
+    )
 )
 # Built once: building it each round (function, select, cache key) cost more than running it.
 _TRY_LOCK = select(func.pg_try_advisory_lock(bindparam("lock", type_=BigInteger())))
@@ -101,10 +105,12 @@ _PUBLISHED_PG = text(
 
 
 # PostgreSQL: every event of a transaction in one statement, prepared once.
-_WRITE_EVENTS_PG = insert_unnested(
-    outbox,
-    (outbox.c.topic, outbox.c.kind, outbox.c.key, outbox.c.payload),
-    constants=(outbox.c.created_at,),
+_WRITE_EVENTS_PG = Prepared(
+    insert_unnested(
+        outbox,
+        (outbox.c.topic, outbox.c.kind, outbox.c.key, outbox.c.payload),
+        constants=(outbox.c.created_at,),
+    )
 )
 _WRITE_EVENTS = insert(outbox)
 
@@ -118,7 +124,7 @@ async def write_events(conn: AsyncConnection, events: Sequence[Event], now: date
             "key": [e.key for e in events],
             "payload": payloads,
         }
-        await conn.execute(_WRITE_EVENTS_PG, {**arrays, "created_at": now})
+        await prepared.execute(conn, _WRITE_EVENTS_PG, {**arrays, "created_at": now})
         return
     await conn.execute(
         _WRITE_EVENTS,
@@ -294,11 +300,9 @@ class OutboxRelay:
         Rows published but not yet marked when a leader dies are published again by the next
         one, under the same sequences (streams drop what they have already seen)."""
         done, at = self._unmarked
-        rows = (
-            await conn.execute(
-                _MARK_AND_NEXT_PG, {"batch": self._batch_size, "done": done, "now": at}
-            )
-        ).all()
+        rows = await prepared.fetch(
+            conn, _MARK_AND_NEXT_PG, {"batch": self._batch_size, "done": done, "now": at}
+        )
         self._unmarked = ([], None)
         if not rows:
             return 0

@@ -10,7 +10,21 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, func, or_, select, text, update
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Select,
+    Table,
+    Uuid,
+    and_,
+    any_,
+    bindparam,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.agency import Agency, SubAccount, SubAccountKind, SubAccountStatus
@@ -18,9 +32,10 @@ from domain.auto_recharge import AutoRecharge
 from domain.live import PeriodUse
 from domain.money import Tier
 from domain.usage import CallCharge, CallStatus, ReportedCall, RollupLine, hour_of
-from persistence import live
+from persistence import live, prepared
 from persistence.arrays import insert_unnested, insert_unnested_sql
 from persistence.database import dialect_insert
+from persistence.prepared import Prepared
 from persistence.records import (
     AGENCY_COLUMNS,
     SUB_ACCOUNT_COLUMNS,
@@ -96,45 +111,54 @@ _OPEN_REQUEST = (
     .correlate(sub_account_t, _recharge_t)
     .exists()
 )
-_BATCH_CONTEXT = (
-    select(
-        *(c.label(label) for c, label in zip(AGENCY_COLUMNS, _AGENCY_LABELS, strict=True)),
-        _ACTIVE.label("agency__active"),
-        *SUB_ACCOUNT_COLUMNS,
-        _recharge_t.c.enabled.label("recharge__enabled"),
-        _recharge_t.c.tier.label("recharge__tier"),
-        _recharge_t.c.threshold_minutes.label("recharge__threshold"),
-        _recharge_t.c.top_up_minutes.label("recharge__top_up"),
-        _OPEN_REQUEST.label("recharge__requested"),
-        _cap_t.c.amount_micros.label("cap__amount"),
-    )
-    .select_from(
-        agency_t.join(
-            sub_account_t,
-            and_(
-                sub_account_t.c.agency_id == agency_t.c.id,
-                or_(
-                    sub_account_t.c.id.in_(bindparam("ids", expanding=True)),
-                    sub_account_t.c.kind == SubAccountKind.PRIMARY.value,
+
+
+def _batch_context(batch_accounts: ColumnElement[bool]) -> Select[Any]:
+    return (
+        select(
+            *(c.label(label) for c, label in zip(AGENCY_COLUMNS, _AGENCY_LABELS, strict=True)),
+            _ACTIVE.label("agency__active"),
+            *SUB_ACCOUNT_COLUMNS,
+            _recharge_t.c.enabled.label("recharge__enabled"),
+            _recharge_t.c.tier.label("recharge__tier"),
+            _recharge_t.c.threshold_minutes.label("recharge__threshold"),
+            _recharge_t.c.top_up_minutes.label("recharge__top_up"),
+            _OPEN_REQUEST.label("recharge__requested"),
+            _cap_t.c.amount_micros.label("cap__amount"),
+        )
+        .select_from(
+            agency_t.join(
+                sub_account_t,
+                and_(
+                    sub_account_t.c.agency_id == agency_t.c.id,
+                    or_(batch_accounts, sub_account_t.c.kind == SubAccountKind.PRIMARY.value),
                 ),
-            ),
+            )
+            .outerjoin(
+                _recharge_t,
+                and_(_recharge_t.c.sub_account_id == sub_account_t.c.id, _recharge_t.c.enabled),
+            )
+            .outerjoin(_cap_t, _cap_t.c.sub_account_id == sub_account_t.c.id)
         )
-        .outerjoin(
-            _recharge_t,
-            and_(_recharge_t.c.sub_account_id == sub_account_t.c.id, _recharge_t.c.enabled),
-        )
-        .outerjoin(_cap_t, _cap_t.c.sub_account_id == sub_account_t.c.id)
+        .where(agency_t.c.id == bindparam("agency_id"))
     )
-    .where(agency_t.c.id == bindparam("agency_id"))
+
+
+_BATCH_CONTEXT = _batch_context(sub_account_t.c.id.in_(bindparam("ids", expanding=True)))
+# On PostgreSQL the batch's accounts go as one array (persistence/prepared.py).
+_BATCH_CONTEXT_PG = Prepared(
+    _batch_context(sub_account_t.c.id == any_(bindparam("ids", type_=ARRAY(Uuid(as_uuid=True)))))
 )
 
 
 async def batch_context(
     conn: AsyncConnection, agency_id: uuid.UUID, sub_account_ids: list[uuid.UUID]
 ) -> BatchContext:
-    rows = (
-        await conn.execute(_BATCH_CONTEXT, {"agency_id": agency_id, "ids": sub_account_ids})
-    ).all()
+    params = {"agency_id": agency_id, "ids": sub_account_ids}
+    if conn.dialect.name == "postgresql":
+        rows: Sequence[Any] = await prepared.fetch(conn, _BATCH_CONTEXT_PG, params)
+    else:
+        rows = (await conn.execute(_BATCH_CONTEXT, params)).all()
     found = [sub_account_from(r) for r in rows]
     [primary] = [s for s in found if s.is_primary]
     first = rows[0]._mapping
@@ -166,11 +190,13 @@ async def batch_context(
 _CALL_ARRAYS = [
     c for c in call_t.columns if c.name not in ("id", "agency_id", "recorded_at", "overage_seconds")
 ]
-_INSERT_CALLS_PG = insert_unnested(
-    call_t,
-    _CALL_ARRAYS,
-    constants=(call_t.c.agency_id, call_t.c.recorded_at),
-    tail="ON CONFLICT (agency_id, external_id) DO NOTHING RETURNING external_id",
+_INSERT_CALLS_PG = Prepared(
+    insert_unnested(
+        call_t,
+        _CALL_ARRAYS,
+        constants=(call_t.c.agency_id, call_t.c.recorded_at),
+        tail="ON CONFLICT (agency_id, external_id) DO NOTHING RETURNING external_id",
+    )
 )
 _CHARGED = ("funded_by", "spent_micros", "cost_micros")
 
@@ -214,8 +240,7 @@ async def insert_new_calls(
             for name, value in _call_row(call, charges[call.external_id]).items():
                 arrays[name].append(value)
         params = {"agency_id": agency_id, "recorded_at": now, **arrays}
-        result = await conn.execute(_INSERT_CALLS_PG, params)
-        return set(result.scalars().all())
+        return {row[0] for row in await prepared.fetch(conn, _INSERT_CALLS_PG, params)}
     statement = (
         dialect_insert(conn, call_t)
         .values(
@@ -368,11 +393,13 @@ _UPSERT_ALL_PG = text(
 )
 # Ingestion's: the three rollups and the period counters (persistence/live.py), whose new
 # totals it returns, in one statement; the quarter's parameters are named `quarter_…` here.
-_ADD_USE_PG = text(
-    f"WITH quarter AS ({_upsert_sql(quarter_t, 'quarter_')}),"
-    f" hourly AS ({_upsert_sql(rollup_t, 'hour_')}),"
-    f" daily AS ({_upsert_sql(daily_t, 'day_')}),"
-    f" {live.ADD_USE_CTES_PG}{live.ADD_USE_SELECT_PG}"
+_ADD_USE_PG = Prepared(
+    text(
+        f"WITH quarter AS ({_upsert_sql(quarter_t, 'quarter_')}),"
+        f" hourly AS ({_upsert_sql(rollup_t, 'hour_')}),"
+        f" daily AS ({_upsert_sql(daily_t, 'day_')}),"
+        f" {live.ADD_USE_CTES_PG}{live.ADD_USE_SELECT_PG}"
+    )
 )
 
 
@@ -413,7 +440,7 @@ async def add_use(
         **_rollup_arrays(tables, ("quarter_", "hour_", "day_")),
         **live.add_use_params(agency_id, use),
     }
-    return live.current_use(use, await conn.execute(_ADD_USE_PG, params))
+    return live.current_use(use, await prepared.fetch(conn, _ADD_USE_PG, params))
 
 
 async def add_to_rollups(
