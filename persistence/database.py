@@ -13,19 +13,19 @@ that cannot be reached, or restarts under a request, is answered SERVICE_UNAVAIL
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-from sqlalchemy import Select, event, text
+from sqlalchemy import event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from domain.errors import ServiceUnavailable, TryAgain
+from persistence.prepared import Prepared
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -41,70 +41,16 @@ _WRITE = "agencyhub_write"
 LOOKUP_POOL_SIZE = 4
 
 
-@dataclass(frozen=True)
-class _Compiled:
-    """A statement as SQLAlchemy sends it to asyncpg: its SQL, its parameters' names in order
-    with their SQLAlchemy bind conversion, and its columns' result conversion (known once the
-    first run has told the columns' PostgreSQL types)."""
-
-    sql: str
-    names: tuple[str, ...]
-    binds: tuple[Callable[[Any], Any] | None, ...]
-    types: tuple[Any, ...]
-    constants: dict[str, Any]
-
-
-class Lookup:
+class Lookup(Prepared):
     """A one-row read made on (nearly) every request: who is calling, from a session token or
     an API key.
 
     On PostgreSQL it runs straight on asyncpg, on a small pool of its own, with the SQL and the
-    type conversions SQLAlchemy itself would use (compiled once per process): SQLAlchemy's
-    connection checkout and execution path cost about twice the statement's own CPU, on every
-    request. On SQLite it goes through SQLAlchemy like any read.
+    type conversions SQLAlchemy itself would use (compiled once per process,
+    persistence/prepared.py): SQLAlchemy's connection checkout and execution path cost about
+    twice the statement's own CPU, on every request. On SQLite it goes through SQLAlchemy like
+    any read.
     """
-
-    def __init__(self, statement: Select[Any]) -> None:
-        self.statement = statement
-        self._compiled: _Compiled | None = None
-        self._results: tuple[tuple[str, Callable[[Any], Any] | None], ...] | None = None
-
-    def compiled(self, dialect: Any) -> _Compiled:
-        if self._compiled is None:
-            compiled = self.statement.compile(dialect=dialect)
-            names = tuple(compiled.positiontup or ())
-            if len(set(names)) != len(names) or compiled.literal_execute_params:
-                raise ValueError("a Lookup takes each bound parameter once, none expanded")
-            binds = tuple(
-                compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
-                for name in names
-            )
-            # Values written in the statement (`kind == 'PRIMARY'`) are parameters too.
-            constants = {
-                name: compiled.binds[name].effective_value
-                for name in names
-                if not compiled.binds[name].required
-            }
-            types = tuple(column.type for column in self.statement.selected_columns)
-            self._compiled = _Compiled(compiled.string, names, binds, types, constants)
-        return self._compiled
-
-    @property
-    def known_results(self) -> tuple[tuple[str, Callable[[Any], Any] | None], ...] | None:
-        return self._results
-
-    def results(
-        self, dialect: Any, compiled: _Compiled, attributes: Any
-    ) -> tuple[tuple[str, Callable[[Any], Any] | None], ...]:
-        if self._results is None:
-            self._results = tuple(
-                (
-                    attribute.name,
-                    kind.dialect_impl(dialect).result_processor(dialect, attribute.type.oid),
-                )
-                for kind, attribute in zip(compiled.types, attributes, strict=True)
-            )
-        return self._results
 
 
 class Database:
@@ -163,18 +109,14 @@ class Database:
             return None if row is None else row._mapping
         dialect = self.engine.dialect
         compiled = lookup.compiled(dialect)
-        values = {**compiled.constants, **params} if compiled.constants else params
-        args = [
-            values[name] if convert is None else convert(values[name])
-            for name, convert in zip(compiled.names, compiled.binds, strict=True)
-        ]
+        args = compiled.arguments(params)
         pool = self._lookups or await self._open_lookups()
         try:
             async with pool.acquire(timeout=self._pool_timeout) as conn:
-                results = lookup.known_results
-                if results is None:  # once per process: the columns' types, for conversion
+                shape = lookup.known_shape
+                if shape is None:  # once per process: the columns' types, for conversion
                     statement = await conn.prepare(compiled.sql)
-                    results = lookup.results(dialect, compiled, statement.get_attributes())
+                    shape = lookup.row_shape(dialect, compiled, statement.get_attributes())
                 record = await conn.fetchrow(compiled.sql, *args)  # prepared once per connection
         except TimeoutError as error:  # every connection of the pool stayed busy
             raise TryAgain("The server is busy; try again in a moment.") from error
@@ -184,10 +126,7 @@ class Database:
             raise
         if record is None:
             return None
-        return {
-            name: value if convert is None else convert(value)
-            for (name, convert), value in zip(results, record, strict=True)
-        }
+        return shape.mapping(record)
 
     async def _open_lookups(self) -> asyncpg.Pool:
         async with self._lookups_opening:

@@ -65,7 +65,7 @@ class Prepared:
     def __init__(self, statement: Executable) -> None:
         self.statement = statement
         self._compiled: Compiled | None = None
-        self._rows: tuple[type[tuple[Any, ...]], tuple[Convert, ...]] | None = None
+        self._shape: RowShape | None = None
 
     def compiled(self, dialect: Dialect) -> Compiled:
         if self._compiled is None:
@@ -90,12 +90,16 @@ class Prepared:
             self._compiled = Compiled(compiled.string, names, binds, constants, types)
         return self._compiled
 
+    @property
+    def known_shape(self) -> RowShape | None:
+        return self._shape
+
     def row_shape(
         self, dialect: Dialect, compiled: Compiled, attributes: Sequence[Any]
-    ) -> tuple[type[tuple[Any, ...]], tuple[Convert, ...]]:
-        """The row class and the columns' conversions, once the server has said the columns'
+    ) -> RowShape:
+        """The rows' class and the columns' conversions, once the server has said the columns'
         names and types (the first run)."""
-        if self._rows is None:
+        if self._shape is None:
             names = tuple(attribute.name for attribute in attributes)
             if compiled.types is None:
                 converts: tuple[Convert, ...] = (None,) * len(names)
@@ -104,8 +108,29 @@ class Prepared:
                     kind.dialect_impl(dialect).result_processor(dialect, attribute.type.oid)
                     for kind, attribute in zip(compiled.types, attributes, strict=True)
                 )
-            self._rows = (_row_class(names), converts)
-        return self._rows
+            self._shape = RowShape(names, _row_class(names), converts)
+        return self._shape
+
+
+@dataclass(frozen=True)
+class RowShape:
+    names: tuple[str, ...]
+    row: type[tuple[Any, ...]]
+    converts: tuple[Convert, ...]
+
+    def values(self, record: Sequence[Any]) -> Sequence[Any]:
+        if not any(self.converts):
+            return record
+        return [
+            value if convert is None else convert(value)
+            for convert, value in zip(self.converts, record, strict=True)
+        ]
+
+    def build(self, record: Sequence[Any]) -> Any:
+        return self.row(*self.values(record))
+
+    def mapping(self, record: Sequence[Any]) -> dict[str, Any]:
+        return dict(zip(self.names, self.values(record), strict=True))
 
 
 def _row_class(names: tuple[str, ...]) -> type[tuple[Any, ...]]:
@@ -148,18 +173,8 @@ async def _run(
     count = _count(status)
     if not records:
         return [], count
-    row, converts = prepared.row_shape(dialect, compiled, attributes)
-    if any(converts):
-        return [
-            row(
-                *(
-                    value if convert is None else convert(value)
-                    for convert, value in zip(converts, record, strict=True)
-                )
-            )
-            for record in records
-        ], count
-    return [row(*record) for record in records], count
+    shape = prepared.row_shape(dialect, compiled, attributes)
+    return [shape.build(record) for record in records], count
 
 
 def _count(status: str) -> int:
