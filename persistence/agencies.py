@@ -6,7 +6,7 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import exists, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Select, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.agency import (
@@ -19,8 +19,10 @@ from domain.agency import (
 )
 from domain.auto_allocation import AutoAllocation
 from domain.payouts import DEFAULT_PAYOUT_THRESHOLD_MICROS
+from persistence import prepared
 from persistence.database import dialect_insert
 from persistence.ledger import open_balances
+from persistence.prepared import Prepared, any_of, in_list
 from persistence.records import (
     AGENCY_COLUMNS,
     LIVE_STATUSES,
@@ -162,6 +164,22 @@ async def live_secondaries(conn: AsyncConnection, agency_id: uuid.UUID) -> int:
     )
 
 
+def _lock_sub_accounts(accounts: ColumnElement[bool]) -> Select[Any]:
+    return (
+        select(*SUB_ACCOUNT_COLUMNS)
+        .where(accounts, sub_account_t.c.agency_id == bindparam("agency_id"))
+        .order_by(sub_account_t.c.id)
+        .with_for_update(key_share=True)
+    )
+
+
+# Every transfer and most changes to a client run it: compiled once (persistence/prepared.py).
+_LOCK_SUB_ACCOUNTS = Prepared(
+    _lock_sub_accounts(any_of(sub_account_t.c.id, "ids")),
+    fallback=_lock_sub_accounts(in_list(sub_account_t.c.id, "ids")),
+)
+
+
 async def sub_accounts_for_update(
     conn: AsyncConnection, agency_id: uuid.UUID, ids: list[uuid.UUID]
 ) -> dict[uuid.UUID, SubAccount]:
@@ -171,13 +189,8 @@ async def sub_accounts_for_update(
     they are held, so a transfer and a batch of calls never wait on each other here.
     (SQLite, one writer at a time, compiles no lock clause at all.)
     """
-    query = (
-        select(*SUB_ACCOUNT_COLUMNS)
-        .where(sub_account_t.c.id.in_(ids), sub_account_t.c.agency_id == agency_id)
-        .order_by(sub_account_t.c.id)
-        .with_for_update(key_share=True)
-    )
-    return {row.id: sub_account_from(row) for row in await conn.execute(query)}
+    rows = await prepared.fetch(conn, _LOCK_SUB_ACCOUNTS, {"ids": ids, "agency_id": agency_id})
+    return {row.id: sub_account_from(row) for row in rows}
 
 
 async def save_sub_account(conn: AsyncConnection, sub_account: SubAccount) -> None:

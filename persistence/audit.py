@@ -7,11 +7,13 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.audit import Actor, AuditKind, AuditNote, AuditRecord, Subject
 from domain.paging import Page
+from persistence import prepared
+from persistence.prepared import Prepared
 from persistence.queries.paging import decode_id_cursor, encode_id_cursor
 from persistence.tables import AuditLogRow
 
@@ -25,6 +27,27 @@ _COLUMNS = (
     audit_t.c.subject_type,
     audit_t.c.subject_id,
     audit_t.c.summary,
+)
+
+
+# Nearly every change writes one: built and compiled once (persistence/prepared.py).
+_RECORD = Prepared(
+    insert(audit_t)
+    .values(
+        {
+            audit_t.c[name]: bindparam(name)
+            for name in (
+                "agency_id",
+                "kind",
+                "occurred_at",
+                "email",
+                "subject_type",
+                "subject_id",
+                "summary",
+            )
+        }
+    )
+    .returning(audit_t.c.id)
 )
 
 
@@ -44,7 +67,7 @@ async def record(
             "subject_id": None if subject is None else subject.id,
             "summary": note.summary,
         }
-        entry_id = await conn.scalar(insert(audit_t).values(row).returning(audit_t.c.id))
+        entry_id = await prepared.fetch_value(conn, _RECORD, row)
         assert entry_id is not None
         records.append(
             AuditRecord(

@@ -20,7 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.auto_recharge import OFF, AutoRecharge
 from domain.money import Tier
+from persistence import prepared
 from persistence.database import dialect_insert
+from persistence.prepared import Prepared, any_of, in_list
 from persistence.tables import AutoRechargeRequestRow, AutoRechargeRow
 
 JOB = "charge-auto-recharges"  # the job that charges them (woken by the debits that ask)
@@ -42,10 +44,15 @@ def setting_from(row: Any) -> AutoRecharge:
     )
 
 
+# A transfer out reads its source's setting: compiled once (persistence/prepared.py).
+_SETTINGS_OF = Prepared(
+    select(auto_recharge_t).where(any_of(auto_recharge_t.c.sub_account_id, "ids")),
+    fallback=select(auto_recharge_t).where(in_list(auto_recharge_t.c.sub_account_id, "ids")),
+)
+
+
 async def settings_of(conn: AsyncConnection, ids: Sequence[uuid.UUID]) -> list[AutoRecharge]:
-    rows = await conn.execute(
-        select(auto_recharge_t).where(auto_recharge_t.c.sub_account_id.in_(ids))
-    )
+    rows = await prepared.fetch(conn, _SETTINGS_OF, {"ids": list(ids)})
     found = {r.sub_account_id: setting_from(r) for r in rows}
     return [found.get(i, OFF) for i in ids]
 

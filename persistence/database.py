@@ -25,7 +25,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from domain.errors import ServiceUnavailable, TryAgain
-from persistence.prepared import Prepared
+from persistence.prepared import Prepared, announce
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -110,6 +110,7 @@ class Database:
         dialect = self.engine.dialect
         compiled = lookup.compiled(dialect)
         args = compiled.arguments(params)
+        announce(self._read_engine.sync_engine, compiled.sql, args)
         pool = self._lookups or await self._open_lookups()
         try:
             async with pool.acquire(timeout=self._pool_timeout) as conn:

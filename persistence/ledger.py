@@ -9,12 +9,9 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import (
-    ARRAY,
     BigInteger,
     ColumnElement,
     Select,
-    Uuid,
-    any_,
     bindparam,
     func,
     insert,
@@ -29,7 +26,7 @@ from domain.ledger import Movement
 from domain.money import Tier
 from persistence import prepared
 from persistence.arrays import insert_unnested_sql, unnested
-from persistence.prepared import Prepared
+from persistence.prepared import Prepared, any_of, in_list
 from persistence.tables import BalanceRow, LedgerEntryRow
 
 balance_t = BalanceRow.__table__
@@ -55,11 +52,9 @@ def _lock_balances(accounts: ColumnElement[bool]) -> Select[Any]:
 
 # Built once (ingestion and transfers run it on every request; building it cost more than
 # running). On PostgreSQL the accounts go as one array (persistence/prepared.py).
-_LOCK_BALANCES = _lock_balances(balance_t.c.sub_account_id.in_(bindparam("ids", expanding=True)))
-_LOCK_BALANCES_PG = Prepared(
-    _lock_balances(
-        balance_t.c.sub_account_id == any_(bindparam("ids", type_=ARRAY(Uuid(as_uuid=True))))
-    )
+_LOCK_BALANCES = Prepared(
+    _lock_balances(any_of(balance_t.c.sub_account_id, "ids")),
+    fallback=_lock_balances(in_list(balance_t.c.sub_account_id, "ids")),
 )
 
 
@@ -71,15 +66,12 @@ async def balances_for_update(
     ids = sorted(set(sub_account_ids))
     if not ids:
         return {}
-    if conn.dialect.name == "postgresql":
-        rows: Iterable[Any] = await prepared.fetch(conn, _LOCK_BALANCES_PG, {"ids": ids})
-    else:
-        rows = await conn.execute(_LOCK_BALANCES, {"ids": ids})
+    rows = await prepared.fetch(conn, _LOCK_BALANCES, {"ids": ids})
     return {(r.sub_account_id, Tier(r.tier)): int(r.seconds) for r in rows}
 
 
 # Built once (every transfer runs them; building and hashing them cost more than running).
-_CREDIT = (
+_CREDIT_STATEMENT = (
     update(balance_t)
     .where(
         balance_t.c.sub_account_id == bindparam("m_sub_account_id"),
@@ -87,8 +79,22 @@ _CREDIT = (
     )
     .values(seconds=balance_t.c.seconds + bindparam("m_delta", type_=BigInteger))
 )
-_DEBIT = _CREDIT.where(balance_t.c.seconds + bindparam("m_delta", type_=BigInteger) >= 0)
+_CREDIT = Prepared(_CREDIT_STATEMENT)
+_DEBIT = Prepared(
+    _CREDIT_STATEMENT.where(balance_t.c.seconds + bindparam("m_delta", type_=BigInteger) >= 0)
+)
+_ENTRY_COLUMNS = (
+    ledger_t.c.agency_id,
+    ledger_t.c.sub_account_id,
+    ledger_t.c.tier,
+    ledger_t.c.delta_seconds,
+    ledger_t.c.kind,
+    ledger_t.c.reference,
+)
 _ADD_ENTRIES = insert(ledger_t)
+_ADD_ENTRIES_PG = Prepared(
+    text(insert_unnested_sql(ledger_t, _ENTRY_COLUMNS, constants=(ledger_t.c.created_at,)))
+)
 
 
 async def apply(conn: AsyncConnection, movements: Sequence[Movement], now: datetime) -> None:
@@ -98,7 +104,8 @@ async def apply(conn: AsyncConnection, movements: Sequence[Movement], now: datet
     accounts always lock in the same order and cannot deadlock.
     """
     for m in sorted(movements, key=lambda m: (m.sub_account_id, m.tier.value)):
-        result = await conn.execute(
+        moved = await prepared.execute(
+            conn,
             _DEBIT if m.delta_seconds < 0 else _CREDIT,
             {
                 "m_sub_account_id": m.sub_account_id,
@@ -106,8 +113,23 @@ async def apply(conn: AsyncConnection, movements: Sequence[Movement], now: datet
                 "m_delta": m.delta_seconds,
             },
         )
-        if result.rowcount != 1:
+        if moved != 1:
             raise DomainError(ErrorCode.INSUFFICIENT_MINUTES, "Not enough minutes left.")
+    if conn.dialect.name == "postgresql":
+        await prepared.execute(
+            conn,
+            _ADD_ENTRIES_PG,
+            {
+                "agency_id": [m.agency_id for m in movements],
+                "sub_account_id": [m.sub_account_id for m in movements],
+                "tier": [m.tier.value for m in movements],
+                "delta_seconds": [m.delta_seconds for m in movements],
+                "kind": [m.kind.value for m in movements],
+                "reference": [m.reference for m in movements],
+                "created_at": now,
+            },
+        )
+        return
     await conn.execute(
         _ADD_ENTRIES,
         [

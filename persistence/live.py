@@ -9,14 +9,16 @@ from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, func, select, text, tuple_
+from sqlalchemy import ARRAY, bindparam, func, select, text, tuple_
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.agency import Agency, SubAccount
 from domain.billing_cycle import period_start
 from domain.live import AgencyTotals, PeriodUse, UsageSnapshot
+from persistence import prepared
 from persistence.arrays import insert_unnested_sql
+from persistence.prepared import Prepared
 from persistence.queries.loaders import balances_by_sub_account
 from persistence.records import sub_account_t
 from persistence.tables import AgencyUsagePeriodRow, UsagePeriodRow
@@ -185,6 +187,26 @@ async def agency_totals(conn: AsyncConnection, agency: Agency, now: datetime) ->
     return AgencyTotals(int(seconds or 0), await active_sub_accounts(conn, agency.id))
 
 
+_PERIOD_USE_COLUMNS = (
+    usage_period_t.c.sub_account_id,
+    usage_period_t.c.seconds,
+    usage_period_t.c.spent_micros,
+)
+_PERIOD_KEY = tuple_(usage_period_t.c.sub_account_id, usage_period_t.c.period_start)
+# PostgreSQL: the (sub-account, period) pairs as two arrays, one statement whatever their
+# number (persistence/prepared.py).
+_PERIOD_USE = Prepared(
+    select(*_PERIOD_USE_COLUMNS).where(
+        _PERIOD_KEY.in_(
+            select(
+                func.unnest(bindparam("ids", type_=ARRAY(usage_period_t.c.sub_account_id.type))),
+                func.unnest(bindparam("starts", type_=ARRAY(usage_period_t.c.period_start.type))),
+            )
+        )
+    )
+)
+
+
 async def this_period_use(
     conn: AsyncConnection, sub_accounts: Sequence[SubAccount], zone: str, now: datetime
 ) -> dict[UUID, tuple[int, int]]:
@@ -194,20 +216,14 @@ async def this_period_use(
     current = {s.id: period_start(s.subscription_start_date, today) for s in sub_accounts}
     if not current:
         return {}
-    return {
-        row.sub_account_id: (int(row.seconds), int(row.spent_micros))
-        for row in await conn.execute(
-            select(
-                usage_period_t.c.sub_account_id,
-                usage_period_t.c.seconds,
-                usage_period_t.c.spent_micros,
-            ).where(
-                tuple_(usage_period_t.c.sub_account_id, usage_period_t.c.period_start).in_(
-                    list(current.items())
-                )
-            )
+    if conn.dialect.name == "postgresql":
+        params = {"ids": list(current), "starts": list(current.values())}
+        rows: Iterable[Any] = await prepared.fetch(conn, _PERIOD_USE, params)
+    else:
+        rows = await conn.execute(
+            select(*_PERIOD_USE_COLUMNS).where(_PERIOD_KEY.in_(list(current.items())))
         )
-    }
+    return {row.sub_account_id: (int(row.seconds), int(row.spent_micros)) for row in rows}
 
 
 async def usage_snapshots(

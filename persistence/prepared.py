@@ -31,8 +31,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import ARRAY, ColumnElement, any_, bindparam
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Executable
 
@@ -60,10 +61,12 @@ class Compiled:
 
 
 class Prepared:
-    """A statement built once at import, compiled once per process."""
+    """A statement built once at import, compiled once per process. `fallback` is what runs
+    instead on SQLite, when the statement itself is PostgreSQL's own (`= ANY(:ids)`)."""
 
-    def __init__(self, statement: Executable) -> None:
+    def __init__(self, statement: Executable, fallback: Executable | None = None) -> None:
         self.statement = statement
+        self.fallback = statement if fallback is None else fallback
         self._compiled: Compiled | None = None
         self._shape: RowShape | None = None
 
@@ -133,6 +136,17 @@ class RowShape:
         return dict(zip(self.names, self.values(record), strict=True))
 
 
+def any_of(column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
+    """`column = ANY(:name)`: a list of values as one array parameter (PostgreSQL), so the
+    statement is the same whatever the list's length."""
+    return column == any_(bindparam(name, type_=ARRAY(column.type)))
+
+
+def in_list(column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
+    """`column IN (:name…)`, the list expanded when the statement runs: `any_of`'s fallback."""
+    return column.in_(bindparam(name, expanding=True))
+
+
 def _row_class(names: tuple[str, ...]) -> type[tuple[Any, ...]]:
     base = collections.namedtuple("Row", names, rename=True)  # type: ignore[misc]
 
@@ -152,12 +166,14 @@ async def _run(
     """The rows and the row count (from the command's status) of one run."""
     dialect = conn.dialect
     if dialect.name != "postgresql":
-        result = await conn.execute(prepared.statement, dict(params))
+        result = await conn.execute(prepared.fallback, dict(params))
         rows = list(result.all()) if result.returns_rows else []
         return rows, result.rowcount
     compiled = prepared.compiled(dialect)
     args = compiled.arguments(params)
-    adapter: Any = conn.sync_connection.connection.dbapi_connection  # type: ignore[union-attr]
+    sync: Any = conn.sync_connection
+    announce(sync, compiled.sql, args)
+    adapter: Any = sync.connection.dbapi_connection
     async with adapter._execute_mutex:
         try:
             if not adapter._started:  # the first statement of the transaction: BEGIN first
@@ -175,6 +191,15 @@ async def _run(
         return [], count
     shape = prepared.row_shape(dialect, compiled, attributes)
     return [shape.build(record) for record in records], count
+
+
+def announce(connectable: Any, sql: str, args: list[Any]) -> None:
+    """Tells the engine's `before_cursor_execute` listeners (statement counts in tests and
+    benchmarks) about a statement that does not go through SQLAlchemy's cursor."""
+    engine = getattr(connectable, "engine", connectable)
+    if connectable._has_events or engine._has_events:
+        connection = connectable if isinstance(connectable, Connection) else None
+        connectable.dispatch.before_cursor_execute(connection, None, sql, args, None, False)
 
 
 def _count(status: str) -> int:

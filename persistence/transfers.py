@@ -5,14 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import insert
+from sqlalchemy import bindparam, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.transfer import TransferPlan
+from persistence import prepared
+from persistence.prepared import Prepared
 from persistence.tables import MinuteTransferRow
 
 transfer_t = MinuteTransferRow.__table__
-_ADD = insert(transfer_t)  # built once: every transfer runs it
+# Built and compiled once: every transfer runs it (persistence/prepared.py).
+_ADD = Prepared(insert(transfer_t).values({c: bindparam(c.name) for c in transfer_t.columns}))
 
 
 async def add_transfer(
@@ -24,7 +27,8 @@ async def add_transfer(
     plan: TransferPlan,
     now: datetime,
 ) -> None:
-    await conn.execute(
+    await prepared.execute(
+        conn,
         _ADD,
         {
             "id": transfer_id,

@@ -11,13 +11,10 @@ from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import (
-    ARRAY,
     ColumnElement,
     Select,
     Table,
-    Uuid,
     and_,
-    any_,
     bindparam,
     func,
     or_,
@@ -35,7 +32,7 @@ from domain.usage import CallCharge, CallStatus, ReportedCall, RollupLine, hour_
 from persistence import live, prepared
 from persistence.arrays import insert_unnested, insert_unnested_sql
 from persistence.database import dialect_insert
-from persistence.prepared import Prepared
+from persistence.prepared import Prepared, any_of, in_list
 from persistence.records import (
     AGENCY_COLUMNS,
     SUB_ACCOUNT_COLUMNS,
@@ -144,10 +141,10 @@ def _batch_context(batch_accounts: ColumnElement[bool]) -> Select[Any]:
     )
 
 
-_BATCH_CONTEXT = _batch_context(sub_account_t.c.id.in_(bindparam("ids", expanding=True)))
 # On PostgreSQL the batch's accounts go as one array (persistence/prepared.py).
-_BATCH_CONTEXT_PG = Prepared(
-    _batch_context(sub_account_t.c.id == any_(bindparam("ids", type_=ARRAY(Uuid(as_uuid=True)))))
+_BATCH_CONTEXT = Prepared(
+    _batch_context(any_of(sub_account_t.c.id, "ids")),
+    fallback=_batch_context(in_list(sub_account_t.c.id, "ids")),
 )
 
 
@@ -155,10 +152,7 @@ async def batch_context(
     conn: AsyncConnection, agency_id: uuid.UUID, sub_account_ids: list[uuid.UUID]
 ) -> BatchContext:
     params = {"agency_id": agency_id, "ids": sub_account_ids}
-    if conn.dialect.name == "postgresql":
-        rows: Sequence[Any] = await prepared.fetch(conn, _BATCH_CONTEXT_PG, params)
-    else:
-        rows = (await conn.execute(_BATCH_CONTEXT, params)).all()
+    rows = await prepared.fetch(conn, _BATCH_CONTEXT, params)
     found = [sub_account_from(r) for r in rows]
     [primary] = [s for s in found if s.is_primary]
     first = rows[0]._mapping

@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.agency import Agency, SubAccount, User
 from domain.ledger import Balance
 from domain.money import Tier
+from persistence import prepared
 from persistence.ledger import balance_t
+from persistence.prepared import Prepared, any_of, in_list
 from persistence.records import (
     AGENCY_COLUMNS,
     SUB_ACCOUNT_COLUMNS,
@@ -55,18 +57,18 @@ async def users_by_id(conn: AsyncConnection, ids: Sequence[UUID]) -> list[User |
     return [found.get(i) for i in ids]
 
 
-async def _balances(
-    conn: AsyncConnection, ids: Sequence[UUID], where: ColumnElement[bool]
-) -> list[list[Balance]]:
-    """Every tier's balance of each of `ids` (0 where no row), from the rows `where` selects."""
-    query = select(balance_t.c.sub_account_id, balance_t.c.tier, balance_t.c.seconds)
-    found: dict[UUID, dict[Tier, int]] = {}
-    for row in await conn.execute(query.where(where)):
-        found.setdefault(row.sub_account_id, {})[Tier(row.tier)] = int(row.seconds)
-    return [[Balance(tier, found.get(i, {}).get(tier, 0)) for tier in Tier] for i in ids]
+_BALANCES = select(balance_t.c.sub_account_id, balance_t.c.tier, balance_t.c.seconds)
+# Every request that shows or moves minutes reads balances: one statement, compiled once.
+_BALANCES_OF = Prepared(
+    _BALANCES.where(any_of(balance_t.c.sub_account_id, "ids")),
+    fallback=_BALANCES.where(in_list(balance_t.c.sub_account_id, "ids")),
+)
 
 
 async def balances_by_sub_account(
     conn: AsyncConnection, ids: Sequence[UUID]
 ) -> list[list[Balance]]:
-    return await _balances(conn, ids, balance_t.c.sub_account_id.in_(ids))
+    found: dict[UUID, dict[Tier, int]] = {}
+    for row in await prepared.fetch(conn, _BALANCES_OF, {"ids": list(ids)}):
+        found.setdefault(row.sub_account_id, {})[Tier(row.tier)] = int(row.seconds)
+    return [[Balance(tier, found.get(i, {}).get(tier, 0)) for tier in Tier] for i in ids]

@@ -107,3 +107,22 @@ async def test_errors_are_sqlalchemys_with_the_sqlstate(database):
     # The connection is usable again afterwards (rolled back, returned to the pool).
     async with database.transaction() as conn:
         assert await prepared.fetch_value(conn, NAME, {"a": "ok", "n": 0}) == "ok"
+
+
+async def test_statement_listeners_see_prepared_statements(database):
+    """Statement counts (tests, benchmarks) listen on the engine: they must not miss these."""
+    from sqlalchemy import event
+
+    seen: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        seen.append(statement)
+
+    engine = database.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        async with database.transaction() as conn:
+            await prepared.fetch_value(conn, NAME, {"a": "counted", "n": 1})
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert [s for s in seen if "CAST(" in s and "AS again" in s], seen
