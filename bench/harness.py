@@ -798,12 +798,15 @@ def statements_of(database: Any) -> Iterator[list[Statement]]:
 
     seen: list[Statement] = []
     engines = {database.engine.sync_engine, database._read_engine.sync_engine}
+    # By connection; a lookup (persistence.database.Lookup, its own pool) is announced with
+    # none, so those are kept by their SQL.
+    running: dict[Any, list[float]] = {}
 
     def before(conn: Any, cursor: Any, sql: str, parameters: Any, *args: Any) -> None:
-        conn.info.setdefault("bench_started", []).append(time.perf_counter())
+        running.setdefault(id(conn) if conn is not None else sql, []).append(time.perf_counter())
 
     def after(conn: Any, cursor: Any, sql: str, parameters: Any, *args: Any) -> None:
-        started = conn.info.get("bench_started")
+        started = running.get(id(conn) if conn is not None else sql)
         if started:  # a statement already running when the listeners came has none
             spent = time.perf_counter() - started.pop()
             seen.append(Statement(sql, spent, _kind(sql)))

@@ -25,7 +25,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from domain.errors import ServiceUnavailable, TryAgain
-from persistence.prepared import Prepared, announce
+from persistence.prepared import Prepared, announced
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -110,7 +110,6 @@ class Database:
         dialect = self.engine.dialect
         compiled = lookup.compiled(dialect)
         args = compiled.arguments(params)
-        announce(self._read_engine.sync_engine, compiled.sql, args)
         pool = self._lookups or await self._open_lookups()
         try:
             async with pool.acquire(timeout=self._pool_timeout) as conn:
@@ -118,7 +117,8 @@ class Database:
                 if shape is None:  # once per process: the columns' types, for conversion
                     statement = await conn.prepare(compiled.sql)
                     shape = lookup.row_shape(dialect, compiled, statement.get_attributes())
-                record = await conn.fetchrow(compiled.sql, *args)  # prepared once per connection
+                with announced(self._read_engine.sync_engine, compiled.sql, args):
+                    record = await conn.fetchrow(compiled.sql, *args)  # prepared once per conn.
         except TimeoutError as error:  # every connection of the pool stayed busy
             raise TryAgain("The server is busy; try again in a moment.") from error
         except Exception as error:

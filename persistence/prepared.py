@@ -27,7 +27,8 @@ pyproject.toml.
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,7 +173,6 @@ async def _run(
     compiled = prepared.compiled(dialect)
     args = compiled.arguments(params)
     sync: Any = conn.sync_connection
-    announce(sync, compiled.sql, args)
     adapter: Any = sync.connection.dbapi_connection
     async with adapter._execute_mutex:
         try:
@@ -182,7 +182,8 @@ async def _run(
                 compiled.sql,
                 dialect._invalidate_schema_cache_asof,  # type: ignore[attr-defined]
             )
-            records = await statement.fetch(*args)
+            with announced(sync, compiled.sql, args):
+                records = await statement.fetch(*args)
             status = statement.get_statusmsg() or ""
         except Exception as error:
             raise _as_sqlalchemy_error(adapter, dialect, compiled.sql, args, error) from error
@@ -193,13 +194,19 @@ async def _run(
     return [shape.build(record) for record in records], count
 
 
-def announce(connectable: Any, sql: str, args: list[Any]) -> None:
-    """Tells the engine's `before_cursor_execute` listeners (statement counts in tests and
-    benchmarks) about a statement that does not go through SQLAlchemy's cursor."""
+@contextlib.contextmanager
+def announced(connectable: Any, sql: str, args: list[Any]) -> Iterator[None]:
+    """Tells the engine's `before_cursor_execute` and `after_cursor_execute` listeners
+    (statement counts and timings in tests and benchmarks) about a statement that does not go
+    through SQLAlchemy's cursor. The connection they get is None for a lookup (its own pool)."""
     engine = getattr(connectable, "engine", connectable)
-    if connectable._has_events or engine._has_events:
-        connection = connectable if isinstance(connectable, Connection) else None
-        connectable.dispatch.before_cursor_execute(connection, None, sql, args, None, False)
+    if not (connectable._has_events or engine._has_events):
+        yield
+        return
+    connection = connectable if isinstance(connectable, Connection) else None
+    connectable.dispatch.before_cursor_execute(connection, None, sql, args, None, False)
+    yield
+    connectable.dispatch.after_cursor_execute(connection, None, sql, args, None, False)
 
 
 def _count(status: str) -> int:
