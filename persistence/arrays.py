@@ -17,14 +17,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import Column, Table, TextClause, text
+from sqlalchemy import Column, String, Table, TextClause, text
 from sqlalchemy.dialects import postgresql
 
 _PG = postgresql.dialect()  # type: ignore[no-untyped-call]
 
 
 def pg_type(column: Column[object]) -> str:
-    """The column's type as PostgreSQL spells it (`VARCHAR(200)`, `UUID`, `BIGINT`, …)."""
+    """The column's type as PostgreSQL spells it (`UUID`, `BIGINT`, …), strings without their
+    length: an explicit cast to `VARCHAR(200)` would cut a longer value silently, where the
+    insert into the column refuses it (22001), as a plain INSERT does."""
+    if isinstance(column.type, String):
+        return "VARCHAR"
     return str(column.type.compile(dialect=_PG))
 
 

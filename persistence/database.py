@@ -132,10 +132,18 @@ class Database:
     async def _open_lookups(self) -> asyncpg.Pool:
         async with self._lookups_opening:
             if self._lookups is None:
-                url = self.url.set(drivername="postgresql")
+                # The connection arguments SQLAlchemy's asyncpg dialect derives from the URL
+                # (`?ssl=require` and the like), without the ones only its adapter takes.
+                args, options = self.engine.dialect.create_connect_args(self.url)
+                for adapter_only in (
+                    "prepared_statement_cache_size",
+                    "prepared_statement_name_func",
+                ):
+                    options.pop(adapter_only, None)
                 try:
                     self._lookups = await asyncpg.create_pool(
-                        url.render_as_string(hide_password=False),
+                        *args,
+                        **options,
                         min_size=1,
                         max_size=LOOKUP_POOL_SIZE,
                         reset=_nothing_to_reset,
@@ -177,7 +185,8 @@ class Database:
 
     async def dispose(self) -> None:
         if self._lookups is not None:
-            await self._lookups.close()
+            lookups, self._lookups = self._lookups, None
+            await lookups.close()
         await self.engine.dispose()
         if self._read_engine is not self.engine:
             await self._read_engine.dispose()

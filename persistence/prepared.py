@@ -187,6 +187,13 @@ async def _run(
             status = statement.get_statusmsg() or ""
         except Exception as error:
             raise _as_sqlalchemy_error(adapter, dialect, compiled.sql, args, error) from error
+        except BaseException:
+            # Cancelled (a client gone, a job stopped) between BEGIN and its answer, or mid-
+            # statement: the adapter and the server may disagree about the transaction. The
+            # connection is closed at once; the pool replaces it at its next checkout
+            # (persistence.database._drop_closed_connections), as SQLAlchemy's own path would.
+            _drop(adapter)
+            raise
     count = _count(status)
     if not records:
         return [], count
@@ -215,6 +222,14 @@ def _count(status: str) -> int:
     return int(last) if last.isdigit() else -1
 
 
+def _drop(adapter: Any) -> None:
+    """Closes the driver's connection now and tells the adapter no transaction is open (its
+    rollback is then a no-op): SQLAlchemy gets the connection back and the pool replaces it."""
+    adapter._connection.terminate()
+    adapter._transaction = None
+    adapter._started = False
+
+
 def _as_sqlalchemy_error(
     adapter: Any, dialect: Dialect, sql: str, args: list[Any], error: Exception
 ) -> Exception:
@@ -223,10 +238,19 @@ def _as_sqlalchemy_error(
     try:
         adapter._handle_exception(error)  # raises the adapter's DBAPI-level translation
     except Exception as translated:
-        dbapi_error = dialect.loaded_dbapi.Error
-        if isinstance(translated, dbapi_error):
-            return sa_exc.DBAPIError.instance(sql, args, translated, dbapi_error, dialect=dialect)
-        return translated
+        dbapi = dialect.loaded_dbapi
+        if not isinstance(translated, dbapi.Error):
+            return translated
+        if isinstance(translated, (dbapi.InvalidCachedStatementError, dbapi.InternalServerError)):
+            dialect._invalidate_schema_cache()  # type: ignore[attr-defined]  # as SQLAlchemy does
+        # A connection the server dropped: SERVICE_UNAVAILABLE for the request (its error says
+        # the connection was invalidated) and a closed connection the pool will replace.
+        invalidated = dialect.is_disconnect(translated, adapter, None)
+        if invalidated:
+            _drop(adapter)
+        return sa_exc.DBAPIError.instance(
+            sql, args, translated, dbapi.Error, connection_invalidated=invalidated, dialect=dialect
+        )
     return error
 
 

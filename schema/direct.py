@@ -167,11 +167,11 @@ class DirectExecution(StrawberryGraphQLCoreExecutionContext):
         manager = self.middleware_manager
         if leaf is not None and (manager is None or not manager.middlewares):
             try:
-                value = leaf.get(source)
+                value = leaf.get(source)  # a leaf's getter is pure: the general way may call again
                 if value is None:
                     if leaf.nullable:
                         return None
-                else:
+                elif not isinstance(value, Exception):  # returned, not raised: graphql-core's
                     coerced = leaf.type.coerce_output_value(value)
                     if coerced is not None and coerced is not Undefined:
                         return coerced

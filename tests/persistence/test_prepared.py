@@ -5,6 +5,7 @@ values and types, the same row counts, and SQLAlchemy's own errors with the driv
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 
@@ -126,3 +127,75 @@ async def test_statement_listeners_see_prepared_statements(database):
     finally:
         event.remove(engine, "before_cursor_execute", count)
     assert [s for s in seen if "CAST(" in s and "AS again" in s], seen
+
+
+SLEEP = Prepared(text("SELECT pg_sleep(:seconds)"))
+
+
+def _postgres_only(database) -> None:
+    if database.url.get_backend_name() != "postgresql":
+        pytest.skip("the asyncpg path: SQLite runs through SQLAlchemy")
+
+
+async def test_a_cancelled_begin_leaves_no_broken_connection_behind(database_url, monkeypatch):
+    """Cancelled between BEGIN and the adapter noting it (a client gone, a job stopped): the
+    driver's transaction is open while SQLAlchemy's adapter thinks none is. That connection must
+    not go back to the pool as it is (the next transaction would only be a savepoint in it, and
+    its commit would commit nothing): the next transaction on the pool's only connection begins,
+    commits and is seen by others."""
+    from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_connection
+
+    from persistence.database import Database
+
+    database = Database(database_url, pool_size=1)
+    try:
+        _postgres_only(database)
+        await _agency(database, "Before cancel")
+        started = asyncio.Event()
+
+        async def slow_begin(self) -> None:  # BEGIN sent and answered; the adapter not told yet
+            self._transaction = self._connection.transaction()
+            await self._transaction.start()
+            started.set()
+            await asyncio.sleep(5)
+
+        async def cancelled() -> None:
+            async with database.transaction() as conn:
+                await prepared.execute(conn, RENAME, {"old": "Before cancel", "new": "Lost"})
+
+        with monkeypatch.context() as patch:
+            patch.setattr(AsyncAdapt_asyncpg_connection, "_start_transaction", slow_begin)
+            task = asyncio.create_task(cancelled())
+            await started.wait()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        async with database.transaction() as conn:
+            moved = await prepared.execute(conn, RENAME, {"old": "Before cancel", "new": "After"})
+        assert moved == 1
+        async with database.read() as conn:  # another connection sees it: it was committed
+            names = set((await conn.scalars(select(agency_t.c.name))).all())
+        assert "After" in names and "Lost" not in names
+    finally:
+        await database.dispose()
+
+
+@pytest.mark.parametrize("how", ["server", "client"])
+async def test_a_dropped_connection_is_service_unavailable_then_replaced(database, how):
+    """Dropped by the server (a restart: SQLSTATE 08003) or found closed by the driver (no
+    SQLSTATE at all): either way the request's error says the database is unreachable."""
+    from persistence.database import database_unreachable
+
+    _postgres_only(database)
+    with pytest.raises(Exception) as raised:
+        async with database.transaction() as conn:
+            pid = await prepared.fetch_value(conn, Prepared(text("SELECT pg_backend_pid()")), {})
+            if how == "server":
+                async with database.read() as other:
+                    await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            else:
+                conn.sync_connection.connection.dbapi_connection._connection.terminate()
+            await prepared.fetch_value(conn, NAME, {"a": "x", "n": 1})
+    assert database_unreachable(raised.value), repr(raised.value)
+    async with database.transaction() as conn:  # the pool hands out a live connection again
+        assert await prepared.fetch_value(conn, NAME, {"a": "back", "n": 1}) == "back"
