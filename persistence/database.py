@@ -173,7 +173,8 @@ class Database:
             await conn.execute(text("SELECT 1"))
 
     def connections_in_use(self) -> dict[str, int]:
-        """Pooled connections checked out now, per pool ("write", and "read" on PostgreSQL)."""
+        """Pooled connections checked out now, per pool ("write", and on PostgreSQL "read" and,
+        once a lookup has opened it, "lookup")."""
         pools = {"write": self.engine}
         if self._read_engine is not self.engine:
             pools["read"] = self._read_engine
@@ -181,6 +182,8 @@ class Database:
         for name, engine in pools.items():
             checked_out = getattr(engine.pool, "checkedout", None)
             in_use[name] = int(checked_out()) if checked_out is not None else 0
+        if self._lookups is not None:
+            in_use["lookup"] = self._lookups.get_size() - self._lookups.get_idle_size()
         return in_use
 
     async def dispose(self) -> None:

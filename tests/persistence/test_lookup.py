@@ -43,6 +43,8 @@ async def test_a_lookup_reads_what_sqlalchemy_reads(app_client, settings, clock)
             if lookup is _SESSION_BY_TOKEN:
                 assert direct["p_kind"] == "PRIMARY"
 
+        if database.url.get_backend_name() == "postgresql":  # its pool is open, none in use
+            assert database.connections_in_use()["lookup"] == 0
         session = await load_session(database, tokens.digest(agency.token), clock())
         assert session is not None and session.user.email == agency.email
         assert await load_session(database, tokens.digest("not-a-token"), clock()) is None
