@@ -250,7 +250,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             # load walk only recent objects (agencyhub/collector.py): at 10,000 screens a full
             # walk stopped each process for up to 1.8 s, and about half of a 500-client list's
             # time went to full collections.
-            freezer = SurvivorFreezer()
+            freezer = SurvivorFreezer(young_threshold=settings.gc_young_threshold)
             freezer.install(asyncio.get_running_loop())
             try:
                 yield

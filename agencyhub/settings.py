@@ -105,6 +105,10 @@ class Settings(BaseSettings):
     # ("https://app.example,https://admin.example"). None by default.
     cors_allowed_origins: str = ""
     subscriber_queue_size: int = 256
+    # Net allocations between collections of the youngest generation (CPython's default: 700);
+    # larger lets a request's short-lived objects die before they are promoted to the
+    # collections that walk everything promoted (agencyhub/collector.py).
+    gc_young_threshold: int = Field(default=5000, ge=100)
 
     outbox_poll_seconds: float = 0.5
     outbox_retention_hours: int = Field(default=24, ge=1)  # how far back afterSequence reaches

@@ -114,3 +114,16 @@ def test_ordinary_full_collections_do_not_count_the_frozen_heap(
     assert counted == 0
     assert freezer.thaws == 0
     assert not walked_by_collections(kept[-1])
+
+
+def test_the_young_threshold_is_set_while_installed_and_restored_after():
+    before = gc.get_threshold()
+    loop = asyncio.new_event_loop()
+    freezer = SurvivorFreezer(young_threshold=4321)
+    freezer.install(loop)
+    try:
+        assert gc.get_threshold() == (4321, *before[1:])
+    finally:
+        freezer.uninstall()
+        loop.close()
+    assert gc.get_threshold() == before
