@@ -25,7 +25,8 @@ a 500-client list's result) are still alive at a young collection and get promot
 collections came every few requests and walked 30-150 ms of them under load. With 5,000 most
 die before their first collection: at 10,000 screens no full collection of 50 ms or more fell
 in the load any more (two to four before), and publish-to-receive p99 went from 351-488 ms to
-195-356 ms (BENCHMARKS.md, "Subscription fan-out"; the soak's memory stays flat). The older generations keep CPython's thresholds.
+195-356 ms (BENCHMARKS.md, "Subscription fan-out"; the soak's memory stays flat). The older
+generations keep CPython's thresholds.
 """
 
 from __future__ import annotations

@@ -97,6 +97,22 @@ _ADD_ENTRIES_PG = Prepared(
 )
 
 
+def _entry_arrays(
+    movements: Sequence[Movement], now: datetime, prefix: str = ""
+) -> dict[str, object]:
+    """The movements' ledger rows as one array per column (`unnest` inserts), named after the
+    columns (after `prefix`), and the time they were written."""
+    return {
+        f"{prefix}agency_id": [m.agency_id for m in movements],
+        f"{prefix}sub_account_id": [m.sub_account_id for m in movements],
+        f"{prefix}tier": [m.tier.value for m in movements],
+        f"{prefix}delta_seconds": [m.delta_seconds for m in movements],
+        f"{prefix}kind": [m.kind.value for m in movements],
+        f"{prefix}reference": [m.reference for m in movements],
+        f"{prefix}created_at": now,
+    }
+
+
 async def apply(conn: AsyncConnection, movements: Sequence[Movement], now: datetime) -> None:
     """Apply movements; a debit that would take a balance below zero refuses the whole lot.
 
@@ -119,15 +135,7 @@ async def apply(conn: AsyncConnection, movements: Sequence[Movement], now: datet
         await prepared.execute(
             conn,
             _ADD_ENTRIES_PG,
-            {
-                "agency_id": [m.agency_id for m in movements],
-                "sub_account_id": [m.sub_account_id for m in movements],
-                "tier": [m.tier.value for m in movements],
-                "delta_seconds": [m.delta_seconds for m in movements],
-                "kind": [m.kind.value for m in movements],
-                "reference": [m.reference for m in movements],
-                "created_at": now,
-            },
+            _entry_arrays(movements, now),
         )
         return
     await conn.execute(
@@ -196,13 +204,7 @@ async def apply_locked(conn: AsyncConnection, movements: Sequence[Movement], now
             "sub_account_id": [account_id for account_id, _ in net],
             "tier": [tier.value for _, tier in net],
             "delta_seconds": list(net.values()),
-            "entry_agency_id": [m.agency_id for m in movements],
-            "entry_sub_account_id": [m.sub_account_id for m in movements],
-            "entry_tier": [m.tier.value for m in movements],
-            "entry_delta_seconds": [m.delta_seconds for m in movements],
-            "entry_kind": [m.kind.value for m in movements],
-            "entry_reference": [m.reference for m in movements],
-            "entry_created_at": now,
+            **_entry_arrays(movements, now, prefix="entry_"),
         },
     )
     if moved != len(net):
