@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from agencyhub.app import create_app
@@ -22,6 +23,7 @@ from persistence.broker import Broker, InProcessBroker, RedisBroker
 from persistence.database import Database
 from persistence.migrate import upgrade
 from persistence.tables import Base
+from persistence.unit_of_work import retryable_sqlstate
 from tests.payment_provider import SECRET_KEY, WEBHOOK_SECRET, LocalStripe, local_stripe
 
 PG_ADMIN_URL = os.environ.get(
@@ -74,11 +76,19 @@ async def empty_all_tables(url: str) -> None:
     database = _cleaners.get(url)
     if database is None:
         database = _cleaners[url] = Database(url)
-    async with database.transaction() as conn:
-        for table in reversed(Base.metadata.sorted_tables):
-            await conn.execute(text(f"DELETE FROM {table.name}"))
-        if not database.is_sqlite:
-            await conn.execute(_RESTART_SEQUENCES)
+    for attempt in range(5):
+        try:
+            async with database.transaction() as conn:
+                for table in reversed(Base.metadata.sorted_tables):
+                    await conn.execute(text(f"DELETE FROM {table.name}"))
+                if not database.is_sqlite:
+                    await conn.execute(_RESTART_SEQUENCES)
+            return
+        except DBAPIError as error:
+            # The app under test is still running (its outbox relay updates rows while this
+            # deletes them): PostgreSQL may break the deadlock by rolling this back. Again.
+            if retryable_sqlstate(error) is None or attempt == 4:
+                raise
 
 
 @pytest.fixture(params=BACKENDS)
