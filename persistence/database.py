@@ -13,8 +13,8 @@ that cannot be reached, or restarts under a request, is answered SERVICE_UNAVAIL
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import asyncpg
@@ -105,13 +105,14 @@ class Database:
         """The statement's first row as a mapping of its column names, or None."""
         if self.is_sqlite:
             async with self.read() as conn:
-                row = (await conn.execute(lookup.statement, dict(params))).first()
+                row = (await conn.execute(lookup.fallback, dict(params))).first()
             return None if row is None else row._mapping
         dialect = self.engine.dialect
         compiled = lookup.compiled(dialect)
         args = compiled.arguments(params)
         pool = self._lookups or await self._open_lookups()
-        try:
+        # A timeout: every connection of the pool stayed busy.
+        with _service_errors(busy=TimeoutError):
             async with pool.acquire(timeout=self._pool_timeout) as conn:
                 shape = lookup.known_shape
                 if shape is None:  # once per process: the columns' types, for conversion
@@ -119,12 +120,6 @@ class Database:
                     shape = lookup.row_shape(dialect, compiled, statement.get_attributes())
                 with announced(self._read_engine.sync_engine, compiled.sql, args):
                     record = await conn.fetchrow(compiled.sql, *args)  # prepared once per conn.
-        except TimeoutError as error:  # every connection of the pool stayed busy
-            raise TryAgain("The server is busy; try again in a moment.") from error
-        except Exception as error:
-            if database_unreachable(error):
-                raise ServiceUnavailable(_UNAVAILABLE) from error
-            raise
         if record is None:
             return None
         return shape.mapping(record)
@@ -140,7 +135,7 @@ class Database:
                     "prepared_statement_name_func",
                 ):
                     options.pop(adapter_only, None)
-                try:
+                with _service_errors():
                     self._lookups = await asyncpg.create_pool(
                         *args,
                         **options,
@@ -148,10 +143,6 @@ class Database:
                         max_size=LOOKUP_POOL_SIZE,
                         reset=_nothing_to_reset,
                     )
-                except Exception as error:
-                    if database_unreachable(error):
-                        raise ServiceUnavailable(_UNAVAILABLE) from error
-                    raise
             return self._lookups
 
     @asynccontextmanager
@@ -225,26 +216,31 @@ def database_unreachable(error: BaseException) -> bool:
     return False
 
 
-@asynccontextmanager
-async def _connected(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A pooled connection; a database that cannot be reached, or is lost while the block
-    runs, leaves as `ServiceUnavailable` (the API's SERVICE_UNAVAILABLE), never as a driver's
-    error with SQL in it."""
-    conn = engine.connect()
+@contextmanager
+def _service_errors(busy: type[BaseException] | tuple[()] = ()) -> Iterator[None]:
+    """A database that cannot be reached, or is lost while the block runs, leaves as
+    `ServiceUnavailable` (the API's SERVICE_UNAVAILABLE), never as a driver's error with SQL in
+    it; `busy` (a pool's wait for a free connection running out) as `TryAgain`."""
     try:
-        await conn.start()
-    except sa_exc.TimeoutError as error:  # every pooled connection stayed busy
+        yield
+    except busy as error:
         raise TryAgain("The server is busy; try again in a moment.") from error
     except Exception as error:
         if database_unreachable(error):
             raise ServiceUnavailable(_UNAVAILABLE) from error
         raise
+
+
+@asynccontextmanager
+async def _connected(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A pooled connection, with `_service_errors` around taking it (every pooled connection
+    busy: TryAgain) and around the block."""
+    conn = engine.connect()
+    with _service_errors(busy=sa_exc.TimeoutError):
+        await conn.start()
     try:
-        yield conn
-    except Exception as error:
-        if database_unreachable(error):
-            raise ServiceUnavailable(_UNAVAILABLE) from error
-        raise
+        with _service_errors():
+            yield conn
     finally:
         try:
             await conn.close()

@@ -50,26 +50,14 @@ outbox = OutboxRow.__table__
 # from the last sequence and return them, after any sequenced earlier but not yet published
 # (the SELECT sees the rows as they were before the UPDATE, so none comes twice).
 _COLUMNS = "id, sequence, topic, kind, key, payload"
-_NEXT_PG = text(
-    "WITH new AS ("
-    "  SELECT id, row_number() OVER (ORDER BY id) AS n FROM outbox"
-    "  WHERE sequence IS NULL ORDER BY id LIMIT :batch),"
-    " last AS (SELECT coalesce(max(sequence), 0) AS sequence FROM outbox),"
-    " numbered AS ("
-    "  UPDATE outbox SET sequence = last.sequence + new.n FROM new, last"
-    "  WHERE outbox.id = new.id RETURNING outbox.*)"
-    f" SELECT {_COLUMNS} FROM ("
-    f"  SELECT {_COLUMNS} FROM outbox WHERE sequence IS NOT NULL AND published_at IS NULL"
-    f"  UNION ALL SELECT {_COLUMNS} FROM numbered) AS waiting"
-    " ORDER BY sequence LIMIT :batch"
-)
-# A leading relay's round: `_NEXT_PG` that first marks what the round before published (in
-# the same statement, one round trip less per round), and so leaves those rows out of what it
-# returns (the statement's SELECT sees them as they were before its UPDATE).
-_MARK_AND_NEXT_PG = Prepared(
-    text(
-        "WITH done AS (UPDATE outbox SET published_at = :now WHERE id = ANY(:done)),"
-        "  new AS ("
+
+
+def _next_sql(first: str = "", besides: str = "") -> str:
+    """The round's statement; `first` a CTE to run before numbering, `besides` a condition on
+    the rows sequenced earlier (both empty: `_NEXT_PG`)."""
+    return (
+        f"WITH {first}"
+        " new AS ("
         "  SELECT id, row_number() OVER (ORDER BY id) AS n FROM outbox"
         "  WHERE sequence IS NULL ORDER BY id LIMIT :batch),"
         " last AS (SELECT coalesce(max(sequence), 0) AS sequence FROM outbox),"
@@ -78,9 +66,22 @@ _MARK_AND_NEXT_PG = Prepared(
         "  WHERE outbox.id = new.id RETURNING outbox.*)"
         f" SELECT {_COLUMNS} FROM ("
         f"  SELECT {_COLUMNS} FROM outbox WHERE sequence IS NOT NULL AND published_at IS NULL"
-        "   AND id <> ALL(:done)"
+        f"{besides}"
         f"  UNION ALL SELECT {_COLUMNS} FROM numbered) AS waiting"
         " ORDER BY sequence LIMIT :batch"
+    )
+
+
+_NEXT_PG = text(_next_sql())
+# A leading relay's round: `_NEXT_PG` that first marks what the round before published (in
+# the same statement, one round trip less per round), and so leaves those rows out of what it
+# returns (the statement's SELECT sees them as they were before its UPDATE).
+_MARK_AND_NEXT_PG = Prepared(
+    text(
+        _next_sql(
+            first="done AS (UPDATE outbox SET published_at = :now WHERE id = ANY(:done)),",
+            besides=" AND id <> ALL(:done)",
+        )
     ).bindparams(
         bindparam("done", type_=ARRAY(outbox.c.id.type)),
         bindparam("now", type_=outbox.c.published_at.type),
