@@ -18,13 +18,13 @@ different types are added up (an upper bound).
         lines(first: 10) { edges { node { number } } } } } } } } }                      → 1101
 
 A connection is a field with a `first` argument whose type's name ends in `Connection`.
-The shape of each document is worked out once (an LRU keyed by the query's text and operation
-name); a request only multiplies its variables through it.
+The shape of each document (`connection_terms`) is worked out once per operation and kept with
+the query's prepared document (schema/documents.py); a request only multiplies its variables
+through it (`cost_of`).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -179,29 +179,3 @@ def cost_of(terms: list[Term], variables: Mapping[str, Any] | None) -> int:
             product *= _page_size(size, variables)
         total += product
     return total
-
-
-class CostEstimator:
-    """`connection_terms` for the last `maxsize` documents, by query text and operation."""
-
-    def __init__(self, maxsize: int = 512) -> None:
-        self._maxsize = maxsize
-        self._terms: OrderedDict[tuple[str, str | None], list[Term]] = OrderedDict()
-
-    def cost(
-        self,
-        schema: GraphQLSchema,
-        query: str,
-        document: DocumentNode,
-        operation_name: str | None,
-        variables: Mapping[str, Any] | None,
-    ) -> int:
-        key = (query, operation_name)
-        terms = self._terms.get(key)
-        if terms is None:
-            terms = self._terms[key] = connection_terms(schema, document, operation_name)
-            if len(self._terms) > self._maxsize:
-                self._terms.popitem(last=False)
-        else:
-            self._terms.move_to_end(key)
-        return cost_of(terms, variables)

@@ -11,30 +11,32 @@ three hooks:
   over the limit, or not GraphQL, raises and is not stored);
 - validate: graphql-core's rules plus the depth and alias limits, what they found kept beside
   the text's document;
-- execute: the cost limit (schema/cost.py), the document's shape worked out once and
-  multiplied through each request's variables.
+- execute: the cost limit (schema/cost.py), each operation's shape worked out once, kept
+  beside the document, and multiplied through each request's variables.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from graphql import ASTValidationRule, DocumentNode, GraphQLError, GraphQLSchema, parse
 from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter, SchemaExtension
 from strawberry.schema.schema import validate_document
 
-from schema.cost import CostEstimator, QueryTooCostly
+from schema.cost import QueryTooCostly, Term, connection_terms, cost_of
 
 
 @dataclass
-class Prepared:
-    """A query text's document and, once validated, what validation found."""
+class PreparedDocument:
+    """A query text's document and, once worked out, what validation found and the shape of
+    each operation's cost."""
 
     document: DocumentNode
     errors: list[GraphQLError] | None = None
+    terms: dict[str | None, list[Term]] = field(default_factory=dict)
 
 
 class DocumentCache:
@@ -57,18 +59,17 @@ class DocumentCache:
             *QueryDepthLimiter(max_depth=max_depth).validation_rules,
             *MaxAliasesLimiter(max_alias_count=max_aliases).validation_rules,
         )
-        self.costs = CostEstimator(maxsize)
         self._maxsize = maxsize
-        self._prepared: OrderedDict[str, Prepared] = OrderedDict()
+        self._prepared: OrderedDict[str, PreparedDocument] = OrderedDict()
 
-    def prepared(self, query: str) -> Prepared:
+    def prepared(self, query: str) -> PreparedDocument:
         """The text's entry; a text that is not GraphQL, or over the token limit, raises its
         GraphQLError and is not stored."""
         found = self._prepared.get(query)
         if found is not None:
             self._prepared.move_to_end(query)
             return found
-        found = self._prepared[query] = Prepared(parse(query, max_tokens=self.max_tokens))
+        found = self._prepared[query] = PreparedDocument(parse(query, max_tokens=self.max_tokens))
         if len(self._prepared) > self._maxsize:
             self._prepared.popitem(last=False)
         return found
@@ -76,7 +77,7 @@ class DocumentCache:
     def validation_errors(
         self,
         schema: GraphQLSchema,
-        prepared: Prepared,
+        prepared: PreparedDocument,
         rules: Sequence[type[ASTValidationRule]],
     ) -> list[GraphQLError]:
         """What strawberry's validation finds with `rules` (the same for every request of a
@@ -90,14 +91,18 @@ class DocumentCache:
     def check_cost(
         self,
         schema: GraphQLSchema,
-        query: str,
-        document: DocumentNode,
+        prepared: PreparedDocument,
         operation_name: str | None,
         variables: dict[str, Any] | None,
     ) -> None:
         if self.max_cost <= 0:
             return
-        cost = self.costs.cost(schema, query, document, operation_name, variables)
+        terms = prepared.terms.get(operation_name)
+        if terms is None:
+            terms = prepared.terms[operation_name] = connection_terms(
+                schema, prepared.document, operation_name
+            )
+        cost = cost_of(terms, variables)
         if cost > self.max_cost:
             raise QueryTooCostly(cost, self.max_cost).as_graphql_error()
 
@@ -107,7 +112,7 @@ class PreparedDocuments(SchemaExtension):
 
     def __init__(self, documents: DocumentCache) -> None:
         self._documents = documents
-        self._prepared: Prepared | None = None
+        self._prepared: PreparedDocument | None = None
 
     def on_parse(self) -> Iterator[None]:
         context = self.execution_context
@@ -116,15 +121,19 @@ class PreparedDocuments(SchemaExtension):
             context.graphql_document = self._prepared.document
         yield
 
+    def _current(self, document: DocumentNode) -> PreparedDocument:
+        prepared = self._prepared
+        if prepared is None or prepared.document is not document:
+            # A document given whole, not parsed here: worked out for this request only.
+            prepared = self._prepared = PreparedDocument(document)
+        return prepared
+
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
         document = context.graphql_document
         if document is not None and context.pre_execution_errors is None:
-            prepared = self._prepared
-            if prepared is None or prepared.document is not document:
-                prepared = Prepared(document)  # a document given whole: validated each time
             context.pre_execution_errors = self._documents.validation_errors(
-                context.schema._schema, prepared, context.validation_rules
+                context.schema._schema, self._current(document), context.validation_rules
             )
         yield
 
@@ -133,8 +142,7 @@ class PreparedDocuments(SchemaExtension):
         if context.graphql_document is not None:
             self._documents.check_cost(
                 context.schema._schema,
-                context.query or "",
-                context.graphql_document,
+                self._current(context.graphql_document),
                 context.operation_name,
                 context.variables,
             )
