@@ -164,32 +164,40 @@ async def live_secondaries(conn: AsyncConnection, agency_id: uuid.UUID) -> int:
     )
 
 
-def _lock_sub_accounts(accounts: ColumnElement[bool]) -> Select[Any]:
+def _lock_sub_accounts(accounts: ColumnElement[bool], share: bool = False) -> Select[Any]:
     return (
         select(*SUB_ACCOUNT_COLUMNS)
         .where(accounts, sub_account_t.c.agency_id == bindparam("agency_id"))
         .order_by(sub_account_t.c.id)
-        .with_for_update(key_share=True)
+        .with_for_update(read=share, key_share=not share)
     )
 
 
-# Every transfer and most changes to a client run it: compiled once (persistence/prepared.py).
+# Every transfer and most changes to a client run one: compiled once (persistence/prepared.py).
 _LOCK_SUB_ACCOUNTS = Prepared(
     _lock_sub_accounts(any_of(sub_account_t.c.id, "ids")),
     fallback=_lock_sub_accounts(in_list(sub_account_t.c.id, "ids")),
 )
+_SHARE_SUB_ACCOUNTS = Prepared(
+    _lock_sub_accounts(any_of(sub_account_t.c.id, "ids"), share=True),
+    fallback=_lock_sub_accounts(in_list(sub_account_t.c.id, "ids"), share=True),
+)
 
 
 async def sub_accounts_for_update(
-    conn: AsyncConnection, agency_id: uuid.UUID, ids: list[uuid.UUID]
+    conn: AsyncConnection, agency_id: uuid.UUID, ids: list[uuid.UUID], share: bool = False
 ) -> dict[uuid.UUID, SubAccount]:
     """Sub-accounts of this agency by id (others look absent), row-locked in id order.
 
     FOR NO KEY UPDATE: ingestion's foreign-key checks (KEY SHARE) on these rows go on while
     they are held, so a transfer and a batch of calls never wait on each other here.
+    With `share`, FOR SHARE: for a change that only needs the accounts to stay as they are
+    (a transfer: their status and markups) and changes nothing in their rows. Such changes
+    then run side by side, and wait for (or hold off) anything that changes the rows.
     (SQLite, one writer at a time, compiles no lock clause at all.)
     """
-    rows = await prepared.fetch(conn, _LOCK_SUB_ACCOUNTS, {"ids": ids, "agency_id": agency_id})
+    statement = _SHARE_SUB_ACCOUNTS if share else _LOCK_SUB_ACCOUNTS
+    rows = await prepared.fetch(conn, statement, {"ids": ids, "agency_id": agency_id})
     return {row.id: sub_account_from(row) for row in rows}
 
 

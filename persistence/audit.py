@@ -7,12 +7,16 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import bindparam, func, insert, select
+import orjson
+from sqlalchemy import bindparam, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.audit import Actor, AuditKind, AuditNote, AuditRecord, Subject
+from domain.events import Event, audit_recorded, encode
 from domain.paging import Page
 from persistence import prepared
+from persistence.arrays import unnested
+from persistence.outbox import event_arrays, outbox, write_events
 from persistence.prepared import Prepared
 from persistence.queries.paging import decode_id_cursor, encode_id_cursor
 from persistence.tables import AuditLogRow
@@ -51,36 +55,97 @@ _RECORD = Prepared(
 )
 
 
+def _row(actor: Actor, note: AuditNote, now: datetime) -> dict[str, Any]:
+    subject = note.subject
+    return {
+        "agency_id": actor.agency_id,
+        "kind": note.kind.value,
+        "occurred_at": now,
+        "email": note.email if note.email is not None else actor.email,
+        "subject_type": None if subject is None else subject.type_name,
+        "subject_id": None if subject is None else subject.id,
+        "summary": note.summary,
+    }
+
+
+def _recorded(entry_id: int, actor: Actor, note: AuditNote, now: datetime) -> AuditRecord:
+    return AuditRecord(
+        id=entry_id,
+        agency_id=actor.agency_id,
+        kind=note.kind,
+        occurred_at=now,
+        email=note.email if note.email is not None else actor.email,
+        subject=note.subject,
+        summary=note.summary,
+    )
+
+
 async def record(
     conn: AsyncConnection, notes: Sequence[tuple[Actor, AuditNote]], now: datetime
 ) -> list[AuditRecord]:
     """Stores the notes (in order) and returns them as records, with their ids."""
     records = []
     for actor, note in notes:  # a unit of work records one, at most a few
-        subject = note.subject
-        row = {
-            "agency_id": actor.agency_id,
-            "kind": note.kind.value,
-            "occurred_at": now,
-            "email": note.email if note.email is not None else actor.email,
-            "subject_type": None if subject is None else subject.type_name,
-            "subject_id": None if subject is None else subject.id,
-            "summary": note.summary,
-        }
-        entry_id = await prepared.fetch_value(conn, _RECORD, row)
+        entry_id = await prepared.fetch_value(conn, _RECORD, _row(actor, note, now))
         assert entry_id is not None
-        records.append(
-            AuditRecord(
-                id=int(entry_id),
-                agency_id=actor.agency_id,
-                kind=note.kind,
-                occurred_at=now,
-                email=row["email"],
-                subject=subject,
-                summary=note.summary,
-            )
-        )
+        records.append(_recorded(int(entry_id), actor, note, now))
     return records
+
+
+# PostgreSQL: a unit of work's one audit entry and all its events, the entry's own announcement
+# last, in one statement at commit, where there were two. The announcement carries the entry's
+# id, which only the insert knows: its payload is written around it (`_around_id`).
+_AUDITED_EVENTS_PG = Prepared(
+    text(
+        f"WITH entry AS (INSERT INTO {audit_t.name}"
+        " (agency_id, kind, occurred_at, email, subject_type, subject_id, summary)"
+        " VALUES (CAST(:a_agency_id AS UUID), CAST(:a_kind AS VARCHAR), :a_occurred_at,"
+        " CAST(:a_email AS VARCHAR), CAST(:a_subject_type AS VARCHAR),"
+        " CAST(:a_subject_id AS UUID), CAST(:a_summary AS TEXT)) RETURNING id)"
+        f" INSERT INTO {outbox.name} (created_at, topic, kind, key, payload)"
+        " SELECT :a_occurred_at, rows.topic, rows.kind, rows.key, rows.payload"
+        f" FROM {unnested((outbox.c.topic, outbox.c.kind, outbox.c.key, outbox.c.payload))}"
+        " UNION ALL SELECT :a_occurred_at, CAST(:e_topic AS VARCHAR), CAST(:e_kind AS VARCHAR),"
+        " CAST(:e_key AS VARCHAR),"
+        " CAST(:e_head AS TEXT) || CAST(entry.id AS TEXT) || CAST(:e_tail AS TEXT) FROM entry"
+        " RETURNING (SELECT id FROM entry)"
+    )
+)
+_NO_ID = -1
+
+
+def _around_id(payload: str) -> tuple[str, str]:
+    """An audit entry's payload, encoded with id `_NO_ID`, as what comes before and after it."""
+    head, marker, tail = payload.partition(f'"id":{_NO_ID}')
+    assert marker and head == "{", "the id leads an audit entry's payload"
+    return head + '"id":', tail
+
+
+async def record_with_events(
+    conn: AsyncConnection, actor: Actor, note: AuditNote, events: Sequence[Event], now: datetime
+) -> AuditRecord:
+    """`record` of one note, and `outbox.write_events` of `events` followed by the entry's own
+    announcement (`audit_recorded`): one statement on PostgreSQL, two elsewhere."""
+    if conn.dialect.name != "postgresql":
+        [entry] = await record(conn, [(actor, note)], now)
+        await write_events(conn, [*events, audit_recorded(entry)], now)
+        return entry
+    announced = audit_recorded(_recorded(_NO_ID, actor, note, now))
+    head, tail = _around_id(orjson.dumps(encode(announced)).decode())
+    rows = await prepared.fetch(
+        conn,
+        _AUDITED_EVENTS_PG,
+        {
+            **{f"a_{name}": value for name, value in _row(actor, note, now).items()},
+            **event_arrays(events),
+            "e_topic": announced.topic,
+            "e_kind": announced.kind.value,
+            "e_key": announced.key,
+            "e_head": head,
+            "e_tail": tail,
+        },
+    )
+    return _recorded(int(rows[0][0]), actor, note, now)
 
 
 def _record(row: Any) -> AuditRecord:

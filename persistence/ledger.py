@@ -92,9 +92,54 @@ _ENTRY_COLUMNS = (
     ledger_t.c.reference,
 )
 _ADD_ENTRIES = insert(ledger_t)
-_ADD_ENTRIES_PG = Prepared(
-    text(insert_unnested_sql(ledger_t, _ENTRY_COLUMNS, constants=(ledger_t.c.created_at,)))
-)
+
+
+def _chained_sql(count: int) -> str:
+    """`count` balance changes and their ledger rows in one statement (PostgreSQL).
+
+    First every tier's balance of the accounts moved (`:accounts`) is locked, in (sub-account,
+    tier) order: what the transaction reads of them afterwards (the figures its events carry)
+    stays as it is until the commit. Then change k runs only once change k - 1 has run and
+    moved its row: its WHERE holds an uncorrelated `(SELECT count(*) FROM move_{k-1})`, which
+    PostgreSQL evaluates (running that change) before it scans for its own row. So rows are
+    locked in the order given (the one order every money path keeps, docs/ARCHITECTURE.md
+    "Locks"), and nothing after a refused debit runs; the ledger rows are written only when
+    every change went through. A debit (a negative delta) only moves a balance that stays at
+    zero or above. The answer is the number of balances moved: `count` when all went through."""
+    table = balance_t.name
+    moves = [
+        f"locked AS MATERIALIZED (SELECT 1 FROM {table}"
+        f" WHERE {table}.sub_account_id = ANY(CAST(:accounts AS UUID[]))"
+        f" ORDER BY {table}.sub_account_id, {table}.tier FOR NO KEY UPDATE)"
+    ]
+    for k in range(count):
+        delta = f"CAST(:m{k}_delta AS BIGINT)"
+        after = f"move_{k - 1}" if k else "locked"
+        moves.append(
+            f"move_{k} AS (UPDATE {table} SET seconds = {table}.seconds + {delta}"
+            f" WHERE {table}.sub_account_id = CAST(:m{k}_sub_account_id AS UUID)"
+            f" AND {table}.tier = CAST(:m{k}_tier AS VARCHAR)"
+            f" AND ({delta} >= 0 OR {table}.seconds + {delta} >= 0)"
+            f" AND (SELECT count(*) FROM {after}) {'= 1' if k else '>= 0'} RETURNING 1)"
+        )
+    entries = insert_unnested_sql(
+        ledger_t,
+        _ENTRY_COLUMNS,
+        constants=(ledger_t.c.created_at,),
+        tail=f"WHERE (SELECT count(*) FROM move_{count - 1}) = 1",
+    )
+    moved = " + ".join(f"(SELECT count(*) FROM move_{k})" for k in range(count))
+    return f"WITH {', '.join(moves)}, entries AS ({entries}) SELECT {moved}"
+
+
+# Built for each number of movements when first needed (one or two for nearly every caller).
+_CHAINED: dict[int, Prepared] = {}
+
+
+def _chained(count: int) -> Prepared:
+    if (statement := _CHAINED.get(count)) is None:
+        statement = _CHAINED[count] = Prepared(text(_chained_sql(count)))
+    return statement
 
 
 def _entry_arrays(
@@ -117,9 +162,23 @@ async def apply(conn: AsyncConnection, movements: Sequence[Movement], now: datet
     """Apply movements; a debit that would take a balance below zero refuses the whole lot.
 
     Rows are updated in (sub-account, tier) order so concurrent movements over the same
-    accounts always lock in the same order and cannot deadlock.
+    accounts always lock in the same order and cannot deadlock. On PostgreSQL the changes and
+    the ledger rows are one statement (`_chained_sql`) when no balance moves twice, and it
+    locks every tier's balance of the accounts moved until the commit.
     """
-    for m in sorted(movements, key=lambda m: (m.sub_account_id, m.tier.value)):
+    ordered = sorted(movements, key=lambda m: (m.sub_account_id, m.tier.value))
+    keys = {(m.sub_account_id, m.tier) for m in ordered}
+    if conn.dialect.name == "postgresql" and ordered and len(keys) == len(ordered):
+        params = _entry_arrays(movements, now)
+        params["accounts"] = sorted({m.sub_account_id for m in ordered})
+        for k, m in enumerate(ordered):
+            params[f"m{k}_sub_account_id"] = m.sub_account_id
+            params[f"m{k}_tier"] = m.tier.value
+            params[f"m{k}_delta"] = m.delta_seconds
+        if await prepared.fetch_value(conn, _chained(len(ordered)), params) != len(ordered):
+            raise DomainError(ErrorCode.INSUFFICIENT_MINUTES, "Not enough minutes left.")
+        return
+    for m in ordered:
         moved = await prepared.execute(
             conn,
             _DEBIT if m.delta_seconds < 0 else _CREDIT,
@@ -131,12 +190,7 @@ async def apply(conn: AsyncConnection, movements: Sequence[Movement], now: datet
         )
         if moved != 1:
             raise DomainError(ErrorCode.INSUFFICIENT_MINUTES, "Not enough minutes left.")
-    if conn.dialect.name == "postgresql":
-        await prepared.execute(
-            conn,
-            _ADD_ENTRIES_PG,
-            _entry_arrays(movements, now),
-        )
+    if not movements:
         return
     await conn.execute(
         _ADD_ENTRIES,

@@ -46,6 +46,12 @@ RELAY_LOCK_KEY = 0x0A6E_0C1B  # any constant shared by every process of this ser
 STANDBY_SECONDS = 0.1
 outbox = OutboxRow.__table__
 
+# A leader woken again this soon after its last round waits out the rest of it first, so that
+# under a stream of commits one round publishes several of them (each round is a statement
+# and a commit for PostgreSQL, and a task for this process): at 450 transfers/s rounds came
+# 0.74 per transfer. Events wait at most this long more; a quiet stream is not slowed.
+ROUND_SPACING = 0.005
+
 # One statement (its own transaction) per round on PostgreSQL: number the oldest new rows on
 # from the last sequence and return them, after any sequenced earlier but not yet published
 # (the SELECT sees the rows as they were before the UPDATE, so none comes twice).
@@ -116,22 +122,26 @@ _WRITE_EVENTS_PG = Prepared(
 _WRITE_EVENTS = insert(outbox)
 
 
+def event_arrays(events: Sequence[Event]) -> dict[str, list[Any]]:
+    """The events as outbox rows, one array per column (`unnest` inserts)."""
+    return {
+        "topic": [e.topic for e in events],
+        "kind": [e.kind.value for e in events],
+        "key": [e.key for e in events],
+        "payload": [orjson.dumps(encode(e)).decode() for e in events],
+    }
+
+
 async def write_events(conn: AsyncConnection, events: Sequence[Event], now: datetime) -> None:
-    payloads = [orjson.dumps(encode(e)).decode() for e in events]
+    arrays = event_arrays(events)
     if conn.dialect.name == "postgresql":
-        arrays = {
-            "topic": [e.topic for e in events],
-            "kind": [e.kind.value for e in events],
-            "key": [e.key for e in events],
-            "payload": payloads,
-        }
         await prepared.execute(conn, _WRITE_EVENTS_PG, {**arrays, "created_at": now})
         return
     await conn.execute(
         _WRITE_EVENTS,
         [
             {"topic": e.topic, "kind": e.kind.value, "key": e.key, "payload": p, "created_at": now}
-            for e, p in zip(events, payloads, strict=True)
+            for e, p in zip(events, arrays["payload"], strict=True)
         ],
     )
 
@@ -157,12 +167,14 @@ class OutboxRelay:
         *,
         poll_interval: float = 0.5,
         batch_size: int = 500,
+        round_spacing: float = ROUND_SPACING,
     ) -> None:
         self._database = database
         self._broker = broker
         self._now = now
         self._poll_interval = poll_interval
         self._batch_size = batch_size
+        self._round_spacing = round_spacing
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._nudging: asyncio.Task[None] | None = None
@@ -272,13 +284,17 @@ class OutboxRelay:
                 self._leading = True
                 try:
                     idle = False
+                    loop = asyncio.get_running_loop()
                     while not self._stopping:
+                        started = loop.time()
                         published = await self._round(conn)
                         if published == self._batch_size:
                             continue  # a full batch: there may be more waiting
                         if idle and not published:
                             break
                         idle = not await self._woken_within(self._poll_interval)
+                        if not idle and (rest := started + self._round_spacing - loop.time()) > 0:
+                            await asyncio.sleep(rest)
                 finally:
                     self._leading = False
                 done, at = self._unmarked

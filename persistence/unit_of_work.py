@@ -237,10 +237,17 @@ class UnitOfWork:
                 if self._audited and not self._notes and not self._unchanged:
                     raise Unaudited("a change was about to commit without an audit entry")
                 now = self._now()
-                for entry in await audit.record(self.conn, self._notes, now):
+                if len(self._notes) == 1:  # nearly always: the entry and events at once
+                    [(actor, note)] = self._notes
+                    entry = await audit.record_with_events(
+                        self.conn, actor, note, self._events, now
+                    )
                     self._events.append(audit_recorded(entry))
-                if self._events:
-                    await write_events(self.conn, self._events, now)
+                else:
+                    for entry in await audit.record(self.conn, self._notes, now):
+                        self._events.append(audit_recorded(entry))
+                    if self._events:
+                        await write_events(self.conn, self._events, now)
                 if self._webhook_events and await webhooks.queue_deliveries(
                     self.conn, self._webhook_events, now
                 ):

@@ -93,11 +93,17 @@ async def set_auto_recharge(
 
 
 async def after_debit(
-    uow: UnitOfWork, sub_account: SubAccount, tier: Tier, seconds_after: int, now: datetime
+    uow: UnitOfWork,
+    sub_account: SubAccount,
+    setting: AutoRecharge,
+    tier: Tier,
+    seconds_after: int,
+    now: datetime,
 ) -> None:
     """In a debit's transaction (a transfer out): a request when it left the tier below the
-    sub-account's threshold (ingestion does the same for a whole batch at once)."""
-    [setting] = await auto_recharge.settings_of(uow.conn, [sub_account.id])
+    sub-account's threshold (ingestion does the same for a whole batch at once). `setting` is
+    the sub-account's, read under its lock (`auto_recharge.settings_of`): read before the
+    debit, it is not read while the balance rows are held."""
     if setting.wants(tier, seconds_after):
         await auto_recharge.request(uow.conn, sub_account.agency_id, [(sub_account.id, tier)], now)
         uow.wake(JOB)

@@ -40,12 +40,15 @@ async def _administer(ctx: RequestContext) -> Viewer:
 
 
 async def lock_sub_accounts(
-    uow: UnitOfWork, viewer: Viewer, *named: tuple[str | UUID, str]
+    uow: UnitOfWork, viewer: Viewer, *named: tuple[str | UUID, str], share: bool = False
 ) -> list[SubAccount]:
     """Sub-accounts by (global id or key, field), row-locked in id order so concurrent changes
-    never deadlock; another agency's read exactly like a missing one."""
+    never deadlock; another agency's read exactly like a missing one. `share`: for a change
+    that leaves the rows themselves alone (`agencies.sub_accounts_for_update`)."""
     keys = [k if isinstance(k, UUID) else decode(k, "SubAccount", field) for k, field in named]
-    found = await agencies.sub_accounts_for_update(uow.conn, viewer.agency_id, sorted(set(keys)))
+    found = await agencies.sub_accounts_for_update(
+        uow.conn, viewer.agency_id, sorted(set(keys)), share=share
+    )
     for key, (_, field) in zip(keys, named, strict=True):
         if key not in found:
             raise not_found(field, "sub-account")

@@ -14,7 +14,7 @@ from domain.money import Tier
 from domain.policy import Action, Target, require
 from domain.pricing import minutes_to_whole_seconds
 from domain.transfer import TransferPlan, plan_transfer, transferred
-from persistence import idempotency, ledger, live, transfers
+from persistence import auto_recharge, idempotency, ledger, live, transfers
 from persistence.errors import UniqueViolation
 from persistence.unit_of_work import UnitOfWork
 from resolvers.auto_recharges import after_debit
@@ -91,8 +91,10 @@ async def _transfer(
     now = ctx.services.clock()
 
     async def move(uow: UnitOfWork) -> TransferResult:
+        # Shared: transfers between the same accounts run side by side up to their balance
+        # rows, taken as late as possible (after the transfer's own row), until the commit.
         source, destination = await lock_sub_accounts(
-            uow, viewer, (from_id, "fromId"), (to_id, "toId")
+            uow, viewer, (from_id, "fromId"), (to_id, "toId"), share=True
         )
         if key:
             earlier = await idempotency.recall(uow.conn, scope, key, fingerprint)
@@ -100,12 +102,8 @@ async def _transfer(
                 uow.nothing_changed()
                 return _replayed(earlier, source, destination)
         plan = plan_transfer(source, destination, tier, sent, ctx.services.prices)
+        [recharge] = await auto_recharge.settings_of(uow.conn, [source.id])
         transfer_id = uuid.uuid4()
-        await ledger.apply(
-            uow.conn,
-            plan.movements(agency_id, source.id, destination.id, f"transfer:{transfer_id}"),
-            now,
-        )
         await transfers.add_transfer(
             uow.conn, transfer_id, agency_id, source.id, destination.id, plan, now
         )
@@ -113,11 +111,16 @@ async def _transfer(
             await idempotency.remember(
                 uow.conn, scope, key, fingerprint, _stored(transfer_id, plan), now
             )
+        await ledger.apply(
+            uow.conn,
+            plan.movements(agency_id, source.id, destination.id, f"transfer:{transfer_id}"),
+            now,
+        )
         for snapshot in await live.usage_snapshots(uow.conn, [source, destination], zone, now):
             uow.publish(usage_event(snapshot))
             if snapshot.sub_account.id == source.id:
                 left = {b.tier: b.seconds for b in snapshot.balances}
-                await after_debit(uow, source, plan.tier, left.get(plan.tier, 0), now)
+                await after_debit(uow, source, recharge, plan.tier, left.get(plan.tier, 0), now)
         uow.audit(actor, transferred(plan, source, destination))
         return TransferResult(transfer_id, plan, source, destination)
 

@@ -3,11 +3,14 @@
 import uuid
 from datetime import UTC, datetime
 
+import orjson
 import pytest
 from sqlalchemy import func, select
 
 from domain.agency import sign_up
 from domain.audit import Actor, AuditKind, AuditNote, Subject
+from domain.events import Event, EventKind, agency_topic, audit_recorded, decode, encode
+from domain.live import AgencyTotals
 from persistence import agencies, audit
 from persistence.outbox import outbox
 from persistence.tables import AgencyRow, AuditLogRow
@@ -72,3 +75,27 @@ async def test_a_unit_of_work_that_changed_nothing_commits_without_an_entry(data
         uow.nothing_changed()
     # then it committed quietly
     assert await count(database, AuditLogRow.__table__) == 0
+
+
+@pytest.mark.parametrize("notes", [1, 2])
+async def test_a_units_entries_and_events_go_to_the_outbox_in_order_with_the_entries_ids(
+    database, notes
+):
+    # given a unit of work with an event of its own and one or two audit notes
+    async with UnitOfWork(database, now, audited=True) as uow:
+        agency = await agencies.add_agency(uow.conn, new_signup(), now())
+        actor = Actor(agency.id, "owner@x.example")
+        totals = AgencyTotals(5, 1)
+        uow.publish(Event(agency_topic(agency.id), EventKind.AGENCY_TOTALS_UPDATED, totals))
+        for n in range(notes):
+            uow.audit(actor, AuditNote(AuditKind.AGENCY_SIGNED_UP, f'note {n} "q" é', None))
+    # then the outbox holds the event, then each entry's announcement with the entry as stored
+    async with database.read() as conn:
+        page, _ = await audit.audit_page(conn, agency.id, None, 10, None)
+        rows = (await conn.execute(select(outbox).order_by(outbox.c.id))).all()
+    entries = sorted(page.items, key=lambda e: e.id)
+    assert [r.kind for r in rows] == ["AGENCY_TOTALS_UPDATED"] + ["AUDIT_RECORDED"] * notes
+    assert decode("AGENCY_TOTALS_UPDATED", orjson.loads(rows[0].payload)) == totals
+    for row, entry in zip(rows[1:], entries, strict=True):
+        assert (row.topic, row.key) == (agency_topic(agency.id), None)
+        assert orjson.loads(row.payload) == encode(audit_recorded(entry))
