@@ -132,8 +132,10 @@ def _chained_sql(count: int) -> str:
     return f"WITH {', '.join(moves)}, entries AS ({entries}) SELECT {moved}"
 
 
-# Built for each number of movements when first needed (one or two for nearly every caller).
+# Built for each number of movements when first needed (one or two for nearly every caller,
+# at most four: a removal or merge moving both tiers); more go one statement each.
 _CHAINED: dict[int, Prepared] = {}
+_CHAIN_LIMIT = 8
 
 
 def _chained(count: int) -> Prepared:
@@ -168,7 +170,8 @@ async def apply(conn: AsyncConnection, movements: Sequence[Movement], now: datet
     """
     ordered = sorted(movements, key=lambda m: (m.sub_account_id, m.tier.value))
     keys = {(m.sub_account_id, m.tier) for m in ordered}
-    if conn.dialect.name == "postgresql" and ordered and len(keys) == len(ordered):
+    chained = 0 < len(ordered) <= _CHAIN_LIMIT and len(keys) == len(ordered)
+    if conn.dialect.name == "postgresql" and chained:
         params = _entry_arrays(movements, now)
         params["accounts"] = sorted({m.sub_account_id for m in ordered})
         for k, m in enumerate(ordered):
