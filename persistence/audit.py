@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -55,22 +56,13 @@ _RECORD = Prepared(
 )
 
 
-def _row(actor: Actor, note: AuditNote, now: datetime) -> dict[str, Any]:
-    subject = note.subject
-    return {
-        "agency_id": actor.agency_id,
-        "kind": note.kind.value,
-        "occurred_at": now,
-        "email": note.email if note.email is not None else actor.email,
-        "subject_type": None if subject is None else subject.type_name,
-        "subject_id": None if subject is None else subject.id,
-        "summary": note.summary,
-    }
+_NO_ID = -1  # an entry's id before the insert gives it
 
 
-def _recorded(entry_id: int, actor: Actor, note: AuditNote, now: datetime) -> AuditRecord:
+def _entry(actor: Actor, note: AuditNote, now: datetime) -> AuditRecord:
+    """The note as an entry, its id still to come (`_NO_ID`)."""
     return AuditRecord(
-        id=entry_id,
+        id=_NO_ID,
         agency_id=actor.agency_id,
         kind=note.kind,
         occurred_at=now,
@@ -80,15 +72,30 @@ def _recorded(entry_id: int, actor: Actor, note: AuditNote, now: datetime) -> Au
     )
 
 
+def _row(entry: AuditRecord) -> dict[str, Any]:
+    """The entry's columns, but its id (the insert gives it)."""
+    subject = entry.subject
+    return {
+        "agency_id": entry.agency_id,
+        "kind": entry.kind.value,
+        "occurred_at": entry.occurred_at,
+        "email": entry.email,
+        "subject_type": None if subject is None else subject.type_name,
+        "subject_id": None if subject is None else subject.id,
+        "summary": entry.summary,
+    }
+
+
 async def record(
     conn: AsyncConnection, notes: Sequence[tuple[Actor, AuditNote]], now: datetime
 ) -> list[AuditRecord]:
     """Stores the notes (in order) and returns them as records, with their ids."""
     records = []
     for actor, note in notes:  # a unit of work records one, at most a few
-        entry_id = await prepared.fetch_value(conn, _RECORD, _row(actor, note, now))
+        entry = _entry(actor, note, now)
+        entry_id = await prepared.fetch_value(conn, _RECORD, _row(entry))
         assert entry_id is not None
-        records.append(_recorded(int(entry_id), actor, note, now))
+        records.append(replace(entry, id=int(entry_id)))
     return records
 
 
@@ -111,7 +118,6 @@ _AUDITED_EVENTS_PG = Prepared(
         " RETURNING (SELECT id FROM entry)"
     )
 )
-_NO_ID = -1
 
 
 def _around_id(payload: str) -> tuple[str, str]:
@@ -130,13 +136,14 @@ async def record_with_events(
         [entry] = await record(conn, [(actor, note)], now)
         await write_events(conn, [*events, audit_recorded(entry)], now)
         return entry
-    announced = audit_recorded(_recorded(_NO_ID, actor, note, now))
+    entry = _entry(actor, note, now)
+    announced = audit_recorded(entry)
     head, tail = _around_id(orjson.dumps(encode(announced)).decode())
     rows = await prepared.fetch(
         conn,
         _AUDITED_EVENTS_PG,
         {
-            **{f"a_{name}": value for name, value in _row(actor, note, now).items()},
+            **{f"a_{name}": value for name, value in _row(entry).items()},
             **event_arrays(events),
             "e_topic": announced.topic,
             "e_kind": announced.kind.value,
@@ -145,7 +152,7 @@ async def record_with_events(
             "e_tail": tail,
         },
     )
-    return _recorded(int(rows[0][0]), actor, note, now)
+    return replace(entry, id=int(rows[0][0]))
 
 
 def _record(row: Any) -> AuditRecord:

@@ -15,14 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.agency import Agency, SubAccount
 from domain.billing_cycle import period_start
-from domain.ledger import Balance
 from domain.live import AgencyTotals, PeriodUse, UsageSnapshot
-from domain.money import Tier
 from persistence import prepared
 from persistence.arrays import insert_unnested_sql
 from persistence.ledger import balance_t
 from persistence.prepared import Prepared
-from persistence.queries.loaders import balances_by_sub_account
+from persistence.queries.loaders import balances_by_sub_account, balances_from
 from persistence.records import sub_account_t
 from persistence.tables import AgencyUsagePeriodRow, UsagePeriodRow
 
@@ -192,7 +190,7 @@ async def agency_totals(conn: AsyncConnection, agency: Agency, now: datetime) ->
 
 _PERIOD_USE_COLUMNS = (
     usage_period_t.c.sub_account_id,
-    usage_period_t.c.seconds,
+    usage_period_t.c.seconds.label("used_seconds"),
     usage_period_t.c.spent_micros,
 )
 _PERIOD_KEY = tuple_(usage_period_t.c.sub_account_id, usage_period_t.c.period_start)
@@ -210,13 +208,30 @@ _PERIOD_USE = Prepared(
 )
 
 
+def _period_starts(
+    sub_accounts: Sequence[SubAccount], zone: str, now: datetime
+) -> dict[UUID, date]:
+    """The first day of each sub-account's billing period under way where the agency is."""
+    today = now.astimezone(ZoneInfo(zone)).date()
+    return {s.id: period_start(s.subscription_start_date, today) for s in sub_accounts}
+
+
+def _period_use(rows: Iterable[Any]) -> dict[UUID, tuple[int, int]]:
+    """Seconds and spending by sub-account, from rows of `sub_account_id`, `used_seconds` and
+    `spent_micros` (a row without use, from an outer join, adds none)."""
+    return {
+        row.sub_account_id: (int(row.used_seconds), int(row.spent_micros))
+        for row in rows
+        if row.used_seconds is not None
+    }
+
+
 async def this_period_use(
     conn: AsyncConnection, sub_accounts: Sequence[SubAccount], zone: str, now: datetime
 ) -> dict[UUID, tuple[int, int]]:
     """Seconds and spending (micro-dollars) of each sub-account in its billing period under
     way where the agency (`zone`) is; absent: nothing used yet."""
-    today = now.astimezone(ZoneInfo(zone)).date()
-    current = {s.id: period_start(s.subscription_start_date, today) for s in sub_accounts}
+    current = _period_starts(sub_accounts, zone, now)
     if not current:
         return {}
     if conn.dialect.name == "postgresql":
@@ -226,14 +241,15 @@ async def this_period_use(
         rows = await conn.execute(
             select(*_PERIOD_USE_COLUMNS).where(_PERIOD_KEY.in_(list(current.items())))
         )
-    return {row.sub_account_id: (int(row.seconds), int(row.spent_micros)) for row in rows}
+    return _period_use(rows)
 
 
 # PostgreSQL: the balances and this period's use of the accounts a change moved, in one
 # statement after the change (the two reads of the SQLite path, joined on the account).
 _SNAPSHOTS_PG = Prepared(
     text(
-        "SELECT p.id, b.tier, b.seconds, u.seconds AS used_seconds, u.spent_micros"
+        "SELECT p.id AS sub_account_id, b.tier, b.seconds, u.seconds AS used_seconds,"
+        " u.spent_micros"
         " FROM unnest(CAST(:ids AS UUID[]), CAST(:starts AS DATE[])) AS p(id, start)"
         f" LEFT JOIN {balance_t.name} b ON b.sub_account_id = p.id"
         f" LEFT JOIN {usage_period_t.name} u"
@@ -247,25 +263,14 @@ async def usage_snapshots(
 ) -> list[UsageSnapshot]:
     """Balances and this period's use of sub-accounts whose minutes a change moved (not by
     calls): read after the change, in its transaction, whose locks keep them exact."""
+    ids = [s.id for s in sub_accounts]
     if conn.dialect.name != "postgresql" or not sub_accounts:
         used = await this_period_use(conn, sub_accounts, zone, now)
-        balances = await balances_by_sub_account(conn, [s.id for s in sub_accounts])
+        balances = await balances_by_sub_account(conn, ids)
     else:
-        today = now.astimezone(ZoneInfo(zone)).date()
-        starts = [period_start(s.subscription_start_date, today) for s in sub_accounts]
-        held: dict[UUID, dict[Tier, int]] = {}
-        used = {}
-        rows = await prepared.fetch(
-            conn, _SNAPSHOTS_PG, {"ids": [s.id for s in sub_accounts], "starts": starts}
-        )
-        for row in rows:
-            if row.tier is not None:
-                held.setdefault(row.id, {})[Tier(row.tier)] = int(row.seconds)
-            if row.used_seconds is not None:
-                used[row.id] = (int(row.used_seconds), int(row.spent_micros))
-        balances = [
-            [Balance(tier, held.get(s.id, {}).get(tier, 0)) for tier in Tier] for s in sub_accounts
-        ]
+        starts = list(_period_starts(sub_accounts, zone, now).values())
+        rows = await prepared.fetch(conn, _SNAPSHOTS_PG, {"ids": ids, "starts": starts})
+        used, balances = _period_use(rows), balances_from(rows, ids)
     snapshots = []
     for sub_account, tiers in zip(sub_accounts, balances, strict=True):
         seconds, spent = used.get(sub_account.id, (0, 0))

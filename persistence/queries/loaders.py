@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy import select
@@ -68,7 +69,14 @@ _BALANCES_OF = Prepared(
 async def balances_by_sub_account(
     conn: AsyncConnection, ids: Sequence[UUID]
 ) -> list[list[Balance]]:
+    return balances_from(await prepared.fetch(conn, _BALANCES_OF, {"ids": list(ids)}), ids)
+
+
+def balances_from(rows: Iterable[Any], ids: Sequence[UUID]) -> list[list[Balance]]:
+    """Every tier's balance of each of `ids` (0 where no row) from rows of `sub_account_id`,
+    `tier` and `seconds` (a row without a tier, from an outer join, holds none)."""
     found: dict[UUID, dict[Tier, int]] = {}
-    for row in await prepared.fetch(conn, _BALANCES_OF, {"ids": list(ids)}):
-        found.setdefault(row.sub_account_id, {})[Tier(row.tier)] = int(row.seconds)
+    for row in rows:
+        if row.tier is not None:
+            found.setdefault(row.sub_account_id, {})[Tier(row.tier)] = int(row.seconds)
     return [[Balance(tier, found.get(i, {}).get(tier, 0)) for tier in Tier] for i in ids]
