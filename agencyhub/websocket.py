@@ -3,8 +3,9 @@
 - Every message goes out as a JSON *text* frame: the protocol says so, and the `graphql-ws`
   client (browsers, Apollo's `GraphQLWsLink`) and Python's `gql` refuse binary frames.
 - Idle sockets get a protocol `ping` every `interval` seconds from one task per process (not one
-  per socket), so proxies that cut silent connections leave monitoring screens alone; a socket
-  whose client has said nothing for an interval after a ping is closed (1011), as a dead peer.
+  per socket), spread over the interval rather than all at once, so proxies that cut silent
+  connections leave monitoring screens alone; a socket whose client has said nothing for an
+  interval after a ping is closed (1011), as a dead peer.
   That replaces uvicorn's own WebSocket pings (`uvicorn_options`): one ping per idle socket, not
   two, is a third of the servers' CPU at 10,000 idle screens.
 - permessage-deflate, which browsers always offer, is accepted with small windows and without
@@ -16,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
+import math
 import time
 import weakref
 from collections.abc import Mapping
@@ -57,7 +60,17 @@ class TextFrames(ASGIWebSocketAdapter):
 
 class KeepAlive:
     """Pings every acknowledged socket that sent nothing for `interval` seconds, and closes
-    those that have not answered within another `interval`."""
+    those that have not answered within another `interval`.
+
+    The sockets are walked every `interval / SWEEPS` seconds, and one walk pings at most
+    `SPREAD` times its share of them (the sockets over the sweeps of an interval), the quietest
+    first: sockets that went quiet together (opened in the same second, after a restart, or
+    pinged by an earlier walk) are pinged over several walks instead of in one burst, which
+    would stall the process's deliveries, and its clients', while thousands of pings and
+    pongs go through."""
+
+    SWEEPS = 15
+    SPREAD = 1.5
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
@@ -83,13 +96,25 @@ class KeepAlive:
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(self.interval / 2)
-            quiet_since = time.monotonic() - self.interval
-            for handler in list(self._sockets):
-                if handler.unanswered_since is not None and handler.unanswered_since <= quiet_since:
-                    handler.cut()
-                elif handler.last_sent <= quiet_since:
-                    handler.ping()
+            await asyncio.sleep(self.interval / self.SWEEPS)
+            self.sweep(time.monotonic())
+
+    def sweep(self, now: float) -> int:
+        """Cuts the sockets that left a ping unanswered for an interval and pings the quietest
+        of those due, at most a walk's share; returns how many were pinged."""
+        quiet_since = now - self.interval
+        due = []
+        for handler in list(self._sockets):
+            if handler.unanswered_since is not None and handler.unanswered_since <= quiet_since:
+                handler.cut()
+            elif handler.last_sent <= quiet_since:
+                due.append(handler)
+        share = math.ceil(self.SPREAD * len(self._sockets) / self.SWEEPS)
+        if len(due) > share:
+            due = heapq.nsmallest(share, due, key=lambda handler: handler.last_sent)
+        for handler in due:
+            handler.ping()
+        return len(due)
 
 
 class KeptAliveHandler(BaseGraphQLTransportWSHandler[Any, Any]):
