@@ -311,6 +311,7 @@ class WebSocketSubscribers(Received):
         self.layout, self.compression = layout, compression
         self.sockets: list[Any] = []
         self.readers: list[asyncio.Task[None]] = []
+        self.pings: list[float] = []  # when each keep-alive ping arrived
         self.closing = False
 
     async def open(self, url: str, token: str, subs: list[int], gate: asyncio.Semaphore) -> None:
@@ -345,6 +346,7 @@ class WebSocketSubscribers(Received):
                     else:
                         self.add(j, t, int(event["sequence"]))
                 elif kind == "ping":
+                    self.pings.append(t)
                     await ws.send('{"type":"pong"}')
                 elif kind != "pong":
                     self.problem(str(kind), message)  # error, complete, anything else
@@ -784,6 +786,11 @@ async def fanout_run(
             gc.enable()
         result["load_window"] = [load_started, time.time()]
         window = result["load_window"]
+        # Keep-alive pings the sockets received, by second of the load: a burst of them is work
+        # for the servers and for this process at once.
+        in_load = [t for t in subscribers.pings if window[0] <= t <= window[1]]
+        pings = Counter(int(t - window[0]) for t in in_load)
+        result["pings_received_by_load_second"] = dict(sorted(pings.items()))
         result["client_gc"] = {
             "policy": args.client_gc,
             "pauses_ms": [round(ms) for _, ms in CLIENT_GC_PAUSES if ms >= 20],
@@ -831,7 +838,20 @@ def log_summary(server: Server, window: list[float]) -> dict[str, Any]:
     flagged = [line for line in lines if any(w in line for w in ("Traceback", "ERROR", "WARNING"))]
     pauses = [line.split() for line in lines if line.startswith("gc pause ")]
     during_load = [int(p[2]) for p in pauses if window[0] <= float(p[5]) <= window[1]]
+
+    def in_load(prefix: str, ms_at: int, t_at: int) -> list[list[float]]:
+        """[second of the load, ms, anything after the time] of each logged line starting with
+        `prefix` in the load."""
+        rows = [line.split() for line in lines if line.startswith(prefix)]
+        return [
+            [round(float(r[t_at]) - window[0], 1), int(r[ms_at]), *r[t_at + 1 :]]
+            for r in rows
+            if window[0] <= float(r[t_at]) <= window[1]
+        ]
+
     return {
+        "young_gc_pauses_during_load": in_load("gc young pause ", 3, 6),  # >= 20 ms
+        "loop_lags_during_load": in_load("loop lag ", 2, 5),  # >= 50 ms late
         "lines": len(lines),
         "flagged_lines": len(flagged),
         "first_flagged": flagged[:5],

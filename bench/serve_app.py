@@ -4,6 +4,7 @@ UVICORN_OPTIONS, which the bare endpoint runs with too); settings from the envir
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import os
 import signal
@@ -19,6 +20,11 @@ from harness import UVICORN_OPTIONS
 # seconds>`: the
 # benchmarks read these lines from the server logs (fanout.py).
 GC_PAUSE_LOGGED_MS = 50
+# A younger collection (generation 0 or 1) slower than this is logged as `gc young pause <ms> ms
+# at <epoch> generation <n>`, and the event loop running this much later than a 10 ms sleep
+# asked as `loop lag <ms> ms at <epoch>`: what else can stall a server for a moment.
+YOUNG_PAUSE_LOGGED_MS = 20
+LOOP_LAG_LOGGED_MS = 50
 # BENCH_GC_CENSUS=1: on SIGUSR1 a worker logs the objects the collector tracks, by type; on
 # SIGUSR2 it thaws the frozen heap (agencyhub/collector.py) and logs the garbage that a complete
 # walk then finds (cycles among frozen objects that died: what freezing defers).
@@ -57,20 +63,43 @@ def create_app() -> Any:
     started = [0.0]
 
     def timed(phase: str, info: dict[str, int]) -> None:
-        if info["generation"] != 2:
-            return
         if phase == "start":
             started[0] = time.perf_counter()
             return
         ms = 1000 * (time.perf_counter() - started[0])
-        if ms >= GC_PAUSE_LOGGED_MS:
+        generation = info["generation"]
+        if generation == 2 and ms >= GC_PAUSE_LOGGED_MS:
             print(f"gc pause {ms:.0f} ms at {time.time():.3f}", file=sys.stderr, flush=True)
+        elif generation < 2 and ms >= YOUNG_PAUSE_LOGGED_MS:
+            line = f"gc young pause {ms:.0f} ms at {time.time():.3f} generation {generation}"
+            print(line, file=sys.stderr, flush=True)
 
     gc.callbacks.append(timed)
     if CENSUS:
         signal.signal(signal.SIGUSR1, census)
         signal.signal(signal.SIGUSR2, frozen_garbage)
-    return create_app()
+    return _watching_the_loop(create_app())
+
+
+async def _loop_lag() -> None:
+    while True:
+        asked = time.perf_counter()
+        await asyncio.sleep(0.01)
+        ms = 1000 * (time.perf_counter() - asked) - 10
+        if ms >= LOOP_LAG_LOGGED_MS:
+            print(f"loop lag {ms:.0f} ms at {time.time():.3f}", file=sys.stderr, flush=True)
+
+
+def _watching_the_loop(app: Any) -> Any:
+    """The app, with a task started on its first call that logs the event loop's late wake-ups."""
+    watching: list[asyncio.Task[None]] = []
+
+    async def watched(scope: Any, receive: Any, send: Any) -> None:
+        if not watching:
+            watching.append(asyncio.get_running_loop().create_task(_loop_lag()))
+        await app(scope, receive, send)
+
+    return watched
 
 
 def main() -> None:
