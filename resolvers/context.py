@@ -22,7 +22,7 @@ from domain.api_key import ApiKey
 from domain.audit import Actor
 from domain.auto_allocation import AutoAllocation
 from domain.auto_recharge import AutoRecharge
-from domain.errors import AccessDenied, DomainError, ErrorCode, NotAuthenticated
+from domain.errors import AccessDenied, DomainError, ErrorCode, NotAuthenticated, TryAgain
 from domain.ledger import Balance
 from domain.payments import PaymentCard, Purchase
 from domain.policy import Viewer
@@ -90,7 +90,12 @@ class Services:
     health: HealthThresholds = field(default_factory=HealthThresholds)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     # Small recordCalls requests of one agency, billed together (resolvers/group_commit.py).
-    ingestion_groups: GroupCommit = field(default_factory=lambda: GroupCommit(MAX_BATCH))
+    # Grouped by API key, checked in the group's transaction: a bad key fails the whole group.
+    ingestion_groups: GroupCommit = field(
+        default_factory=lambda: GroupCommit(
+            MAX_BATCH, shared=(TryAgain, NotAuthenticated, AccessDenied)
+        )
+    )
     stripe: StripeGateway | None = None  # None: STRIPE_SECRET_KEY is not set
     # Outgoing webhooks: how host names are resolved (tests replace it) and when failed
     # deliveries are tried again.
@@ -240,6 +245,15 @@ class Loaders:
         return DataLoader(load_fn=load, cache=self._cache)
 
 
+def usable_api_key(key: ApiKey | None, scope: str) -> ApiKey:
+    """`key`, as looked up by a request's secret, if it is live and has `scope`."""
+    if key is None:
+        raise NotAuthenticated("The API key is invalid or revoked.")
+    if scope not in key.scopes:
+        raise AccessDenied(f"this API key lacks the {scope!r} scope")
+    return key
+
+
 class RequestContext:
     """Per HTTP request, or per WebSocket connection (then `connection_params` holds the auth)."""
 
@@ -297,16 +311,17 @@ class RequestContext:
 
     async def require_api_key(self, scope: str) -> ApiKey:
         """The platform's credential for ingestion, with the scope the operation needs."""
+        key = await api_key_by_secret(self.services.database, self.api_key_digest())
+        self.api_key_agency_id = key.agency_id if key is not None else None
+        return usable_api_key(key, scope)
+
+    def api_key_digest(self) -> bytes:
+        """What the request's API key is looked up by (ingestion looks it up in its own
+        transaction, then checks it with `usable_api_key`)."""
         token = self.token
         if token is None or not token.startswith(API_KEY_PREFIX):
             raise NotAuthenticated("Send an API key: Authorization: Bearer ahk_…")
-        key = await api_key_by_secret(self.services.database, self.services.tokens.digest(token))
-        if key is None:
-            raise NotAuthenticated("The API key is invalid or revoked.")
-        self.api_key_agency_id = key.agency_id
-        if scope not in key.scopes:
-            raise AccessDenied(f"this API key lacks the {scope!r} scope")
-        return key
+        return self.services.tokens.digest(token)
 
     def sign_in_as(self, token: str) -> None:
         """After sign-up or login, the rest of the response is resolved as the new user."""

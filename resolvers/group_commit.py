@@ -13,9 +13,9 @@ and the cost per request falls instead of the queue.
 `run(items)` returns one result per item, in order; it must give each item the answer it would
 have had on its own, run after the items before it (the caller's rule, see
 `resolvers/usage.py`). Every caller of one key passes the same work: a group runs the `run` its
-first request brought. If a group of several fails for any reason but `TryAgain` (the
-database is busy, which each request alone would be told too), each item is run again alone, so
-one request's failure is never another's.
+first request brought. If a group of several fails for any reason but the `shared` ones (by
+default `TryAgain`: the database is busy, which each request alone would be told too), each item
+is run again alone, so one request's failure is never another's.
 """
 
 from __future__ import annotations
@@ -45,11 +45,14 @@ class _Waiting(Generic[T, R]):
 class GroupCommit:
     """Per key, one group at a time; requests meanwhile wait for the next group.
 
-    `max_size` bounds the sizes (as `submit` is told them) of one group's items together.
+    `max_size` bounds the sizes (as `submit` is told them) of one group's items together;
+    `shared` are the failures every item of a group would have had alone, given to each as they
+    are (the rest run each item again alone).
     """
 
-    def __init__(self, max_size: int) -> None:
+    def __init__(self, max_size: int, shared: tuple[type[Exception], ...] = (TryAgain,)) -> None:
         self.max_size = max_size
+        self.shared = shared
         self._queues: dict[Hashable, list[_Waiting[Any, Any]]] = {}  # waiting for the next group
         self._running: set[asyncio.Task[None]] = set()
         self.groups_run = 0  # and the items in them: how much grouping saves, for a reader
@@ -102,7 +105,7 @@ class GroupCommit:
         self.items_run += len(group)
         try:
             results = await run([w.item for w in group])
-        except TryAgain as error:
+        except self.shared as error:
             for waiting in group:
                 _fail(waiting, error)
             return

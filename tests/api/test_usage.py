@@ -12,8 +12,10 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from strawberry.utils.str_converters import to_camel_case
 
+from persistence.api_keys import add_api_key
 from persistence.ledger import mismatches
 from persistence.usage import call_t, daily_t, rollup_t
+from resolvers.global_id import from_global_id
 from tests.api.test_account_manager import (
     ACCOUNT,
     SOURCE,
@@ -22,6 +24,7 @@ from tests.api.test_account_manager import (
     new_client,
     seconds,
 )
+from tests.api.test_team import KEYS, REVOKE_KEY
 from tests.factories import gql, make_agency
 
 RECORD = """mutation($calls: [CallInput!]!) { recordCalls(input: {calls: $calls}) {
@@ -263,3 +266,46 @@ def test_the_call_input_builder_sets_every_field():
         f.python_name: f.python_name for f in definition.fields
     }
     assert definition.from_input is _call_from_input
+
+
+async def test_a_revoked_key_bills_nothing_and_its_group_is_refused_at_once(
+    app_client, setup, database
+):
+    """The key is checked in the group's transaction: every request sent with a revoked key
+    is told UNAUTHENTICATED, and the group is refused as a whole, not run again request by
+    request (which a flood of bad keys would turn into a transaction each)."""
+    owner, client, key = setup
+    listed = await gql(app_client, KEYS, token=owner.token)
+    [edge] = listed["data"]["viewer"]["agency"]["apiKeys"]["edges"]
+    await gql(app_client, REVOKE_KEY, {"id": edge["node"]["id"]}, owner.token)
+    groups = app_client.app.state.services.ingestion_groups
+    groups_before = groups.groups_run
+    sent = [[call(client, duration=7)] for _ in range(12)]
+    results = await asyncio.gather(*(gql(app_client, RECORD, {"calls": c}, key) for c in sent))
+    assert [r["errors"][0]["extensions"]["code"] for r in results] == ["UNAUTHENTICATED"] * 12
+    assert groups.groups_run - groups_before < len(sent)
+    async with database.read() as conn:
+        assert await conn.scalar(select(func.count()).select_from(call_t)) == 0
+    assert seconds(await account(app_client, owner, client)) == 480
+
+
+async def test_a_key_without_the_ingest_scope_is_forbidden_and_bills_nothing(
+    app_client, setup, database
+):
+    owner, client, _ = setup
+    services = app_client.app.state.services
+    secret = services.tokens.new("ahk_")
+    async with database.transaction() as conn:
+        await add_api_key(
+            conn,
+            from_global_id(owner.id)[1],
+            "read only",
+            services.tokens.digest(secret),
+            frozenset({"read"}),
+            None,
+            datetime.now(UTC),
+        )
+    result = await gql(app_client, RECORD, {"calls": [call(client)]}, secret)
+    assert result["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    async with database.read() as conn:
+        assert await conn.scalar(select(func.count()).select_from(call_t)) == 0
