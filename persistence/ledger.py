@@ -219,11 +219,16 @@ async def apply(conn: AsyncConnection, movements: Sequence[Movement], now: datet
 # balances moved tells whether any would have gone below zero (the caller then rolls the
 # transaction back, ledger rows with it). One round trip where there were two.
 _MOVED = (ledger_t.c.sub_account_id, ledger_t.c.tier, ledger_t.c.delta_seconds)
-_APPLY_MANY_PG = Prepared(
-    text(
-        "WITH moved AS ("
+
+
+def apply_locked_ctes_pg(prefix: str = "") -> str:
+    """`moved` (one row per balance changed) and `entries` (the ledger rows), as CTEs another
+    statement can start with; parameters named after the columns, after `prefix` (the ledger
+    rows' after `{prefix}entry_`)."""
+    return (
+        "moved AS ("
         f" UPDATE {balance_t.name} SET seconds = {balance_t.name}.seconds + m.delta_seconds"
-        f" FROM {unnested(_MOVED, alias='m')}"
+        f" FROM {unnested(_MOVED, alias='m', prefix=prefix)}"
         f" WHERE {balance_t.name}.sub_account_id = m.sub_account_id"
         f" AND {balance_t.name}.tier = m.tier AND {balance_t.name}.seconds + m.delta_seconds >= 0"
         " RETURNING 1),"
@@ -232,11 +237,35 @@ _APPLY_MANY_PG = Prepared(
             ledger_t,
             (ledger_t.c.agency_id, *_MOVED, ledger_t.c.kind, ledger_t.c.reference),
             constants=(ledger_t.c.created_at,),
-            prefix="entry_",
+            prefix=f"{prefix}entry_",
         )
-        + ") SELECT count(*) FROM moved"
+        + ")"
     )
-)
+
+
+_APPLY_MANY_PG = Prepared(text(f"WITH {apply_locked_ctes_pg()} SELECT count(*) FROM moved"))
+
+
+def apply_locked_params(
+    movements: Sequence[Movement], now: datetime, prefix: str = ""
+) -> tuple[dict[str, object], int]:
+    """`apply_locked_ctes_pg(prefix)`'s parameters, and how many rows `moved` must hold (the
+    balances changed; fewer means one would have gone below zero)."""
+    net: dict[tuple[UUID, Tier], int] = defaultdict(int)
+    for m in movements:
+        net[m.sub_account_id, m.tier] += m.delta_seconds
+    params = {
+        f"{prefix}sub_account_id": [account_id for account_id, _ in net],
+        f"{prefix}tier": [tier.value for _, tier in net],
+        f"{prefix}delta_seconds": list(net.values()),
+        **_entry_arrays(movements, now, prefix=f"{prefix}entry_"),
+    }
+    return params, len(net)
+
+
+def check_moved(moved: int, expected: int) -> None:
+    if moved != expected:
+        raise DomainError(ErrorCode.INSUFFICIENT_MINUTES, "Not enough minutes left.")
 
 
 async def apply_locked(conn: AsyncConnection, movements: Sequence[Movement], now: datetime) -> None:
@@ -251,21 +280,8 @@ async def apply_locked(conn: AsyncConnection, movements: Sequence[Movement], now
     if conn.dialect.name != "postgresql":
         await apply(conn, movements, now)
         return
-    net: dict[tuple[UUID, Tier], int] = defaultdict(int)
-    for m in movements:
-        net[m.sub_account_id, m.tier] += m.delta_seconds
-    moved = await prepared.fetch_value(
-        conn,
-        _APPLY_MANY_PG,
-        {
-            "sub_account_id": [account_id for account_id, _ in net],
-            "tier": [tier.value for _, tier in net],
-            "delta_seconds": list(net.values()),
-            **_entry_arrays(movements, now, prefix="entry_"),
-        },
-    )
-    if moved != len(net):
-        raise DomainError(ErrorCode.INSUFFICIENT_MINUTES, "Not enough minutes left.")
+    params, expected = apply_locked_params(movements, now)
+    check_moved(await prepared.fetch_value(conn, _APPLY_MANY_PG, params), expected)
 
 
 async def mismatches(conn: AsyncConnection) -> list[tuple[UUID, str, int, int]]:

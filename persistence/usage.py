@@ -26,10 +26,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.agency import Agency, SubAccount, SubAccountKind, SubAccountStatus
 from domain.auto_recharge import AutoRecharge
+from domain.ledger import Movement
 from domain.live import PeriodUse
 from domain.money import Tier
 from domain.usage import CallCharge, CallStatus, ReportedCall, RollupLine, hour_of
-from persistence import live, prepared
+from persistence import ledger, live, prepared
 from persistence.arrays import insert_unnested, insert_unnested_sql
 from persistence.database import dialect_insert
 from persistence.prepared import Prepared, any_of, in_list
@@ -253,12 +254,17 @@ async def insert_new_calls(
     return set((await conn.scalars(statement)).all())
 
 
-_SET_OVERAGE_PG = text(
-    "UPDATE call SET overage_seconds = rows.overage_seconds "
-    "FROM unnest(CAST(:external_id AS varchar[]), CAST(:overage_seconds AS integer[])) "
-    "AS rows (external_id, overage_seconds) "
-    "WHERE call.agency_id = :agency_id AND call.external_id = rows.external_id"
-)
+def _set_overage_sql(prefix: str = "") -> str:
+    return (
+        "UPDATE call SET overage_seconds = rows.overage_seconds"
+        f" FROM unnest(CAST(:{prefix}external_id AS varchar[]),"
+        f" CAST(:{prefix}overage_seconds AS integer[]))"
+        " AS rows (external_id, overage_seconds)"
+        " WHERE call.agency_id = :agency_id AND call.external_id = rows.external_id"
+    )
+
+
+_SET_OVERAGE_PG = text(_set_overage_sql())
 
 
 async def set_overage(conn: AsyncConnection, agency_id: uuid.UUID, short: dict[str, int]) -> None:
@@ -435,6 +441,58 @@ async def add_use(
         **live.add_use_params(agency_id, use),
     }
     return live.current_use(use, await prepared.fetch(conn, _ADD_USE_PG, params))
+
+
+# What a billed group writes after locking its balances, in one statement (PostgreSQL): the
+# debits and their ledger rows (`moved`, `entries`), the calls' overage, the rollups and the
+# period counters, returning the counters' figures and, in a last row of its own, how many
+# balances moved. The balance rows stay locked until commit, and every other group with a
+# call on one of them waits that long: one round trip here instead of three (the debit, the
+# overage, the rollups) is two fewer in that wait.
+_BILL_PG = Prepared(
+    text(
+        f"WITH {ledger.apply_locked_ctes_pg('move_')},"
+        f" overage AS ({_set_overage_sql('short_')}),"
+        f" quarter AS ({_upsert_sql(quarter_t, 'quarter_')}),"
+        f" hourly AS ({_upsert_sql(rollup_t, 'hour_')}),"
+        f" daily AS ({_upsert_sql(daily_t, 'day_')}),"
+        f" {live.ADD_USE_CTES_PG}{live.ADD_USE_SELECT_PG}"
+        " UNION ALL SELECT NULL, NULL, (SELECT count(*) FROM moved), NULL"
+    )
+)
+
+
+async def bill(
+    conn: AsyncConnection,
+    agency_id: uuid.UUID,
+    movements: Sequence[Movement],
+    short: dict[str, int],
+    batches: Sequence[dict[tuple[uuid.UUID, Tier, datetime], RollupLine]],
+    use: PeriodUse,
+    now: datetime,
+) -> live.CurrentUse:
+    """A billed group's writes once its balances are locked (`ledger.balances_for_update`):
+    `ledger.apply_locked(movements)`, `set_overage(short)` and `add_use(batches, use)`, whose
+    figures it returns; INSUFFICIENT_MINUTES if a debit would take a balance below zero. One
+    statement on PostgreSQL."""
+    tables = _rollup_tables(agency_id, batches)
+    if conn.dialect.name != "postgresql" or not tables:
+        if movements:
+            await ledger.apply_locked(conn, movements, now)
+        await set_overage(conn, agency_id, short)
+        return await add_use(conn, agency_id, batches, use)
+    moves, expected = ledger.apply_locked_params(movements, now, prefix="move_")
+    params = {
+        **moves,
+        "short_external_id": list(short),
+        "short_overage_seconds": list(short.values()),
+        **_rollup_arrays(tables, ("quarter_", "hour_", "day_")),
+        **live.add_use_params(agency_id, use),
+    }
+    rows = await prepared.fetch(conn, _BILL_PG, params)
+    *figures, (_, _, moved, _) = rows  # the last row is the count of balances moved
+    ledger.check_moved(moved, expected)
+    return live.current_use(use, figures)
 
 
 async def add_to_rollups(

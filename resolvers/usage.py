@@ -17,6 +17,7 @@ from domain.ledger import Balance, LedgerKind, Movement
 from domain.live import (
     AgencyTotals,
     LastCall,
+    PeriodUse,
     UsageSnapshot,
     combined_use,
     period_use,
@@ -108,12 +109,21 @@ async def _bill_batches(
         )
         billed = bill_in_turn(accepted, balances, charges)
         movements = [m for b in billed for m in _movements(agency_id, b.bill)]
-        if movements:
-            await ledger.apply_locked(uow.conn, movements, now)
-        await usage.set_overage(
-            uow.conn, agency_id, {e: s for b in billed for e, s in b.bill.short_calls.items()}
+        short = {e: s for b in billed for e, s in b.bill.short_calls.items()}
+        touched, uses = _period_uses(batch, billed, now)
+        # The debits, the calls' overage, the rollups and the period counters (one statement
+        # on PostgreSQL: the balances stay locked until commit, so the fewer round trips
+        # after the lock, the sooner the next group with a call on them goes).
+        this_period, agency_seconds = await usage.bill(
+            uow.conn,
+            agency_id,
+            movements,
+            short,
+            [b.bill.rollups for b in billed],
+            combined_use(uses),
+            now,
         )
-        this_period = await _announce(uow, batch, billed, now)
+        _announce(uow, batch, billed, touched, uses, (this_period, agency_seconds))
         await _request_recharges(uow, batch, billed, now)
         await _request_cap_checks(uow, batch, this_period, now)
         return [(agency_id, result) for result in results]
@@ -228,12 +238,10 @@ def _movements(agency_id: uuid.UUID, billed: BatchBill) -> list[Movement]:
     ]
 
 
-async def _announce(
-    uow: UnitOfWork, batch: usage.BatchContext, billed: list[BilledInTurn], now: datetime
-) -> dict[uuid.UUID, tuple[int, int]]:
-    """Adds the batches' use to the rollups and the period counters (one statement), and
-    publishes each batch's events with the figures right after it: those of the sub-accounts
-    it touched, and the agency's."""
+def _period_uses(
+    batch: usage.BatchContext, billed: list[BilledInTurn], now: datetime
+) -> tuple[list[list[SubAccount]], list[PeriodUse]]:
+    """The sub-accounts each batch touched, and each batch's use of this period."""
     agency, primary, accounts = batch.agency, batch.primary, batch.accounts
     touched = [
         [primary if s == primary.id else accounts[s] for s in sorted(b.bill.touched())]
@@ -242,10 +250,21 @@ async def _announce(
     uses = [
         period_use(b.bill.rollups, t, agency, now) for b, t in zip(billed, touched, strict=True)
     ]
-    this_period, agency_seconds = await usage.add_use(
-        uow.conn, agency.id, [b.bill.rollups for b in billed], combined_use(uses)
-    )
-    figures = use_after_each(uses, this_period, agency_seconds)
+    return touched, uses
+
+
+def _announce(
+    uow: UnitOfWork,
+    batch: usage.BatchContext,
+    billed: list[BilledInTurn],
+    touched: list[list[SubAccount]],
+    uses: list[PeriodUse],
+    current: tuple[dict[uuid.UUID, tuple[int, int]], int],
+) -> None:
+    """Publishes each batch's events with the figures right after it: those of the
+    sub-accounts it touched, and the agency's (`current`: the period counters after the
+    whole group)."""
+    figures = use_after_each(uses, *current)
     for (period, agency_period), one, sub_accounts in zip(figures, billed, touched, strict=True):
         for sub_account in sub_accounts:
             seconds, spent = period[sub_account.id]
@@ -258,8 +277,7 @@ async def _announce(
             )
             uow.publish(usage_event(snapshot, EventKind.USAGE_UPDATED))
         totals = AgencyTotals(agency_period, batch.active_sub_accounts)
-        uow.publish(totals_event(agency.id, totals))
-    return this_period
+        uow.publish(totals_event(batch.agency.id, totals))
 
 
 def _balances_of(

@@ -24,17 +24,18 @@ VIEWER_AGENCY = "{ viewer { agency { name } } }"
 async def test_a_batch_run_again_after_a_deadlock_is_counted_and_billed_once(
     app_client, setup, database, monkeypatch
 ):
-    # given a batch whose transaction deadlocks once, after billing, before its rollups
+    # given a batch whose transaction deadlocks once, after its calls and balance locks,
+    # before its debits and rollups
     owner, client, key = setup  # the client holds 480 PREMIUM seconds
     opponents = Opponents(database)
-    add_use = usage.add_use
+    bill = usage.bill
 
     async def deadlocking_once(conn, *args):
         if opponents.played == 0:
             await opponents.deadlock(conn)
-        return await add_use(conn, *args)
+        return await bill(conn, *args)
 
-    monkeypatch.setattr(usage, "add_use", deadlocking_once)
+    monkeypatch.setattr(usage, "bill", deadlocking_once)
     batch = [call(client, "a", 100), call(client, "b", 30), call(client, "a", 100)]
 
     # when the platform records it

@@ -7,13 +7,21 @@ import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 from strawberry.utils.str_converters import to_camel_case
 
+from domain.errors import DomainError, ErrorCode
+from domain.ledger import LedgerKind, Movement
+from domain.live import PeriodUse
+from domain.money import Tier
+from domain.usage import RollupLine
+from persistence import usage
 from persistence.api_keys import add_api_key
 from persistence.ledger import mismatches
+from persistence.tables import LedgerEntryRow
 from persistence.usage import call_t, daily_t, rollup_t
 from resolvers.global_id import from_global_id
 from tests.api.test_account_manager import (
@@ -26,6 +34,8 @@ from tests.api.test_account_manager import (
 )
 from tests.api.test_team import KEYS, REVOKE_KEY
 from tests.factories import gql, make_agency
+
+ledger_entry_t = LedgerEntryRow.__table__
 
 RECORD = """mutation($calls: [CallInput!]!) { recordCalls(input: {calls: $calls}) {
   accepted duplicates rejected { externalId code message } userErrors { code field } } }"""
@@ -309,3 +319,29 @@ async def test_a_key_without_the_ingest_scope_is_forbidden_and_bills_nothing(
     assert result["errors"][0]["extensions"]["code"] == "FORBIDDEN"
     async with database.read() as conn:
         assert await conn.scalar(select(func.count()).select_from(call_t)) == 0
+
+
+async def test_a_debit_below_zero_in_the_billing_statement_is_refused_and_nothing_is_kept(
+    app_client, setup, database
+):
+    """`usage.bill` writes the debits, the overage, the rollups and the counters together (one
+    statement on PostgreSQL); billing never asks for more than a balance holds, but if it did
+    the statement refuses it, and the transaction keeps none of its writes."""
+    owner, client, _ = setup  # the client holds 480 PREMIUM seconds
+    agency_id, client_id = from_global_id(owner.id)[1], from_global_id(client)[1]
+    now = datetime.now(UTC).replace(microsecond=0)
+    quarter = now.replace(minute=now.minute - now.minute % 15, second=0)
+    day = now.date()
+    use = PeriodUse({(client_id, day): (481, 0)}, {day: 481}, {client_id: day}, day)
+    debit = Movement(agency_id, client_id, Tier.PREMIUM, -481, LedgerKind.USAGE, "usage:over")
+    rollups = [{(client_id, Tier.PREMIUM, quarter): RollupLine(calls=1, seconds=481)}]
+    async with database.read() as conn:
+        ledger_rows = await conn.scalar(select(func.count()).select_from(ledger_entry_t))
+    with pytest.raises(DomainError) as refused:
+        async with database.transaction() as conn:
+            await usage.bill(conn, agency_id, [debit], {}, rollups, use, now)
+    assert refused.value.code == ErrorCode.INSUFFICIENT_MINUTES
+    assert seconds(await account(app_client, owner, client)) == 480
+    async with database.read() as conn:
+        assert await conn.scalar(select(func.count()).select_from(ledger_entry_t)) == ledger_rows
+        assert await conn.scalar(select(func.count()).select_from(rollup_t)) == 0
