@@ -750,7 +750,19 @@ def machine_info(postgres_version: str | None) -> dict[str, Any]:
         "packages": versions,
         "git_commit": _git("rev-parse", "HEAD"),
         "git_tracked_changes": bool(status) if status is not None else None,
+        "cpu_probe_ms": cpu_probe_ms(),
     }
+
+
+def cpu_probe_ms() -> float:
+    """CPU time of a fixed piece of pure Python (the best of five): this VM's speed moves by
+    up to half from one hour to the next, so runs are comparable only at a like probe."""
+    times = []
+    for _ in range(5):
+        started = time.process_time()
+        sum(range(10_000_000))
+        times.append(time.process_time() - started)
+    return round(1000 * min(times), 1)
 
 
 # ---- the app in-process: statements and profiles -------------------------------------------------
