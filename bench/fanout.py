@@ -849,7 +849,9 @@ def log_summary(server: Server, window: list[float]) -> dict[str, Any]:
             if window[0] <= float(r[t_at]) <= window[1]
         ]
 
+    census = [line for line in lines if line.startswith("gc gen1 census")]
     return {
+        "gen1_census": census,
         "young_gc_pauses_during_load": in_load("gc young pause ", 3, 6),  # >= 20 ms
         "loop_lags_during_load": in_load("loop lag ", 2, 5),  # >= 50 ms late
         "lines": len(lines),

@@ -25,6 +25,8 @@ GC_PAUSE_LOGGED_MS = 50
 # asked as `loop lag <ms> ms at <epoch>`: what else can stall a server for a moment.
 YOUNG_PAUSE_LOGGED_MS = 20
 LOOP_LAG_LOGGED_MS = 50
+# The first generation-1 collection of more objects than this logs what they are, by type.
+GEN1_CENSUS_ABOVE = 60_000
 # BENCH_GC_CENSUS=1: on SIGUSR1 a worker logs the objects the collector tracks, by type; on
 # SIGUSR2 it thaws the frozen heap (agencyhub/collector.py) and logs the garbage that a complete
 # walk then finds (cycles among frozen objects that died: what freezing defers).
@@ -62,16 +64,32 @@ def create_app() -> Any:
 
     started = [0.0]
 
+    sizes: list[int] = []
+    started_cpu: list[float] = []
+    dumped: list[int] = []
+
     def timed(phase: str, info: dict[str, int]) -> None:
         if phase == "start":
+            if info["generation"] == 1:  # what the walk is about to visit
+                sizes[:] = [len(gc.get_objects(generation=g)) for g in (0, 1)]
+                if sizes[1] > GEN1_CENSUS_ABOVE and not dumped:  # once: what fills it
+                    dumped.append(1)
+                    young = gc.get_objects(generation=1)
+                    kinds = Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in young)
+                    for kind, n in kinds.most_common(25):
+                        print(f"gc gen1 census {n:>7} {kind}", file=sys.stderr, flush=True)
             started[0] = time.perf_counter()
+            started_cpu[:] = [time.thread_time()]
             return
         ms = 1000 * (time.perf_counter() - started[0])
+        cpu = 1000 * (time.thread_time() - started_cpu[0]) if started_cpu else 0.0
         generation = info["generation"]
         if generation == 2 and ms >= GC_PAUSE_LOGGED_MS:
             print(f"gc pause {ms:.0f} ms at {time.time():.3f}", file=sys.stderr, flush=True)
         elif generation < 2 and ms >= YOUNG_PAUSE_LOGGED_MS:
             line = f"gc young pause {ms:.0f} ms at {time.time():.3f} generation {generation}"
+            if generation == 1:
+                line += f" objects {sizes} collected {info['collected']} cpu {cpu:.0f}"
             print(line, file=sys.stderr, flush=True)
 
     gc.callbacks.append(timed)
