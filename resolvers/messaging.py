@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from uuid import UUID
 
 from domain import messaging as rules
 from domain import sub_account as sub_account_rules
@@ -18,9 +19,10 @@ from domain.policy import Action, Target, require
 from domain.reporting import local_range
 from persistence import messaging as store
 from persistence import metrics, usage
+from persistence.api_keys import api_key_in
 from persistence.unit_of_work import UnitOfWork
 from resolvers.api_keys import INGEST_SCOPE
-from resolvers.context import RequestContext
+from resolvers.context import RequestContext, usable_api_key
 from resolvers.sub_account import lock_sub_accounts
 from resolvers.usage import Recorded, accept, claim
 from resolvers.viewer import sub_account_target
@@ -28,40 +30,43 @@ from resolvers.viewer import sub_account_target
 
 async def record_messages(ctx: RequestContext, messages: list[ReportedMessage]) -> Recorded:
     """Each message accepted once; its conversation's opening, reply and rollups as exact as
-    if every message had come in time order."""
-    key = await ctx.require_api_key(INGEST_SCOPE)
+    if every message had come in time order. The API key is checked in the same transaction,
+    as `recordCalls` does."""
     if len(messages) > rules.MAX_BATCH:
+        await ctx.require_api_key(INGEST_SCOPE)  # who asks is answered before what they sent
         raise DomainError(
             ErrorCode.INVALID_INPUT,
             f"Send at most {rules.MAX_BATCH} messages per batch.",
             ("messages",),
         )
-    now = ctx.services.clock()
+    digest, now = ctx.api_key_digest(), ctx.services.clock()
 
-    async def record(uow: UnitOfWork) -> Recorded:
+    async def record(uow: UnitOfWork) -> tuple[UUID, Recorded]:
+        agency_id = usable_api_key(await api_key_in(uow.conn, digest), INGEST_SCOPE).agency_id
         ids = sorted({m.sub_account_id for m in messages if m.sub_account_id})
-        accounts = (await usage.batch_context(uow.conn, key.agency_id, ids)).accounts
+        accounts = (await usage.batch_context(uow.conn, agency_id, ids)).accounts
         [result], claimed = claim([messages], accounts, now, rules.rejection)
         new_ids = await store.insert_new_messages(
-            uow.conn, key.agency_id, [m for _, m in claimed.values()], now
+            uow.conn, agency_id, [m for _, m in claimed.values()], now
         )
         accepted = [m for batch in accept([result], claimed, new_ids) for m in batch]
         if not accepted:
-            return result
+            return agency_id, result
         fresh = rules.conversations_after(accepted, {})
-        created = await store.insert_new_conversations(uow.conn, key.agency_id, fresh.values())
+        created = await store.insert_new_conversations(uow.conn, agency_id, fresh.values())
         before = await store.conversations_for_update(uow.conn, fresh.keys() - created)
         after = rules.conversations_after(accepted, before)
         await store.save_conversations(
             uow.conn, [c for k, c in after.items() if k in before and before[k] != c]
         )
         await store.add_to_rollups(
-            uow.conn, key.agency_id, rules.rollup_changes(accepted, before, after)
+            uow.conn, agency_id, rules.rollup_changes(accepted, before, after)
         )
-        return result
+        return agency_id, result
 
     # Not audited, as calls are not: the messages are their own record.
-    recorded = await ctx.services.transact(record, audited=False)
+    agency_id, recorded = await ctx.services.transact(record, audited=False)
+    ctx.api_key_agency_id = agency_id  # the request's log line names the agency
     metrics.count_ingested(
         "messages", recorded.accepted, recorded.duplicates, len(recorded.rejected)
     )

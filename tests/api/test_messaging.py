@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from tests.api.test_report_zones import midnight
 from tests.api.test_reports import UPDATE_AGENCY
+from tests.api.test_team import KEYS, REVOKE_KEY
 from tests.factories import gql
 
 RECORD = """mutation($m: [MessageInput!]!) { recordMessages(input: {messages: $m}) {
@@ -216,3 +217,18 @@ async def test_the_volume_limit_is_set_by_admins_and_shown_against_this_periods_
     ]
     body = await gql(app_client, LIMIT, {"id": client, "limit": None}, owner.token)
     assert body["data"]["setMessagingVolumeLimit"]["subAccount"] == {"messagingVolumeLimit": None}
+
+
+async def test_a_revoked_key_records_no_message(app_client, setup):
+    """The key is checked in the messages' own transaction (as for calls)."""
+    owner, client, key = setup
+    listed = await gql(app_client, KEYS, token=owner.token)
+    [edge] = listed["data"]["viewer"]["agency"]["apiKeys"]["edges"]
+    await gql(app_client, REVOKE_KEY, {"id": edge["node"]["id"]}, owner.token)
+    now = datetime.now(UTC)
+    sent = [message(client, "m1", "c", "OUTBOUND", now - timedelta(minutes=1))]
+    body = await gql(app_client, RECORD, {"m": sent}, key)
+    assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    days = {"from": str(now.date() - timedelta(days=1)), "to": str(now.date())}
+    stats = await gql(app_client, STATS, {"id": client, **days}, owner.token)
+    assert stats["data"]["node"]["messaging"]["sent"] == 0
