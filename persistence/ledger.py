@@ -160,6 +160,13 @@ def _entry_arrays(
     }
 
 
+def check_moved(moved: int, expected: int) -> None:
+    """Each statement that moves balances says how many it moved; fewer than asked means a
+    debit would have taken one below zero, and the caller's transaction must roll back."""
+    if moved != expected:
+        raise DomainError(ErrorCode.INSUFFICIENT_MINUTES, "Not enough minutes left.")
+
+
 async def apply(conn: AsyncConnection, movements: Sequence[Movement], now: datetime) -> None:
     """Apply movements; a debit that would take a balance below zero refuses the whole lot.
 
@@ -178,8 +185,7 @@ async def apply(conn: AsyncConnection, movements: Sequence[Movement], now: datet
             params[f"m{k}_sub_account_id"] = m.sub_account_id
             params[f"m{k}_tier"] = m.tier.value
             params[f"m{k}_delta"] = m.delta_seconds
-        if await prepared.fetch_value(conn, _chained(len(ordered)), params) != len(ordered):
-            raise DomainError(ErrorCode.INSUFFICIENT_MINUTES, "Not enough minutes left.")
+        check_moved(await prepared.fetch_value(conn, _chained(len(ordered)), params), len(ordered))
         return
     for m in ordered:
         moved = await prepared.execute(
@@ -191,8 +197,7 @@ async def apply(conn: AsyncConnection, movements: Sequence[Movement], now: datet
                 "m_delta": m.delta_seconds,
             },
         )
-        if moved != 1:
-            raise DomainError(ErrorCode.INSUFFICIENT_MINUTES, "Not enough minutes left.")
+        check_moved(moved, 1)
     if not movements:
         return
     await conn.execute(
@@ -261,11 +266,6 @@ def apply_locked_params(
         **_entry_arrays(movements, now, prefix=f"{prefix}entry_"),
     }
     return params, len(net)
-
-
-def check_moved(moved: int, expected: int) -> None:
-    if moved != expected:
-        raise DomainError(ErrorCode.INSUFFICIENT_MINUTES, "Not enough minutes left.")
 
 
 async def apply_locked(conn: AsyncConnection, movements: Sequence[Movement], now: datetime) -> None:

@@ -490,9 +490,11 @@ async def bill(
         **live.add_use_params(agency_id, use),
     }
     rows = await prepared.fetch(conn, _BILL_PG, params)
-    *figures, (_, _, moved, _) = rows  # the last row is the count of balances moved
+    # The row without a period is the count of balances moved (found by that, not by its
+    # place: UNION ALL promises no order).
+    [(_, _, moved, _)] = [row for row in rows if row[1] is None]
     ledger.check_moved(moved, expected)
-    return live.current_use(use, figures)
+    return live.current_use(use, [row for row in rows if row[1] is not None])
 
 
 async def add_to_rollups(
