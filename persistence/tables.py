@@ -207,8 +207,23 @@ class OutboxRow(Base):
             postgresql_where=text("sequence IS NOT NULL AND published_at IS NULL"),
             sqlite_where=text("sequence IS NOT NULL AND published_at IS NULL"),
         ),
-        UniqueConstraint("sequence"),
-        Index("ix_outbox_topic_sequence", "topic", "sequence"),
+        # Both leave out the rows not yet numbered (migration 0020: the relay finds those
+        # through `ix_outbox_unsequenced`, and a bitmap scan of an index holding them too
+        # visited every row numbered since the last vacuum).
+        Index(
+            "uq_outbox_sequence",
+            "sequence",
+            unique=True,
+            postgresql_where=text("sequence IS NOT NULL"),
+            sqlite_where=text("sequence IS NOT NULL"),
+        ),
+        Index(
+            "ix_outbox_topic_sequence",
+            "topic",
+            "sequence",
+            postgresql_where=text("sequence IS NOT NULL"),
+            sqlite_where=text("sequence IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)

@@ -7,10 +7,11 @@ from datetime import UTC, datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, select, text
+from sqlalchemy import func, inspect, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from domain.agency import SubAccountKind, sign_up
@@ -410,5 +411,56 @@ async def test_0019_adds_wallet_automation_beside_existing_data_and_goes_back(tm
                 assert not wallet_tables & left
                 assert "webhook_endpoint" in left
                 assert await conn.scalar(select(agency_t.c.name)) == "Old"
+            await upgrade(database.engine)
+            await database.dispose()
+
+
+async def test_0020_leaves_unnumbered_events_out_of_the_sequence_indexes_and_goes_back(tmp_path):
+    """Events already in the outbox stay; numbers stay unique among numbered rows; rows not
+    yet numbered are in neither the unique index nor the per-topic one, so the relay's search
+    for them cannot pick those (a bitmap scan of them visited every row numbered since the
+    last vacuum); the downgrade puts the unique constraint back."""
+    from sqlalchemy.exc import IntegrityError
+
+    from persistence.outbox import outbox
+
+    def row(sequence):
+        now = datetime.now(UTC)
+        return {"topic": "t", "kind": "K", "payload": "{}", "created_at": now, "sequence": sequence}
+
+    def indexed(sync_conn) -> dict[str, str | None]:
+        """Each index of `outbox` and its condition (None: every row)."""
+        found = inspect(sync_conn).get_indexes("outbox")
+        return {
+            i["name"]: (
+                i.get("dialect_options", {}).get("postgresql_where")
+                or i.get("dialect_options", {}).get("sqlite_where")
+            )
+            for i in found
+        }
+
+    async with scratch_databases(tmp_path) as urls:
+        for url in urls:
+            database = Database(url)
+            await upgrade(database.engine, "0019")
+            async with database.transaction() as conn:
+                await conn.execute(outbox.insert(), [row(1), row(2), row(None), row(None)])
+            await upgrade(database.engine, "0020")
+            async with database.engine.connect() as conn:
+                conditions = await conn.run_sync(indexed)
+                assert "sequence IS NOT NULL" in str(conditions["uq_outbox_sequence"])
+                assert "sequence IS NOT NULL" in str(conditions["ix_outbox_topic_sequence"])
+                assert await conn.scalar(select(func.count()).select_from(outbox)) == 4
+            async with database.transaction() as conn:
+                await conn.execute(outbox.insert(), [row(None)])  # many rows await a number
+            with pytest.raises(IntegrityError):  # a number given twice
+                async with database.transaction() as conn:
+                    await conn.execute(outbox.insert(), [row(2)])
+            async with database.engine.connect() as conn:
+                await conn.run_sync(downgrade, "0019")
+                await conn.commit()
+            with pytest.raises(IntegrityError):
+                async with database.transaction() as conn:
+                    await conn.execute(outbox.insert(), [row(1)])
             await upgrade(database.engine)
             await database.dispose()
