@@ -82,7 +82,15 @@ async def set_up(client: httpx.AsyncClient, sub_accounts: int) -> tuple[Any, str
     return agency, await harness.api_key(client, agency.token), targets
 
 
-def load(session: Session, url: str, key: str, targets: list[str], name: str, args: Any) -> dict:
+def load(
+    session: Session,
+    server: harness.Server,
+    url: str,
+    key: str,
+    targets: list[str],
+    name: str,
+    args: Any,
+) -> dict:
     """wrk posting batches for `--seconds`; calls/s from the verified batches, which the
     database must hold."""
     calls = [{**c, "externalId": "@ID@"} for c in batch_of(targets, args.batch, random.Random(1))]
@@ -96,7 +104,8 @@ def load(session: Session, url: str, key: str, targets: list[str], name: str, ar
         ACCEPTED=f'"accepted":{args.batch},',
     )
     before = harness.run_async(lambda: session.fetchval("SELECT count(*) FROM call"))
-    run = harness.wrk(f"{url}/graphql", script, args.seconds, args.workers)
+    with harness.cpu_used({"app server": [server.process.pid]}) as cpu:
+        run = harness.wrk(f"{url}/graphql", script, args.seconds, args.workers)
     stored = harness.run_async(lambda: session.fetchval("SELECT count(*) FROM call")) - before
     if run["lua"]["bad_responses"] or run["non_2xx"] or any(run["socket_errors"].values()):
         raise RuntimeError(f"some batches failed: {run}")
@@ -111,7 +120,15 @@ def load(session: Session, url: str, key: str, targets: list[str], name: str, ar
         "batch_p50_ms": run["p50_ms"],
         "batch_p99_ms": run["p99_ms"],
         "client": "wrk -t1",
+        # CPU per call moves less with the machine's other load than the rate does.
+        "server_cpu_ms_per_call": _per_call(cpu["app server"], accepted),
+        "postgresql_cpu_ms_per_call": _per_call(cpu["postgresql"], accepted),
+        "machine_busy_cores": round(cpu["machine busy"] / cpu["wall_seconds"], 2),
     }
+
+
+def _per_call(seconds: float, calls: int) -> float | None:
+    return round(1000 * seconds / calls, 3) if calls else None
 
 
 async def raw_copy(session: Session, agency_id: Any, sub_account_id: Any, rows: int) -> dict:
@@ -135,9 +152,9 @@ def over_http(args: Any) -> int:
         [server] = session.start("graphql", argv=argv, env=env)
         prepare = functools.partial(set_up, sub_accounts=args.sub_accounts)
         agency, key, targets = harness.over_api(server.url, prepare)
-        spread = load(session, server.url, key, targets, "spread", args)
+        spread = load(session, server, server.url, key, targets, "spread", args)
         print(f"spread over {len(targets)} clients: {spread}", flush=True)
-        hot = load(session, server.url, key, targets[:1], "hot", args)
+        hot = load(session, server, server.url, key, targets[:1], "hot", args)
         print(f"all on one hot client:        {hot}", flush=True)
         ids = harness.global_key(agency.agency_gid), harness.global_key(targets[0])
         raw = harness.run_async(lambda: raw_copy(session, *ids, spread["accepted"]))
