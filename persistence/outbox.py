@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import ARRAY, BigInteger, bindparam, func, insert, select, text, update
+from sqlalchemy import BigInteger, bindparam, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.errors import ServiceUnavailable, SubscriberTooSlow
@@ -79,17 +79,23 @@ def _next_sql(first: str = "", besides: str = "") -> str:
 
 
 _NEXT_PG = text(_next_sql())
+# Marks published every numbered row up to sequence `:through`: a round publishes the oldest
+# numbered rows not yet published, in sequence order, so what went out is always every such
+# row up to the last one it sent. Found through the partial index of numbered, unpublished
+# rows, whatever the planner knows of the table: by their ids (`id = ANY(…)`), the generic
+# plan a relay's connection made while a new database's outbox was a page long scanned the
+# whole table every round once it had grown (1 to 3.7 ms a round after 20 s of one-call
+# ingestion: BENCHMARKS.md, "Issue 17, sixth session").
+_MARK = (
+    "UPDATE outbox SET published_at = :now"
+    " WHERE sequence IS NOT NULL AND published_at IS NULL AND sequence <= :through"
+)
 # A leading relay's round: `_NEXT_PG` that first marks what the round before published (in
 # the same statement, one round trip less per round), and so leaves those rows out of what it
 # returns (the statement's SELECT sees them as they were before its UPDATE).
 _MARK_AND_NEXT_PG = Prepared(
-    text(
-        _next_sql(
-            first="done AS (UPDATE outbox SET published_at = :now WHERE id = ANY(:done)),",
-            besides=" AND id <> ALL(:done)",
-        )
-    ).bindparams(
-        bindparam("done", type_=ARRAY(outbox.c.id.type)),
+    text(_next_sql(first=f"done AS ({_MARK}),", besides=" AND sequence > :through")).bindparams(
+        bindparam("through", type_=BigInteger()),
         bindparam("now", type_=outbox.c.published_at.type),
     )
 )
@@ -97,16 +103,13 @@ _MARK_AND_NEXT_PG = Prepared(
 _TRY_LOCK = select(func.pg_try_advisory_lock(bindparam("lock", type_=BigInteger())))
 _UNLOCK = select(func.pg_advisory_unlock(bindparam("lock", type_=BigInteger())))
 # Marks what went out (a leading relay, which keeps the lock).
-_MARK_PG = text("UPDATE outbox SET published_at = :now WHERE id = ANY(:ids)").bindparams(
-    bindparam("ids", type_=ARRAY(outbox.c.id.type)),
+_MARK_PG = text(_MARK).bindparams(
+    bindparam("through", type_=BigInteger()),
     bindparam("now", type_=outbox.c.published_at.type),
 )
 # Marks what went out and lets the lock go, in one statement (`relay_once`).
-_PUBLISHED_PG = text(
-    "WITH done AS (UPDATE outbox SET published_at = :now WHERE id = ANY(:ids))"
-    " SELECT pg_advisory_unlock(:lock)"
-).bindparams(
-    bindparam("ids", type_=ARRAY(outbox.c.id.type)),
+_PUBLISHED_PG = text(f"WITH done AS ({_MARK}) SELECT pg_advisory_unlock(:lock)").bindparams(
+    bindparam("through", type_=BigInteger()),
     bindparam("now", type_=outbox.c.published_at.type),
 )
 
@@ -181,8 +184,9 @@ class OutboxRelay:
         self._nudge_again = False
         self._stopping = False
         self._leading = False  # this relay holds the lock across rounds (PostgreSQL, `_lead`)
-        # What the leader's last round published and the next marks, and when it went out.
-        self._unmarked: tuple[list[int], datetime | None] = ([], None)
+        # The last sequence the leader's last round published (0: none), which the next marks
+        # as published with every one before it, and when it went out.
+        self._unmarked: tuple[int, datetime | None] = (0, None)
 
     def wake(self) -> None:
         """Called after a commit that wrote events, so they go out without waiting for a poll."""
@@ -297,17 +301,17 @@ class OutboxRelay:
                             await asyncio.sleep(rest)
                 finally:
                     self._leading = False
-                done, at = self._unmarked
-                if done:
-                    await conn.execute(_MARK_PG, {"ids": done, "now": at})
-                    self._unmarked = ([], None)
+                through, at = self._unmarked
+                if through:
+                    await conn.execute(_MARK_PG, {"through": through, "now": at})
+                    self._unmarked = (0, None)
                 await conn.scalar(_UNLOCK, {"lock": RELAY_LOCK_KEY})
                 return True
             except BaseException:
                 # Whatever failed, the session's lock must not go back to the pool with the
                 # connection: closing it releases the lock on the server.
                 self._leading = False
-                self._unmarked = ([], None)  # the next leader publishes them again
+                self._unmarked = (0, None)  # the next leader publishes them again
                 await conn.invalidate()
                 raise
 
@@ -316,15 +320,15 @@ class OutboxRelay:
         publish (marked by the next round, or when the lead ends, with the time it went out).
         Rows published but not yet marked when a leader dies are published again by the next
         one, under the same sequences (streams drop what they have already seen)."""
-        done, at = self._unmarked
+        through, at = self._unmarked
         rows = await prepared.fetch(
-            conn, _MARK_AND_NEXT_PG, {"batch": self._batch_size, "done": done, "now": at}
+            conn, _MARK_AND_NEXT_PG, {"batch": self._batch_size, "through": through, "now": at}
         )
-        self._unmarked = ([], None)
+        self._unmarked = (0, None)
         if not rows:
             return 0
         await self._publish(rows)
-        self._unmarked = ([r.id for r in rows], self._now())
+        self._unmarked = (rows[-1].sequence, self._now())  # rows come in sequence order
         return len(rows)
 
     async def relay_once(self) -> int:
@@ -340,16 +344,16 @@ class OutboxRelay:
                 if not await conn.scalar(_TRY_LOCK, {"lock": RELAY_LOCK_KEY}):
                     return 0  # another process's relay is active; this one stands by
                 rows = (await conn.execute(_NEXT_PG, {"batch": self._batch_size})).all()
-                published: list[int] = []
+                through = 0  # the last sequence sent (rows come in sequence order); 0: none
                 try:
                     await self._publish(rows)
-                    published = [r.id for r in rows]
+                    through = rows[-1].sequence if rows else 0
                 finally:
                     await conn.execute(
                         _PUBLISHED_PG,
-                        {"ids": published, "now": self._now(), "lock": RELAY_LOCK_KEY},
+                        {"through": through, "now": self._now(), "lock": RELAY_LOCK_KEY},
                     )
-                return len(published)
+                return len(rows) if through else 0
             except BaseException:
                 # Whatever failed, the session's lock must not go back to the pool with the
                 # connection: closing it releases the lock on the server.
