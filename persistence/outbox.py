@@ -88,13 +88,15 @@ _NEXT_PG = text(_next_sql())
 # ingestion: BENCHMARKS.md, "Issue 17, sixth session").
 _MARK = (
     "UPDATE outbox SET published_at = :now"
-    " WHERE sequence IS NOT NULL AND published_at IS NULL AND sequence <= :through"
+    " WHERE sequence IS NOT NULL AND published_at IS NULL"
+    " AND sequence > :marked AND sequence <= :through"
 )
 # A leading relay's round: `_NEXT_PG` that first marks what the round before published (in
 # the same statement, one round trip less per round), and so leaves those rows out of what it
 # returns (the statement's SELECT sees them as they were before its UPDATE).
 _MARK_AND_NEXT_PG = Prepared(
     text(_next_sql(first=f"done AS ({_MARK}),", besides=" AND sequence > :through")).bindparams(
+        bindparam("marked", type_=BigInteger()),
         bindparam("through", type_=BigInteger()),
         bindparam("now", type_=outbox.c.published_at.type),
     )
@@ -104,11 +106,13 @@ _TRY_LOCK = select(func.pg_try_advisory_lock(bindparam("lock", type_=BigInteger(
 _UNLOCK = select(func.pg_advisory_unlock(bindparam("lock", type_=BigInteger())))
 # Marks what went out (a leading relay, which keeps the lock).
 _MARK_PG = text(_MARK).bindparams(
+    bindparam("marked", type_=BigInteger()),
     bindparam("through", type_=BigInteger()),
     bindparam("now", type_=outbox.c.published_at.type),
 )
 # Marks what went out and lets the lock go, in one statement (`relay_once`).
 _PUBLISHED_PG = text(f"WITH done AS ({_MARK}) SELECT pg_advisory_unlock(:lock)").bindparams(
+    bindparam("marked", type_=BigInteger()),
     bindparam("through", type_=BigInteger()),
     bindparam("now", type_=outbox.c.published_at.type),
 )
@@ -187,6 +191,11 @@ class OutboxRelay:
         # The last sequence the leader's last round published (0: none), which the next marks
         # as published with every one before it, and when it went out.
         self._unmarked: tuple[int, datetime | None] = (0, None)
+        # Every row up to this sequence is known to be marked published (marks only ever move
+        # up, whichever process's relay made them): each mark starts above it, so a round's
+        # search steps over only its own rows' index entries, not every entry marked since the
+        # last vacuum.
+        self._marked = 0
 
     def wake(self) -> None:
         """Called after a commit that wrote events, so they go out without waiting for a poll."""
@@ -303,7 +312,8 @@ class OutboxRelay:
                     self._leading = False
                 through, at = self._unmarked
                 if through:
-                    await conn.execute(_MARK_PG, {"through": through, "now": at})
+                    await conn.execute(_MARK_PG, self._mark(through, at))
+                    self._marked_up_to(through)
                     self._unmarked = (0, None)
                 await conn.scalar(_UNLOCK, {"lock": RELAY_LOCK_KEY})
                 return True
@@ -322,8 +332,9 @@ class OutboxRelay:
         one, under the same sequences (streams drop what they have already seen)."""
         through, at = self._unmarked
         rows = await prepared.fetch(
-            conn, _MARK_AND_NEXT_PG, {"batch": self._batch_size, "through": through, "now": at}
+            conn, _MARK_AND_NEXT_PG, {"batch": self._batch_size, **self._mark(through, at)}
         )
+        self._marked_up_to(through)
         self._unmarked = (0, None)
         if not rows:
             return 0
@@ -350,15 +361,24 @@ class OutboxRelay:
                     through = rows[-1].sequence if rows else 0
                 finally:
                     await conn.execute(
-                        _PUBLISHED_PG,
-                        {"through": through, "now": self._now(), "lock": RELAY_LOCK_KEY},
+                        _PUBLISHED_PG, {**self._mark(through, self._now()), "lock": RELAY_LOCK_KEY}
                     )
+                    self._marked_up_to(through)
                 return len(rows) if through else 0
             except BaseException:
                 # Whatever failed, the session's lock must not go back to the pool with the
                 # connection: closing it releases the lock on the server.
                 await conn.invalidate()
                 raise
+
+    def _mark(self, through: int, at: datetime | None) -> dict[str, Any]:
+        """The parameters of a statement that marks every row up to `through` published at
+        `at` (`_MARK`), searching above `self._marked` (those are marked already). Once the
+        statement has run, `_marked(through)`."""
+        return {"marked": min(self._marked, through), "through": through, "now": at}
+
+    def _marked_up_to(self, through: int) -> None:
+        self._marked = max(self._marked, through)
 
     async def _publish(self, rows: Sequence[Any]) -> None:
         # One round trip for the whole batch: a relay on a busy event loop that awaited
