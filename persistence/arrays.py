@@ -32,12 +32,19 @@ def pg_type(column: Column[object]) -> str:
     return str(column.type.compile(dialect=_PG))
 
 
-def unnested(columns: Sequence[Column[object]], alias: str = "rows", prefix: str = "") -> str:
+def unnested(
+    columns: Sequence[Column[object]],
+    alias: str = "rows",
+    prefix: str = "",
+    ordinality: str | None = None,
+) -> str:
     """`unnest(CAST(:a AS T[]), …) AS rows(a, …)`: one bind parameter per column, named after
-    it (after `prefix`), holding that column's values for every row of the batch."""
+    it (after `prefix`), holding that column's values for every row of the batch; with
+    `ordinality`, a last column of that name numbers the rows from 1 in the arrays' order."""
     arrays = ", ".join(f"CAST(:{prefix}{c.name} AS {pg_type(c)}[])" for c in columns)
-    names = ", ".join(c.name for c in columns)
-    return f"unnest({arrays}) AS {alias}({names})"
+    names = ", ".join([*(c.name for c in columns), *([ordinality] if ordinality else [])])
+    numbered = " WITH ORDINALITY" if ordinality else ""
+    return f"unnest({arrays}){numbered} AS {alias}({names})"
 
 
 def insert_unnested(

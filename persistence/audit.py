@@ -17,7 +17,7 @@ from domain.events import Event, audit_recorded, encode
 from domain.paging import Page
 from persistence import prepared
 from persistence.arrays import unnested
-from persistence.outbox import event_arrays, outbox, write_events
+from persistence.outbox import EVENT_COLUMNS, event_arrays, outbox, write_events
 from persistence.prepared import Prepared
 from persistence.queries.paging import decode_id_cursor, encode_id_cursor
 from persistence.tables import AuditLogRow
@@ -110,11 +110,16 @@ _AUDITED_EVENTS_PG = Prepared(
         " CAST(:a_email AS VARCHAR), CAST(:a_subject_type AS VARCHAR),"
         " CAST(:a_subject_id AS UUID), CAST(:a_summary AS TEXT)) RETURNING id)"
         f" INSERT INTO {outbox.name} (created_at, topic, kind, key, payload)"
-        " SELECT :a_occurred_at, rows.topic, rows.kind, rows.key, rows.payload"
-        f" FROM {unnested((outbox.c.topic, outbox.c.kind, outbox.c.key, outbox.c.payload))}"
-        " UNION ALL SELECT :a_occurred_at, CAST(:e_topic AS VARCHAR), CAST(:e_kind AS VARCHAR),"
+        " SELECT :a_occurred_at, topic, kind, key, payload FROM ("
+        "  SELECT rows.topic, rows.kind, rows.key, rows.payload, rows.n FROM"
+        f" {unnested(EVENT_COLUMNS, ordinality='n')}"
+        "  UNION ALL SELECT CAST(:e_topic AS VARCHAR), CAST(:e_kind AS VARCHAR),"
         " CAST(:e_key AS VARCHAR),"
-        " CAST(:e_head AS TEXT) || CAST(entry.id AS TEXT) || CAST(:e_tail AS TEXT) FROM entry"
+        " CAST(:e_head AS TEXT) || CAST(entry.id AS TEXT) || CAST(:e_tail AS TEXT), NULL"
+        " FROM entry) AS events"
+        # The outbox's ids, which the relay numbers in, follow the events' order: explicitly
+        # (the announcement last), not by UNION ALL's output order, which SQL does not promise.
+        " ORDER BY n NULLS LAST"
         " RETURNING (SELECT id FROM entry)"
     )
 )

@@ -118,13 +118,11 @@ _PUBLISHED_PG = text(f"WITH done AS ({_MARK}) SELECT pg_advisory_unlock(:lock)")
 )
 
 
+# What an event writes besides the time (`event_arrays`, one array per column).
+EVENT_COLUMNS = (outbox.c.topic, outbox.c.kind, outbox.c.key, outbox.c.payload)
 # PostgreSQL: every event of a transaction in one statement, prepared once.
 _WRITE_EVENTS_PG = Prepared(
-    insert_unnested(
-        outbox,
-        (outbox.c.topic, outbox.c.kind, outbox.c.key, outbox.c.payload),
-        constants=(outbox.c.created_at,),
-    )
+    insert_unnested(outbox, EVENT_COLUMNS, constants=(outbox.c.created_at,))
 )
 _WRITE_EVENTS = insert(outbox)
 
