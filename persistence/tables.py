@@ -42,6 +42,13 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
+def partial_index(name: str, *columns: str, where: str, unique: bool = False) -> Index:
+    """An index of only the rows `where` holds for (the same condition on both databases)."""
+    return Index(
+        name, *columns, unique=unique, postgresql_where=text(where), sqlite_where=text(where)
+    )
+
+
 def _uuid_pk() -> Mapped[uuid.UUID]:
     return mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
 
@@ -68,12 +75,11 @@ class SubAccountRow(Base):
     __tablename__ = "sub_account"
     __table_args__ = (
         # Exactly one Primary per agency: the database, not a check-then-insert, says so.
-        Index(
+        partial_index(
             "uq_sub_account_one_primary",
             "agency_id",
+            where="kind = 'PRIMARY'",
             unique=True,
-            postgresql_where=text("kind = 'PRIMARY'"),
-            sqlite_where=text("kind = 'PRIMARY'"),
         ),
         CheckConstraint("knowledge_pack_credits >= 0", name="kp_credits_not_negative"),
     )
@@ -105,12 +111,11 @@ class UserRow(Base):
     __tablename__ = "app_user"
     __table_args__ = (
         # Exactly one owner per agency (at most one here; sign-up and transfer keep one).
-        Index(
+        partial_index(
             "uq_app_user_one_owner",
             "agency_id",
+            where="role = 'AGENCY_OWNER'",
             unique=True,
-            postgresql_where=text("role = 'AGENCY_OWNER'"),
-            sqlite_where=text("role = 'AGENCY_OWNER'"),
         ),
     )
 
@@ -172,11 +177,10 @@ class LedgerEntryRow(Base):
         Index("ix_ledger_entry_account_tier", "sub_account_id", "tier"),
         # Reconciliation finds a purchase's credit by its reference; only purchases' credits
         # are indexed, so ingestion's entries cost nothing more.
-        Index(
+        partial_index(
             "ix_ledger_entry_purchase",
             "reference",
-            postgresql_where=text("kind IN ('PURCHASE', 'AUTO_ALLOCATION')"),
-            sqlite_where=text("kind IN ('PURCHASE', 'AUTO_ALLOCATION')"),
+            where="kind IN ('PURCHASE', 'AUTO_ALLOCATION')",
         ),
     )
 
@@ -195,34 +199,30 @@ class OutboxRow(Base):
 
     __tablename__ = "outbox"
     __table_args__ = (
-        Index(
+        partial_index(
             "ix_outbox_unsequenced",
             "id",
-            postgresql_where=text("sequence IS NULL"),
-            sqlite_where=text("sequence IS NULL"),
+            where="sequence IS NULL",
         ),
-        Index(
+        partial_index(
             "ix_outbox_unpublished",
             "sequence",
-            postgresql_where=text("sequence IS NOT NULL AND published_at IS NULL"),
-            sqlite_where=text("sequence IS NOT NULL AND published_at IS NULL"),
+            where="sequence IS NOT NULL AND published_at IS NULL",
         ),
         # Both leave out the rows not yet numbered (migration 0020: the relay finds those
         # through `ix_outbox_unsequenced`, and a bitmap scan of an index holding them too
         # visited every row numbered since the last vacuum).
-        Index(
+        partial_index(
             "uq_outbox_sequence",
             "sequence",
+            where="sequence IS NOT NULL",
             unique=True,
-            postgresql_where=text("sequence IS NOT NULL"),
-            sqlite_where=text("sequence IS NOT NULL"),
         ),
-        Index(
+        partial_index(
             "ix_outbox_topic_sequence",
             "topic",
             "sequence",
-            postgresql_where=text("sequence IS NOT NULL"),
-            sqlite_where=text("sequence IS NOT NULL"),
+            where="sequence IS NOT NULL",
         ),
     )
 
@@ -525,12 +525,11 @@ class PaymentCardRow(Base):
     __tablename__ = "payment_card"
     __table_args__ = (
         # One default card per payer: the database, not a check-then-update, says so.
-        Index(
+        partial_index(
             "uq_payment_card_one_default",
             "payer_id",
+            where="is_default",
             unique=True,
-            postgresql_where=text("is_default"),
-            sqlite_where=text("is_default"),
         ),
         Index("ix_payment_card_payer_created", "payer_id", "created_at"),
     )
@@ -559,27 +558,24 @@ class PurchaseRow(Base):
         Index("ix_purchase_sub_account_created", "sub_account_id", "created_at", "id"),
         Index("ix_purchase_agency_completed", "agency_id", "completed_at"),
         Index("ix_purchase_intent", "stripe_payment_intent_id"),
-        Index(
+        partial_index(
             "ix_purchase_pending",
             "created_at",
-            postgresql_where=text("status = 'PENDING'"),
-            sqlite_where=text("status = 'PENDING'"),
+            where="status = 'PENDING'",
         ),
         # At most one auto-recharge in flight per (sub-account, tier), whatever runs at once.
-        Index(
+        partial_index(
             "uq_purchase_recharge_in_flight",
             "sub_account_id",
             "tier",
+            where="kind = 'AUTO_RECHARGE' AND status = 'PENDING'",
             unique=True,
-            postgresql_where=text("kind = 'AUTO_RECHARGE' AND status = 'PENDING'"),
-            sqlite_where=text("kind = 'AUTO_RECHARGE' AND status = 'PENDING'"),
         ),
         # Failed auto allocation charges waiting for their next attempt.
-        Index(
+        partial_index(
             "ix_purchase_retry",
             "next_attempt_at",
-            postgresql_where=text("next_attempt_at IS NOT NULL"),
-            sqlite_where=text("next_attempt_at IS NOT NULL"),
+            where="next_attempt_at IS NOT NULL",
         ),
     )
 
@@ -623,11 +619,10 @@ class PayoutRow(Base):
     __tablename__ = "payout"
     __table_args__ = (
         Index("ix_payout_agency_created", "agency_id", "created_at", "id"),
-        Index(
+        partial_index(
             "ix_payout_pending",
             "created_at",
-            postgresql_where=text("status = 'PENDING'"),
-            sqlite_where=text("status = 'PENDING'"),
+            where="status = 'PENDING'",
         ),
     )
 
@@ -652,13 +647,12 @@ class PhoneLineRow(Base):
     __table_args__ = (
         # The database, not a check-then-insert, keeps a number to one live line per agency;
         # a released number may be added again.
-        Index(
+        partial_index(
             "uq_phone_line_live_number",
             "agency_id",
             "number",
+            where="released_at IS NULL",
             unique=True,
-            postgresql_where=text("released_at IS NULL"),
-            sqlite_where=text("released_at IS NULL"),
         ),
         # The pool and each sub-account's lines, paged by (created_at, id).
         Index("ix_phone_line_holder", "agency_id", "sub_account_id", "created_at", "id"),
@@ -682,12 +676,11 @@ class LineHoldingRow(Base):
     __tablename__ = "line_holding"
     __table_args__ = (
         # At most one open holding per line, whatever runs at once.
-        Index(
+        partial_index(
             "uq_line_holding_open",
             "line_id",
+            where="to_date IS NULL",
             unique=True,
-            postgresql_where=text("to_date IS NULL"),
-            sqlite_where=text("to_date IS NULL"),
         ),
         Index("ix_line_holding_line", "line_id", "from_date"),
         Index("ix_line_holding_agency_dates", "agency_id", "from_date"),
@@ -731,12 +724,11 @@ class MergeRequestRow(Base):
     __tablename__ = "merge_request"
     __table_args__ = (
         # The database, not a check-then-insert, keeps a source to one pending request.
-        Index(
+        partial_index(
             "uq_merge_request_pending_source",
             "source_id",
+            where="status = 'PENDING'",
             unique=True,
-            postgresql_where=text("status = 'PENDING'"),
-            sqlite_where=text("status = 'PENDING'"),
         ),
         # Agency.mergeRequests, paged by (requested_at, id).
         Index("ix_merge_request_agency", "agency_id", "requested_at", "id"),
@@ -865,12 +857,11 @@ class WebhookDeliveryRow(Base):
     __table_args__ = (
         Index("ix_webhook_delivery_endpoint_id", "endpoint_id", "id"),
         # the worker's queue: each endpoint's oldest pending delivery
-        Index(
+        partial_index(
             "ix_webhook_delivery_pending",
             "endpoint_id",
             "id",
-            postgresql_where=text("status = 'PENDING'"),
-            sqlite_where=text("status = 'PENDING'"),
+            where="status = 'PENDING'",
         ),
     )
 
@@ -963,11 +954,10 @@ class AlertRow(Base):
     __tablename__ = "alert"
     __table_args__ = (
         UniqueConstraint("sub_account_id", "kind", "day"),
-        Index(
+        partial_index(
             "ix_alert_unsent",
             "created_at",
-            postgresql_where=text("sent_at IS NULL"),
-            sqlite_where=text("sent_at IS NULL"),
+            where="sent_at IS NULL",
         ),
     )
 
