@@ -12,12 +12,19 @@ from domain.policy import Action, Target, require
 from persistence import api_keys as store
 from persistence.queries.team import api_keys_page
 from persistence.unit_of_work import UnitOfWork
-from resolvers.context import RequestContext, Services
+from resolvers.context import RequestContext, Services, usable_api_key
 from resolvers.ids import decode, not_found
 from resolvers.paging import page_size
 from resolvers.security import API_KEY_PREFIX
 
 INGEST_SCOPE = "ingest"
+
+
+async def ingesting_key(uow: UnitOfWork, digest: bytes) -> ApiKey:
+    """The ingestion key with secret digest `digest`, checked in `uow`'s own transaction (a
+    key revoked before it commits records nothing in it); refused if revoked, unknown or
+    without the ingest scope."""
+    return usable_api_key(await store.api_key_in(uow.conn, digest), INGEST_SCOPE)
 
 
 async def issue_api_key(

@@ -19,10 +19,9 @@ from domain.policy import Action, Target, require
 from domain.reporting import local_range
 from persistence import messaging as store
 from persistence import metrics, usage
-from persistence.api_keys import api_key_in
 from persistence.unit_of_work import UnitOfWork
-from resolvers.api_keys import INGEST_SCOPE
-from resolvers.context import RequestContext, usable_api_key
+from resolvers.api_keys import INGEST_SCOPE, ingesting_key
+from resolvers.context import RequestContext
 from resolvers.sub_account import lock_sub_accounts
 from resolvers.usage import Recorded, accept, claim
 from resolvers.viewer import sub_account_target
@@ -42,7 +41,7 @@ async def record_messages(ctx: RequestContext, messages: list[ReportedMessage]) 
     digest, now = ctx.api_key_digest(), ctx.services.clock()
 
     async def record(uow: UnitOfWork) -> tuple[UUID, Recorded]:
-        agency_id = usable_api_key(await api_key_in(uow.conn, digest), INGEST_SCOPE).agency_id
+        agency_id = (await ingesting_key(uow, digest)).agency_id
         ids = sorted({m.sub_account_id for m in messages if m.sub_account_id})
         accounts = (await usage.batch_context(uow.conn, agency_id, ids)).accounts
         [result], claimed = claim([messages], accounts, now, rules.rejection)

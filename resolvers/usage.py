@@ -38,10 +38,9 @@ from domain.usage import (
     rejection,
 )
 from persistence import auto_recharge, ledger, metrics, spending_caps, usage
-from persistence.api_keys import api_key_in
 from persistence.unit_of_work import UnitOfWork
-from resolvers.api_keys import INGEST_SCOPE
-from resolvers.context import RequestContext, Services, usable_api_key
+from resolvers.api_keys import INGEST_SCOPE, ingesting_key
+from resolvers.context import RequestContext, Services
 
 
 @dataclass
@@ -90,8 +89,7 @@ async def _bill_batches(
     now = services.clock()
 
     async def bill_all(uow: UnitOfWork) -> list[tuple[uuid.UUID, Recorded]]:
-        key = usable_api_key(await api_key_in(uow.conn, key_digest), INGEST_SCOPE)
-        agency_id = key.agency_id
+        agency_id = (await ingesting_key(uow, key_digest)).agency_id
         ids = sorted({c.sub_account_id for b in batches for c in b if c.sub_account_id})
         batch = await usage.batch_context(uow.conn, agency_id, ids)
         accounts, primary = batch.accounts, batch.primary
