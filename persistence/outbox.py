@@ -362,7 +362,7 @@ class OutboxRelay:
                         _PUBLISHED_PG, {**self._mark(through, self._now()), "lock": RELAY_LOCK_KEY}
                     )
                     self._marked_up_to(through)
-                return len(rows) if through else 0
+                return len(rows)
             except BaseException:
                 # Whatever failed, the session's lock must not go back to the pool with the
                 # connection: closing it releases the lock on the server.
@@ -371,8 +371,8 @@ class OutboxRelay:
 
     def _mark(self, through: int, at: datetime | None) -> dict[str, Any]:
         """The parameters of a statement that marks every row up to `through` published at
-        `at` (`_MARK`), searching above `self._marked` (those are marked already). Once the
-        statement has run, `_marked(through)`."""
+        `at` (`_MARK`), searching above `self._marked` (those are marked already; `through`
+        0 marks nothing). Once the statement has run, `_marked_up_to(through)`."""
         return {"marked": min(self._marked, through), "through": through, "now": at}
 
     def _marked_up_to(self, through: int) -> None:
