@@ -24,7 +24,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.http import GraphQLRequestData
+from strawberry.http import GraphQLRequestData, process_result
 from strawberry.http.websocket_origin import normalize_allowed_origins
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UNSET
@@ -50,6 +50,7 @@ from resolvers.context import LoginLimits, RequestContext, Services
 from resolvers.purchases import receive_webhook
 from resolvers.security import Passwords, Tokens
 from schema import build_schema
+from schema.roots import Schema
 
 log = logging.getLogger("agencyhub")
 
@@ -66,11 +67,49 @@ class GraphQLApp(GraphQL[RequestContext, None]):
     persisted_queries: AutomaticPersistedQueries
     websocket_adapter_class = TextFrames
 
+    schema: Schema
+
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
+        if isinstance(request, Request) and request.method == "POST" and context is UNSET:
+            answered = await self._answer_prepared(request)
+            if isinstance(answered, Response):
+                return answered
+            context = answered
         try:
             return await super().run(request, context, root_value)
         except PersistedQueryProblem as problem:
             return Response(problem.body(), problem.status, media_type="application/json")
+
+    async def _answer_prepared(self, request: Request) -> Response | Any:
+        """A JSON POST of a query or mutation the schema has seen before, answered by
+        `Schema.execute_prepared` without strawberry's view: no content negotiation, request
+        adapter or sub-response per request. Anything else (another content type, a batch, a
+        persisted query's hash, a text not seen or invalid, a subscription) gets the request's
+        context or UNSET back and goes through strawberry's view, which reads the body
+        Starlette kept and answers as it always has."""
+        headers = request.headers
+        if not headers.get("content-type", "").startswith("application/json"):
+            return UNSET
+        if self._stream_transport_map and self._get_stream_transport_from_headers(headers):
+            return UNSET  # a subscription over HTTP (multipart, SSE)
+        try:
+            data = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            return UNSET
+        if type(data) is not dict or data.get("extensions") is not None:
+            return UNSET
+        query, variables, name = data.get("query"), data.get("variables"), data.get("operationName")
+        if (
+            type(query) is not str
+            or (variables is not None and type(variables) is not dict)
+            or (name is not None and type(name) is not str)
+        ):
+            return UNSET
+        context = await self.get_context(request, None)
+        result = await self.schema.execute_prepared(query, variables, context, name)
+        if result is None:
+            return context
+        return Response(orjson.dumps(process_result(result)), media_type="application/json")
 
     async def parse_http_body(self, request: Any) -> Any:
         data = await super().parse_http_body(request)

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
+from graphql import GraphQLError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from strawberry.types import ExecutionContext
 
 from agencyhub import metrics
 from agencyhub.logs import CURRENT_REQUEST, RequestRecord, request_id_from
@@ -26,17 +27,15 @@ from agencyhub.logs import CURRENT_REQUEST, RequestRecord, request_id_from
 log = logging.getLogger("agencyhub.request")
 
 
-def observe_operation(context: ExecutionContext) -> None:
+def observe_operation(operation_name: str | None, errors: Sequence[GraphQLError]) -> None:
     """An operation's outcome, once the error policy has given each error its code."""
-    result = context.result
-    errors = getattr(result, "errors", None) or context.pre_execution_errors or ()
     codes = [str((e.extensions or {}).get("code", "INTERNAL_SERVER_ERROR")) for e in errors]
     if codes:
         metrics.count_errors(codes)
     request = CURRENT_REQUEST.get()
     if request is not None:
         request.graphql = True
-        request.operation = context.operation_name
+        request.operation = operation_name
         request.error_codes.extend(codes)
 
 

@@ -13,6 +13,9 @@ three hooks:
   the text's document;
 - execute: the cost limit (schema/cost.py), each operation's shape worked out once, kept
   beside the document, and multiplied through each request's variables.
+
+A text seen before and found valid need not pass through strawberry's per-request machinery
+at all: `known` finds it, and `Schema.execute_prepared` (schema/roots.py) runs it.
 """
 
 from __future__ import annotations
@@ -22,7 +25,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from graphql import ASTValidationRule, DocumentNode, GraphQLError, GraphQLSchema, parse
+from graphql import (
+    ASTValidationRule,
+    DocumentNode,
+    GraphQLError,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    parse,
+)
 from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter, SchemaExtension
 from strawberry.schema.schema import validate_document
 
@@ -37,6 +47,23 @@ class PreparedDocument:
     document: DocumentNode
     errors: list[GraphQLError] | None = None
     terms: dict[str | None, list[Term]] = field(default_factory=dict)
+    operations: dict[str | None, OperationDefinitionNode | None] = field(default_factory=dict)
+
+    def operation(self, name: str | None) -> OperationDefinitionNode | None:
+        """The operation a request names; when it names none, the first (strawberry runs the
+        first of several, where graphql-core alone would refuse); None when there is no such
+        operation."""
+        if name in self.operations:
+            return self.operations[name]
+        definitions = [
+            d for d in self.document.definitions if isinstance(d, OperationDefinitionNode)
+        ]
+        if name is None:
+            found = definitions[0] if definitions else None
+        else:
+            found = next((d for d in definitions if d.name and d.name.value == name), None)
+        self.operations[name] = found
+        return found
 
 
 class DocumentCache:
@@ -74,6 +101,15 @@ class DocumentCache:
             self._prepared.popitem(last=False)
         return found
 
+    def known(self, query: str) -> PreparedDocument | None:
+        """The text's entry when it was parsed and validated before and found valid; None for
+        a text not seen (or no longer kept), not yet validated, or invalid."""
+        found = self._prepared.get(query)
+        if found is None or found.errors is None or found.errors:
+            return None
+        self._prepared.move_to_end(query)
+        return found
+
     def validation_errors(
         self,
         schema: GraphQLSchema,
@@ -95,16 +131,26 @@ class DocumentCache:
         operation_name: str | None,
         variables: dict[str, Any] | None,
     ) -> None:
+        cost = self.cost(schema, prepared, operation_name, variables)
+        if cost > self.max_cost:
+            raise QueryTooCostly(cost, self.max_cost).as_graphql_error()
+
+    def cost(
+        self,
+        schema: GraphQLSchema,
+        prepared: PreparedDocument,
+        operation_name: str | None,
+        variables: dict[str, Any] | None,
+    ) -> int:
+        """The operation's cost with these variables; 0 when there is no cost limit."""
         if self.max_cost <= 0:
-            return
+            return 0
         terms = prepared.terms.get(operation_name)
         if terms is None:
             terms = prepared.terms[operation_name] = connection_terms(
                 schema, prepared.document, operation_name
             )
-        cost = cost_of(terms, variables)
-        if cost > self.max_cost:
-            raise QueryTooCostly(cost, self.max_cost).as_graphql_error()
+        return cost_of(terms, variables)
 
 
 class PreparedDocuments(SchemaExtension):

@@ -18,7 +18,6 @@ from typing import Any, ParamSpec, TypeVar
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import MaskErrors
-from strawberry.types import ExecutionContext
 
 from domain.errors import (
     AccessDenied,
@@ -81,18 +80,34 @@ def _with_code(error: GraphQLError, message: str, code: str) -> GraphQLError:
     )
 
 
+Observer = Callable[[str | None, Sequence[GraphQLError]], None]
+"""Sees an operation's name and its errors once they are coded (the request log, metrics)."""
+
+
 class ErrorPolicy(MaskErrors):
     """Codes every error; then each of `observers` sees the operation's outcome (the app's
-    request log and metrics), from this one extension rather than one of their own each."""
+    request log and metrics), from this one extension rather than one of their own each.
 
-    def __init__(self, observers: Sequence[Callable[[ExecutionContext], None]] = ()) -> None:
+    One instance also serves every operation of the schema's prepared path
+    (`Schema.execute_prepared`), which calls `coded` and `observe` itself."""
+
+    def __init__(self, observers: Sequence[Observer] = ()) -> None:
         super().__init__(error_message="Unexpected error.")
         self._observers = observers
 
     def on_operation(self) -> Iterator[None]:
         yield from super().on_operation()
+        context = self.execution_context
+        errors = getattr(context.result, "errors", None) or context.pre_execution_errors or ()
+        self.observe(context.operation_name, errors)
+
+    def observe(self, operation_name: str | None, errors: Sequence[GraphQLError]) -> None:
         for observe in self._observers:
-            observe(self.execution_context)
+            observe(operation_name, errors)
+
+    def coded(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        """What the client sees of `errors`: each with its code, the unexpected ones masked."""
+        return self._process_errors(errors)
 
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
         return [self._process(error) for error in errors]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import inspect
+from collections.abc import Sequence
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError
+from graphql import GraphQLError, OperationType, execute
+from strawberry.execution import optimized_is_awaitable
 from strawberry.tools import merge_types
-from strawberry.types import ExecutionContext
+from strawberry.types import ExecutionResult
 
 from domain import agency as entities
 from domain.activity import Activity as ActivityEntity
@@ -29,7 +31,7 @@ from schema.audit import AuditSubscriptions
 from schema.billing import BillingAdjustment, BillingMutations
 from schema.direct import resolve_directly
 from schema.documents import DocumentCache, PreparedDocuments
-from schema.errors import ErrorPolicy
+from schema.errors import ErrorPolicy, Observer
 from schema.lines import LineMutations, PhoneLine
 from schema.merge import MergeMutations, MergeRequest
 from schema.messaging import MessagingMutations
@@ -103,8 +105,70 @@ Mutation = merge_types(
 )
 Subscription = merge_types("Subscription", (MonitoringSubscriptions, AuditSubscriptions))
 
+_HTTP_OPERATIONS = (OperationType.QUERY, OperationType.MUTATION)
+
 
 class Schema(strawberry.Schema):
+    """strawberry's schema with our two extensions (schema/errors.py, schema/documents.py) and
+    a shorter way through for the texts it has seen before (`execute_prepared`)."""
+
+    def __init__(
+        self, *, documents: DocumentCache, observers: Sequence[Observer] = (), **options: Any
+    ) -> None:
+        self.documents = documents
+        self.error_policy = ErrorPolicy(observers)  # the prepared path's; stateless
+        super().__init__(
+            **options,
+            extensions=[lambda: ErrorPolicy(observers), lambda: PreparedDocuments(documents)],
+        )
+
+    async def execute_prepared(
+        self,
+        query: str,
+        variables: dict[str, Any] | None,
+        context: Any,
+        operation_name: str | None,
+    ) -> ExecutionResult | None:
+        """What `execute` answers for a query or mutation whose text was parsed and validated
+        before and which is within the cost limit, without building strawberry's extensions
+        and their hooks for this request: the same data, the same coded errors, the same
+        observers told. None for anything else (a text not seen, or invalid; a subscription;
+        no such operation; over the cost limit): the caller gives those to `execute`, which
+        answers them as always.
+
+        Most requests are of this kind (a front end sends the same few texts again and
+        again), and strawberry's machinery around them cost more than the execution of a
+        small query (BENCHMARKS.md, "viewer query over HTTP").
+        """
+        documents = self.documents
+        prepared = documents.known(query)
+        if prepared is None:
+            return None
+        operation = prepared.operation(operation_name)
+        if operation is None or operation.operation not in _HTTP_OPERATIONS:
+            return None
+        if documents.cost(self._schema, prepared, operation_name, variables) > documents.max_cost:
+            return None  # refused by the full path, with its error
+        if operation_name is None and operation.name is not None:
+            operation_name = operation.name.value  # as strawberry names it to the observers
+        result = execute(
+            self._schema,
+            prepared.document,
+            context_value=context,
+            variable_values=variables,
+            operation_name=operation_name,
+            executor_class=self.execution_context_class,
+            is_awaitable=optimized_is_awaitable,
+            operation_extensions=None,
+        )
+        if inspect.isawaitable(result):
+            result = await result
+        errors = result.errors
+        if errors:  # every one coded by the policy (`process_errors` adds nothing to that)
+            errors = self.error_policy.coded(errors)
+        self.error_policy.observe(operation_name, errors or ())
+        return ExecutionResult(data=result.data, errors=errors)
+
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
         """Label errors from before execution (parse, validate) as the client's.
 
@@ -121,7 +185,7 @@ def build_schema(
     max_aliases: int = 15,
     max_tokens: int = 2_000,
     max_cost: int = 1_000,
-    observers: Sequence[Callable[[ExecutionContext], None]] = (),
+    observers: Sequence[Observer] = (),
 ) -> Schema:
     """`observers` see each operation's outcome once the error policy has coded its errors
     (the app's request logs and metrics).
@@ -155,7 +219,8 @@ def build_schema(
             MergeRequest,
             WebhookEndpoint,
         ],
-        extensions=[lambda: ErrorPolicy(observers), lambda: PreparedDocuments(documents)],
+        documents=documents,
+        observers=observers,
     )
     resolve_directly(schema)  # most fields skip strawberry's per-call wrapper (schema/direct.py)
     return schema
