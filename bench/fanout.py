@@ -930,9 +930,8 @@ def main() -> int:
                 print(f"raw Redis baseline: {json.dumps(baseline['phases']['load'])}", flush=True)
             redis.Redis.from_url(args.redis).flushdb()
             extra = dict(kv.split("=", 1) for kv in args.server_env)
-            servers = session.start(
-                "server-a", "server-b", env=session.env(REDIS_URL=args.redis, **extra)
-            )
+            env = session.env(REDIS_URL=args.redis, BENCH_GC_YOUNG="1", **extra)
+            servers = session.start("server-a", "server-b", env=env)
             run = harness.run_async(lambda: fanout_run(session, args, servers, publisher))
             session.stop_servers()
             result = {"verdict": verdict(run, args), "fanout": run, "raw_redis_baseline": baseline}

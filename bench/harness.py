@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
@@ -1002,3 +1003,56 @@ def profile_summary(profiler: Any, html: Path) -> dict[str, Any]:
     html.parent.mkdir(parents=True, exist_ok=True)
     html.write_text(profiler.output_html())
     return summary
+
+
+# ---- py-spy --------------------------------------------------------------------------------------
+
+
+def py_spy_during(
+    session: Session, server: Server, name: str, seconds: int, load: Callable[[], Any]
+) -> dict[str, Any]:
+    """`load()` run again while py-spy records the server's stacks (only while it holds the
+    GIL: its CPU, not its waits) for `seconds`, from one second in, into bench/results/ in
+    py-spy's raw format (collapsed stacks: speedscope or flamegraph.pl read it); with the
+    functions that most often ran themselves (`top_self`)."""
+    py_spy = shutil.which("py-spy", path=str(BIN)) or shutil.which("py-spy")
+    if py_spy is None:
+        return {"skipped": "py-spy not installed"}
+    raw = RESULTS_DIR / f"{name}-pyspy-{session.started}.txt"
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    argv = [py_spy, "record", "-p", str(server.process.pid), "-d", str(seconds), "-r", "250"]
+    argv += ["-f", "raw", "--full-filenames", "--nolineno", "--gil", "-o", str(raw)]
+    spied: dict[str, Any] = {}
+
+    def spy() -> None:
+        time.sleep(1)  # into the run
+        done = subprocess.run(argv, capture_output=True, text=True)
+        spied.update(returncode=done.returncode, stderr=done.stderr[-500:])
+
+    thread = threading.Thread(target=spy)
+    thread.start()
+    run = load()
+    thread.join()
+    if spied.get("returncode") != 0 or not raw.exists():
+        return {"failed": spied, "run": run}
+    return {
+        "run_under_py_spy": run,
+        "py_spy_seconds": seconds,
+        "raw_file": str(raw),
+        "top_self": top_self(raw),
+    }
+
+
+def top_self(raw: Path, limit: int = 25) -> list[tuple[float, str]]:
+    """The functions of a py-spy raw file by the share of samples they were running in."""
+    counts: dict[str, int] = defaultdict(int)
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, samples = line.rpartition(" ")
+        if not samples.isdigit():
+            continue
+        total += int(samples)
+        leaf = stack.rsplit(";", 1)[-1]
+        counts[leaf.replace(str(BENCH_DIR.parent) + "/", "")] += int(samples)
+    ranked = sorted(counts.items(), key=lambda item: -item[1])[:limit]
+    return [(round(100 * n / total, 1), leaf) for leaf, n in ranked] if total else []

@@ -31,6 +31,11 @@ GEN1_CENSUS_ABOVE = 60_000
 # SIGUSR2 it thaws the frozen heap (agencyhub/collector.py) and logs the garbage that a complete
 # walk then finds (cycles among frozen objects that died: what freezing defers).
 CENSUS = os.environ.get("BENCH_GC_CENSUS") == "1"
+# BENCH_GC_YOUNG=1 (fanout.py sets it): before each generation-1 collection, count what it is
+# about to walk (for the `objects` of its pause line and the census above GEN1_CENSUS_ABOVE).
+# Off by default: listing both young generations at every such collection was 2 % of the
+# GraphQL server's CPU in the viewer benchmark, which the bare endpoint does not pay.
+YOUNG = os.environ.get("BENCH_GC_YOUNG") == "1"
 
 
 def census(*_: Any) -> None:
@@ -70,7 +75,7 @@ def create_app() -> Any:
 
     def timed(phase: str, info: dict[str, int]) -> None:
         if phase == "start":
-            if info["generation"] == 1:  # what the walk is about to visit
+            if info["generation"] == 1 and YOUNG:  # what the walk is about to visit
                 sizes[:] = [len(gc.get_objects(generation=g)) for g in (0, 1)]
                 if sizes[1] > GEN1_CENSUS_ABOVE and not dumped:  # once: what fills it
                     dumped.append(1)

@@ -12,7 +12,6 @@ import random
 import re
 import shutil
 import subprocess
-import threading
 import time
 import uuid
 from collections import defaultdict
@@ -187,30 +186,15 @@ def measure_load(session: Session, server: Server, script: Path, args: Any) -> d
 
 
 def profile_under_load(session: Session, server: Server, script: Path, args: Any) -> dict:
-    """The same load again with py-spy recording the server's stacks (GIL held) for
-    PROFILE_SECONDS into bench/results/, in py-spy's raw (collapsed stacks) format."""
-    py_spy = shutil.which("py-spy", path=str(harness.BIN)) or shutil.which("py-spy")
-    if py_spy is None:
-        return {"skipped": "py-spy not installed"}
-    raw = harness.RESULTS_DIR / f"transfers-pyspy-{session.started}.txt"
-    raw.parent.mkdir(parents=True, exist_ok=True)
+    """The same load again with py-spy recording the server's stacks (harness.py_spy_during)."""
     seconds = min(PROFILE_SECONDS, max(1, args.duration - 2))
-    argv = [py_spy, "record", "-p", str(server.process.pid), "-d", str(seconds), "-r", "250"]
-    argv += ["-f", "raw", "--full-filenames", "--nolineno", "--gil", "-o", str(raw)]
-    spied: dict[str, Any] = {}
-
-    def spy() -> None:
-        time.sleep(1)  # into the run
-        done = subprocess.run(argv, capture_output=True, text=True)
-        spied.update(returncode=done.returncode, stderr=done.stderr[-500:])
-
-    thread = threading.Thread(target=spy)
-    thread.start()
-    run = run_wrk(server, script, args.duration, args.connections)
-    thread.join()
-    if spied.get("returncode") != 0 or not raw.exists():
-        return {"failed": spied, "run": run}
-    return {"run_under_py_spy": run, "py_spy_seconds": seconds, "raw_file": str(raw)}
+    return harness.py_spy_during(
+        session,
+        server,
+        "transfers",
+        seconds,
+        lambda: run_wrk(server, script, args.duration, args.connections),
+    )
 
 
 # ---- invariants ----------------------------------------------------------------------------------

@@ -171,6 +171,18 @@ def over_http(args: Any) -> int:
                     + (f"  FAILURES {run.failures}" if run.failures else ""),
                     flush=True,
                 )
+        profile = None
+        if args.py_spy > 0:
+            print(f"one more GraphQL run, py-spy on the server for {args.py_spy}s", flush=True)
+            profile = harness.py_spy_during(
+                session,
+                graphql,
+                "viewer",
+                args.py_spy,
+                lambda: measure(session, graphql, "/graphql", token, bodies["graphql"], args, 0),
+            )
+            for share, function in profile.get("top_self", []):
+                print(f"  {share:5.1f} %  {function}")
         verify(*urls, token)  # still correct after the load
         best = {
             name: max((r for r in runs if r.server == name), key=lambda r: r.requests_per_second)
@@ -209,6 +221,7 @@ def over_http(args: Any) -> int:
                 "target_ratio": TARGET_RATIO,
                 "runs": [asdict(r) for r in runs],
                 "failed_requests": failed,
+                "py_spy": profile and {k: v for k, v in profile.items() if k != "run_under_py_spy"},
             }
         )
         return 1 if failed else 0
@@ -280,6 +293,13 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true", help="in-process, under pyinstrument")
     parser.add_argument("--requests", type=int, default=3000, help="with --profile")
     parser.add_argument("--concurrency", type=int, default=16, help="with --profile")
+    parser.add_argument(
+        "--py-spy",
+        type=int,
+        default=0,
+        metavar="SECONDS",
+        help="after the rounds, one more GraphQL run with py-spy on the server for SECONDS",
+    )
     args = parser.parse_args()
     return in_process(args) if args.profile else over_http(args)
 
