@@ -282,10 +282,24 @@ class RequestContext:
         return bearer_token(header) if isinstance(header, str) else None
 
     async def session(self) -> SessionContext | None:
-        """The signed-in session, looked up once however many fields ask."""
-        if self._session is None:
-            self._session = asyncio.ensure_future(self._load_session())
-        return await self._session
+        """The signed-in session, looked up once however many fields ask: the first to ask
+        looks it up, in its own task (a task of its own per request cost as much as the
+        lookup's statement), and the others wait for what it finds."""
+        loading = self._session
+        if loading is not None:
+            return await loading
+        loading = self._session = asyncio.get_running_loop().create_future()
+        try:
+            found = await self._load_session()
+        except asyncio.CancelledError:
+            loading.cancel()
+            raise
+        except BaseException as error:
+            loading.set_exception(error)
+            loading.exception()  # not left unretrieved: this caller raises it
+            raise
+        loading.set_result(found)
+        return found
 
     async def _load_session(self) -> SessionContext | None:
         token = self.token
