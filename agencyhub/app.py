@@ -70,12 +70,12 @@ class GraphQLApp(GraphQL[RequestContext, None]):
     schema: Schema
 
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
-        if isinstance(request, Request) and request.method == "POST" and context is UNSET:
-            answered = await self._answer_prepared(request)
-            if isinstance(answered, Response):
-                return answered
-            context = answered
         try:
+            if isinstance(request, Request) and request.method == "POST" and context is UNSET:
+                answered = await self._answer_prepared(request)
+                if isinstance(answered, Response):
+                    return answered
+                context = answered
             return await super().run(request, context, root_value)
         except PersistedQueryProblem as problem:
             return Response(problem.body(), problem.status, media_type="application/json")
@@ -84,9 +84,10 @@ class GraphQLApp(GraphQL[RequestContext, None]):
         """A JSON POST of a query or mutation the schema has seen before, answered by
         `Schema.execute_prepared` without strawberry's view: no content negotiation, request
         adapter or sub-response per request. Anything else (another content type, a batch, a
-        persisted query's hash, a text not seen or invalid, a subscription) gets the request's
-        context or UNSET back and goes through strawberry's view, which reads the body
-        Starlette kept and answers as it always has."""
+        text not seen or invalid, a subscription) gets the request's context or UNSET back and
+        goes through strawberry's view, which reads the body Starlette kept and answers as it
+        always has. A persisted query's hash is turned into its text here as there (and the
+        text sent with its hash kept)."""
         headers = request.headers
         if not headers.get("content-type", "").startswith("application/json"):
             return UNSET
@@ -96,14 +97,20 @@ class GraphQLApp(GraphQL[RequestContext, None]):
             data = orjson.loads(await request.body())
         except orjson.JSONDecodeError:
             return UNSET
-        if type(data) is not dict or data.get("extensions") is not None:
+        if type(data) is not dict:
             return UNSET
         query, variables, name = data.get("query"), data.get("variables"), data.get("operationName")
+        extensions = data.get("extensions")
         if (
-            type(query) is not str
+            (query is not None and type(query) is not str)
             or (variables is not None and type(variables) is not dict)
             or (name is not None and type(name) is not str)
+            or (extensions is not None and type(extensions) is not dict)
         ):
+            return UNSET
+        if extensions:
+            query = await self.persisted_queries.query_for(query, extensions)
+        if query is None:
             return UNSET
         context = await self.get_context(request, None)
         result = await self.schema.execute_prepared(query, variables, context, name)

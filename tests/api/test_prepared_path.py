@@ -207,20 +207,45 @@ async def test_what_the_short_way_does_not_take_is_answered_as_before(
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-async def test_a_text_seen_before_sent_with_its_hash_is_still_kept_for_the_hash_alone(
+async def test_a_persisted_querys_hash_takes_the_short_way_once_its_text_is_known(
     app_client, short_way
 ):
     owner = await make_agency(app_client)
+    short_way.clear()  # the sign-up's
     headers = {"authorization": f"Bearer {owner.token}"}
     hashed = {"persistedQuery": {"version": 1, "sha256Hash": sha256(VIEWER.encode()).hexdigest()}}
 
-    # when the text is known, then an Apollo client registers its hash, then sends the hash only
-    plain = await app_client.post("/graphql", json={"query": VIEWER}, headers=headers)
+    # an Apollo client: the hash alone (unknown), then the text with its hash, then the hash
+    unknown = await app_client.post("/graphql", json={"extensions": hashed}, headers=headers)
     registered = await app_client.post(
         "/graphql", json={"query": VIEWER, "extensions": hashed}, headers=headers
     )
     by_hash = await app_client.post("/graphql", json={"extensions": hashed}, headers=headers)
+    again = await app_client.post("/graphql", json={"extensions": hashed}, headers=headers)
 
-    # then the hash alone runs it: registering went the full way, which keeps the text
+    assert unknown.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_FOUND"
+    # the text was new when registered (the full way), then known: the hash is run the short way
+    assert short_way == [False, True, True]
+    assert registered.json() == by_hash.json() == again.json()
+    assert "errors" not in by_hash.json()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_known_text_sent_with_its_hash_is_kept_for_the_hash_alone(app_client, short_way):
+    owner = await make_agency(app_client)
+    short_way.clear()  # the sign-up's
+    headers = {"authorization": f"Bearer {owner.token}"}
+    text = "query Known { viewer { agency { name } } }"
+    hashed = {"persistedQuery": {"version": 1, "sha256Hash": sha256(text.encode()).hexdigest()}}
+
+    # the text is known before an Apollo client registers its hash, then sends the hash only
+    plain = await app_client.post("/graphql", json={"query": text}, headers=headers)
+    registered = await app_client.post(
+        "/graphql", json={"query": text, "extensions": hashed}, headers=headers
+    )
+    by_hash = await app_client.post("/graphql", json={"extensions": hashed}, headers=headers)
+
+    # the short way answered the registration, and kept the text for the hash as well
+    assert short_way == [False, True, True]
     assert plain.json() == registered.json() == by_hash.json()
     assert "errors" not in by_hash.json()
