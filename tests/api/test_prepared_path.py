@@ -42,6 +42,15 @@ def short_way(monkeypatch):
     return taken
 
 
+@pytest.fixture
+async def owner(app_client, caplog, short_way):
+    """A signed-up agency owner; the request log captured; the sign-up's requests forgotten."""
+    signed_up = await make_agency(app_client)
+    caplog.set_level(logging.INFO)
+    short_way.clear()
+    return signed_up
+
+
 async def twice(app_client, caplog, body, token=None):
     """The two answers to the same request, with each one's request log line."""
     headers = {"authorization": f"Bearer {token}"} if token else {}
@@ -64,12 +73,8 @@ def body_of(answer):
 
 
 async def test_a_query_seen_before_is_answered_the_short_way_with_the_same_answer(
-    app_client, caplog, short_way
+    app_client, caplog, short_way, owner
 ):
-    owner = await make_agency(app_client)
-    caplog.set_level(logging.INFO)
-    short_way.clear()  # the sign-up's
-
     first, second = await twice(app_client, caplog, {"query": VIEWER}, owner.token)
 
     assert short_way == [False, True]
@@ -79,11 +84,9 @@ async def test_a_query_seen_before_is_answered_the_short_way_with_the_same_answe
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-async def test_errors_are_coded_and_logged_the_same_the_short_way(app_client, caplog, short_way):
-    owner = await make_agency(app_client)
-    caplog.set_level(logging.INFO)
-    short_way.clear()  # the sign-up's
-
+async def test_errors_are_coded_and_logged_the_same_the_short_way(
+    app_client, caplog, short_way, owner
+):
     # not signed in: the resolver's NotAuthenticated, coded
     refused = await twice(app_client, caplog, {"query": VIEWER})
     # a variable missing: graphql-core's coercion error, the client's fault
@@ -113,12 +116,8 @@ async def test_errors_are_coded_and_logged_the_same_the_short_way(app_client, ca
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_an_unexpected_error_is_masked_and_logged_the_short_way_too(
-    app_client, caplog, short_way, monkeypatch
+    app_client, caplog, short_way, monkeypatch, owner
 ):
-    owner = await make_agency(app_client)
-    caplog.set_level(logging.INFO)
-    short_way.clear()  # the sign-up's
-
     async def broken(context):
         raise RuntimeError("SELECT secret FROM somewhere")
 
@@ -137,12 +136,8 @@ async def test_an_unexpected_error_is_masked_and_logged_the_short_way_too(
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_the_operation_named_is_the_one_run_and_an_unknown_name_is_refused(
-    app_client, caplog, short_way
+    app_client, caplog, short_way, owner
 ):
-    owner = await make_agency(app_client)
-    caplog.set_level(logging.INFO)
-    short_way.clear()  # the sign-up's
-
     named = await twice(
         app_client, caplog, {"query": TWO_OPERATIONS, "operationName": "B"}, owner.token
     )
@@ -164,11 +159,8 @@ async def test_the_operation_named_is_the_one_run_and_an_unknown_name_is_refused
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_a_text_seen_before_is_still_refused_over_the_cost_limit(
-    app_client, caplog, short_way
+    app_client, caplog, short_way, owner
 ):
-    owner = await make_agency(app_client)
-    caplog.set_level(logging.INFO)
-    short_way.clear()  # the sign-up's
     headers = {"authorization": f"Bearer {owner.token}"}
 
     within = await app_client.post(
@@ -189,12 +181,8 @@ async def test_a_text_seen_before_is_still_refused_over_the_cost_limit(
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_what_the_short_way_does_not_take_is_answered_as_before(
-    app_client, caplog, short_way
+    app_client, caplog, short_way, owner
 ):
-    owner = await make_agency(app_client)
-    caplog.set_level(logging.INFO)
-    short_way.clear()  # the sign-up's
-
     invalid = await twice(app_client, caplog, {"query": "{ viewer { nope } }"}, owner.token)
     live = await twice(app_client, caplog, {"query": LIVE}, owner.token)
     batch = await twice(app_client, caplog, [{"query": VIEWER}], owner.token)
@@ -208,10 +196,8 @@ async def test_what_the_short_way_does_not_take_is_answered_as_before(
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_a_persisted_querys_hash_takes_the_short_way_once_its_text_is_known(
-    app_client, short_way
+    app_client, short_way, owner
 ):
-    owner = await make_agency(app_client)
-    short_way.clear()  # the sign-up's
     headers = {"authorization": f"Bearer {owner.token}"}
     hashed = {"persistedQuery": {"version": 1, "sha256Hash": sha256(VIEWER.encode()).hexdigest()}}
 
@@ -231,9 +217,9 @@ async def test_a_persisted_querys_hash_takes_the_short_way_once_its_text_is_know
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-async def test_a_known_text_sent_with_its_hash_is_kept_for_the_hash_alone(app_client, short_way):
-    owner = await make_agency(app_client)
-    short_way.clear()  # the sign-up's
+async def test_a_known_text_sent_with_its_hash_is_kept_for_the_hash_alone(
+    app_client, short_way, owner
+):
     headers = {"authorization": f"Bearer {owner.token}"}
     text = "query Known { viewer { agency { name } } }"
     hashed = {"persistedQuery": {"version": 1, "sha256Hash": sha256(text.encode()).hexdigest()}}
