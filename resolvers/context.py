@@ -283,11 +283,12 @@ class RequestContext:
 
     async def session(self) -> SessionContext | None:
         """The signed-in session, looked up once however many fields ask: the first to ask
-        looks it up, in its own task (a task of its own per request cost as much as the
-        lookup's statement), and the others wait for what it finds."""
+        looks it up itself (a task per request for it cost as much as the lookup's
+        statement), and the others wait for what it finds; one of those cancelled (a sibling
+        field failed) leaves the lookup alone."""
         loading = self._session
         if loading is not None:
-            return await loading
+            return await asyncio.shield(loading)
         loading = self._session = asyncio.get_running_loop().create_future()
         try:
             found = await self._load_session()

@@ -47,14 +47,15 @@ class PreparedDocument:
     document: DocumentNode
     errors: list[GraphQLError] | None = None
     terms: dict[str | None, list[Term]] = field(default_factory=dict)
-    operations: dict[str | None, OperationDefinitionNode | None] = field(default_factory=dict)
+    operations: dict[str | None, OperationDefinitionNode] = field(default_factory=dict)
 
     def operation(self, name: str | None) -> OperationDefinitionNode | None:
         """The operation a request names; when it names none, the first (strawberry runs the
         first of several, where graphql-core alone would refuse); None when there is no such
         operation."""
-        if name in self.operations:
-            return self.operations[name]
+        found = self.operations.get(name)
+        if found is not None:
+            return found
         definitions = [
             d for d in self.document.definitions if isinstance(d, OperationDefinitionNode)
         ]
@@ -62,7 +63,8 @@ class PreparedDocument:
             found = definitions[0] if definitions else None
         else:
             found = next((d for d in definitions if d.name and d.name.value == name), None)
-        self.operations[name] = found
+        if found is not None:  # only what the text holds: a client's made-up names are not kept
+            self.operations[name] = found
         return found
 
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import strawberry
+from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql import GraphQLError, OperationType, execute
 from strawberry.execution import optimized_is_awaitable
 from strawberry.tools import merge_types
@@ -147,22 +148,29 @@ class Schema(strawberry.Schema):
         operation = prepared.operation(operation_name)
         if operation is None or operation.operation not in _HTTP_OPERATIONS:
             return None
+        if operation_name is None and operation.name is not None:
+            # As strawberry names it: to the cost limit (which, given no name, would price
+            # nothing of a text of several operations), to graphql-core, to the observers.
+            operation_name = operation.name.value
         if documents.cost(self._schema, prepared, operation_name, variables) > documents.max_cost:
             return None  # refused by the full path, with its error
-        if operation_name is None and operation.name is not None:
-            operation_name = operation.name.value  # as strawberry names it to the observers
-        result = execute(
-            self._schema,
-            prepared.document,
-            context_value=context,
-            variable_values=variables,
-            operation_name=operation_name,
-            executor_class=self.execution_context_class,
-            is_awaitable=optimized_is_awaitable,
-            operation_extensions=None,
-        )
-        if inspect.isawaitable(result):
-            result = await result
+        try:
+            result = execute(
+                self._schema,
+                prepared.document,
+                context_value=context,
+                variable_values=variables,
+                operation_name=operation_name,
+                executor_class=self.execution_context_class,
+                is_awaitable=optimized_is_awaitable,
+                operation_extensions=None,
+            )
+            if inspect.isawaitable(result):
+                result = await result
+        except Exception as error:  # as strawberry's `execute`: answered (coded, masked)
+            if not isinstance(error, GraphQLError):
+                error = GraphQLError(str(error), original_error=error)
+            result = GraphQLExecutionResult(data=None, errors=[error])
         errors = result.errors
         if errors:  # every one coded by the policy (`process_errors` adds nothing to that)
             errors = self.error_policy.coded(errors)

@@ -98,3 +98,19 @@ async def test_a_cancelled_first_asker_cancels_the_lookup_for_the_others(app_cli
 
     assert all(isinstance(outcome, asyncio.CancelledError) for outcome in outcomes)
     assert context.loaded_viewer() is None
+
+
+async def test_a_cancelled_waiter_leaves_the_lookup_to_the_others(app_client, lookups):
+    owner = await make_agency(app_client)
+    context = RequestContext(app_client.app.state.services, f"Bearer {owner.token}")
+    first = asyncio.ensure_future(context.session())
+    await asyncio.sleep(0)  # the first asker is inside the lookup
+    waiter = asyncio.ensure_future(context.session())
+    await asyncio.sleep(0)
+    waiter.cancel()  # a sibling field failed, say
+
+    found = await asyncio.wait_for(first, 5)
+
+    assert found is not None and found.user.email == owner.email
+    assert waiter.cancelled()
+    assert await context.session() is found  # later askers get it too

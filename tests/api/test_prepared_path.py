@@ -12,7 +12,8 @@ import orjson
 import pytest
 
 from resolvers import viewer as reads
-from schema.roots import Schema
+from schema import roots
+from schema.roots import Schema, build_schema
 from tests.factories import make_agency
 
 VIEWER = "query Who { viewer { user { email role } agency { name primarySubAccount { name } } } }"
@@ -235,3 +236,57 @@ async def test_a_known_text_sent_with_its_hash_is_kept_for_the_hash_alone(
     assert short_way == [False, True, True]
     assert plain.json() == registered.json() == by_hash.json()
     assert "errors" not in by_hash.json()
+
+
+COSTLY_FIRST = """query Costly { viewer { agency {
+  a: subAccounts(first: 500) { edges { node { name } } }
+  b: subAccounts(first: 500) { edges { node { name } } } } } }
+query Cheap { viewer { user { email } } }"""
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_the_first_of_several_operations_is_priced_when_no_name_is_sent(
+    app_client, caplog, short_way, owner
+):
+    first, second = await twice(app_client, caplog, {"query": COSTLY_FIRST}, owner.token)
+
+    # strawberry runs (and prices) the first operation; the short way must not price nothing
+    assert short_way == [False, False]  # then known and valid, but over the limit: the full way
+    assert first == second
+    assert body_of(second)["errors"][0]["extensions"]["code"] == "QUERY_TOO_COSTLY"
+
+
+def test_only_operations_the_text_holds_are_remembered():
+    documents = build_schema().documents
+    prepared = documents.prepared(TWO_OPERATIONS)
+    for n in range(100):
+        assert prepared.operation(f"Made{n}") is None
+    assert prepared.operation("B") is not None and prepared.operation(None) is not None
+    assert set(prepared.operations) == {"B", None}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_what_graphql_core_raises_is_answered_masked_the_short_way(
+    app_client, caplog, short_way, owner, monkeypatch
+):
+    headers = {"authorization": f"Bearer {owner.token}"}
+    await app_client.post("/graphql", json={"query": VIEWER}, headers=headers)
+
+    def raising(*args, **kwargs):
+        raise RuntimeError("SELECT secret FROM somewhere")
+
+    monkeypatch.setattr(roots, "execute", raising)
+    caplog.clear()
+    response = await app_client.post("/graphql", json={"query": VIEWER}, headers=headers)
+
+    assert short_way == [False, True]
+    assert response.status_code == 200
+    assert response.json() == {
+        "data": None,
+        "errors": [
+            {"message": "Unexpected error.", "extensions": {"code": "INTERNAL_SERVER_ERROR"}}
+        ],
+    }
+    [line] = [r for r in caplog.records if r.name == "agencyhub.request"]
+    assert line.error_codes == ["INTERNAL_SERVER_ERROR"] and line.operation == "Who"
+    assert [r for r in caplog.records if r.name == "agencyhub.errors"]  # logged, with its trace
