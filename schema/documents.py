@@ -31,10 +31,12 @@ from graphql import (
     GraphQLError,
     GraphQLSchema,
     OperationDefinitionNode,
+    get_operation_ast,
     parse,
 )
 from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter, SchemaExtension
 from strawberry.schema.schema import validate_document
+from strawberry.utils.operation import get_first_operation
 
 from schema.cost import QueryTooCostly, Term, connection_terms, cost_of
 
@@ -56,13 +58,10 @@ class PreparedDocument:
         found = self.operations.get(name)
         if found is not None:
             return found
-        definitions = [
-            d for d in self.document.definitions if isinstance(d, OperationDefinitionNode)
-        ]
         if name is None:
-            found = definitions[0] if definitions else None
+            found = get_first_operation(self.document)  # as strawberry chooses it
         else:
-            found = next((d for d in definitions if d.name and d.name.value == name), None)
+            found = get_operation_ast(self.document, name)
         if found is not None:  # only what the text holds: a client's made-up names are not kept
             self.operations[name] = found
         return found
