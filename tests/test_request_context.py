@@ -85,13 +85,20 @@ async def test_a_failed_lookup_reaches_every_asker_and_is_not_reported_unretriev
     assert reported == []
 
 
-async def test_a_cancelled_first_asker_cancels_the_lookup_for_the_others(app_client, lookups):
+async def asked_twice(app_client):
+    """A request's context, the owner it is signed in as, and two askers of its session: the
+    first inside the lookup, the second waiting for it."""
     owner = await make_agency(app_client)
     context = RequestContext(app_client.app.state.services, f"Bearer {owner.token}")
     first = asyncio.ensure_future(context.session())
     await asyncio.sleep(0)  # the first asker is inside the lookup
     second = asyncio.ensure_future(context.session())
     await asyncio.sleep(0)
+    return context, owner, first, second
+
+
+async def test_a_cancelled_first_asker_cancels_the_lookup_for_the_others(app_client, lookups):
+    context, _, first, second = await asked_twice(app_client)
     first.cancel()
 
     outcomes = await asyncio.wait_for(asyncio.gather(first, second, return_exceptions=True), 5)
@@ -101,12 +108,7 @@ async def test_a_cancelled_first_asker_cancels_the_lookup_for_the_others(app_cli
 
 
 async def test_a_cancelled_waiter_leaves_the_lookup_to_the_others(app_client, lookups):
-    owner = await make_agency(app_client)
-    context = RequestContext(app_client.app.state.services, f"Bearer {owner.token}")
-    first = asyncio.ensure_future(context.session())
-    await asyncio.sleep(0)  # the first asker is inside the lookup
-    waiter = asyncio.ensure_future(context.session())
-    await asyncio.sleep(0)
+    context, owner, first, waiter = await asked_twice(app_client)
     waiter.cancel()  # a sibling field failed, say
 
     found = await asyncio.wait_for(first, 5)
