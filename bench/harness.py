@@ -1009,12 +1009,18 @@ def profile_summary(profiler: Any, html: Path) -> dict[str, Any]:
 
 
 def py_spy_during(
-    session: Session, server: Server, name: str, seconds: int, load: Callable[[], Any]
+    session: Session,
+    server: Server,
+    name: str,
+    seconds: int,
+    load: Callable[[], Any],
+    subprocesses: bool = False,
 ) -> dict[str, Any]:
     """`load()` run again while py-spy records the server's stacks (only while it holds the
     GIL: its CPU, not its waits) for `seconds`, from one second in, into bench/results/ in
     py-spy's raw format (collapsed stacks: speedscope or flamegraph.pl read it); with the
-    functions that most often ran themselves (`top_self`)."""
+    functions that most often ran themselves (`top_self`). `subprocesses`: the server's
+    worker processes too (`serve --workers N`)."""
     py_spy = shutil.which("py-spy", path=str(BIN)) or shutil.which("py-spy")
     if py_spy is None:
         return {"skipped": "py-spy not installed"}
@@ -1022,6 +1028,8 @@ def py_spy_during(
     raw.parent.mkdir(parents=True, exist_ok=True)
     argv = [py_spy, "record", "-p", str(server.process.pid), "-d", str(seconds), "-r", "250"]
     argv += ["-f", "raw", "--full-filenames", "--nolineno", "--gil", "-o", str(raw)]
+    if subprocesses:
+        argv.append("--subprocesses")
     spied: dict[str, Any] = {}
 
     def spy() -> None:

@@ -156,6 +156,19 @@ def over_http(args: Any) -> int:
         print(f"spread over {len(targets)} clients: {spread}", flush=True)
         hot = load(session, server, server.url, key, targets[:1], "hot", args)
         print(f"all on one hot client:        {hot}", flush=True)
+        profile = None
+        if args.py_spy > 0:
+            print(f"the hot load again, py-spy on the server for {args.py_spy}s", flush=True)
+            profile = harness.py_spy_during(
+                session,
+                server,
+                "ingest",
+                args.py_spy,
+                lambda: load(session, server, server.url, key, targets[:1], "hot-spied", args),
+                subprocesses=args.server_workers > 1,
+            )
+            for share, function in profile.get("top_self", []):
+                print(f"  {share:5.1f} %  {function}")
         ids = harness.global_key(agency.agency_gid), harness.global_key(targets[0])
         raw = harness.run_async(lambda: raw_copy(session, *ids, spread["accepted"]))
         print(f"raw asyncpg COPY of as many rows: {raw}", flush=True)
@@ -168,6 +181,7 @@ def over_http(args: Any) -> int:
                 "hot_account": hot,
                 "raw_copy": raw,
                 "ratio": round(ratio, 4),
+                "py_spy": profile and {k: v for k, v in profile.items() if k != "run_under_py_spy"},
             }
         )
     return 0
@@ -231,6 +245,13 @@ def main() -> int:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/14", help="with 2+ of them")
     parser.add_argument("--profile", action="store_true", help="in-process, under pyinstrument")
     parser.add_argument("--batches", type=int, default=30, help="with --profile")
+    parser.add_argument(
+        "--py-spy",
+        type=int,
+        default=0,
+        metavar="SECONDS",
+        help="after the hot run, the hot load again with py-spy on the server for SECONDS",
+    )
     args = parser.parse_args()
     return in_process(args) if args.profile else over_http(args)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import strawberry
@@ -30,6 +31,7 @@ from schema.activity import ActivityMutations, Automation, Campaign, InboundAgen
 from schema.agency import Agency, AgencyMutations
 from schema.audit import AuditSubscriptions
 from schema.billing import BillingAdjustment, BillingMutations
+from schema.dates import DATETIME
 from schema.direct import resolve_directly
 from schema.documents import DocumentCache, PreparedDocuments
 from schema.errors import ErrorPolicy, Observer
@@ -229,6 +231,7 @@ def build_schema(
         ],
         documents=documents,
         observers=observers,
+        scalar_overrides={datetime: DATETIME},
     )
     resolve_directly(schema)  # most fields skip strawberry's per-call wrapper (schema/direct.py)
     return schema

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -345,3 +345,34 @@ async def test_a_debit_below_zero_in_the_billing_statement_is_refused_and_nothin
     async with database.read() as conn:
         assert await conn.scalar(select(func.count()).select_from(ledger_entry_t)) == ledger_rows
         assert await conn.scalar(select(func.count()).select_from(rollup_t)) == 0
+
+
+async def test_started_at_is_read_in_every_iso_form_and_a_bad_one_is_refused_by_name(
+    app_client, setup, database
+):
+    """DateTime goes through schema.dates.parse_datetime: the standard library's reading, and
+    dateutil's for what only it reads (`T24:00`: midnight of the next day)."""
+    _, client, key = setup
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    forms = {
+        "zulu": (today - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "offset": (today - timedelta(hours=2))
+        .astimezone(timezone(timedelta(hours=-5)))
+        .isoformat(),
+        "t24": (today - timedelta(days=1)).strftime("%Y-%m-%dT24:00:00Z"),
+    }
+    batch = [{**call(client, name), "startedAt": text} for name, text in forms.items()]
+    result = (await gql(app_client, RECORD, {"calls": batch}, key))["data"]["recordCalls"]
+    assert result["accepted"] == 3, result
+    async with database.read() as conn:
+        stored = dict((await conn.execute(select(call_t.c.external_id, call_t.c.started_at))).all())
+    assert stored["zulu"] == today - timedelta(hours=1)
+    assert stored["offset"] == today - timedelta(hours=2)
+    assert stored["t24"] == today
+
+    bad = {**call(client, "bad"), "startedAt": "yesterday"}
+    answer = await gql(app_client, RECORD, {"calls": [bad]}, key)
+    assert answer.get("data") is None
+    [error] = answer["errors"]
+    assert 'Value cannot represent a DateTime: "yesterday"' in error["message"]
+    assert error["extensions"]["code"] == "BAD_REQUEST"
