@@ -11,7 +11,6 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.api_key import ApiKey
-from persistence import prepared
 from persistence.database import Database, Lookup
 from persistence.tables import ApiKeyRow
 
@@ -67,14 +66,6 @@ _BY_SECRET = Lookup(
 async def api_key_by_secret(database: Database, secret_hash: bytes) -> ApiKey | None:
     row = await database.lookup(_BY_SECRET, {"secret_hash": secret_hash})
     return None if row is None else api_key_from(SimpleNamespace(**row))
-
-
-async def api_key_in(conn: AsyncConnection, secret_hash: bytes) -> ApiKey | None:
-    """`api_key_by_secret` inside a transaction: a key revoked before it commits bills nothing
-    in it, and the check costs the transaction a statement instead of its request a round trip
-    of its own."""
-    rows = await prepared.fetch(conn, _BY_SECRET, {"secret_hash": secret_hash})
-    return api_key_from(rows[0]) if rows else None
 
 
 async def api_key_by_id(conn: AsyncConnection, key_id: uuid.UUID) -> ApiKey | None:

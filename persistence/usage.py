@@ -25,12 +25,14 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.agency import Agency, SubAccount, SubAccountKind, SubAccountStatus
+from domain.api_key import ApiKey
 from domain.auto_recharge import AutoRecharge
 from domain.ledger import Movement
 from domain.live import PeriodUse
 from domain.money import Tier
 from domain.usage import CallCharge, CallStatus, ReportedCall, RollupLine, hour_of
 from persistence import ledger, live, prepared
+from persistence.api_keys import API_KEY_COLUMNS, api_key_from, api_key_t
 from persistence.arrays import insert_unnested, insert_unnested_sql
 from persistence.database import dialect_insert
 from persistence.prepared import Prepared, any_of, in_list
@@ -111,9 +113,15 @@ _OPEN_REQUEST = (
 )
 
 
+_KEY_LABELS = tuple(f"key__{c.name}" for c in API_KEY_COLUMNS)
+
+
 def _batch_context(batch_accounts: ColumnElement[bool]) -> Select[Any]:
+    """The batch's context beside the live API key whose secret it was sent with: no row when
+    there is no such key (one statement, so a group's key check costs no round trip)."""
     return (
         select(
+            *(c.label(label) for c, label in zip(API_KEY_COLUMNS, _KEY_LABELS, strict=True)),
             *(c.label(label) for c, label in zip(AGENCY_COLUMNS, _AGENCY_LABELS, strict=True)),
             _ACTIVE.label("agency__active"),
             *SUB_ACCOUNT_COLUMNS,
@@ -125,7 +133,8 @@ def _batch_context(batch_accounts: ColumnElement[bool]) -> Select[Any]:
             _cap_t.c.amount_micros.label("cap__amount"),
         )
         .select_from(
-            agency_t.join(
+            api_key_t.join(agency_t, agency_t.c.id == api_key_t.c.agency_id)
+            .join(
                 sub_account_t,
                 and_(
                     sub_account_t.c.agency_id == agency_t.c.id,
@@ -138,7 +147,9 @@ def _batch_context(batch_accounts: ColumnElement[bool]) -> Select[Any]:
             )
             .outerjoin(_cap_t, _cap_t.c.sub_account_id == sub_account_t.c.id)
         )
-        .where(agency_t.c.id == bindparam("agency_id"))
+        .where(
+            api_key_t.c.secret_hash == bindparam("secret_hash"), api_key_t.c.revoked_at.is_(None)
+        )
     )
 
 
@@ -150,13 +161,23 @@ _BATCH_CONTEXT = Prepared(
 
 
 async def batch_context(
-    conn: AsyncConnection, agency_id: uuid.UUID, sub_account_ids: list[uuid.UUID]
-) -> BatchContext:
-    params = {"agency_id": agency_id, "ids": sub_account_ids}
+    conn: AsyncConnection, key_digest: bytes, sub_account_ids: list[uuid.UUID]
+) -> tuple[ApiKey, BatchContext] | None:
+    """The live API key with secret digest `key_digest` and what billing a batch sent with it
+    needs to know first, about its agency and `sub_account_ids` (those of them in the agency),
+    in one statement; None when no live key has that secret."""
+    params = {"secret_hash": key_digest, "ids": sub_account_ids}
     rows = await prepared.fetch(conn, _BATCH_CONTEXT, params)
+    if not rows:
+        return None
     found = [sub_account_from(r) for r in rows]
     [primary] = [s for s in found if s.is_primary]
     first = rows[0]._mapping
+    key = api_key_from(
+        SimpleNamespace(
+            **{c.name: first[label] for c, label in zip(API_KEY_COLUMNS, _KEY_LABELS, strict=True)}
+        )
+    )
     agency = SimpleNamespace(
         **{c.name: first[label] for c, label in zip(AGENCY_COLUMNS, _AGENCY_LABELS, strict=True)}
     )
@@ -170,7 +191,7 @@ async def batch_context(
         if r.recharge__tier is not None
     }
     caps = {r.id: int(r.cap__amount) for r in rows if r.cap__amount is not None}
-    return BatchContext(
+    return key, BatchContext(
         agency_from(agency),
         int(first["agency__active"]),
         primary,

@@ -10,6 +10,7 @@ from domain.identity import check_name
 from domain.paging import Page
 from domain.policy import Action, Target, require
 from persistence import api_keys as store
+from persistence import usage
 from persistence.queries.team import api_keys_page
 from persistence.unit_of_work import UnitOfWork
 from resolvers.context import RequestContext, Services, usable_api_key
@@ -20,11 +21,17 @@ from resolvers.security import API_KEY_PREFIX
 INGEST_SCOPE = "ingest"
 
 
-async def ingesting_key(uow: UnitOfWork, digest: bytes) -> ApiKey:
-    """The ingestion key with secret digest `digest`, checked in `uow`'s own transaction (a
-    key revoked before it commits records nothing in it); refused if revoked, unknown or
+async def ingesting_batch(
+    uow: UnitOfWork, digest: bytes, sub_account_ids: list[UUID]
+) -> usage.BatchContext:
+    """What billing a batch sent with the ingestion key of secret digest `digest` needs first
+    (`usage.batch_context`), read with the key in `uow`'s own transaction, in one statement: a
+    key revoked before that bills nothing in it. Refused if the key is revoked, unknown or
     without the ingest scope."""
-    return usable_api_key(await store.api_key_in(uow.conn, digest), INGEST_SCOPE)
+    found = await usage.batch_context(uow.conn, digest, sub_account_ids)
+    usable_api_key(None if found is None else found[0], INGEST_SCOPE)
+    assert found is not None
+    return found[1]
 
 
 async def issue_api_key(

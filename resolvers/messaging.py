@@ -18,9 +18,9 @@ from domain.messaging import MessagingFigures, ReportedMessage
 from domain.policy import Action, Target, require
 from domain.reporting import local_range
 from persistence import messaging as store
-from persistence import metrics, usage
+from persistence import metrics
 from persistence.unit_of_work import UnitOfWork
-from resolvers.api_keys import INGEST_SCOPE, ingesting_key
+from resolvers.api_keys import INGEST_SCOPE, ingesting_batch
 from resolvers.context import RequestContext
 from resolvers.sub_account import lock_sub_accounts
 from resolvers.usage import Recorded, accept, claim
@@ -41,9 +41,9 @@ async def record_messages(ctx: RequestContext, messages: list[ReportedMessage]) 
     digest, now = ctx.api_key_digest(), ctx.services.clock()
 
     async def record(uow: UnitOfWork) -> tuple[UUID, Recorded]:
-        agency_id = (await ingesting_key(uow, digest)).agency_id
         ids = sorted({m.sub_account_id for m in messages if m.sub_account_id})
-        accounts = (await usage.batch_context(uow.conn, agency_id, ids)).accounts
+        batch = await ingesting_batch(uow, digest, ids)
+        agency_id, accounts = batch.agency.id, batch.accounts
         [result], claimed = claim([messages], accounts, now, rules.rejection)
         new_ids = await store.insert_new_messages(
             uow.conn, agency_id, [m for _, m in claimed.values()], now

@@ -39,7 +39,7 @@ from domain.usage import (
 )
 from persistence import auto_recharge, ledger, metrics, spending_caps, usage
 from persistence.unit_of_work import UnitOfWork
-from resolvers.api_keys import INGEST_SCOPE, ingesting_key
+from resolvers.api_keys import INGEST_SCOPE, ingesting_batch
 from resolvers.context import RequestContext, Services
 
 
@@ -89,9 +89,9 @@ async def _bill_batches(
     now = services.clock()
 
     async def bill_all(uow: UnitOfWork) -> list[tuple[uuid.UUID, Recorded]]:
-        agency_id = (await ingesting_key(uow, key_digest)).agency_id
         ids = sorted({c.sub_account_id for b in batches for c in b if c.sub_account_id})
-        batch = await usage.batch_context(uow.conn, agency_id, ids)
+        batch = await ingesting_batch(uow, key_digest, ids)
+        agency_id = batch.agency.id
         accounts, primary = batch.accounts, batch.primary
         results, claimed = claim(batches, accounts, now, rejection)  # afresh on a rerun
         calls = [call for _, call in claimed.values()]
