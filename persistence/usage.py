@@ -4,7 +4,7 @@ hour and day (each coarser one exactly the sum of the finer)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -211,7 +211,7 @@ _INSERT_CALLS_PG = Prepared(
         call_t,
         _CALL_ARRAYS,
         constants=(call_t.c.agency_id, call_t.c.recorded_at),
-        tail="ON CONFLICT (agency_id, external_id) DO NOTHING RETURNING external_id",
+        tail="ON CONFLICT (agency_id, external_id) DO NOTHING RETURNING external_id, ctid",
     )
 )
 _CHARGED = ("funded_by", "spent_micros", "cost_micros")
@@ -239,16 +239,18 @@ async def insert_new_calls(
     calls: list[ReportedCall],
     charges: dict[str, CallCharge],
     now: datetime,
-) -> set[str]:
+) -> dict[str, Any]:
     """Insert the calls with their charges; returns the external ids that were new (the rest
-    were duplicates).
+    were duplicates), each with where its row is, for `bill` to set its overage (on
+    PostgreSQL its `ctid`, which stays put until the transaction ends: nothing else can see
+    the row to change it; None elsewhere).
 
     In external-id order, whatever the batch's order: a batch waits on the unique-index entry
     of an uncommitted twin, and two batches re-sending the same calls in different orders
     would otherwise each hold an entry the other waits for.
     """
     if not calls:
-        return set()
+        return {}
     calls = sorted(calls, key=lambda c: c.external_id)
     if conn.dialect.name == "postgresql":
         arrays: dict[str, list[Any]] = {c.name: [] for c in _CALL_ARRAYS}
@@ -256,7 +258,7 @@ async def insert_new_calls(
             for name, value in _call_row(call, charges[call.external_id]).items():
                 arrays[name].append(value)
         params = {"agency_id": agency_id, "recorded_at": now, **arrays}
-        return {row[0] for row in await prepared.fetch(conn, _INSERT_CALLS_PG, params)}
+        return dict(await prepared.fetch(conn, _INSERT_CALLS_PG, params))
     statement = (
         dialect_insert(conn, call_t)
         .values(
@@ -272,36 +274,26 @@ async def insert_new_calls(
         .on_conflict_do_nothing(index_elements=["agency_id", "external_id"])
         .returning(call_t.c.external_id)
     )
-    return set((await conn.scalars(statement)).all())
+    return dict.fromkeys((await conn.scalars(statement)).all())
 
 
-def _set_overage_sql(prefix: str = "") -> str:
-    return (
-        "UPDATE call SET overage_seconds = rows.overage_seconds"
-        f" FROM unnest(CAST(:{prefix}external_id AS varchar[]),"
-        f" CAST(:{prefix}overage_seconds AS integer[]))"
-        " AS rows (external_id, overage_seconds)"
-        " WHERE call.agency_id = :agency_id AND call.external_id = rows.external_id"
-    )
-
-
-_SET_OVERAGE_PG = text(_set_overage_sql())
+# The calls' overage on PostgreSQL, by where `insert_new_calls` put their rows: found by
+# address whatever the plan. By external id, the generic plan PostgreSQL made while `call`
+# looked small (a fresh database, or statistics not yet gathered) hashed every call of the
+# agency to find them, on every billed group with a call past an empty balance.
+_SET_OVERAGE_PG = (
+    "UPDATE call SET overage_seconds = rows.overage_seconds"
+    " FROM unnest(CAST(:short_at AS tid[]), CAST(:short_overage_seconds AS integer[]))"
+    " AS rows (at, overage_seconds)"
+    " WHERE call.ctid = rows.at AND call.ctid = ANY(CAST(:short_at AS tid[]))"
+)
 
 
 async def set_overage(conn: AsyncConnection, agency_id: uuid.UUID, short: dict[str, int]) -> None:
     """Each call's seconds its funding balance could not cover, known once the batch is billed
-    (rare: only calls past an empty balance; one statement for all of them)."""
+    (rare: only calls past an empty balance; one statement for all of them). PostgreSQL's
+    goes in `bill`'s statement."""
     if not short:
-        return
-    if conn.dialect.name == "postgresql":
-        await conn.execute(
-            _SET_OVERAGE_PG,
-            {
-                "agency_id": agency_id,
-                "external_id": list(short),
-                "overage_seconds": list(short.values()),
-            },
-        )
         return
     await conn.execute(
         update(call_t)
@@ -473,7 +465,7 @@ async def add_use(
 _BILL_PG = Prepared(
     text(
         f"WITH {ledger.apply_locked_ctes_pg('move_')},"
-        f" overage AS ({_set_overage_sql('short_')}),"
+        f" overage AS ({_SET_OVERAGE_PG}),"
         f" quarter AS ({_upsert_sql(quarter_t, 'quarter_')}),"
         f" hourly AS ({_upsert_sql(rollup_t, 'hour_')}),"
         f" daily AS ({_upsert_sql(daily_t, 'day_')}),"
@@ -488,6 +480,7 @@ async def bill(
     agency_id: uuid.UUID,
     movements: Sequence[Movement],
     short: dict[str, int],
+    new_calls: Mapping[str, Any],
     batches: Sequence[dict[tuple[uuid.UUID, Tier, datetime], RollupLine]],
     use: PeriodUse,
     now: datetime,
@@ -495,7 +488,8 @@ async def bill(
     """A billed group's writes once its balances are locked (`ledger.balances_for_update`):
     `ledger.apply_locked(movements)`, `set_overage(short)` and `add_use(batches, use)`, whose
     figures it returns; INSUFFICIENT_MINUTES if a debit would take a balance below zero. One
-    statement on PostgreSQL."""
+    statement on PostgreSQL. `new_calls` is what `insert_new_calls` returned (the short
+    calls are among them)."""
     tables = _rollup_tables(agency_id, batches)
     if conn.dialect.name != "postgresql" or not tables:
         if movements:
@@ -505,7 +499,7 @@ async def bill(
     moves, expected = ledger.apply_locked_params(movements, now, prefix="move_")
     params = {
         **moves,
-        "short_external_id": list(short),
+        "short_at": [new_calls[external_id] for external_id in short],
         "short_overage_seconds": list(short.values()),
         **_rollup_arrays(tables, ("quarter_", "hour_", "day_")),
         **live.add_use_params(agency_id, use),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, TypeVar
@@ -117,6 +117,7 @@ async def _bill_batches(
             agency_id,
             movements,
             short,
+            new_ids,
             [b.bill.rollups for b in billed],
             combined_use(uses),
             now,
@@ -203,7 +204,7 @@ def claim(
 
 
 def accept(
-    results: list[Recorded], claimed: dict[str, tuple[int, R]], new_ids: set[str]
+    results: list[Recorded], claimed: dict[str, tuple[int, R]], new_ids: Collection[str]
 ) -> list[list[R]]:
     """Counts each batch's new items and its duplicates of stored ones; the batches' new
     items (batches with none left out)."""

@@ -339,7 +339,7 @@ async def test_a_debit_below_zero_in_the_billing_statement_is_refused_and_nothin
         ledger_rows = await conn.scalar(select(func.count()).select_from(ledger_entry_t))
     with pytest.raises(DomainError) as refused:
         async with database.transaction() as conn:
-            await usage.bill(conn, agency_id, [debit], {}, rollups, use, now)
+            await usage.bill(conn, agency_id, [debit], {}, {}, rollups, use, now)
     assert refused.value.code == ErrorCode.INSUFFICIENT_MINUTES
     assert seconds(await account(app_client, owner, client)) == 480
     async with database.read() as conn:
