@@ -286,6 +286,8 @@ _SET_OVERAGE_PG = (
     " FROM unnest(CAST(:short_at AS tid[]), CAST(:short_overage_seconds AS integer[]))"
     " AS rows (at, overage_seconds)"
     " WHERE call.ctid = rows.at AND call.ctid = ANY(CAST(:short_at AS tid[]))"
+    # No `call.agency_id = :agency_id` as well: the planner then took the agency's index
+    # again (tests/persistence/test_plans.py). The addresses are this transaction's own rows.
 )
 
 

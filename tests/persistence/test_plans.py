@@ -81,7 +81,10 @@ async def test_the_overage_of_a_group_reads_only_its_short_calls_under_a_generic
         new = await usage.insert_new_calls(conn, agency_id, calls, charged(calls), now())
         short = {"new-0": 12, "new-2": 7}
         overage = Prepared(text(usage._SET_OVERAGE_PG))
-        params = {"short_at": [new[e] for e in short], "short_overage_seconds": [*short.values()]}
+        params = {
+            "short_at": [new[e] for e in short],
+            "short_overage_seconds": [*short.values()],
+        }
         plan = await generic_plan(conn, overage, params)
 
         # then it read the two short calls' rows, not the agency's 2,003

@@ -66,3 +66,30 @@ def test_the_schema_reads_datetimes_with_it():
     assert graphql_type.parse_value("2026-11-30T10:00:00Z") == datetime(
         2026, 11, 30, 10, tzinfo=UTC
     )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-11-30T10.5",  # ISO 8601's 10:30; the standard library's 10:00:00.5
+        "2026-11-30T10:30.5",
+        "2026-11-30T10:00:00+05:30:15",
+        "2026-11-30T10:00:00 +05:00",
+        "2026-11-30T10:00:00.Z",
+        "2026-11-30\u00e910:00",
+        "2026W48 2026",
+        "150511115055Z",
+        "2026-11-30T10:00:00.1234567Z",
+        "2026-11-30t10:00:00z",
+        "2026-11",
+        " 2026-11-30T10:00:00Z",
+    ],
+)
+def test_odd_texts_are_read_or_refused_exactly_as_dateutil_does(text):
+    try:
+        expected = dateutil.parser.isoparse(text)
+    except ValueError:
+        with pytest.raises(ValueError):
+            parse_datetime(text)
+    else:
+        assert parse_datetime(text) == expected
