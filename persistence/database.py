@@ -25,7 +25,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from domain.errors import ServiceUnavailable, TryAgain
-from persistence.prepared import Prepared, announced
+from persistence.prepared import Prepared, announce_after, announce_before
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -118,8 +118,11 @@ class Database:
                 if shape is None:  # once per process: the columns' types, for conversion
                     statement = await conn.prepare(compiled.sql)
                     shape = lookup.row_shape(dialect, compiled, statement.get_attributes())
-                with announced(self._read_engine.sync_engine, compiled.sql, args):
-                    record = await conn.fetchrow(compiled.sql, *args)  # prepared once per conn.
+                engine = self._read_engine.sync_engine
+                listened = announce_before(engine, compiled.sql, args)
+                record = await conn.fetchrow(compiled.sql, *args)  # prepared once per conn.
+                if listened:
+                    announce_after(engine, compiled.sql, args)
         if record is None:
             return None
         return shape.mapping(record)

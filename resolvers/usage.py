@@ -23,7 +23,7 @@ from domain.live import (
     period_use,
     use_after_each,
 )
-from domain.money import Tier
+from domain.money import TIERS, Tier
 from domain.spending_cap import is_reached
 from domain.usage import (
     MAX_BATCH,
@@ -282,7 +282,7 @@ def _announce(
 def _balances_of(
     sub_account: SubAccount, balances: dict[tuple[uuid.UUID, Tier], int]
 ) -> tuple[Balance, ...]:
-    return tuple(Balance(tier, balances.get((sub_account.id, tier), 0)) for tier in Tier)
+    return tuple(Balance(tier, balances.get((sub_account.id, tier), 0)) for tier in TIERS)
 
 
 def _last_call(billed: BatchBill, sub_account: SubAccount) -> LastCall | None:
