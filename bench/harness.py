@@ -1051,6 +1051,12 @@ def py_spy_during(
     }
 
 
+def print_top_self(profile: dict[str, Any]) -> None:
+    """A `py_spy_during` profile's top functions, one per line."""
+    for share, function in profile.get("top_self", []):
+        print(f"  {share:5.1f} %  {function}")
+
+
 def top_self(raw: Path, limit: int = 25) -> list[tuple[float, str]]:
     """The functions of a py-spy raw file by the share of samples they were running in."""
     counts: dict[str, int] = defaultdict(int)

@@ -167,8 +167,7 @@ def over_http(args: Any) -> int:
                 lambda: load(session, server, server.url, key, targets[:1], "hot-spied", args),
                 subprocesses=args.server_workers > 1,
             )
-            for share, function in profile.get("top_self", []):
-                print(f"  {share:5.1f} %  {function}")
+            harness.print_top_self(profile)
         ids = harness.global_key(agency.agency_gid), harness.global_key(targets[0])
         raw = harness.run_async(lambda: raw_copy(session, *ids, spread["accepted"]))
         print(f"raw asyncpg COPY of as many rows: {raw}", flush=True)

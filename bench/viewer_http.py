@@ -181,8 +181,7 @@ def over_http(args: Any) -> int:
                 args.py_spy,
                 lambda: measure(session, graphql, "/graphql", token, bodies["graphql"], args, 0),
             )
-            for share, function in profile.get("top_self", []):
-                print(f"  {share:5.1f} %  {function}")
+            harness.print_top_self(profile)
         verify(*urls, token)  # still correct after the load
         best = {
             name: max((r for r in runs if r.server == name), key=lambda r: r.requests_per_second)
