@@ -23,6 +23,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import KeyedColumnElement, Label
 
 from domain.agency import Agency, SubAccount, SubAccountKind, SubAccountStatus
 from domain.api_key import ApiKey
@@ -97,8 +98,8 @@ _ACTIVE = (
 
 # Built once: every batch runs it, and building it afresh (with its cache key) cost more CPU
 # than running it. One statement, one round trip: each row is one of the batch's sub-accounts
-# found in the agency, or its primary, beside the agency's columns (named `agency__…`).
-_AGENCY_LABELS = tuple(f"agency__{c.name}" for c in AGENCY_COLUMNS)
+# found in the agency, or its primary, beside the key's and the agency's columns (named
+# `key__…` and `agency__…`).
 _recharge_t = AutoRechargeRow.__table__
 _request_t = AutoRechargeRequestRow.__table__
 _cap_t = SpendingCapRow.__table__
@@ -113,7 +114,16 @@ _OPEN_REQUEST = (
 )
 
 
-_KEY_LABELS = tuple(f"key__{c.name}" for c in API_KEY_COLUMNS)
+def _labelled(columns: Sequence[KeyedColumnElement[Any]], prefix: str) -> list[Label[Any]]:
+    """`columns` named `{prefix}__{name}` in a statement that has other tables' columns too."""
+    return [c.label(f"{prefix}__{c.name}") for c in columns]
+
+
+def _unlabelled(
+    row: Mapping[str, Any], columns: Sequence[KeyedColumnElement[Any]], prefix: str
+) -> SimpleNamespace:
+    """The values of `_labelled(columns, prefix)` in `row`, by their columns' own names."""
+    return SimpleNamespace(**{c.name: row[f"{prefix}__{c.name}"] for c in columns})
 
 
 def _batch_context(batch_accounts: ColumnElement[bool]) -> Select[Any]:
@@ -121,8 +131,8 @@ def _batch_context(batch_accounts: ColumnElement[bool]) -> Select[Any]:
     there is no such key (one statement, so a group's key check costs no round trip)."""
     return (
         select(
-            *(c.label(label) for c, label in zip(API_KEY_COLUMNS, _KEY_LABELS, strict=True)),
-            *(c.label(label) for c, label in zip(AGENCY_COLUMNS, _AGENCY_LABELS, strict=True)),
+            *_labelled(API_KEY_COLUMNS, "key"),
+            *_labelled(AGENCY_COLUMNS, "agency"),
             _ACTIVE.label("agency__active"),
             *SUB_ACCOUNT_COLUMNS,
             _recharge_t.c.enabled.label("recharge__enabled"),
@@ -173,14 +183,8 @@ async def batch_context(
     found = [sub_account_from(r) for r in rows]
     [primary] = [s for s in found if s.is_primary]
     first = rows[0]._mapping
-    key = api_key_from(
-        SimpleNamespace(
-            **{c.name: first[label] for c, label in zip(API_KEY_COLUMNS, _KEY_LABELS, strict=True)}
-        )
-    )
-    agency = SimpleNamespace(
-        **{c.name: first[label] for c, label in zip(AGENCY_COLUMNS, _AGENCY_LABELS, strict=True)}
-    )
+    key = api_key_from(_unlabelled(first, API_KEY_COLUMNS, "key"))
+    agency = _unlabelled(first, AGENCY_COLUMNS, "agency")
     wanted = set(sub_account_ids)
     recharges = {
         r.id: (
