@@ -19,6 +19,10 @@ whose definition needs none of that generality with a function that calls the me
 Any other field (input objects, lists or custom scalars as arguments, root or parent
 parameters, extensions) keeps strawberry's resolver. A schema whose config has a default
 resolver other than `getattr` is left alone.
+
+`DirectExecution`, the executor, also completes those fields' scalar values in one step and,
+for a document whose selections no variable can change, keeps the sub-selections it collects
+for the next request of the same text (`SharedCollections`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import Any, NamedTuple
 
 import strawberry
 from graphql import (
+    DocumentNode,
     GraphQLEnumType,
     GraphQLField,
     GraphQLNonNull,
@@ -38,6 +43,8 @@ from graphql import (
     GraphQLScalarType,
     Undefined,
 )
+from graphql.execution.collect_fields import CollectedFields, FieldDetailsList, collect_subfields
+from graphql.language import DirectiveNode, FragmentDefinitionNode, Visitor, visit
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.arguments import StrawberryArgument
@@ -148,11 +155,98 @@ def resolve_directly(schema: strawberry.Schema) -> int:
     return installed
 
 
+_COLLECTION_DIRECTIVES = frozenset({"skip", "include", "defer", "stream"})
+
+
+class _Variability(Visitor):
+    found = False
+
+    def enter_directive(self, node: DirectiveNode, *_: Any) -> Any:
+        if node.name.value in _COLLECTION_DIRECTIVES:
+            self.found = True
+            return self.BREAK
+        return None
+
+    def enter_fragment_definition(self, node: FragmentDefinitionNode, *_: Any) -> Any:
+        if node.variable_definitions:  # fragment arguments (experimental)
+            self.found = True
+            return self.BREAK
+        return None
+
+
+class SharedCollections:
+    """The sub-selections of one document as graphql-core collects them, kept across its
+    requests.
+
+    graphql-core collects each object's sub-selection (fragments spread, aliases grouped)
+    anew for every request, and memoises it only within one (by the identity of lists it
+    builds per request). What it collects depends on the schema, the document, the object
+    type, and the variables through `@skip`, `@include`, `@defer`, `@stream` and fragment
+    arguments; for a document with none of those it is the same every time. py-spy put the
+    collection at 5 % of the `viewer` query's server CPU (BENCHMARKS.md, "viewer query over
+    HTTP"). Keyed by the type and the identity of the document's field nodes, which live as
+    long as the document does: so is this, kept beside it (schema/documents.py).
+    """
+
+    __slots__ = ("_collected",)
+
+    def __init__(self) -> None:
+        self._collected: dict[tuple[Any, ...], tuple[FieldDetailsList, CollectedFields]] = {}
+
+    @staticmethod
+    def for_document(document: DocumentNode) -> SharedCollections | None:
+        """A store for the document, or None when a variable can change what it selects."""
+        variability = _Variability()
+        visit(document, variability)
+        return None if variability.found else SharedCollections()
+
+    def collected(
+        self, execution: DirectExecution, return_type: GraphQLObjectType, fields: FieldDetailsList
+    ) -> CollectedFields:
+        key = (return_type, *[id(details.node) for details in fields])
+        found = self._collected.get(key)
+        if found is None:
+            collected = collect_subfields(
+                execution.schema,
+                execution.fragments,
+                execution.variable_values,
+                execution.operation,
+                return_type,
+                fields,
+                execution.hide_suggestions,
+            )
+            # the field list kept with it: its nodes' identities are the key
+            found = self._collected[key] = (fields, collected)
+        return found[1]
+
+
 class DirectExecution(StrawberryGraphQLCoreExecutionContext):
     """strawberry's executor, completing `DirectLeaf` fields in one step: the value read and
     coerced for output, without a resolve-info object, argument values or the general
     completion. A value that needs more (null on a non-null field, one that does not coerce,
-    an exception) goes the general way, which reports it as graphql-core does."""
+    an exception) goes the general way, which reports it as graphql-core does.
+
+    Given `collections` (the document's `SharedCollections`), sub-selections are collected
+    once per document, not once per request."""
+
+    def __init__(self, *args: Any, collections: SharedCollections | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.collections = collections
+
+    def collect_subfields(
+        self, return_type: GraphQLObjectType, field_details_list: FieldDetailsList
+    ) -> CollectedFields:
+        collections = self.collections
+        if collections is None:
+            return super().collect_subfields(return_type, field_details_list)
+        # graphql-core's memo of this request first: a list's items ask with the same list
+        memo = self._relevant_sub_fields
+        key = (return_type, id(field_details_list))
+        found = memo.get(key)
+        if found is None:
+            collected = collections.collected(self, return_type, field_details_list)
+            found = memo[key] = (field_details_list, collected)
+        return found[1]
 
     def execute_field(  # type: ignore[override]
         self,

@@ -39,6 +39,7 @@ from strawberry.schema.schema import validate_document
 from strawberry.utils.operation import get_first_operation
 
 from schema.cost import QueryTooCostly, Term, connection_terms, cost_of
+from schema.direct import SharedCollections
 
 
 @dataclass
@@ -50,6 +51,16 @@ class PreparedDocument:
     errors: list[GraphQLError] | None = None
     terms: dict[str | None, list[Term]] = field(default_factory=dict)
     operations: dict[str | None, OperationDefinitionNode] = field(default_factory=dict)
+    _collections: SharedCollections | bool | None = False  # False: not yet looked at
+
+    @property
+    def collections(self) -> SharedCollections | None:
+        """The document's sub-selections kept across requests; None when its variables can
+        change them (schema/direct.py)."""
+        found = self._collections
+        if found is False:
+            found = self._collections = SharedCollections.for_document(self.document)
+        return found  # type: ignore[return-value]
 
     def operation(self, name: str | None) -> OperationDefinitionNode | None:
         """The operation a request names; when it names none, the first (strawberry runs the

@@ -166,6 +166,7 @@ class Schema(strawberry.Schema):
                 executor_class=self.execution_context_class,
                 is_awaitable=optimized_is_awaitable,
                 operation_extensions=None,
+                collections=prepared.collections,
             )
             if inspect.isawaitable(result):
                 result = await result

@@ -10,6 +10,7 @@ from hashlib import sha256
 
 import orjson
 import pytest
+from starlette.routing import Route
 
 from resolvers import viewer as reads
 from schema import roots
@@ -290,3 +291,56 @@ async def test_what_graphql_core_raises_is_answered_masked_the_short_way(
     [line] = [r for r in caplog.records if r.name == "agencyhub.request"]
     assert line.error_codes == ["INTERNAL_SERVER_ERROR"] and line.operation == "Who"
     assert [r for r in caplog.records if r.name == "agencyhub.errors"]  # logged, with its trace
+
+
+def documents_of(app_client):
+    """The app's schema's texts, as its /graphql route holds them."""
+    [route] = [r for r in app_client.app.routes if isinstance(r, Route) and r.path == "/graphql"]
+    return route.endpoint.schema.documents
+
+
+SPREAD = """query Spread { viewer { ...Who me: user { email } agency { name } }
+  agency: viewer { agency { primarySubAccount { name status } } } }
+fragment Who on Viewer { user { email role } agency { primarySubAccount { id } } }"""
+INCLUDED = """query Included($role: Boolean!, $agency: Boolean!) {
+  viewer { user { email role @include(if: $role) } agency @skip(if: $agency) { id } } }"""
+
+
+async def test_a_texts_sub_selections_are_collected_once_and_its_answer_unchanged(
+    app_client, caplog, short_way, owner
+):
+    first, second = await twice(app_client, caplog, {"query": SPREAD}, owner.token)
+
+    assert short_way == [False, True]
+    assert first == second
+    viewer = body_of(second)["data"]["viewer"]
+    assert viewer["user"] == {"email": owner.email, "role": "AGENCY_OWNER"}
+    assert viewer["me"] == {"email": owner.email} and set(viewer["agency"]) == {
+        "name",
+        "primarySubAccount",
+    }
+    # what the short way collected is kept with the text, for the next request
+    collections = documents_of(app_client).known(SPREAD).collections
+    assert collections is not None and collections._collected
+
+
+async def test_a_text_whose_variables_choose_its_fields_is_collected_per_request(
+    app_client, short_way, owner
+):
+    headers = {"authorization": f"Bearer {owner.token}"}
+    answers = []
+    for role, agency in [(True, False), (False, True), (True, True), (False, False)]:
+        variables = {"role": role, "agency": agency}
+        response = await app_client.post(
+            "/graphql", json={"query": INCLUDED, "variables": variables}, headers=headers
+        )
+        answers.append(response.json()["data"]["viewer"])
+
+    assert short_way == [False, True, True, True]
+    assert answers == [
+        {"user": {"email": owner.email, "role": "AGENCY_OWNER"}, "agency": {"id": owner.id}},
+        {"user": {"email": owner.email}},
+        {"user": {"email": owner.email, "role": "AGENCY_OWNER"}},
+        {"user": {"email": owner.email}, "agency": {"id": owner.id}},
+    ]
+    assert documents_of(app_client).known(INCLUDED).collections is None

@@ -4,6 +4,7 @@ ends in TryAgain; anything else fails at once, untried."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 import uuid
@@ -11,12 +12,12 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, literal, select, text, update
 
 from domain.agency import sign_up
 from domain.errors import TryAgain
 from persistence import agencies
-from persistence.database import Database
+from persistence.database import LOOKUP_POOL_SIZE, Database, Lookup
 from persistence.errors import UniqueViolation
 from persistence.records import agency_t
 from persistence.unit_of_work import RetryPolicy, UnitOfWork, transact
@@ -217,4 +218,27 @@ async def test_no_free_connection_in_time_is_try_again_not_an_unexpected_error(
         async with getattr(database, way_in)() as conn:
             assert await conn.scalar(text("SELECT 1")) == 1
     finally:
+        await database.dispose()
+
+
+@postgresql_only
+async def test_a_lookup_with_every_connection_busy_is_try_again_in_time(database_url):
+    # given the session lookup's pool with every connection held by someone else
+    database = Database(database_url, pool_timeout=0.2)
+    lookup = Lookup(select(literal(1).label("one")))
+    held = []
+    try:
+        assert await database.lookup(lookup, {}) == {"one": 1}
+        pool = database._lookups
+        assert pool is not None
+        held = [await pool.acquire() for _ in range(LOOKUP_POOL_SIZE)]
+        # when a request looks up: the pool's timeout applies (no connection was idle)
+        with pytest.raises(TryAgain, match="busy"):
+            await asyncio.wait_for(database.lookup(lookup, {}), timeout=5)
+        # then, once one is free again, the next lookup gets through without waiting
+        await pool.release(held.pop())
+        assert await database.lookup(lookup, {}) == {"one": 1}
+    finally:
+        for conn in held:
+            await conn.close()
         await database.dispose()
