@@ -111,12 +111,9 @@ class Database:
         compiled = lookup.compiled(dialect)
         args = compiled.arguments(params)
         pool = self._lookups or await self._open_lookups()
-        # A timeout: every connection of the pool stayed busy. Only when none is idle: under
-        # a timeout asyncpg takes and releases the connection each under a timer of its own
-        # (3 % of the `viewer` query's server CPU), and an idle one is handed over at once.
-        timeout = None if pool.get_idle_size() else self._pool_timeout
         with _service_errors(busy=TimeoutError):
-            async with pool.acquire(timeout=timeout) as conn:
+            conn = await _taken(pool, self._pool_timeout)
+            try:
                 shape = lookup.known_shape
                 if shape is None:  # once per process: the columns' types, for conversion
                     statement = await conn.prepare(compiled.sql)
@@ -126,6 +123,8 @@ class Database:
                 record = await conn.fetchrow(compiled.sql, *args)  # prepared once per conn.
                 if listened:
                     announce_after(engine, compiled.sql, args)
+            finally:
+                await pool.release(conn)
         if record is None:
             return None
         return shape.mapping(record)
@@ -190,6 +189,19 @@ class Database:
         await self.engine.dispose()
         if self._read_engine is not self.engine:
             await self._read_engine.dispose()
+
+
+async def _taken(pool: asyncpg.Pool, timeout: float) -> asyncpg.Connection:
+    """A connection of the pool; TimeoutError when none came free within `timeout`.
+
+    An idle one is taken without a timer. When all are busy the wait is bounded by
+    `asyncio.timeout`, not by asyncpg's own (`acquire(timeout=)`, which runs the wait in a task
+    of its own through `wait_for` and the release under a second timer): together 3-4 % of
+    the `viewer` query's server CPU under load (BENCHMARKS.md, "viewer query over HTTP")."""
+    if pool.get_idle_size():
+        return await pool.acquire()
+    async with asyncio.timeout(timeout):
+        return await pool.acquire()
 
 
 async def _nothing_to_reset(conn: asyncpg.Connection) -> None:
