@@ -191,8 +191,8 @@ class Database:
             await self._read_engine.dispose()
 
 
-async def _taken(pool: asyncpg.Pool, timeout: float) -> asyncpg.Connection:
-    """A connection of the pool; TimeoutError when none came free within `timeout`.
+async def _taken(pool: asyncpg.Pool, wait_at_most: float) -> asyncpg.Connection:
+    """A connection of the pool; TimeoutError when none came free within `wait_at_most` seconds.
 
     An idle one is taken without a timer. When all are busy the wait is bounded by
     `asyncio.timeout`, not by asyncpg's own (`acquire(timeout=)`, which runs the wait in a task
@@ -200,7 +200,7 @@ async def _taken(pool: asyncpg.Pool, timeout: float) -> asyncpg.Connection:
     the `viewer` query's server CPU under load (BENCHMARKS.md, "viewer query over HTTP")."""
     if pool.get_idle_size():
         return await pool.acquire()
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(wait_at_most):
         return await pool.acquire()
 
 
