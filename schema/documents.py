@@ -40,6 +40,7 @@ from strawberry.utils.operation import get_first_operation
 
 from schema.cost import QueryTooCostly, Term, connection_terms, cost_of
 from schema.direct import SharedCollections
+from schema.variables import OperationPlan
 
 
 @dataclass
@@ -52,6 +53,7 @@ class PreparedDocument:
     terms: dict[str | None, list[Term]] = field(default_factory=dict)
     operations: dict[str | None, OperationDefinitionNode] = field(default_factory=dict)
     _collections: SharedCollections | bool | None = False  # False: not yet looked at
+    _plans: dict[int, OperationPlan | None] = field(default_factory=dict)
 
     @property
     def collections(self) -> SharedCollections | None:
@@ -61,6 +63,16 @@ class PreparedDocument:
         if found is False:
             found = self._collections = SharedCollections.for_document(self.document)
         return found  # type: ignore[return-value]
+
+    def plan(
+        self, schema: GraphQLSchema, operation: OperationDefinitionNode
+    ) -> OperationPlan | None:
+        """The operation's plan (schema/variables.py), worked out on its first request; None
+        when graphql-core's own way is needed for it."""
+        key = id(operation)  # an operation of this document: it lives as long as the entry
+        if key not in self._plans:
+            self._plans[key] = OperationPlan.of(schema, self.document, operation)
+        return self._plans[key]
 
     def operation(self, name: str | None) -> OperationDefinitionNode | None:
         """The operation a request names; when it names none, the first (strawberry runs the

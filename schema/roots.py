@@ -9,7 +9,13 @@ from typing import Any
 
 import strawberry
 from graphql import ExecutionResult as GraphQLExecutionResult
-from graphql import GraphQLError, OperationType, execute
+from graphql import (
+    GraphQLError,
+    OperationType,
+    default_field_resolver,
+    default_type_resolver,
+    execute,
+)
 from strawberry.execution import optimized_is_awaitable
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionResult
@@ -157,17 +163,36 @@ class Schema(strawberry.Schema):
         if documents.cost(self._schema, prepared, operation_name, variables) > documents.max_cost:
             return None  # refused by the full path, with its error
         try:
-            result = execute(
-                self._schema,
-                prepared.document,
-                context_value=context,
-                variable_values=variables,
-                operation_name=operation_name,
-                executor_class=self.execution_context_class,
-                is_awaitable=optimized_is_awaitable,
-                operation_extensions=None,
-                collections=prepared.collections,
-            )
+            plan = prepared.plan(self._schema, operation)
+            values = None if plan is None else plan.variable_values(variables)
+            if plan is None or values is None:  # graphql-core's way: its defaults, its errors
+                result = execute(
+                    self._schema,
+                    prepared.document,
+                    context_value=context,
+                    variable_values=variables,
+                    operation_name=operation_name,
+                    executor_class=self.execution_context_class,
+                    is_awaitable=optimized_is_awaitable,
+                    operation_extensions=None,
+                    collections=prepared.collections,
+                )
+            else:  # what `execute` would build, from what the plan worked out before
+                result = self.execution_context_class(
+                    schema=self._schema,
+                    fragment_definitions=plan.fragment_definitions,
+                    fragments=plan.fragments,
+                    root_value=None,
+                    context_value=context,
+                    operation=plan.operation,
+                    variable_values=values,
+                    field_resolver=default_field_resolver,
+                    type_resolver=default_type_resolver,
+                    subscribe_field_resolver=default_field_resolver,
+                    is_awaitable=optimized_is_awaitable,
+                    operation_extensions=None,
+                    collections=prepared.collections,
+                ).execute_operation()
             if inspect.isawaitable(result):
                 result = await result
         except Exception as error:  # as strawberry's `execute`: answered (coded, masked)

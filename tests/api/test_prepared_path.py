@@ -13,8 +13,8 @@ import pytest
 from starlette.routing import Route
 
 from resolvers import viewer as reads
-from schema import roots
 from schema.roots import Schema, build_schema
+from schema.sharing import SharedEventExecution
 from tests.factories import make_agency
 
 VIEWER = "query Who { viewer { user { email role } agency { name primarySubAccount { name } } } }"
@@ -276,7 +276,7 @@ async def test_what_graphql_core_raises_is_answered_masked_the_short_way(
     def raising(*args, **kwargs):
         raise RuntimeError("SELECT secret FROM somewhere")
 
-    monkeypatch.setattr(roots, "execute", raising)
+    monkeypatch.setattr(SharedEventExecution, "execute_operation", raising)
     caplog.clear()
     response = await app_client.post("/graphql", json={"query": VIEWER}, headers=headers)
 
