@@ -113,6 +113,7 @@ class Database:
         pool = self._lookups or await self._open_lookups()
         with _service_errors(busy=TimeoutError):
             conn = await _taken(pool, self._pool_timeout)
+            done = False
             try:
                 shape = lookup.known_shape
                 if shape is None:  # once per process: the columns' types, for conversion
@@ -123,8 +124,13 @@ class Database:
                 record = await conn.fetchrow(compiled.sql, *args)  # prepared once per conn.
                 if listened:
                     announce_after(engine, compiled.sql, args)
+                done = True
             finally:
-                await pool.release(conn)
+                # A statement cut short (the request cancelled, an error) may leave the
+                # connection cancelling: its release then waits for the server, at most this
+                # long before asyncpg drops the connection, as it did when the pool's timeout
+                # was given at acquire.
+                await pool.release(conn, timeout=None if done else self._pool_timeout)
         if record is None:
             return None
         return shape.mapping(record)

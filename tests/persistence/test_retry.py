@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+import asyncpg
 import pytest
 from sqlalchemy import func, literal, select, text, update
 
@@ -241,4 +242,37 @@ async def test_a_lookup_with_every_connection_busy_is_try_again_in_time(database
     finally:
         for conn in held:
             await conn.close()
+        await database.dispose()
+
+
+@postgresql_only
+async def test_a_lookup_cut_short_releases_its_connection_within_the_pool_timeout(
+    database_url, monkeypatch
+):
+    # given the lookup pool, with each release's time limit recorded
+    database = Database(database_url, pool_timeout=0.5)
+    quick = Lookup(select(literal(1).label("one")))
+    slow = Lookup(select(func.pg_sleep(5).label("slept")))
+    try:
+        assert await database.lookup(quick, {}) == {"one": 1}
+        pool = database._lookups
+        assert pool is not None
+        limits = []
+        release = asyncpg.Pool.release
+
+        async def recorded(self, conn, *, timeout=None):
+            if self is pool:
+                limits.append(timeout)
+            return await release(self, conn, timeout=timeout)
+
+        monkeypatch.setattr(asyncpg.Pool, "release", recorded)
+        # when one lookup ends normally and another is cancelled mid-statement
+        assert await database.lookup(quick, {}) == {"one": 1}
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(database.lookup(slow, {}), timeout=0.2)
+        # then only the one cut short is released under the pool's timeout (asyncpg waits for
+        # the server to confirm the cancellation, and drops the connection past it)
+        assert limits == [None, 0.5]
+        assert await database.lookup(quick, {}) == {"one": 1}
+    finally:
         await database.dispose()

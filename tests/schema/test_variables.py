@@ -128,7 +128,8 @@ def test_a_recursive_input_type_is_left_to_graphql_core():
     assert input_coercer(GraphQLList(node)) is None
 
 
-VARIABLES = """query Q($a: Int!, $b: String, $c: [CallInput!], $d: Int = 3) { viewer { user { id } } }"""
+VARIABLES = """query Q($a: Int!, $b: String, $c: [CallInput!], $d: Int = 3) {
+  viewer { user { id } } }"""
 
 
 @pytest.mark.parametrize(
