@@ -258,6 +258,50 @@ def bill(
     return BatchBill(dict(debits), dict(rollups), dict(overage), last_calls, short_calls)
 
 
+class LastSeenBalances:
+    """The balances one process saw last as it billed, for `expected_short_calls`: only ever a
+    guess (another process, a transfer or a top-up may have moved them since), forgotten all
+    at once past `limit` keys."""
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self._limit = limit
+        self._seen: dict[tuple[UUID, Tier], int] = {}
+
+    def of(self, keys: Iterable[tuple[UUID, Tier]]) -> dict[tuple[UUID, Tier], int]:
+        seen = self._seen
+        return {key: seen[key] for key in keys if key in seen}
+
+    def saw(self, balances: dict[tuple[UUID, Tier], int]) -> None:
+        if len(self._seen) + len(balances) > self._limit:
+            self._seen.clear()
+        self._seen.update(balances)
+
+
+def expected_short_calls(
+    calls: list[ReportedCall],
+    balances: dict[tuple[UUID, Tier], int],
+    charges: dict[str, CallCharge],
+) -> dict[str, int]:
+    """`bill`'s short calls, were the balances these, and a funding balance not among them as
+    good as endless (so with none known, no call is short).
+
+    A guess, made before the balances are locked, of what each call's overage will be, so that
+    its row is inserted with it: setting it afterwards writes the row a second time (every
+    call of a batch past an empty balance)."""
+    remaining = dict(balances)
+    short_calls: dict[str, int] = {}
+    for call in sorted(calls, key=lambda c: (c.started_at, c.external_id)):
+        funder = (charges[call.external_id].funded_by, call.tier)
+        left = remaining.get(funder)
+        if left is None:
+            continue
+        billed = min(left, call.duration_seconds)
+        remaining[funder] = left - billed
+        if billed < call.duration_seconds:
+            short_calls[call.external_id] = call.duration_seconds - billed
+    return short_calls
+
+
 @dataclass(frozen=True, slots=True)
 class RecordedCall:
     """A stored call with what it cost (`CallCharge`) and its overage: one line of a bill."""

@@ -207,9 +207,7 @@ async def batch_context(
 
 # Every column of `call` a batch supplies per call (the overage comes after billing); the
 # agency and the time it was recorded are the batch's.
-_CALL_ARRAYS = [
-    c for c in call_t.columns if c.name not in ("id", "agency_id", "recorded_at", "overage_seconds")
-]
+_CALL_ARRAYS = [c for c in call_t.columns if c.name not in ("id", "agency_id", "recorded_at")]
 _INSERT_CALLS_PG = Prepared(
     insert_unnested(
         call_t,
@@ -221,7 +219,7 @@ _INSERT_CALLS_PG = Prepared(
 _CHARGED = ("funded_by", "spent_micros", "cost_micros")
 
 
-def _call_row(call: ReportedCall, charge: CallCharge) -> dict[str, Any]:
+def _call_row(call: ReportedCall, charge: CallCharge, overage_seconds: int) -> dict[str, Any]:
     return {
         "external_id": call.external_id,
         "sub_account_id": call.sub_account_id,
@@ -234,6 +232,7 @@ def _call_row(call: ReportedCall, charge: CallCharge) -> dict[str, Any]:
         "funded_by": charge.funded_by,
         "spent_micros": charge.spent_micros,
         "cost_micros": charge.cost_micros,
+        "overage_seconds": overage_seconds,
     }
 
 
@@ -243,9 +242,11 @@ async def insert_new_calls(
     calls: list[ReportedCall],
     charges: dict[str, CallCharge],
     now: datetime,
+    overage: Mapping[str, int],
 ) -> dict[str, Any]:
-    """Insert the calls with their charges; returns the external ids that were new (the rest
-    were duplicates), each with where its row is, for `bill` to set its overage (on
+    """Insert the calls with their charges and the overage expected of them (0 for a call not
+    in `overage`); returns the external ids that were new (the rest
+    were duplicates), each with where its row is, for `bill` to correct its overage (on
     PostgreSQL its `ctid`, which stays put until the transaction ends: nothing else can see
     the row to change it; None elsewhere).
 
@@ -259,7 +260,8 @@ async def insert_new_calls(
     if conn.dialect.name == "postgresql":
         arrays: dict[str, list[Any]] = {c.name: [] for c in _CALL_ARRAYS}
         for call in calls:
-            for name, value in _call_row(call, charges[call.external_id]).items():
+            row = _call_row(call, charges[call.external_id], overage.get(call.external_id, 0))
+            for name, value in row.items():
                 arrays[name].append(value)
         params = {"agency_id": agency_id, "recorded_at": now, **arrays}
         return dict(await prepared.fetch(conn, _INSERT_CALLS_PG, params))
@@ -270,7 +272,7 @@ async def insert_new_calls(
                 {
                     "agency_id": agency_id,
                     "recorded_at": now,
-                    **_call_row(c, charges[c.external_id]),
+                    **_call_row(c, charges[c.external_id], overage.get(c.external_id, 0)),
                 }
                 for c in calls
             ]

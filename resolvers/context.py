@@ -28,7 +28,7 @@ from domain.payments import PaymentCard, Purchase
 from domain.policy import Viewer
 from domain.pricing import PriceBook
 from domain.reporting import HealthThresholds
-from domain.usage import MAX_BATCH
+from domain.usage import MAX_BATCH, LastSeenBalances
 from domain.webhooks import RetrySchedule
 from persistence import (
     auto_recharge,
@@ -86,6 +86,9 @@ class Services:
     mail_from: str
     login_limits: LoginLimits
     prices: PriceBook = field(default_factory=PriceBook)
+    # What ingestion saw of balances last, to insert calls with the overage they will likely
+    # have (domain.usage.expected_short_calls).
+    last_balances: LastSeenBalances = field(default_factory=LastSeenBalances)
     removed_retention: timedelta = timedelta(days=30)
     health: HealthThresholds = field(default_factory=HealthThresholds)
     retry: RetryPolicy = field(default_factory=RetryPolicy)

@@ -34,6 +34,7 @@ from domain.usage import (
     Rejection,
     ReportedCall,
     bill_in_turn,
+    expected_short_calls,
     funding_account,
     rejection,
 )
@@ -96,7 +97,12 @@ async def _bill_batches(
         results, claimed = claim(batches, accounts, now, rejection)  # afresh on a rerun
         calls = [call for _, call in claimed.values()]
         charges = Pricer(accounts, primary.id, services.prices).charges(calls)
-        new_ids = await usage.insert_new_calls(uow.conn, agency_id, calls, charges, now)
+        # Inserted with the overage the balances seen last predict (without a lock: a guess,
+        # corrected below once they are locked), not set on each row after: past an empty
+        # balance that is every call, each row written twice.
+        funders = {(charges[c.external_id].funded_by, c.tier) for c in calls}
+        expected = expected_short_calls(calls, services.last_balances.of(funders), charges)
+        new_ids = await usage.insert_new_calls(uow.conn, agency_id, calls, charges, now, expected)
         accepted = accept(results, claimed, new_ids)
         if not accepted:
             return [(agency_id, result) for result in results]
@@ -106,8 +112,11 @@ async def _bill_batches(
             {s for calls in accepted for c in calls for s in _billed_to(c, accounts, primary)},
         )
         billed = bill_in_turn(accepted, balances, charges)
+        services.last_balances.saw(billed[-1].balances_after)
         movements = [m for b in billed for m in _movements(agency_id, b.bill)]
         short = {e: s for b in billed for e, s in b.bill.short_calls.items()}
+        # Only the calls whose overage was not what their row was inserted with.
+        corrected = {e: short.get(e, 0) for e in new_ids if short.get(e, 0) != expected.get(e, 0)}
         touched, uses = _period_uses(batch, billed, now)
         # The debits, the calls' overage, the rollups and the period counters (one statement
         # on PostgreSQL: the balances stay locked until commit, so the fewer round trips
@@ -116,7 +125,7 @@ async def _bill_batches(
             uow.conn,
             agency_id,
             movements,
-            short,
+            corrected,
             new_ids,
             [b.bill.rollups for b in billed],
             combined_use(uses),

@@ -85,6 +85,39 @@ async def test_running_out_mid_call_records_the_call_as_overage(app_client, setu
         assert await mismatches(conn) == []
 
 
+@pytest.mark.parametrize("guess", ["empty", "plenty"])
+async def test_each_calls_overage_is_exact_whatever_the_balances_seen_last_suggest(
+    app_client, setup, database, guess
+):
+    """Calls are inserted with the overage the balances this process saw last predict, and
+    corrected once the balances are locked: a wrong guess either way ends exact."""
+    _, client, key = setup  # the client holds 480 PREMIUM seconds
+    services = app_client.app.state.services
+    funder = (from_global_id(client)[1], Tier.PREMIUM)
+    services.last_balances.saw({funder: 0 if guess == "empty" else 10**6})
+    run = uuid.uuid4().hex
+    start = datetime.now(UTC) - timedelta(hours=1)
+    durations = {"a": 200, "b": 200, "c": 200, "d": 50}  # 480 held: c is 120 short, d all
+    calls = [
+        call(client, run + e, d, started=start + timedelta(minutes=n))
+        for n, (e, d) in enumerate(durations.items())
+    ]
+
+    body = await gql(app_client, RECORD, {"calls": calls}, key)
+
+    assert body["data"]["recordCalls"]["accepted"] == 4
+    async with database.read() as conn:
+        rows = await conn.execute(
+            select(call_t.c.external_id, call_t.c.overage_seconds).where(
+                call_t.c.external_id.startswith(run)
+            )
+        )
+        overage = {e.removeprefix(run): s for e, s in rows.all()}
+    assert overage == {"a": 0, "b": 0, "c": 120, "d": 50}
+    # and what it saw now is what the next batch is guessed from
+    assert services.last_balances.of([funder]) == {funder: 0}
+
+
 async def test_agency_billed_clients_draw_from_the_primary(app_client, setup):
     owner, client, key = setup
     await gql(app_client, SOURCE, {"id": client}, owner.token)
@@ -182,11 +215,25 @@ async def test_rollups_equal_the_raw_calls_and_balances_equal_grants_minus_debit
         body = await gql(app_client, RECORD, {"calls": calls}, key)
         assert body["data"]["recordCalls"]["accepted"] == len(calls)
     async with database.read() as conn:
-        raw = (await conn.execute(select(func.count(), func.sum(call_t.c.duration_seconds)))).one()
-        rolled = (
-            await conn.execute(select(func.sum(rollup_t.c.calls), func.sum(rollup_t.c.seconds)))
+        raw = (
+            await conn.execute(
+                select(
+                    func.count(),
+                    func.sum(call_t.c.duration_seconds),
+                    func.sum(call_t.c.overage_seconds),
+                )
+            )
         ).one()
-        assert tuple(raw) == tuple(rolled)
+        rolled = (
+            await conn.execute(
+                select(
+                    func.sum(rollup_t.c.calls),
+                    func.sum(rollup_t.c.seconds),
+                    func.sum(rollup_t.c.overage_seconds),
+                )
+            )
+        ).one()
+        assert tuple(raw) == tuple(rolled)  # each call's overage, as its row keeps it, too
         daily = (
             await conn.execute(
                 select(

@@ -20,6 +20,7 @@ from domain.usage import (
     ReportedCall,
     base_per_minute,
     bill,
+    expected_short_calls,
     funding_account,
     quarter_of,
 )
@@ -118,3 +119,36 @@ def test_money_per_line_is_the_sum_of_its_calls_rounded_each(specs, raw_calls, b
     assert all(
         0 < s <= c.duration_seconds for c in calls if (s := billed.short_calls.get(c.external_id))
     )
+
+
+@given(accounts_strategy, calls_strategy, st.integers(0, 20_000), st.integers(0, 3))
+def test_the_overage_expected_from_known_balances_is_the_bills(specs, raw_calls, balance, known):
+    accounts = {a.id: a for a in (account(n, *spec) for n, spec in enumerate(specs))}
+    ids = list(accounts)
+    calls = [
+        ReportedCall(
+            external_id=f"x{i}",
+            sub_account_id=ids[index % len(ids)],
+            direction=direction,
+            channel=channel,
+            status=CallStatus.COMPLETED,
+            tier=tier,
+            started_at=START + timedelta(seconds=offset),
+            duration_seconds=duration,
+        )
+        for i, (index, tier, channel, direction, duration, offset) in enumerate(raw_calls)
+    ]
+    balances = {(f, t): balance for f in [*ids, PRIMARY] for t in Tier}
+    charges = Pricer(accounts, PRIMARY, PRICES).charges(calls)
+    short = bill(calls, balances, charges).short_calls
+
+    # every balance known: exactly the bill's short calls
+    assert expected_short_calls(calls, balances, charges) == short
+    # none known: nothing expected short
+    assert expected_short_calls(calls, {}, charges) == {}
+    # some known: the bill's short calls among those the known balances fund
+    some = dict(list(balances.items())[:known])
+    funded = {c.external_id for c in calls if (charges[c.external_id].funded_by, c.tier) in some}
+    assert expected_short_calls(calls, some, charges) == {
+        e: s for e, s in short.items() if e in funded
+    }

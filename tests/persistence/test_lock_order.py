@@ -51,7 +51,9 @@ async def test_batches_resending_the_same_calls_in_opposite_orders_never_deadloc
         nonlocal deadlocked
         try:
             async with database.transaction() as conn:
-                new = await usage.insert_new_calls(conn, agency_id, calls, charged(calls), now())
+                new = await usage.insert_new_calls(
+                    conn, agency_id, calls, charged(calls), now(), {}
+                )
                 return set(new)
         except DBAPIError as error:
             if getattr(error.orig, "sqlstate", None) != "40P01":
@@ -84,7 +86,7 @@ async def test_locked_agency_and_sub_accounts_let_the_foreign_key_checks_of_inse
         async with database.transaction() as conn:
             await conn.execute(text("SET LOCAL lock_timeout = '2s'"))
             calls = [reported(account_id, "during")]
-            new = await usage.insert_new_calls(conn, agency_id, calls, charged(calls), now())
+            new = await usage.insert_new_calls(conn, agency_id, calls, charged(calls), now(), {})
 
     # then its foreign-key checks (KEY SHARE) did not wait for the holder's locks
     assert set(new) == {"during"}

@@ -73,12 +73,12 @@ async def test_the_overage_of_a_group_reads_only_its_short_calls_under_a_generic
         await conn.execute(text("ANALYZE call"))
     async with database.transaction() as conn:
         earlier = [reported(account_id, f"earlier-{n:04}") for n in range(2000)]
-        await usage.insert_new_calls(conn, agency_id, earlier, charged(earlier), now())
+        await usage.insert_new_calls(conn, agency_id, earlier, charged(earlier), now(), {})
 
     async with database.transaction() as conn:
         # when a group inserts three calls and sets the overage of two, on a generic plan
         calls = [reported(account_id, f"new-{n}") for n in range(3)]
-        new = await usage.insert_new_calls(conn, agency_id, calls, charged(calls), now())
+        new = await usage.insert_new_calls(conn, agency_id, calls, charged(calls), now(), {})
         short = {"new-0": 12, "new-2": 7}
         overage = Prepared(text(usage._SET_OVERAGE_PG))
         params = {
