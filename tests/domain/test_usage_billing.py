@@ -65,8 +65,8 @@ calls_strategy = st.lists(
 )
 
 
-@given(accounts_strategy, calls_strategy, st.integers(0, 20_000))
-def test_money_per_line_is_the_sum_of_its_calls_rounded_each(specs, raw_calls, balance):
+def drawn(specs, raw_calls) -> tuple[dict[uuid.UUID, SubAccount], list[ReportedCall]]:
+    """The accounts and calls `accounts_strategy` and `calls_strategy` describe."""
     accounts = {a.id: a for a in (account(n, *spec) for n, spec in enumerate(specs))}
     ids = list(accounts)
     calls = [
@@ -82,6 +82,13 @@ def test_money_per_line_is_the_sum_of_its_calls_rounded_each(specs, raw_calls, b
         )
         for i, (index, tier, channel, direction, duration, offset) in enumerate(raw_calls)
     ]
+    return accounts, calls
+
+
+@given(accounts_strategy, calls_strategy, st.integers(0, 20_000))
+def test_money_per_line_is_the_sum_of_its_calls_rounded_each(specs, raw_calls, balance):
+    accounts, calls = drawn(specs, raw_calls)
+    ids = list(accounts)
     balances = {(f, t): balance for f in [*ids, PRIMARY] for t in Tier}
     charges = Pricer(accounts, PRIMARY, PRICES).charges(calls)
     billed = bill(calls, balances, charges)
@@ -123,21 +130,8 @@ def test_money_per_line_is_the_sum_of_its_calls_rounded_each(specs, raw_calls, b
 
 @given(accounts_strategy, calls_strategy, st.integers(0, 20_000), st.integers(0, 3))
 def test_the_overage_expected_from_known_balances_is_the_bills(specs, raw_calls, balance, known):
-    accounts = {a.id: a for a in (account(n, *spec) for n, spec in enumerate(specs))}
+    accounts, calls = drawn(specs, raw_calls)
     ids = list(accounts)
-    calls = [
-        ReportedCall(
-            external_id=f"x{i}",
-            sub_account_id=ids[index % len(ids)],
-            direction=direction,
-            channel=channel,
-            status=CallStatus.COMPLETED,
-            tier=tier,
-            started_at=START + timedelta(seconds=offset),
-            duration_seconds=duration,
-        )
-        for i, (index, tier, channel, direction, duration, offset) in enumerate(raw_calls)
-    ]
     balances = {(f, t): balance for f in [*ids, PRIMARY] for t in Tier}
     charges = Pricer(accounts, PRIMARY, PRICES).charges(calls)
     short = bill(calls, balances, charges).short_calls
