@@ -261,9 +261,9 @@ def bill(
 class LastSeenBalances:
     """The balances one process saw last as it billed, for `expected_short_calls`: only ever a
     guess (another process, a transfer or a top-up may have moved them since), forgotten all
-    at once past `limit` keys."""
+    at once past `limit` keys (a few MB at most; forgetting costs only the guesses)."""
 
-    def __init__(self, limit: int = 100_000) -> None:
+    def __init__(self, limit: int = 20_000) -> None:
         self._limit = limit
         self._seen: dict[tuple[UUID, Tier], int] = {}
 

@@ -16,6 +16,7 @@ from domain.usage import (
     CallChannel,
     CallDirection,
     CallStatus,
+    LastSeenBalances,
     Pricer,
     ReportedCall,
     base_per_minute,
@@ -146,3 +147,13 @@ def test_the_overage_expected_from_known_balances_is_the_bills(specs, raw_calls,
     assert expected_short_calls(calls, some, charges) == {
         e: s for e, s in short.items() if e in funded
     }
+
+
+def test_the_balances_seen_last_are_forgotten_all_at_once_past_their_limit():
+    seen = LastSeenBalances(limit=3)
+    a, b, c, d = ((uuid.UUID(int=n), Tier.BASIC) for n in range(4))
+    seen.saw({a: 10, b: 20})
+    seen.saw({c: 0})
+    assert seen.of([a, b, c, d]) == {a: 10, b: 20, c: 0}
+    seen.saw({d: 1})  # past the limit: everything before it is forgotten
+    assert seen.of([a, b, c, d]) == {d: 1}
