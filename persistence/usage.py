@@ -205,8 +205,9 @@ async def batch_context(
     )
 
 
-# Every column of `call` a batch supplies per call (the overage comes after billing); the
-# agency and the time it was recorded are the batch's.
+# Every column of `call` a batch supplies per call (the overage as expected before billing,
+# corrected by `bill` where it was not); the agency and the time it was recorded are the
+# batch's.
 _CALL_ARRAYS = [c for c in call_t.columns if c.name not in ("id", "agency_id", "recorded_at")]
 _INSERT_CALLS_PG = Prepared(
     insert_unnested(
@@ -245,10 +246,10 @@ async def insert_new_calls(
     overage: Mapping[str, int],
 ) -> dict[str, Any]:
     """Insert the calls with their charges and the overage expected of them (0 for a call not
-    in `overage`); returns the external ids that were new (the rest
-    were duplicates), each with where its row is, for `bill` to correct its overage (on
-    PostgreSQL its `ctid`, which stays put until the transaction ends: nothing else can see
-    the row to change it; None elsewhere).
+    in `overage`); returns the external ids that were new (the rest were duplicates), each
+    with where its row is, for `bill` to correct its overage (on PostgreSQL its `ctid`,
+    which stays put until the transaction ends: nothing else can see the row to change it;
+    None elsewhere).
 
     In external-id order, whatever the batch's order: a batch waits on the unique-index entry
     of an uncommitted twin, and two batches re-sending the same calls in different orders
@@ -298,9 +299,9 @@ _SET_OVERAGE_PG = (
 
 
 async def set_overage(conn: AsyncConnection, agency_id: uuid.UUID, short: dict[str, int]) -> None:
-    """Each call's seconds its funding balance could not cover, known once the batch is billed
-    (rare: only calls past an empty balance; one statement for all of them). PostgreSQL's
-    goes in `bill`'s statement."""
+    """`short`: the calls whose overage (the seconds their funding balance could not cover,
+    known once the batch is billed) is not what their row was inserted with; one statement
+    for all of them. PostgreSQL's goes in `bill`'s statement."""
     if not short:
         return
     await conn.execute(
@@ -496,8 +497,8 @@ async def bill(
     """A billed group's writes once its balances are locked (`ledger.balances_for_update`):
     `ledger.apply_locked(movements)`, `set_overage(short)` and `add_use(batches, use)`, whose
     figures it returns; INSUFFICIENT_MINUTES if a debit would take a balance below zero. One
-    statement on PostgreSQL. `new_calls` is what `insert_new_calls` returned (the short
-    calls are among them)."""
+    statement on PostgreSQL. `short` holds only the calls whose overage differs from what
+    `insert_new_calls` inserted; `new_calls` is what it returned (they are among them)."""
     tables = _rollup_tables(agency_id, batches)
     if conn.dialect.name != "postgresql" or not tables:
         if movements:

@@ -44,7 +44,7 @@ from graphql.execution.get_variable_signature import (
     get_variable_signature,
 )
 from graphql.execution.values import VariableValues, VariableValueSource
-from graphql.language import DocumentNode, VariableDefinitionNode
+from graphql.language import DocumentNode
 from graphql.language.parser import MAX_NESTING_DEPTH
 from graphql.pyutils import is_iterable
 from graphql.utilities.coerce_input_value import coerce_default_value
@@ -204,7 +204,6 @@ def _enum(type_: GraphQLEnumType) -> Coercer:
 
 @dataclass(frozen=True)
 class _Variable:
-    definition: VariableDefinitionNode
     signature: GraphQLVariableSignature
     coerce: Coercer
     required: bool  # non-null, or with a default: absent, graphql-core's way answers
@@ -241,7 +240,7 @@ class OperationPlan:
             if coerce is None:
                 return None
             required = isinstance(signature.type, GraphQLNonNull) or bool(node.default_value)
-            variables.append(_Variable(node, signature, coerce, required))
+            variables.append(_Variable(signature, coerce, required))
         fragments = {name: FragmentDetails(node) for name, node in definitions.items()}
         return OperationPlan(operation, definitions, fragments, tuple(variables))
 
