@@ -582,6 +582,7 @@ def sequential(
         "cpu_seconds": cpu,
         "statuses": sorted(statuses),
         "response_bytes": size,
+        "latencies_ms": [round(1000 * latency, 2) for latency in latencies],
     }
 
 
