@@ -20,31 +20,56 @@ Any other field (input objects, lists or custom scalars as arguments, root or pa
 parameters, extensions) keeps strawberry's resolver. A schema whose config has a default
 resolver other than `getattr` is left alone.
 
-`DirectExecution`, the executor, also completes those fields' scalar values in one step and,
-for a document whose selections no variable can change, keeps the sub-selections it collects
-for the next request of the same text (`SharedCollections`).
+`DirectExecution`, the executor, then resolves and completes the synchronous ones itself
+(`DirectField`), without graphql-core's resolve-info object and its per-field dispatch: a
+scalar or enum coerced in one step, an object's sub-selection executed on it (after its
+type's `is_type_of`, if any), a list of objects item by item; arguments coerced once per
+field node when they hold no variable; a method's `info` given a resolve-info object that is
+built only if something other than its context is read (`_LazyInfo`). Anything unusual (a
+null on a non-null field or in a list, an exception returned, an awaitable, a type check
+that says no, a value that does not coerce) goes to graphql-core's completion with the value
+already resolved, which reports it as always. For a document whose selections no variable
+can change it also keeps the sub-selections it collects, and those literal arguments, for
+the next request of the same text (`SharedCollections`).
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import date, datetime
+from decimal import Decimal
 from enum import Enum
 from typing import Any, NamedTuple
+from uuid import UUID
 
 import strawberry
 from graphql import (
     DocumentNode,
     GraphQLEnumType,
     GraphQLField,
+    GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
+    GraphQLOutputType,
     GraphQLResolveInfo,
     GraphQLScalarType,
     Undefined,
 )
 from graphql.execution.collect_fields import CollectedFields, FieldDetailsList, collect_subfields
-from graphql.language import DirectiveNode, FragmentDefinitionNode, Visitor, visit
+from graphql.execution.executor import to_nodes
+from graphql.execution.values import get_argument_values
+from graphql.language import (
+    DirectiveNode,
+    FragmentDefinitionNode,
+    ListValueNode,
+    ObjectValueNode,
+    ValueNode,
+    VariableNode,
+    Visitor,
+    visit,
+)
+from graphql.pyutils import Path, gather_with_cancel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.arguments import StrawberryArgument
@@ -71,23 +96,51 @@ def _converter(argument: StrawberryArgument) -> Callable[[Any], Any] | bool | No
     return False
 
 
-class DirectLeaf(NamedTuple):
-    """A scalar or enum field whose value is `get(source)` (an attribute, or a synchronous
-    method of no arguments): `DirectExecution` completes it without graphql-core's per-field
-    machinery."""
+class DirectField(NamedTuple):
+    """What `DirectExecution` needs to resolve and complete a field itself: how to get the
+    value (`get(source, arguments, info)`: an attribute, or a synchronous method), whether
+    that method takes `info` (then given a `_LazyInfo`), how to convert the field's coerced
+    arguments for it (None: it takes none), and how the value completes (`complete`)."""
 
-    get: Callable[[Any], Any]
+    get: Callable[[Any, dict[str, Any], Any], Any]
+    takes_info: bool
+    arguments: Callable[[dict[str, Any]], dict[str, Any]] | None
+    complete: DirectLeaf | DirectObject | DirectList | None  # None: graphql-core's completion
+
+
+class DirectLeaf(NamedTuple):
+    """A scalar or enum: the value coerced for output in one step."""
+
     type: GraphQLScalarType | GraphQLEnumType
     nullable: bool
 
 
-def _leaf(graphql_field: GraphQLField, get: Callable[[Any], Any]) -> DirectLeaf | None:
-    kind = graphql_field.type
+class DirectObject(NamedTuple):
+    """An object type: its sub-selection executed on the value, once the type's
+    `is_type_of` (strawberry's, for the types that implement an interface) accepts it."""
+
+    type: GraphQLObjectType
+    nullable: bool
+
+
+class DirectList(NamedTuple):
+    """A list of such objects: each item's sub-selection executed on it."""
+
+    item: DirectObject
+    nullable: bool
+
+
+def _completion(kind: Any) -> DirectLeaf | DirectObject | DirectList | None:
     nullable = not isinstance(kind, GraphQLNonNull)
     if not nullable:
-        kind = kind.of_type  # type: ignore[union-attr]
+        kind = kind.of_type
     if isinstance(kind, GraphQLScalarType | GraphQLEnumType):
-        return DirectLeaf(get, kind, nullable)
+        return DirectLeaf(kind, nullable)
+    if isinstance(kind, GraphQLObjectType):
+        return DirectObject(kind, nullable)
+    if isinstance(kind, GraphQLList):
+        item = _completion(kind.of_type)
+        return DirectList(item, nullable) if isinstance(item, DirectObject) else None
     return None
 
 
@@ -103,7 +156,13 @@ def _direct(
         def attribute(source: Any, info: GraphQLResolveInfo) -> Any:
             return getattr(source, name)
 
-        attribute.direct_leaf = _leaf(graphql_field, operator.attrgetter(name))  # type: ignore[attr-defined]
+        read = operator.attrgetter(name)
+        attribute.direct = DirectField(  # type: ignore[attr-defined]
+            lambda source, _arguments, _info: read(source),
+            False,
+            None,
+            _completion(graphql_field.type),
+        )
         return attribute
     if resolver.self_parameter is None or resolver.root_parameter or resolver.parent_parameter:
         return None
@@ -121,19 +180,42 @@ def _direct(
     info_parameter = resolver.info_parameter
     info_name = None if info_parameter is None else info_parameter.name
 
-    def method_call(source: Any, info: GraphQLResolveInfo, **given: Any) -> Any:
+    def converted(given: dict[str, Any]) -> dict[str, Any]:
         kwargs = {}
         for graphql_name, python_name, convert in converters:
             if graphql_name in given:
                 value = given[graphql_name]
                 kwargs[python_name] = value if convert is None else convert(value)
+        return kwargs
+
+    def method_call(source: Any, info: GraphQLResolveInfo, **given: Any) -> Any:
+        kwargs = converted(given)
         if info_name is not None:
             kwargs[info_name] = info_class(_raw_info=info, _field=field)
         return method(source, **kwargs)
 
-    if not converters and info_name is None and not resolver.is_async:
-        method_call.direct_leaf = _leaf(graphql_field, method)  # type: ignore[attr-defined]
+    if not resolver.is_async:
+        method_call.direct = DirectField(  # type: ignore[attr-defined]
+            _caller(method, info_name, info_class, field),
+            info_name is not None,
+            converted if converters else None,
+            _completion(graphql_field.type),
+        )
     return method_call
+
+
+def _caller(
+    method: Callable[..., Any], info_name: str | None, info_class: type, field: StrawberryField
+) -> Callable[[Any, dict[str, Any], Any], Any]:
+    """`DirectField.get` for a method: called with its converted arguments and, if it takes
+    one, strawberry's `Info` around the lazy resolve-info object."""
+    if info_name is None:
+        return lambda source, kwargs, _: method(source, **kwargs) if kwargs else method(source)
+
+    def with_info(source: Any, kwargs: dict[str, Any], info: Any) -> Any:
+        return method(source, **kwargs, **{info_name: info_class(_raw_info=info, _field=field)})
+
+    return with_info
 
 
 def resolve_directly(schema: strawberry.Schema) -> int:
@@ -188,10 +270,13 @@ class SharedCollections:
     long as the document does: so is this, kept beside it (schema/documents.py).
     """
 
-    __slots__ = ("_collected",)
+    __slots__ = ("_collected", "arguments")
 
     def __init__(self) -> None:
         self._collected: dict[tuple[Any, ...], tuple[FieldDetailsList, CollectedFields]] = {}
+        # a field's converted arguments by (field node, field definition), for the nodes
+        # whose arguments hold no variable (`DirectExecution._arguments`)
+        self.arguments: dict[tuple[int, int], dict[str, Any]] = {}
 
     @staticmethod
     def for_document(document: DocumentNode) -> SharedCollections | None:
@@ -221,13 +306,13 @@ class SharedCollections:
 
 
 class DirectExecution(StrawberryGraphQLCoreExecutionContext):
-    """strawberry's executor, completing `DirectLeaf` fields in one step: the value read and
-    coerced for output, without a resolve-info object, argument values or the general
-    completion. A value that needs more (null on a non-null field, one that does not coerce,
-    an exception) goes the general way, which reports it as graphql-core does.
+    """strawberry's executor, resolving and completing `DirectField`s itself (the module's
+    docstring says how, and which values still go graphql-core's way).
 
-    Given `collections` (the document's `SharedCollections`), sub-selections are collected
-    once per document, not once per request."""
+    Given `collections` (the document's `SharedCollections`), sub-selections and literal
+    arguments are worked out once per document, not once per request, and lists of objects
+    are completed directly too (such a document has no `@stream` that could ask for them to be
+    streamed)."""
 
     def __init__(self, *args: Any, collections: SharedCollections | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -252,25 +337,328 @@ class DirectExecution(StrawberryGraphQLCoreExecutionContext):
         self,
         parent_type: GraphQLObjectType,
         source: Any,
-        field_details_list: Any,
-        path: Any,
+        field_details_list: FieldDetailsList,
+        path: Path,
         position_context: Any,
     ) -> Any:
         field_def = parent_type.fields.get(field_details_list[0].node.name.value)
-        leaf: DirectLeaf | None = getattr(field_def and field_def.resolve, "direct_leaf", None)
+        direct: DirectField | None = getattr(field_def and field_def.resolve, "direct", None)
         manager = self.middleware_manager
-        if leaf is not None and (manager is None or not manager.middlewares):
-            try:
-                value = leaf.get(source)  # a leaf's getter is pure: the general way may call again
-                if value is None:
-                    if leaf.nullable:
-                        return None
-                elif not isinstance(value, Exception):  # returned, not raised: graphql-core's
-                    coerced = leaf.type.coerce_output_value(value)
-                    if coerced is not None and coerced is not Undefined:
-                        return coerced
-            except Exception:
-                pass
-        return super().execute_field(
-            parent_type, source, field_details_list, path, position_context
+        if direct is None or (manager is not None and manager.middlewares):
+            return super().execute_field(
+                parent_type, source, field_details_list, path, position_context
+            )
+        assert field_def is not None
+        if direct.arguments is None:
+            kwargs = _NO_ARGUMENTS
+        else:
+            found = self._arguments(field_def, field_details_list, direct)
+            if found is None:  # an argument that does not coerce: graphql-core's error
+                return super().execute_field(
+                    parent_type, source, field_details_list, path, position_context
+                )
+            kwargs = found
+        info = (
+            _LazyInfo(self, field_def, field_details_list, parent_type, path)
+            if direct.takes_info
+            else None
         )
+        try:
+            value = direct.get(source, kwargs, info)
+        except Exception as raw_error:  # as graphql-core: the error at this field
+            self.handle_field_error(raw_error, field_def.type, field_details_list, path)
+            return None
+        complete = direct.complete
+        kind = type(complete)
+        if value is None:
+            if complete is not None and complete.nullable:
+                return None
+        elif kind is DirectLeaf:
+            if type(value) in _PLAIN or not (
+                isinstance(value, Exception) or self.is_awaitable(value)
+            ):
+                try:
+                    coerced = complete.type.coerce_output_value(value)  # type: ignore[union-attr]
+                except Exception:
+                    coerced = None  # the general way reports it
+                if coerced is not None and coerced is not Undefined:
+                    return coerced
+        elif kind is DirectObject:
+            if not (isinstance(value, Exception) or self.is_awaitable(value)) and self._accepts(
+                complete.type,  # type: ignore[union-attr]
+                value,
+                info,
+                field_def,
+                field_details_list,
+                parent_type,
+                path,
+            ):
+                completing = self.collect_and_execute_subfields
+                return self._completed(
+                    lambda: completing(
+                        complete.type,  # type: ignore[union-attr]
+                        field_details_list,
+                        path,
+                        value,
+                        position_context,
+                    ),
+                    field_def.type,
+                    field_details_list,
+                    path,
+                )
+        elif kind is DirectList:
+            # when no @stream can ask for it to be streamed (`collections`), and no item needs
+            # graphql-core's care (null, an error, awaitable)
+            is_awaitable = self.is_awaitable
+            item_type = complete.item.type  # type: ignore[union-attr]
+            if (
+                self.collections is not None
+                and type(value) in (list, tuple)
+                and not any(
+                    item is None or isinstance(item, Exception) or is_awaitable(item)
+                    for item in value
+                )
+                and all(
+                    self._accepts(
+                        item_type, item, info, field_def, field_details_list, parent_type, path
+                    )
+                    for item in value
+                )
+            ):
+                return self._completed(
+                    lambda: self._objects(
+                        complete,  # type: ignore[arg-type]
+                        field_details_list,
+                        path,
+                        value,
+                        position_context,
+                    ),
+                    field_def.type,
+                    field_details_list,
+                    path,
+                )
+        # anything else as graphql-core completes it: its errors, its checks
+        return self._complete_generally(
+            parent_type, field_def, field_details_list, path, value, position_context
+        )
+
+    def _accepts(
+        self,
+        object_type: GraphQLObjectType,
+        value: Any,
+        info: _LazyInfo | None,
+        field_def: GraphQLField,
+        field_details_list: FieldDetailsList,
+        parent_type: GraphQLObjectType,
+        path: Path,
+    ) -> bool:
+        """Whether the type's `is_type_of`, if it has one, says plainly yes to the value
+        (given this field's resolve-info object, built only if it looks). Anything else (no,
+        or an awaitable) is for graphql-core's completion, which asks again and reports."""
+        is_type_of = object_type.is_type_of
+        if is_type_of is None:
+            return True
+        if info is None:
+            info = _LazyInfo(self, field_def, field_details_list, parent_type, path)
+        return is_type_of(value, info) is True  # type: ignore[arg-type]
+
+    def _arguments(
+        self, field_def: GraphQLField, field_details_list: FieldDetailsList, direct: DirectField
+    ) -> dict[str, Any] | None:
+        """The method's keyword arguments for this field node, as strawberry would convert
+        graphql-core's coerced values; kept per node when the node's arguments hold no
+        variable. None when they do not coerce."""
+        details = field_details_list[0]
+        node = details.node
+        collections = self.collections
+        if collections is not None:
+            kept = collections.arguments.get((id(node), id(field_def)))
+            if kept is not None:
+                return kept
+        try:
+            given = get_argument_values(
+                field_def,
+                node,
+                self.variable_values,
+                details.fragment_variable_values,
+                self.hide_suggestions,
+            )
+        except Exception:
+            return None
+        kwargs = direct.arguments(given)  # type: ignore[misc]
+        if (
+            collections is not None
+            and details.fragment_variable_values is None
+            and all(_without_variables(argument.value) for argument in node.arguments)
+        ):
+            collections.arguments[id(node), id(field_def)] = kwargs
+        return kwargs
+
+    def _objects(
+        self,
+        complete: DirectList,
+        field_details_list: FieldDetailsList,
+        path: Path,
+        items: Sequence[Any],
+        position_context: Any,
+    ) -> Any:
+        """A list of objects, each item's sub-selection executed as graphql-core's
+        `complete_iterable_value` and `complete_list_item_value` would (no item here is
+        null, an error or awaitable: those went the general way)."""
+        item_type = complete.item.type
+        declared = item_type if complete.item.nullable else GraphQLNonNull(item_type)
+        completing = self.collect_and_execute_subfields
+        completed: list[Any] = []
+        awaitable: list[int] = []
+        try:
+            for index, item in enumerate(items):
+                item_path = path.add_key(index, None)
+                try:
+                    result = completing(
+                        item_type, field_details_list, item_path, item, position_context
+                    )
+                except Exception as raw_error:
+                    self.handle_field_error(raw_error, declared, field_details_list, item_path)
+                    result = None
+                else:
+                    if self.is_awaitable(result):
+                        result = self._item_awaited(result, declared, field_details_list, item_path)
+                        awaitable.append(index)
+                completed.append(result)
+        except Exception:
+            if awaitable:  # settled, as graphql-core does, not left unawaited
+                self.settle_in_background([completed[index] for index in awaitable])
+            raise
+        if not awaitable:
+            return completed
+
+        async def awaited() -> list[Any]:
+            results = await gather_with_cancel(*(completed[index] for index in awaitable))
+            for index, result in zip(awaitable, results, strict=True):
+                completed[index] = result
+            return completed
+
+        return awaited()
+
+    async def _item_awaited(
+        self,
+        result: Awaitable[Any],
+        declared: GraphQLOutputType,
+        field_details_list: FieldDetailsList,
+        item_path: Path,
+    ) -> Any:
+        try:
+            return await result
+        except Exception as raw_error:
+            self.handle_field_error(raw_error, declared, field_details_list, item_path)
+            return None
+
+    def _completed(
+        self,
+        complete: Callable[[], Any],
+        return_type: GraphQLOutputType,
+        field_details_list: FieldDetailsList,
+        path: Path,
+    ) -> Any:
+        """`complete()`, with a null on a non-null field and any error reported at this
+        field as graphql-core's `execute_field` does (synchronously or once awaited)."""
+        try:
+            completed = complete()
+        except Exception as raw_error:
+            self.handle_field_error(raw_error, return_type, field_details_list, path)
+            return None
+        if self.is_awaitable(completed):
+            return self._awaited(completed, return_type, field_details_list, path)
+        return completed
+
+    async def _awaited(
+        self,
+        completed: Awaitable[Any],
+        return_type: GraphQLOutputType,
+        field_details_list: FieldDetailsList,
+        path: Path,
+    ) -> Any:
+        try:
+            return await completed
+        except Exception as raw_error:
+            self.handle_field_error(raw_error, return_type, field_details_list, path)
+            return None
+
+    def _complete_generally(
+        self,
+        parent_type: GraphQLObjectType,
+        field_def: GraphQLField,
+        field_details_list: FieldDetailsList,
+        path: Path,
+        value: Any,
+        position_context: Any,
+    ) -> Any:
+        """What graphql-core's `execute_field` does with a resolved value: its completion,
+        with the resolve-info object it needs for that (its errors name the field; lists
+        may stream; an interface's types check the value)."""
+        return_type = field_def.type
+        info = self.build_resolve_info(field_def, to_nodes(field_details_list), parent_type, path)
+        if self.is_awaitable(value):
+            return self.complete_awaitable_value(
+                return_type, field_details_list, info, path, value, position_context
+            )
+        return self._completed(
+            lambda: self.complete_value(
+                return_type, field_details_list, info, path, value, position_context
+            ),
+            return_type,
+            field_details_list,
+            path,
+        )
+
+
+_NO_ARGUMENTS: dict[str, Any] = {}
+
+# values a leaf completes without asking whether they are awaitable
+_PLAIN = frozenset({str, int, float, bool, Decimal, date, datetime, UUID})
+
+
+class _LazyInfo:
+    """The resolve-info object a direct method's `info` wraps: its `context` at once, anything
+    else from the real one, built on first use (`build_resolve_info`). Most methods only read
+    the context, and building graphql-core's object per field was a tenth of a large list's
+    time."""
+
+    __slots__ = ("_built", "_details", "_execution", "_field_def", "_parent_type", "_path")
+
+    def __init__(
+        self,
+        execution: DirectExecution,
+        field_def: GraphQLField,
+        details: FieldDetailsList,
+        parent_type: GraphQLObjectType,
+        path: Path,
+    ) -> None:
+        self._execution = execution
+        self._field_def = field_def
+        self._details = details
+        self._parent_type = parent_type
+        self._path = path
+        self._built: GraphQLResolveInfo | None = None
+
+    @property
+    def context(self) -> Any:
+        return self._execution.context_value
+
+    def __getattr__(self, name: str) -> Any:
+        built = self._built
+        if built is None:
+            built = self._built = self._execution.build_resolve_info(
+                self._field_def, to_nodes(self._details), self._parent_type, self._path
+            )
+        return getattr(built, name)
+
+
+def _without_variables(value: ValueNode) -> bool:
+    if isinstance(value, VariableNode):
+        return False
+    if isinstance(value, ListValueNode):
+        return all(_without_variables(item) for item in value.values)
+    if isinstance(value, ObjectValueNode):
+        return all(_without_variables(field.value) for field in value.fields)
+    return True

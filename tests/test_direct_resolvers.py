@@ -14,7 +14,7 @@ import pytest
 import strawberry
 from graphql import GraphQLObjectType
 
-from schema.direct import DirectExecution, resolve_directly
+from schema.direct import DirectExecution, DirectLeaf, resolve_directly
 
 
 @strawberry.enum
@@ -132,11 +132,14 @@ def test_leaves_and_methods_take_the_shortcut_and_the_rest_do_not() -> None:
     assert isinstance(item, GraphQLObjectType)
 
     def leaf(name: str) -> bool:
-        return getattr(item.fields[name].resolve, "direct_leaf", None) is not None
+        direct = getattr(item.fields[name].resolve, "direct", None)
+        return direct is not None and isinstance(direct.complete, DirectLeaf)
 
     assert all(leaf(n) for n in ("name", "label", "colour", "count", "shout", "fails", "maybe"))
-    assert not leaf("painted") and not leaf("later")  # arguments / info / async: a call
+    assert leaf("painted")  # arguments and `info` (tests/test_direct_completion.py)
+    assert not leaf("later")  # async: graphql-core awaits and completes it
     assert item.fields["painted"].resolve.__name__ == "method_call"
+    assert item.fields["later"].resolve.__name__ == "method_call"
     # A list argument is not converted here: the field keeps strawberry's resolver.
     assert item.fields["tags"].resolve.__name__ != "method_call"
 

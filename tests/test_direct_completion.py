@@ -1,0 +1,259 @@
+"""Objects, lists of objects and fields with arguments or `info`, resolved and completed by
+`DirectExecution` itself (schema/direct.py), answer exactly what strawberry and graphql-core
+answer: the same data, and the same errors at the same paths, with and without the
+document's `SharedCollections` (which also keeps literal arguments), for the values the
+shortcut must hand back to graphql-core (nulls, errors, awaitables, a type check that
+refuses)."""
+
+from __future__ import annotations
+
+import asyncio
+from enum import Enum
+from typing import Any
+
+import pytest
+import strawberry
+from graphql import execute, parse
+from strawberry.execution.is_awaitable import optimized_is_awaitable
+
+from schema.direct import DirectExecution, SharedCollections, resolve_directly
+
+
+@strawberry.enum
+class Colour(Enum):
+    RED = "RED"
+    BLUE = "BLUE"
+
+
+@strawberry.interface
+class Named:
+    name: str
+
+
+@strawberry.type
+class Tagged(Named):  # implements an interface: strawberry gives it an `is_type_of`
+    tag: str
+
+
+@strawberry.type
+class Child:
+    name: str
+
+    @strawberry.field
+    def where(self, info: strawberry.Info) -> str:  # the lazy resolve-info object, read
+        return f"{info.field_name} at {'/'.join(map(str, info.path.as_list()))}"
+
+    @strawberry.field
+    def fails(self) -> int:
+        raise ValueError("this child fails")
+
+
+async def _later(value: Any) -> Any:
+    await asyncio.sleep(0)
+    return value
+
+
+@strawberry.type
+class Item:
+    name: str
+    child: Child
+    maybe_child: Child | None
+    broken_child: Child  # given None: null on a non-null field
+    children: list[Child]
+    holes: list[Child | None]  # a null item: graphql-core's completion
+    broken_holes: list[Child]  # a null non-null item
+    tagged: Tagged
+    taggeds: list[Tagged]
+
+    @strawberry.field
+    def mistagged(self) -> Tagged:
+        return Child(name="not tagged")  # type: ignore[return-value]
+
+    @strawberry.field
+    def failing_child(self) -> Child:
+        raise ValueError("no child today")
+
+    @strawberry.field
+    def priced(self, info: strawberry.Info, colour: Colour, times: int = 1) -> str:
+        return f"{self.name}:{colour.value}x{times} for {info.context['request']}"
+
+    @strawberry.field
+    def child_in(self, info: strawberry.Info, colour: Colour) -> Child:
+        return Child(name=f"{self.name}-{colour.value}-{info.context['request']}")
+
+    @strawberry.field
+    def later_child(self) -> Child:  # a synchronous method that returns an awaitable
+        return _later(Child(name=f"later {self.name}"))  # type: ignore[return-value]
+
+    @strawberry.field
+    def later_leaf(self) -> str:
+        return _later(f"later leaf {self.name}")  # type: ignore[return-value]
+
+    @strawberry.field
+    def later_children(self) -> list[Child]:
+        return [_later(Child(name="c1")), Child(name="c2")]  # type: ignore[list-item]
+
+    @strawberry.field
+    def scores(self, times: int) -> list[int]:  # not objects: graphql-core's completion
+        return [times, times * 2]
+
+
+def item(name: str) -> Item:
+    return Item(
+        name=name,
+        child=Child(name=f"{name}'s child"),
+        maybe_child=None,
+        broken_child=None,  # type: ignore[arg-type]
+        children=[Child(name=f"{name}1"), Child(name=f"{name}2")],
+        holes=[Child(name="h"), None],
+        broken_holes=[Child(name="h"), None],  # type: ignore[list-item]
+        tagged=Tagged(name=f"{name} tagged", tag="t"),
+        taggeds=[Tagged(name="t1", tag="a"), Tagged(name="t2", tag="b")],
+    )
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    def items(self) -> list[Item | None]:
+        return [item("a"), item("b")]
+
+
+def schemas() -> tuple[strawberry.Schema, strawberry.Schema]:
+    plain = strawberry.Schema(query=Query)
+    direct = strawberry.Schema(query=Query, execution_context_class=DirectExecution)
+    assert resolve_directly(direct) > 0
+    return plain, direct
+
+
+def outcome(result: Any) -> dict[str, Any]:
+    return {
+        "data": result.data,
+        "errors": sorted((e.message, tuple(e.path or ())) for e in result.errors or ()),
+    }
+
+
+def strawberry_answer(schema: strawberry.Schema, query: str, variables: Any = None) -> Any:
+    return outcome(
+        asyncio.run(
+            schema.execute(query, variable_values=variables, context_value={"request": "ctx"})
+        )
+    )
+
+
+def direct_answer(
+    schema: strawberry.Schema,
+    document: Any,
+    collections: SharedCollections | None,
+    variables: Any = None,
+) -> Any:
+    async def run() -> Any:
+        result = execute(
+            schema._schema,
+            document,
+            context_value={"request": "ctx"},
+            variable_values=variables,
+            executor_class=DirectExecution,
+            is_awaitable=optimized_is_awaitable,
+            collections=collections,
+        )
+        return await result if asyncio.iscoroutine(result) else result
+
+    return outcome(asyncio.run(run()))
+
+
+FIELDS = [
+    "name",
+    "child { name where }",
+    "maybeChild { name }",
+    "brokenChild { name }",
+    "children { name where }",
+    "holes { name }",
+    "brokenHoles { name }",
+    "tagged { name tag }",
+    "taggeds { name tag }",
+    "mistagged { name }",
+    "failingChild { name }",
+    "child { fails }",
+    "children { name fails }",
+    "priced(colour: BLUE, times: 2)",
+    "priced(colour: RED)",
+    "childIn(colour: RED) { name where }",
+    "laterChild { name where }",
+    "laterLeaf",
+    "laterChildren { name }",
+    "scores(times: 3)",
+    "tagged { ... on Named { name } }",
+]
+
+
+@pytest.mark.parametrize("field", FIELDS)
+def test_each_field_alone_answers_as_strawberry(field: str) -> None:
+    plain, direct = schemas()
+    query = f"{{ items {{ {field} }} }}"
+    expected = strawberry_answer(plain, query)
+    document = parse(query)
+    collections = SharedCollections.for_document(document)
+    assert collections is not None
+    assert direct_answer(direct, document, None) == expected
+    # twice with the document's collections: the second run reads what the first kept
+    assert direct_answer(direct, document, collections) == expected
+    assert direct_answer(direct, document, collections) == expected
+
+
+def test_all_fields_together_answer_as_strawberry() -> None:
+    plain, direct = schemas()
+    query = "{ items { " + " ".join(f"f{n}: {f}" for n, f in enumerate(FIELDS)) + " } }"
+    expected = strawberry_answer(plain, query)
+    assert expected["errors"] and expected["data"] == {"items": [None, None]}
+    document = parse(query)
+    collections = SharedCollections.for_document(document)
+    assert direct_answer(direct, document, collections) == expected
+    assert direct_answer(direct, document, collections) == expected
+
+
+def test_arguments_from_variables_are_not_kept_between_requests() -> None:
+    plain, direct = schemas()
+    query = """query($c: Colour!, $t: Int!) {
+      items { priced(colour: $c, times: $t) childIn(colour: $c) { name } scores(times: $t) }
+    }"""
+    document = parse(query)
+    collections = SharedCollections.for_document(document)
+    for variables in ({"c": "RED", "t": 1}, {"c": "BLUE", "t": 5}, {"c": "RED", "t": 7}):
+        expected = strawberry_answer(plain, query, variables)
+        assert not expected["errors"]
+        assert direct_answer(direct, document, collections, variables) == expected
+
+
+def test_objects_lists_and_arguments_take_the_shortcut(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No resolve-info object is built for the fields that need none: objects, lists of
+    objects (an interface's type checked too), literal arguments, and `info` that is only
+    asked for its context."""
+    _, direct = schemas()
+    built: list[str] = []
+    original = DirectExecution.build_resolve_info
+
+    def counted(self: Any, field_def: Any, nodes: Any, parent_type: Any, path: Any) -> Any:
+        built.append(f"{parent_type.name}.{nodes[0].name.value}")
+        return original(self, field_def, nodes, parent_type, path)
+
+    monkeypatch.setattr(DirectExecution, "build_resolve_info", counted)
+    query = """{ items { name child { name } children { name } tagged { name tag }
+      taggeds { tag } priced(colour: RED) childIn(colour: BLUE) { name } } }"""
+    document = parse(query)
+    answer = direct_answer(direct, document, SharedCollections.for_document(document))
+    assert not answer["errors"] and answer["data"]["items"][1]["childIn"] == {"name": "b-BLUE-ctx"}
+    assert built == []
+    built.clear()
+    # `where` reads the field's path: built for it, and only for it
+    document = parse("{ items { children { where } } }")
+    answer = direct_answer(direct, document, SharedCollections.for_document(document))
+    assert answer["data"]["items"][0]["children"][1] == {
+        "where": "where at items/0/children/1/where"
+    }
+    assert built == ["Child.where"] * 4  # two items, two children each
+    built.clear()
+    # Without the document's collections (a document where @stream could ask for a list to
+    # stream) lists go graphql-core's way.
+    assert direct_answer(direct, document, None) == answer
+    assert "Query.items" in built and "Item.children" in built
