@@ -42,6 +42,7 @@ from persistence import auto_recharge, ledger, metrics, spending_caps, usage
 from persistence.unit_of_work import UnitOfWork
 from resolvers.api_keys import INGEST_SCOPE, ingesting_batch
 from resolvers.context import RequestContext, Services
+from resolvers.group_commit import let_next_start
 
 
 @dataclass
@@ -111,6 +112,7 @@ async def _bill_batches(
             uow.conn,
             {s for calls in accepted for c in calls for s in _billed_to(c, accounts, primary)},
         )
+        let_next_start()  # the next group's statements up to this lock meanwhile
         billed = bill_in_turn(accepted, balances, charges)
         services.last_balances.saw(billed[-1].balances_after)
         movements = [m for b in billed for m in _movements(agency_id, b.bill)]

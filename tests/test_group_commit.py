@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from domain.errors import TryAgain
-from resolvers.group_commit import GroupCommit
+from resolvers.group_commit import GroupCommit, let_next_start
 
 
 class Recorder:
@@ -98,3 +98,51 @@ async def test_a_caller_cancelled_while_waiting_leaves_the_group_to_finish_for_t
     with pytest.raises(asyncio.CancelledError):
         await waiting[1]
     assert work.groups == [[0], [1, 2, 3]]  # the cancelled one's work still ran with its group
+
+
+class Releasing(Recorder):
+    """A group's work that lets the next group start once it holds a lock every group takes
+    (as billing does once it holds the balances' locks, until commit), recording when each
+    group starts and ends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[str] = []
+        self.lock = asyncio.Lock()
+
+    async def __call__(self, items: list[int]) -> list[int]:
+        self.events.append(f"start {items}")
+        await asyncio.sleep(0.05)  # its statements before the lock
+        async with self.lock:
+            let_next_start()
+            let_next_start()  # a second time changes nothing
+            await asyncio.sleep(0.1)
+            self.events.append(f"end {items}")
+        return [2 * item for item in items]
+
+
+async def test_a_group_that_lets_the_next_start_overlaps_with_the_next_one():
+    groups, work = GroupCommit(max_size=100), Releasing()
+    first = asyncio.create_task(groups.submit("k", 0, work))
+    await asyncio.sleep(0.01)  # the first group is running, not yet released
+    second = [asyncio.create_task(groups.submit("k", n, work)) for n in (1, 2)]
+    await asyncio.sleep(0.07)  # the first has let the second start, which waits for the lock
+    third = [asyncio.create_task(groups.submit("k", n, work)) for n in (3, 4)]
+    answers = await answered(asyncio.gather(first, *second, *third))
+    assert answers == [0, 2, 4, 6, 8]
+    assert work.events == [
+        "start [0]",
+        "start [1, 2]",  # while [0] still runs: it let it
+        "end [0]",
+        "start [3, 4]",  # [1, 2] let it, and not before
+        "end [1, 2]",
+        "end [3, 4]",
+    ]
+    assert groups.groups_overlapped == 2 and groups._queues == {}
+
+
+async def test_letting_the_next_start_outside_a_group_does_nothing():
+    let_next_start()
+    groups, work = GroupCommit(max_size=100), Recorder()
+    await while_one_runs(groups, work, 0, ("k", 1), ("k", 2))
+    assert work.groups == [[0], [1, 2]] and groups.groups_overlapped == 0

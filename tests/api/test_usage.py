@@ -4,6 +4,7 @@ rejections with a code per call, rollups that equal the raw calls."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -18,7 +19,7 @@ from domain.ledger import LedgerKind, Movement
 from domain.live import PeriodUse
 from domain.money import Tier
 from domain.usage import RollupLine
-from persistence import usage
+from persistence import ledger, usage
 from persistence.api_keys import add_api_key
 from persistence.ledger import mismatches
 from persistence.tables import LedgerEntryRow
@@ -309,6 +310,64 @@ async def test_single_calls_sent_at_once_share_transactions_and_each_is_answered
         assert await mismatches(conn) == []
         assert await conn.scalar(select(func.count()).select_from(call_t)) == 40
         assert await conn.scalar(select(func.sum(rollup_t.c.calls))) == 40
+
+
+async def test_a_group_starts_while_the_one_before_commits_and_bills_after_it(
+    app_client, setup, database, monkeypatch
+):
+    """A group lets the next start once it holds the balances (resolvers/group_commit.py,
+    `let_next_start`): the next one inserts its calls meanwhile, then waits for the balances.
+    Held open here until the next group has started: a call of the first group sent again in
+    the second is its duplicate, and the second bills after the first's debits, its overage
+    exact."""
+    owner, client, key = setup  # the client holds 480 PREMIUM seconds
+    groups = app_client.app.state.services.ingestion_groups
+    overlapped = groups.groups_overlapped
+    real_bill, real_lock = usage.bill, ledger.balances_for_update
+    held, second_locking = asyncio.Event(), asyncio.Event()
+    locking = 0
+
+    async def lock(*args, **kwargs):
+        nonlocal locking
+        locking += 1
+        if locking == 2:
+            second_locking.set()
+        return await real_lock(*args, **kwargs)
+
+    async def bill_once_the_next_group_waits(*args, **kwargs):
+        if not held.is_set():  # the first group, holding the balances
+            held.set()
+            async with asyncio.timeout(5):
+                while groups.groups_overlapped == overlapped:  # noqa: ASYNC110 (a counter)
+                    await asyncio.sleep(0.001)
+            # On PostgreSQL the next group reaches the balances meanwhile, and must wait for
+            # them; the embedded database runs one writing transaction at a time.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(second_locking.wait(), 1)
+                await asyncio.sleep(0.05)
+        return await real_bill(*args, **kwargs)
+
+    monkeypatch.setattr(usage, "bill", bill_once_the_next_group_waits)
+    monkeypatch.setattr(ledger, "balances_for_update", lock)
+    first = call(client, duration=300)
+    first_sent = asyncio.create_task(gql(app_client, RECORD, {"calls": [first]}, key))
+    await asyncio.wait_for(held.wait(), 5)  # the first group holds the balances
+    rest = [call(client, duration=30) for _ in range(10)]
+    answers = await asyncio.gather(
+        *(gql(app_client, RECORD, {"calls": c}, key) for c in ([first], *([c] for c in rest)))
+    )
+    assert (await first_sent)["data"]["recordCalls"]["accepted"] == 1
+    recorded = [a["data"]["recordCalls"] for a in answers]
+    assert (recorded[0]["accepted"], recorded[0]["duplicates"]) == (0, 1)
+    assert [(r["accepted"], r["duplicates"]) for r in recorded[1:]] == [(1, 0)] * 10
+    assert groups.groups_overlapped > overlapped
+    # 480 s: the first call takes 300, the next six 30 each, the last four go over
+    assert seconds(await account(app_client, owner, client)) == 0
+    async with database.read() as conn:
+        assert await mismatches(conn) == []
+        assert await conn.scalar(select(func.count()).select_from(call_t)) == 11
+        assert await conn.scalar(select(func.sum(call_t.c.overage_seconds))) == 600 - 480
+        assert await conn.scalar(select(func.sum(rollup_t.c.overage_seconds))) == 600 - 480
 
 
 def test_the_call_input_builder_sets_every_field():
