@@ -22,15 +22,17 @@ resolver other than `getattr` is left alone.
 
 `DirectExecution`, the executor, then resolves and completes the synchronous ones itself
 (`DirectField`), without graphql-core's resolve-info object and its per-field dispatch: a
-scalar or enum coerced in one step, an object's sub-selection executed on it (after its
-type's `is_type_of`, if any), a list of objects item by item; arguments coerced once per
-field node when they hold no variable; a method's `info` given a resolve-info object that is
-built only if something other than its context is read (`_LazyInfo`). Anything unusual (a
-null on a non-null field or in a list, an exception returned, an awaitable, a type check
-that says no, a value that does not coerce) goes to graphql-core's completion with the value
-already resolved, which reports it as always. For a document whose selections no variable
-can change it also keeps the sub-selections it collects, and those literal arguments, for
-the next request of the same text (`SharedCollections`).
+scalar or enum coerced in one step (an attribute or argument-less method read in the object's
+own loop over its fields, without a path or a call per field), an object's sub-selection
+executed on it (after its type's `is_type_of`, if any), a list of objects item by item;
+arguments coerced once per field node when they hold no variable; a method's `info` given a
+resolve-info object that is built only if something other than its context is read
+(`_LazyInfo`). Anything unusual (a null on a non-null field or in a list, an exception
+returned, an awaitable, a type check that says no, a value that does not coerce) goes to
+graphql-core's completion with the value already resolved, which reports it as always. For a
+document whose selections no variable can change it also keeps the sub-selections it
+collects, and those literal arguments and plans, for the next request of the same text
+(`SharedCollections`).
 """
 
 from __future__ import annotations
@@ -56,7 +58,12 @@ from graphql import (
     GraphQLScalarType,
     Undefined,
 )
-from graphql.execution.collect_fields import CollectedFields, FieldDetailsList, collect_subfields
+from graphql.execution.collect_fields import (
+    CollectedFields,
+    FieldDetailsList,
+    GroupedFieldSet,
+    collect_subfields,
+)
 from graphql.execution.executor import to_nodes
 from graphql.execution.values import get_argument_values
 from graphql.language import (
@@ -270,13 +277,19 @@ class SharedCollections:
     long as the document does: so is this, kept beside it (schema/documents.py).
     """
 
-    __slots__ = ("_collected", "arguments")
+    __slots__ = ("_collected", "arguments", "field_sets", "plans")
 
     def __init__(self) -> None:
         self._collected: dict[tuple[Any, ...], tuple[FieldDetailsList, CollectedFields]] = {}
         # a field's converted arguments by (field node, field definition), for the nodes
         # whose arguments hold no variable (`DirectExecution._arguments`)
         self.arguments: dict[tuple[int, int], dict[str, Any]] = {}
+        # the field sets collected above (alive as long as this is), and each one's fields with
+        # its plain leaves (`DirectExecution._plan`) by (type, field set). A field set made for
+        # one request (the root's) is planned for that request only: kept here, each request
+        # would add one.
+        self.field_sets: set[int] = set()
+        self.plans: dict[tuple[int, int], tuple[GroupedFieldSet, Any]] = {}
 
     @staticmethod
     def for_document(document: DocumentNode) -> SharedCollections | None:
@@ -302,6 +315,7 @@ class SharedCollections:
             )
             # the field list kept with it: its nodes' identities are the key
             found = self._collected[key] = (fields, collected)
+            self.field_sets.add(id(collected.grouped_field_set))
         return found[1]
 
 
@@ -317,6 +331,15 @@ class DirectExecution(StrawberryGraphQLCoreExecutionContext):
     def __init__(self, *args: Any, collections: SharedCollections | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.collections = collections
+        self._plans: dict[tuple[int, int], tuple[GroupedFieldSet, Any]] = {}  # this request's
+
+    def build_per_event_executor(self, payload: Any) -> Any:
+        # A subscription's event runs on a shallow copy of its executor: each event plans its
+        # own field sets, which would otherwise pile up in the subscription's for as long as
+        # it lives (tests/api/test_live_memory.py).
+        executor = super().build_per_event_executor(payload)
+        executor._plans = {}
+        return executor
 
     def collect_subfields(
         self, return_type: GraphQLObjectType, field_details_list: FieldDetailsList
@@ -332,6 +355,134 @@ class DirectExecution(StrawberryGraphQLCoreExecutionContext):
             collected = collections.collected(self, return_type, field_details_list)
             found = memo[key] = (field_details_list, collected)
         return found[1]
+
+    def execute_fields(  # type: ignore[override]
+        self,
+        parent_type: GraphQLObjectType,
+        source_value: Any,
+        path: Path | None,
+        grouped_field_set: GroupedFieldSet,
+        position_context: Any,
+    ) -> Any:
+        """graphql-core's `execute_fields`, with the object's plain leaves (`_Inline`) read
+        and coerced without a path or `execute_field` (`_leaf`)."""
+        plan = self._plan(parent_type, grouped_field_set)
+        if plan is None:
+            return super().execute_fields(
+                parent_type, source_value, path, grouped_field_set, position_context
+            )
+        results: dict[str, Any] = {}
+        is_awaitable = self.is_awaitable
+        awaitable_fields: list[str] = []
+        try:
+            for response_name, field_details_list, inline in plan:
+                if inline is None:
+                    result = self.execute_field(
+                        parent_type,
+                        source_value,
+                        field_details_list,
+                        Path(path, response_name, parent_type.name),
+                        position_context,
+                    )
+                else:
+                    result = self._leaf(
+                        inline,
+                        parent_type,
+                        source_value,
+                        field_details_list,
+                        path,
+                        response_name,
+                        position_context,
+                    )
+                if result is not Undefined:
+                    results[response_name] = result
+                    if is_awaitable(result):
+                        awaitable_fields.append(response_name)
+        except Exception:
+            if awaitable_fields:  # settled, as graphql-core does, not left unawaited
+                self.settle_in_background([results[field] for field in awaitable_fields])
+            raise
+        if not awaitable_fields:
+            return results
+
+        async def get_results() -> dict[str, Any]:
+            if len(awaitable_fields) == 1:
+                field = awaitable_fields[0]
+                results[field] = await results[field]
+            else:
+                awaited = await gather_with_cancel(*(results[f] for f in awaitable_fields))
+                results.update(zip(awaitable_fields, awaited, strict=True))
+            return results
+
+        return get_results()
+
+    def _leaf(
+        self,
+        inline: _Inline,
+        parent_type: GraphQLObjectType,
+        source: Any,
+        field_details_list: FieldDetailsList,
+        path: Path | None,
+        response_name: str,
+        position_context: Any,
+    ) -> Any:
+        """An inline leaf's completed value; one that needs more (a null on a non-null field,
+        an error, an awaitable, a value that does not coerce) is completed by graphql-core,
+        with the field's path, from the value already read."""
+        try:
+            value = inline.get(source, _NO_ARGUMENTS, None)
+        except Exception as raw_error:  # as graphql-core: the error at this field
+            field_path = Path(path, response_name, parent_type.name)
+            self.handle_field_error(raw_error, inline.field.type, field_details_list, field_path)
+            return None
+        if value is None:
+            if inline.nullable:
+                return None
+        elif type(value) in _PLAIN or not (
+            isinstance(value, Exception) or self.is_awaitable(value)
+        ):
+            try:
+                coerced = inline.type.coerce_output_value(value)
+            except Exception:
+                coerced = None  # the general way reports it
+            if coerced is not None and coerced is not Undefined:
+                return coerced
+        return self._complete_generally(
+            parent_type,
+            inline.field,
+            field_details_list,
+            Path(path, response_name, parent_type.name),
+            value,
+            position_context,
+        )
+
+    def _plan(
+        self, parent_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet
+    ) -> tuple[tuple[str, FieldDetailsList, _Inline | None], ...] | None:
+        """The fields of `grouped_field_set`, each with its `_Inline` leaf if it is one (an
+        attribute or a synchronous method of no arguments and no `info`, of a scalar or enum
+        type); None when none is (graphql-core's loop then). Kept with the document's
+        collections, or for this request."""
+        collections = self.collections
+        shared = collections is not None and id(grouped_field_set) in collections.field_sets
+        plans = collections.plans if shared else self._plans  # type: ignore[union-attr]
+        key = (id(parent_type), id(grouped_field_set))
+        found = plans.get(key)
+        if found is not None:
+            return found[1]
+        manager = self.middleware_manager
+        plan: tuple[tuple[str, FieldDetailsList, _Inline | None], ...] | None = None
+        if manager is None or not manager.middlewares:
+            fields = parent_type.fields
+            plan = tuple(
+                (name, details, _inline(fields.get(details[0].node.name.value)))
+                for name, details in grouped_field_set.items()
+            )
+            if not any(inline is not None for _, _, inline in plan):
+                plan = None
+        # the field set kept with its plan: its identity is the key
+        plans[key] = (grouped_field_set, plan)
+        return plan
 
     def execute_field(  # type: ignore[override]
         self,
@@ -613,6 +764,26 @@ class DirectExecution(StrawberryGraphQLCoreExecutionContext):
 
 
 _NO_ARGUMENTS: dict[str, Any] = {}
+
+
+class _Inline(NamedTuple):
+    """A leaf `DirectExecution.execute_fields` reads and coerces itself."""
+
+    field: GraphQLField
+    get: Callable[[Any, dict[str, Any], Any], Any]
+    type: GraphQLScalarType | GraphQLEnumType
+    nullable: bool
+
+
+def _inline(field_def: GraphQLField | None) -> _Inline | None:
+    direct: DirectField | None = getattr(field_def and field_def.resolve, "direct", None)
+    if direct is None or direct.arguments is not None or direct.takes_info:
+        return None
+    complete = direct.complete
+    if not isinstance(complete, DirectLeaf):
+        return None
+    return _Inline(field_def, direct.get, complete.type, complete.nullable)  # type: ignore[arg-type]
+
 
 # values a leaf completes without asking whether they are awaitable
 _PLAIN = frozenset({str, int, float, bool, Decimal, date, datetime, UUID})

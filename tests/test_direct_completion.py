@@ -162,6 +162,8 @@ def direct_answer(
     return outcome(asyncio.run(run()))
 
 
+pytestmark = pytest.mark.filterwarnings("error")  # a coroutine never awaited fails
+
 FIELDS = [
     "name",
     "child { name where }",
@@ -257,3 +259,40 @@ def test_objects_lists_and_arguments_take_the_shortcut(monkeypatch: pytest.Monke
     # stream) lists go graphql-core's way.
     assert direct_answer(direct, document, None) == answer
     assert "Query.items" in built and "Item.children" in built
+
+
+def test_plain_leaves_are_read_without_a_call_per_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An object's attributes and argument-less methods of scalar type are read in its
+    fields' loop (`DirectExecution.execute_fields`): `execute_field` runs for the others."""
+    _, direct = schemas()
+    called: list[str] = []
+    original = DirectExecution.execute_field
+
+    def counted(self: Any, parent_type: Any, source: Any, details: Any, *rest: Any) -> Any:
+        called.append(f"{parent_type.name}.{details[0].node.name.value}")
+        return original(self, parent_type, source, details, *rest)
+
+    monkeypatch.setattr(DirectExecution, "execute_field", counted)
+    document = parse("{ items { name child { name } tagged { name tag } priced(colour: RED) } }")
+    for collections in (SharedCollections.for_document(document), None):
+        answer = direct_answer(direct, document, collections)
+        assert not answer["errors"] and answer["data"]["items"][0]["tagged"]["tag"] == "t"
+        assert sorted(set(called)) == ["Item.child", "Item.priced", "Item.tagged", "Query.items"]
+        assert len(called) == 1 + 2 * 3
+        called.clear()
+
+
+def test_what_a_document_keeps_does_not_grow_with_its_requests() -> None:
+    """The plans, arguments and collections kept with a document are per field set and field
+    node of the document: the root's field set, made anew for every request, is planned for
+    that request only."""
+    _, direct = schemas()
+    document = parse("{ items { name child { name } priced(colour: RED) } }")
+    collections = SharedCollections.for_document(document)
+    assert collections is not None
+    direct_answer(direct, document, collections)
+    kept = (len(collections.plans), len(collections.arguments), len(collections.field_sets))
+    assert kept[0] > 0 and kept[1] > 0
+    for _ in range(20):
+        direct_answer(direct, document, collections)
+    assert (len(collections.plans), len(collections.arguments), len(collections.field_sets)) == kept
