@@ -673,7 +673,7 @@ class DirectExecution(StrawberryGraphQLCoreExecutionContext):
                     result = None
                 else:
                     if self.is_awaitable(result):
-                        result = self._item_awaited(result, declared, field_details_list, item_path)
+                        result = self._awaited(result, declared, field_details_list, item_path)
                         awaitable.append(index)
                 completed.append(result)
         except Exception:
@@ -690,19 +690,6 @@ class DirectExecution(StrawberryGraphQLCoreExecutionContext):
             return completed
 
         return awaited()
-
-    async def _item_awaited(
-        self,
-        result: Awaitable[Any],
-        declared: GraphQLOutputType,
-        field_details_list: FieldDetailsList,
-        item_path: Path,
-    ) -> Any:
-        try:
-            return await result
-        except Exception as raw_error:
-            self.handle_field_error(raw_error, declared, field_details_list, item_path)
-            return None
 
     def _completed(
         self,
@@ -729,6 +716,7 @@ class DirectExecution(StrawberryGraphQLCoreExecutionContext):
         field_details_list: FieldDetailsList,
         path: Path,
     ) -> Any:
+        """The awaited value, or the error reported at `path` (a field's, or a list item's)."""
         try:
             return await completed
         except Exception as raw_error:

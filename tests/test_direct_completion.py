@@ -47,6 +47,16 @@ class Child:
     def fails(self) -> int:
         raise ValueError("this child fails")
 
+    @strawberry.field
+    async def later_name(self) -> str:  # an item's sub-selection that must be awaited
+        await asyncio.sleep(0)
+        return f"later {self.name}"
+
+    @strawberry.field
+    async def later_failure(self) -> int:
+        await asyncio.sleep(0)
+        raise ValueError("this child fails later")
+
 
 async def _later(value: Any) -> Any:
     await asyncio.sleep(0)
@@ -178,6 +188,9 @@ FIELDS = [
     "failingChild { name }",
     "child { fails }",
     "children { name fails }",
+    "children { name laterName }",
+    "children { laterName laterFailure }",
+    "child { laterName laterFailure }",
     "priced(colour: BLUE, times: 2)",
     "priced(colour: RED)",
     "childIn(colour: RED) { name where }",
