@@ -22,12 +22,16 @@ the locks the next would wait for: the next group then runs its statements up to
 while this one finishes and commits, and takes them as soon as it has. Billing one call per
 request on a busy sub-account, that overlap raised the rate by a fifth (BENCHMARKS.md, "Usage
 ingestion through recordCalls"). The locks, not this module, keep the groups' billing in
-order: the next group cannot bill before this one commits.
+order: the next group cannot bill before this one commits. A group that fails after letting
+the next one start (its transaction retried, or its items run again alone) bills after that
+next group instead: every request of both was waiting for its answer at the time, so that is
+an order they could have arrived in.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from contextvars import ContextVar
@@ -110,6 +114,7 @@ class GroupCommit:
                 task = asyncio.create_task(self._run_released(key, run, group, released))
                 self._running.add(task)
                 task.add_done_callback(self._running.discard)
+                task.add_done_callback(functools.partial(_ended, group, released))
                 await released.wait()
         except BaseException as error:  # cancelled (shutdown): nobody is left hanging
             for left in waiting:
@@ -133,12 +138,7 @@ class GroupCommit:
         running[key] = running.get(key, 0) + 1
         try:
             await self._run_group(run, group)
-        except BaseException:  # cancelled (shutdown)
-            for left in group:
-                _fail(left, TryAgain("The server is shutting down."))
-            raise
         finally:
-            released.set()
             running[key] -= 1
             if not running[key]:
                 del running[key]
@@ -173,6 +173,24 @@ class GroupCommit:
         for waiting, result in zip(group, results, strict=True):
             if not waiting.answer.done():
                 waiting.answer.set_result(result)
+
+
+def _ended(
+    group: list[_Waiting[Any, Any]], released: asyncio.Event, task: asyncio.Task[None]
+) -> None:
+    """A group's task is over, however it ended (cancelled before its first step too): the
+    next group may start, and no request of this one is left without an answer."""
+    released.set()
+    if task.cancelled():
+        error: BaseException = TryAgain("The server is shutting down.")
+    else:
+        found = task.exception()
+        if found is None:
+            return
+        log.error("a group's run failed unexpectedly", exc_info=found)
+        error = found
+    for waiting in group:
+        _fail(waiting, error)
 
 
 def _fail(waiting: _Waiting[Any, Any], error: BaseException) -> None:

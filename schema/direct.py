@@ -611,7 +611,16 @@ class DirectExecution(StrawberryGraphQLCoreExecutionContext):
             return True
         if info is None:
             info = _LazyInfo(self, field_def, field_details_list, parent_type, path)
-        return is_type_of(value, info) is True  # type: ignore[arg-type]
+        try:
+            accepted = is_type_of(value, info)  # type: ignore[arg-type]
+        except Exception:
+            return False  # graphql-core asks again, and reports the error at this field
+        if accepted is True:
+            return True
+        close = getattr(accepted, "close", None)  # an unawaited coroutine: asked again there
+        if close is not None:
+            close()
+        return False
 
     def _arguments(
         self, field_def: GraphQLField, field_details_list: FieldDetailsList, direct: DirectField
@@ -684,6 +693,9 @@ class DirectExecution(StrawberryGraphQLCoreExecutionContext):
             return completed
 
         async def awaited() -> list[Any]:
+            if len(awaitable) == 1:  # as graphql-core: awaited directly, not in a task
+                completed[awaitable[0]] = await completed[awaitable[0]]
+                return completed
             results = await gather_with_cancel(*(completed[index] for index in awaitable))
             for index, result in zip(awaitable, results, strict=True):
                 completed[index] = result

@@ -309,3 +309,83 @@ def test_what_a_document_keeps_does_not_grow_with_its_requests() -> None:
     for _ in range(20):
         direct_answer(direct, document, collections)
     assert (len(collections.plans), len(collections.arguments), len(collections.field_sets)) == kept
+
+
+@strawberry.type
+class Picky:
+    x: int
+
+    @classmethod
+    def is_type_of(cls, obj: Any, info: Any) -> bool:
+        raise ValueError("no opinion")
+
+
+@strawberry.type
+class Pondering:
+    x: int
+
+    @classmethod
+    async def is_type_of(cls, obj: Any, info: Any) -> bool:  # an awaitable answer
+        await asyncio.sleep(0)
+        return isinstance(obj, cls)
+
+
+@strawberry.type
+class Bad:
+    @strawberry.field
+    async def bad(self) -> int | None:
+        raise ValueError("an item fails")
+
+
+@strawberry.type
+class Outer:
+    y: int = 1
+
+    @strawberry.field
+    def picky(self) -> Picky | None:
+        return Picky(x=1)
+
+    @strawberry.field
+    def ponderings(self) -> list[Pondering]:
+        return [Pondering(x=1), Pondering(x=2)]
+
+    @strawberry.field
+    def bads(self) -> list[Bad]:
+        return [Bad()]
+
+    @strawberry.field
+    async def sibling(self) -> int | None:
+        raise ValueError("a sibling fails")
+
+
+@strawberry.type
+class OuterQuery:
+    @strawberry.field
+    def outer(self) -> Outer:
+        return Outer()
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "{ outer { y picky { x } } }",  # is_type_of raises: the error at this field
+        "{ outer { ponderings { x } } }",  # is_type_of awaitable: asked once, awaited
+        "{ outer { bads { bad } sibling } }",  # errors in graphql-core's order
+    ],
+)
+def test_type_checks_and_error_order_as_graphql_core(query: str) -> None:
+    plain = strawberry.Schema(query=OuterQuery)
+    direct = strawberry.Schema(query=OuterQuery, execution_context_class=DirectExecution)
+    resolve_directly(direct)
+    document = parse(query)
+
+    async def run(schema: strawberry.Schema, direct: bool, collections: Any) -> Any:
+        extra = {"executor_class": DirectExecution, "collections": collections} if direct else {}
+        result = execute(schema._schema, document, is_awaitable=optimized_is_awaitable, **extra)
+        result = await result if asyncio.iscoroutine(result) else result
+        return result.data, [(e.message, e.path) for e in result.errors or ()]  # in order
+
+    expected = asyncio.run(run(plain, False, None))
+    assert expected[1] or "ponderings" in query
+    for collections in (None, SharedCollections.for_document(document)):
+        assert asyncio.run(run(direct, True, collections)) == expected
