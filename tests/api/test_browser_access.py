@@ -5,6 +5,7 @@ port with the server's own WebSocket protocol (handshakes and frames are real)."
 import asyncio
 import contextlib
 import json
+import socket
 
 import pytest
 import uvicorn
@@ -16,7 +17,6 @@ from agencyhub.app import create_app
 from agencyhub.cli import websocket_options
 from agencyhub.websocket import _DeflatePerMessage
 from tests.conftest import make_settings
-from tests.e2e.server import free_port
 
 APP = "https://app.example"
 LISTED = "https://App.example:443,http://127.0.0.1:3000"  # normalised as browsers send them
@@ -76,17 +76,20 @@ def test_anything_but_exact_origins_stops_the_start(tmp_path, databases, origins
 
 @contextlib.asynccontextmanager
 async def serving(settings):
-    """The app behind uvicorn on a free local port, with the server's WebSocket protocol."""
-    port = free_port()
+    """The app behind uvicorn on a free local port, with the server's WebSocket protocol.
+    The port is bound here and the socket handed over: a port only found free and bound later
+    could be taken by another test process in between (it was, once, in CI)."""
+    listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listening.bind(("127.0.0.1", 0))
+    port = listening.getsockname()[1]
     config = uvicorn.Config(
         create_app(settings),
-        host="127.0.0.1",
-        port=port,
         log_level="warning",
         **websocket_options(settings),  # as `agencyhub serve`
     )
     server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(server.serve(sockets=[listening]))
     try:
         async with asyncio.timeout(10):
             while not server.started:
@@ -96,6 +99,7 @@ async def serving(settings):
     finally:
         server.should_exit = True
         await task
+        listening.close()
 
 
 @pytest.fixture
