@@ -438,14 +438,9 @@ class DirectExecution(StrawberryGraphQLCoreExecutionContext):
         if value is None:
             if inline.nullable:
                 return None
-        elif type(value) in _PLAIN or not (
-            isinstance(value, Exception) or self.is_awaitable(value)
-        ):
-            try:
-                coerced = inline.type.coerce_output_value(value)
-            except Exception:
-                coerced = None  # the general way reports it
-            if coerced is not None and coerced is not Undefined:
+        else:
+            coerced = self._leaf_output(inline.type, value)
+            if coerced is not Undefined:
                 return coerced
         return self._complete_generally(
             parent_type,
@@ -455,6 +450,18 @@ class DirectExecution(StrawberryGraphQLCoreExecutionContext):
             value,
             position_context,
         )
+
+    def _leaf_output(self, leaf_type: GraphQLScalarType | GraphQLEnumType, value: Any) -> Any:
+        """A non-null leaf value coerced for output in one step, or Undefined when it needs
+        graphql-core's completion, which reports it (an error returned, an awaitable, a value
+        that does not coerce)."""
+        if type(value) not in _PLAIN and (isinstance(value, Exception) or self.is_awaitable(value)):
+            return Undefined
+        try:
+            coerced = leaf_type.coerce_output_value(value)
+        except Exception:
+            return Undefined
+        return Undefined if coerced is None else coerced
 
     def _plan(
         self, parent_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet
@@ -525,15 +532,9 @@ class DirectExecution(StrawberryGraphQLCoreExecutionContext):
             if complete is not None and complete.nullable:
                 return None
         elif kind is DirectLeaf:
-            if type(value) in _PLAIN or not (
-                isinstance(value, Exception) or self.is_awaitable(value)
-            ):
-                try:
-                    coerced = complete.type.coerce_output_value(value)  # type: ignore[union-attr]
-                except Exception:
-                    coerced = None  # the general way reports it
-                if coerced is not None and coerced is not Undefined:
-                    return coerced
+            coerced = self._leaf_output(complete.type, value)  # type: ignore[union-attr]
+            if coerced is not Undefined:
+                return coerced
         elif kind is DirectObject:
             if not (isinstance(value, Exception) or self.is_awaitable(value)) and self._accepts(
                 complete.type,  # type: ignore[union-attr]

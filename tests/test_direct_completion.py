@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from enum import Enum
-from typing import Any
+from typing import Any, NewType
 
 import pytest
 import strawberry
@@ -18,11 +18,17 @@ from strawberry.execution.is_awaitable import optimized_is_awaitable
 
 from schema.direct import DirectExecution, SharedCollections, resolve_directly
 
+pytestmark = pytest.mark.filterwarnings("error")  # a coroutine never awaited fails
+
 
 @strawberry.enum
 class Colour(Enum):
     RED = "RED"
     BLUE = "BLUE"
+
+
+Blank = NewType("Blank", str)  # coerced to null, whatever its value: graphql-core's error
+BLANK = strawberry.scalar(name="Blank", serialize=lambda _: None, parse_value=str)
 
 
 @strawberry.interface
@@ -104,6 +110,10 @@ class Item:
         return [_later(Child(name="c1")), Child(name="c2")]  # type: ignore[list-item]
 
     @strawberry.field
+    def blank(self) -> Blank:  # type: ignore[valid-type]
+        return Blank("anything")
+
+    @strawberry.field
     def scores(self, times: int) -> list[int]:  # not objects: graphql-core's completion
         return [times, times * 2]
 
@@ -130,8 +140,10 @@ class Query:
 
 
 def schemas() -> tuple[strawberry.Schema, strawberry.Schema]:
-    plain = strawberry.Schema(query=Query)
-    direct = strawberry.Schema(query=Query, execution_context_class=DirectExecution)
+    plain = strawberry.Schema(query=Query, scalar_overrides={Blank: BLANK})
+    direct = strawberry.Schema(
+        query=Query, execution_context_class=DirectExecution, scalar_overrides={Blank: BLANK}
+    )
     assert resolve_directly(direct) > 0
     return plain, direct
 
@@ -172,8 +184,6 @@ def direct_answer(
     return outcome(asyncio.run(run()))
 
 
-pytestmark = pytest.mark.filterwarnings("error")  # a coroutine never awaited fails
-
 FIELDS = [
     "name",
     "child { name where }",
@@ -198,6 +208,7 @@ FIELDS = [
     "laterLeaf",
     "laterChildren { name }",
     "scores(times: 3)",
+    "blank",
     "tagged { ... on Named { name } }",
 ]
 

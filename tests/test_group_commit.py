@@ -148,7 +148,9 @@ async def test_letting_the_next_start_outside_a_group_does_nothing():
     assert work.groups == [[0], [1, 2]] and groups.groups_overlapped == 0
 
 
-async def test_a_group_cancelled_before_it_starts_answers_its_requests_and_lets_the_next_run():
+async def test_a_group_cancelled_before_it_starts_answers_its_requests_and_lets_the_next_run(
+    monkeypatch,
+):
     """Shutdown can cancel a group's task before its first step: its requests are told to try
     again and the key's next group still runs."""
     groups, work = GroupCommit(max_size=100), Recorder()
@@ -162,13 +164,10 @@ async def test_a_group_cancelled_before_it_starts_answers_its_requests_and_lets_
             cancelled.append(task)
         return task
 
-    asyncio.create_task = create_task  # type: ignore[assignment]
-    try:
-        first = asyncio.ensure_future(groups.submit("k", 0, work))
-        await asyncio.sleep(0.002)
-        second = asyncio.ensure_future(groups.submit("k", 1, work))
-        answers = await answered(asyncio.gather(first, second, return_exceptions=True))
-    finally:
-        asyncio.create_task = real_create_task  # type: ignore[assignment]
+    monkeypatch.setattr(asyncio, "create_task", create_task)
+    first = asyncio.ensure_future(groups.submit("k", 0, work))
+    await asyncio.sleep(0.002)
+    second = asyncio.ensure_future(groups.submit("k", 1, work))
+    answers = await answered(asyncio.gather(first, second, return_exceptions=True))
     assert isinstance(answers[0], TryAgain) and answers[1] == 2
     assert work.groups == [[1]] and groups._queues == {}
